@@ -1,0 +1,150 @@
+//! The build manifest: what the NixOS module exports about a VM so that the
+//! CLI can start it without evaluating anything again.
+//!
+//! The module writes it with `builtins.toJSON` into the derivation at
+//! `config.system.build.nixos-shell`, which holds:
+//!
+//! ```text
+//! $out/bin/run-<system.name>-vm               the NixOS run script (a link)
+//! $out/share/nixos-shell/manifest.json        this document
+//! ```
+//!
+//! Field names are the module's option names (camelCase), so a reader can go
+//! from a key here straight to `nixosModules/nixos-shell/options.nix`.
+
+use camino::Utf8PathBuf;
+use serde::{Deserialize, Serialize};
+
+/// Where the manifest lives inside a build result.
+pub const MANIFEST_PATH: &str = "share/nixos-shell/manifest.json";
+
+/// The manifest version this crate writes and understands.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    /// Schema version; this crate reads `1`.
+    pub version: u32,
+    /// `config.system.name`: names the run script (`run-<name>-vm`) and the
+    /// default disk image.
+    pub name: String,
+    /// The guest's platform (`pkgs.stdenv.hostPlatform.system`), e.g.
+    /// `x86_64-linux`. The host's `PATH` is handed over only when the host
+    /// runs the same platform (it names store paths the guest can run).
+    pub system: String,
+    /// `virtualisation.diskImage`: `null` for a tmpfs root (no image at
+    /// all), otherwise the configured path, relative paths being relative to
+    /// the directory the VM is started from (the NixOS default is
+    /// `./<name>.qcow2`).
+    #[serde(default)]
+    pub disk_image: Option<String>,
+    /// `nixos-shell.inheritPath`: hand the host's `PATH` to the login shell.
+    #[serde(default = "yes")]
+    pub inherit_path: bool,
+    /// The shares the module asks for; the CLI turns them into QEMU
+    /// arguments at run time and the guest role mounts them.
+    pub mounts: Mounts,
+}
+
+/// `nixos-shell.mounts.*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mounts {
+    /// Share the user's home directory at the same path in the guest.
+    pub mount_home: bool,
+    /// Share the home directory read-only.
+    #[serde(default)]
+    pub mount_home_read_only: bool,
+    /// Share the user's nix profile at the same path in the guest.
+    pub mount_nix_profile: bool,
+    /// The default 9p cache mode for every share.
+    pub cache: CacheMode,
+    /// 9p `msize` (bytes) used when mounting the shares.
+    pub msize: u64,
+    /// `nixos-shell.mounts.extraMounts`, one entry per guest path.
+    #[serde(default)]
+    pub extra_mounts: Vec<ExtraMount>,
+}
+
+/// One `nixos-shell.mounts.extraMounts.<guestPath>` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtraMount {
+    /// Where the share appears in the guest (the attribute name).
+    pub guest_path: Utf8PathBuf,
+    /// The host directory shared (`target`).
+    pub target: Utf8PathBuf,
+    /// The 9p mount tag the module derived from the guest path: at most 31
+    /// bytes, never starting with a digit.
+    pub tag: String,
+    /// The 9p cache mode for this share.
+    pub cache: CacheMode,
+    /// Mount read-only (QEMU refuses writes too).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A 9p cache mode (see the kernel's `Documentation/filesystems/9p.rst`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    None,
+    Loose,
+    Fscache,
+    Mmap,
+}
+
+impl CacheMode {
+    /// The value of the 9p `cache=` mount option.
+    pub fn as_mount_option(self) -> &'static str {
+        match self {
+            CacheMode::None => "none",
+            CacheMode::Loose => "loose",
+            CacheMode::Fscache => "fscache",
+            CacheMode::Mmap => "mmap",
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_module_writes_and_ignores_unknown_fields() {
+        let json = r#"{
+          "version": 1, "name": "nixos", "system": "x86_64-linux",
+          "diskImage": "./nixos.qcow2", "inheritPath": true, "futureField": 3,
+          "mounts": {
+            "mountHome": true, "mountHomeReadOnly": false, "mountNixProfile": true,
+            "cache": "loose", "msize": 104857600,
+            "extraMounts": [{"guestPath": "/var/www", "target": "/srv/www",
+                             "tag": "a0123456789abcdef0123456789abcd",
+                             "cache": "none", "readOnly": true}]
+          }
+        }"#;
+        let manifest: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(manifest.name, "nixos");
+        assert_eq!(manifest.disk_image.as_deref(), Some("./nixos.qcow2"));
+        assert_eq!(manifest.mounts.extra_mounts[0].cache, CacheMode::None);
+        assert!(manifest.mounts.extra_mounts[0].read_only);
+    }
+
+    #[test]
+    fn a_null_disk_image_means_a_tmpfs_root() {
+        let json = r#"{"version": 1, "name": "n", "system": "x86_64-linux",
+          "diskImage": null,
+          "mounts": {"mountHome": false, "mountNixProfile": false,
+                     "cache": "mmap", "msize": 16384}}"#;
+        let manifest: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(manifest.disk_image, None);
+        assert!(manifest.inherit_path);
+        assert!(manifest.mounts.extra_mounts.is_empty());
+    }
+}

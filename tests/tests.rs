@@ -1,0 +1,4 @@
+//! Integration tests, built as one binary. They drive the real `nix`
+//! (offline, against fixtures the tests write) and a real QEMU VM.
+
+mod support;
