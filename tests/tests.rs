@@ -2,3 +2,4 @@
 //! (offline, against fixtures the tests write) and a real QEMU VM.
 
 mod support;
+mod vm;

@@ -1,7 +1,98 @@
-//! The guest role: applies the host facts before the console login.
+//! The guest role (`nixos-shell-guest`): applies the host facts before the
+//! console login.
+//!
+//! The module's systemd unit runs it once per boot, before the getty on the
+//! console and before sshd. It finds the session share the CLI passed to
+//! QEMU (9p tag [`SESSION_TAG`]), reads the host facts from it and applies
+//! them one step at a time: mount the shares, install root's authorized keys,
+//! write the login environment, size the console and, when the host asked
+//! for a command, run it on the console, hand its status back and power off.
+//!
+//! The role never stops the boot: a VM started without nixos-shell has no
+//! session share and the role does nothing; malformed facts are reported on
+//! the console and ignored; a step that fails is reported and the others go
+//! on. The process exits 0 in all those cases, so the unit never fails.
+
+mod command;
+mod console;
+mod keys;
+mod login_env;
+mod mount;
+mod power;
+mod report;
+mod session;
+mod shares;
+
+use camino::Utf8Path;
 
 use crate::cli::GuestArgs;
+use crate::schema::facts::{GUEST_AUTHORIZED_KEYS_DIR, GUEST_LOGIN_ENV, SESSION_TAG};
+use report::Reporter;
 
-pub fn run(_args: GuestArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("not implemented yet")
+/// The user whose authorized keys the host facts carry.
+const KEYS_USER: &str = "root";
+
+pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
+    let reporter = Reporter::new(&args.console);
+    shares::load_modules();
+    let tags = shares::discover(Utf8Path::new(shares::SYSFS_9P_DRIVER));
+    if !tags.iter().any(|tag| tag == SESSION_TAG) {
+        reporter.say(&format!(
+            "no host facts (no 9p share tagged {SESSION_TAG}); nothing to do"
+        ));
+        return Ok(0);
+    }
+    if let Err(err) = session::mount() {
+        reporter.warn(&format!("{err:#}"));
+        return Ok(0);
+    }
+    let facts = match session::read_facts() {
+        Ok(facts) => facts,
+        Err(message) => {
+            reporter.warn(&message);
+            return Ok(0);
+        }
+    };
+    apply(&facts, &args, &tags, &reporter);
+    Ok(0)
+}
+
+/// Applies the facts step by step; each failure is reported and the next
+/// step still runs.
+fn apply(
+    facts: &crate::schema::facts::HostFacts,
+    args: &GuestArgs,
+    tags: &[String],
+    reporter: &Reporter,
+) {
+    for share in &facts.mounts {
+        if !tags.iter().any(|tag| tag == &share.tag) {
+            reporter.warn(&format!(
+                "share {} for {} was not passed to QEMU; not mounted",
+                share.tag, share.guest_path
+            ));
+            continue;
+        }
+        reporter.check(mount::mount_share(share));
+    }
+    let keys_file = Utf8Path::new(GUEST_AUTHORIZED_KEYS_DIR).join(KEYS_USER);
+    reporter.check(keys::install(&keys_file, &facts.authorized_keys));
+    reporter.check(login_env::install(
+        Utf8Path::new(GUEST_LOGIN_ENV),
+        &login_env::script(facts),
+    ));
+    if let Some(size) = facts.terminal {
+        reporter.check(console::set_size(&args.console, size));
+    }
+    if let Some(command) = &facts.command {
+        let exit_code = match command::run_on_console(&args.console, command, facts) {
+            Ok(code) => code,
+            Err(err) => {
+                reporter.warn(&format!("{err:#}"));
+                command::FAILED_TO_START
+            }
+        };
+        reporter.check(session::write_result(exit_code));
+        reporter.check(power::power_off());
+    }
 }

@@ -1,0 +1,114 @@
+//! The login environment: a POSIX `sh` snippet the login shell's profile
+//! sources (the module's shell init, or `/etc/profile` in the tests'
+//! initramfs), so that the console login starts where the user started
+//! nixos-shell, with the host's `HOME`, `USER`, `TERM`, `PATH` and size.
+
+use std::os::unix::fs::PermissionsExt;
+
+use anyhow::Context;
+use camino::Utf8Path;
+
+use crate::schema::facts::HostFacts;
+
+/// The script for `facts`. Every value is single-quoted, so no host string
+/// is ever expanded by the guest's shell.
+pub fn script(facts: &HostFacts) -> String {
+    let mut lines = vec![
+        "# Written by nixos-shell-guest from the host facts; sourced by the login shell."
+            .to_owned(),
+        format!("export HOME={}", quote(facts.home.as_str())),
+        format!("export USER={}", quote(&facts.user)),
+    ];
+    if let Some(term) = &facts.term {
+        lines.push(format!("export TERM={}", quote(term)));
+    }
+    if let Some(path) = &facts.path {
+        lines.push(format!("export PATH={}\"${{PATH:+:$PATH}}\"", quote(path)));
+    }
+    lines.push(format!(
+        "cd {} 2>/dev/null || cd \"$HOME\" 2>/dev/null",
+        quote(facts.cwd.as_str())
+    ));
+    if let Some(size) = facts.terminal {
+        lines.push(format!(
+            "if [ -t 0 ]; then stty rows {} cols {} 2>/dev/null; fi",
+            size.rows, size.cols
+        ));
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// `value` as one single-quoted `sh` word.
+pub fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Writes the script to `path` (parents created), readable by everyone.
+pub fn install(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {parent}"))?;
+    }
+    std::fs::write(path, text)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)))
+        .with_context(|| format!("cannot write the login environment {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::facts::TerminalSize;
+
+    fn facts() -> HostFacts {
+        serde_json::from_str(
+            r#"{"version":1,"user":"alice","home":"/home/alice","cwd":"/home/alice/src"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn minimal_facts_set_home_user_and_cwd() {
+        assert_eq!(
+            script(&facts()),
+            "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
+             export HOME='/home/alice'\n\
+             export USER='alice'\n\
+             cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n"
+        );
+    }
+
+    #[test]
+    fn term_path_and_size_follow_the_host() {
+        let mut facts = facts();
+        facts.term = Some("xterm-256color".into());
+        facts.path = Some("/run/wrappers/bin:/home/alice/.nix-profile/bin".into());
+        facts.terminal = Some(TerminalSize {
+            rows: 40,
+            cols: 132,
+        });
+        assert_eq!(
+            script(&facts),
+            "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
+             export HOME='/home/alice'\n\
+             export USER='alice'\n\
+             export TERM='xterm-256color'\n\
+             export PATH='/run/wrappers/bin:/home/alice/.nix-profile/bin'\"${PATH:+:$PATH}\"\n\
+             cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
+             if [ -t 0 ]; then stty rows 40 cols 132 2>/dev/null; fi\n"
+        );
+    }
+
+    #[test]
+    fn quotes_survive_single_quotes_and_expansions() {
+        assert_eq!(quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn a_hostile_cwd_stays_one_word() {
+        let mut facts = facts();
+        facts.cwd = "/tmp/a'; rm -rf /; '".into();
+        assert!(script(&facts).contains(r"cd '/tmp/a'\''; rm -rf /; '\''' 2>/dev/null"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The guest role in a real VM, without the CLI: each test writes a session
+//! directory by hand and passes the `-virtfs` arguments the CLI would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::vm::{self, Console, BOOT_TIMEOUT};
+
+/// A host side for one VM: a home with a project directory, a read-only
+/// share and the session directory.
+struct Host {
+    base: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Host {
+        let base = tempfile::tempdir().expect("create a temp dir");
+        for dir in ["home/project", "ro", "session"] {
+            std::fs::create_dir_all(base.path().join(dir)).expect("create a host dir");
+        }
+        Host { base }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.base.path().join(rel)
+    }
+
+    fn facts(&self, command: Option<&str>) -> serde_json::Value {
+        json!({
+            "version": 1,
+            "user": "tester",
+            "home": self.path("home"),
+            "cwd": self.path("home/project"),
+            "term": "xterm-nixos-shell-test",
+            "path": "/host/bin",
+            "terminal": {"rows": 33, "cols": 111},
+            "authorizedKeys": ["ssh-ed25519 AAAAtest tester@host"],
+            "mounts": [
+                {"tag": "home", "guestPath": self.path("home"), "cache": "none",
+                 "msize": 262144},
+                {"tag": "ro1", "guestPath": "/srv/ro", "cache": "loose",
+                 "readOnly": true, "msize": 262144},
+            ],
+            "command": command,
+        })
+    }
+
+    fn write_facts(&self, text: &str) {
+        std::fs::write(self.path("session/facts.json"), text).expect("write facts");
+    }
+
+    /// Boots the fixture run script with the shares; `session` adds the
+    /// session share.
+    fn boot(&self, session: bool) -> Console {
+        let script = self.path("run-vm");
+        vm::write_run_script(&script, "vm");
+        let mut command = Command::new(&script);
+        command
+            .current_dir(self.base.path())
+            .env("NIX_DISK_IMAGE", self.path("vm.qcow2"))
+            .env_remove("TMPDIR")
+            .env_remove("USE_TMPDIR");
+        if session {
+            command.args(vm::virtfs(&self.path("session"), "nixos-shell", false));
+        }
+        command
+            .args(vm::virtfs(&self.path("home"), "home", false))
+            .args(vm::virtfs(&self.path("ro"), "ro1", true));
+        Console::spawn(command, 24, 80)
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn guest_role_mounts_shares_and_writes_the_login_environment() {
+    let host = Host::new();
+    host.write_facts(&host.facts(None).to_string());
+    std::fs::write(host.path("home/from-host"), "written on the host\n").unwrap();
+    std::fs::write(host.path("ro/file"), "read-only\n").unwrap();
+    let mut vm = host.boot(true);
+    vm.wait_for_shell();
+
+    let (out, _) = vm.sh("pwd");
+    assert!(out.contains(&path_str(&host.path("home/project"))), "{out}");
+    let (out, _) = vm.sh("echo \"term=$TERM home=$HOME user=$USER\"");
+    assert!(
+        out.contains(&format!(
+            "term=xterm-nixos-shell-test home={} user=tester",
+            path_str(&host.path("home"))
+        )),
+        "{out}"
+    );
+    let (out, _) = vm.sh("echo \"path=$PATH\"");
+    assert!(out.contains("path=/host/bin:/bin"), "{out}");
+    let (out, _) = vm.sh("stty size");
+    assert!(out.contains("33 111"), "{out}");
+
+    let (out, status) = vm.sh("cat ../from-host");
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("written on the host"), "{out}");
+    let (_, status) = vm.sh("echo written in the guest > ../from-guest");
+    assert_eq!(status, 0);
+    assert_eq!(
+        std::fs::read_to_string(host.path("home/from-guest")).unwrap(),
+        "written in the guest\n"
+    );
+
+    let (out, status) = vm.sh("cat /srv/ro/file");
+    assert_eq!(status, 0, "{out}");
+    let (out, status) = vm.sh("touch /srv/ro/new");
+    assert_ne!(status, 0, "a write to the read-only share succeeded: {out}");
+    assert!(!host.path("ro/new").exists());
+
+    let (out, _) = vm.sh("cat /run/nixos-shell/authorized-keys/root");
+    assert!(out.contains("ssh-ed25519 AAAAtest tester@host"), "{out}");
+
+    vm.send("exit\n");
+    assert!(vm.wait(BOOT_TIMEOUT).success());
+}
+
+#[test]
+fn guest_role_runs_the_command_on_the_console_and_reports_its_status() {
+    let host = Host::new();
+    let facts = host.facts(Some("echo \"command ran in $(pwd)\"; exit 7"));
+    host.write_facts(&facts.to_string());
+    let mut vm = host.boot(true);
+    vm.expect(
+        &format!("command ran in {}", path_str(&host.path("home/project"))),
+        BOOT_TIMEOUT,
+    );
+    assert!(vm.wait(BOOT_TIMEOUT).success());
+    let result = std::fs::read_to_string(host.path("session/result.json")).unwrap();
+    assert_eq!(result, r#"{"version":1,"exitCode":7}"#);
+}
+
+#[test]
+fn guest_role_reports_malformed_facts_and_the_shell_still_starts() {
+    let host = Host::new();
+    host.write_facts("{\"version\": 1, \"user\": ");
+    let mut vm = host.boot(true);
+    vm.expect("are malformed", BOOT_TIMEOUT);
+    vm.wait_for_shell();
+    let (out, status) = vm.sh("echo alive");
+    assert_eq!(status, 0, "{out}");
+}
+
+#[test]
+fn guest_role_without_a_session_share_does_nothing() {
+    let host = Host::new();
+    let mut vm = host.boot(false);
+    vm.expect("no host facts", BOOT_TIMEOUT);
+    vm.wait_for_shell();
+    assert!(!vm.transcript().contains("warning"), "{}", vm.transcript());
+}

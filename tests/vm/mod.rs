@@ -1,0 +1,9 @@
+//! End-to-end tests in a real QEMU VM (TCG): Debian's kernel, a busybox
+//! initramfs holding the guest role, and a fixture of NixOS's run script.
+//!
+//! - `guest_role`: the run script started directly with a session share the
+//!   test writes by hand, proving the guest role without the CLI.
+//! - `harness`: the harness' own pure parts.
+
+mod guest_role;
+mod harness;
