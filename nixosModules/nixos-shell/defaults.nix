@@ -1,0 +1,40 @@
+# Defaults for a throwaway development VM. All at priority 900, like the
+# original nixos-shell: above NixOS's own defaults, below anything the user
+# writes in their module.
+{
+  config,
+  lib,
+  options,
+  ...
+}:
+let
+  mkVMDefault = lib.mkOverride 900;
+in
+{
+  config = lib.mkMerge [
+    {
+      virtualisation.memorySize = mkVMDefault 500;
+
+      # A development VM: every port the user opens is reachable.
+      networking.firewall.enable = mkVMDefault false;
+
+      # The shared home belongs to the host user's uid; let git (and Nix's
+      # git fetcher) use repositories there anyway.
+      programs.git.config.safe.directory = mkVMDefault "*";
+    }
+
+    # NixOS writes /etc/gitconfig only with programs.git.enable; write the
+    # setting above without installing git.
+    {
+      environment.etc.gitconfig = lib.mkIf (!config.programs.git.enable) {
+        text = lib.concatMapStringsSep "\n" lib.generators.toGitINI config.programs.git.config;
+      };
+    }
+
+    # The 9p msize of NixOS's own shares (the Nix store). Newer NixOS
+    # revisions share the store with virtiofs and may lack this option.
+    (lib.optionalAttrs (options ? virtualisation.msize) {
+      virtualisation.msize = mkVMDefault 104857600;
+    })
+  ];
+}

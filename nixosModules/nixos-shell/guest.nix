@@ -1,0 +1,56 @@
+# The guest side of the host facts. `nixos-shell-guest` (the guest role of
+# the nixos-shell binary) runs once at boot, before any login is possible:
+# it mounts the session share (9p tag `nixos-shell`) the CLI passes to QEMU,
+# mounts the home and the other shares, installs root's authorized keys,
+# writes the login environment and sizes the console, or runs the user's
+# `--command` on the console and powers the VM off. Without that share (a VM
+# started by hand) it does nothing.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.nixos-shell;
+  # Written by the guest role; see src/schema/facts.rs.
+  loginEnv = "/run/nixos-shell/login-env.sh";
+in
+{
+  systemd.services.nixos-shell-guest = {
+    description = "Apply the host facts of nixos-shell (shares, keys, login environment)";
+    wantedBy = [ "multi-user.target" ];
+    after = [
+      "local-fs.target"
+      "systemd-modules-load.service"
+    ];
+    # Nobody logs in before the facts are applied.
+    before = [
+      "getty.target"
+      "getty@tty1.service"
+      "serial-getty@hvc0.service"
+      "systemd-user-sessions.service"
+      "sshd.service"
+      "sshd.socket"
+    ];
+    # modprobe, for the 9p modules when they are not loaded yet.
+    path = [ pkgs.kmod ];
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+      ExecStart = "${cfg.package}/bin/nixos-shell-guest --console /dev/hvc0";
+      # A --command may run for as long as the user likes.
+      TimeoutStartSec = "infinity";
+      StandardOutput = "journal+console";
+      StandardError = "journal+console";
+    };
+  };
+
+  # Login shells start where the user started nixos-shell, with the host's
+  # HOME, TERM and PATH (see nixos-shell.inheritPath) and terminal size.
+  environment.loginShellInit = ''
+    if [ -r ${loginEnv} ]; then
+      . ${loginEnv}
+    fi
+  '';
+}

@@ -1,0 +1,43 @@
+# What the CLI builds: `config.system.build.nixos-shell`, the VM's run script
+# next to a manifest of what the CLI must know to start it (its shares and
+# their tags, cache modes, the VM's name, ...), so that starting a VM needs
+# one `nix build` and no further evaluation. The layout and the manifest's
+# fields are a contract with src/schema/manifest.rs.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  cfg = config.nixos-shell;
+  # The run script is made for the host, which may not be the guest's
+  # platform (see virtualisation.host.pkgs).
+  hostPkgs = config.virtualisation.host.pkgs;
+  inherit (config.system) name;
+
+  manifest = (import ./lib.nix).mkManifest {
+    inherit name;
+    inherit (pkgs.stdenv.hostPlatform) system;
+    inherit (config.virtualisation) diskImage;
+    inherit (cfg) inheritPath mounts;
+    inherit (cfg.mounts) msize;
+  };
+in
+{
+  system.build.nixos-shell =
+    hostPkgs.runCommand "nixos-shell-${name}"
+      {
+        manifest = builtins.toJSON manifest;
+        passAsFile = [ "manifest" ];
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+        passthru = { inherit manifest; };
+        meta.mainProgram = "run-${name}-vm";
+      }
+      ''
+        mkdir -p $out/bin $out/share/nixos-shell
+        ln -s ${config.system.build.vm}/bin/run-${name}-vm $out/bin/run-${name}-vm
+        cp "$manifestPath" $out/share/nixos-shell/manifest.json
+      '';
+}

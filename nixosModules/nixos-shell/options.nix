@@ -1,0 +1,190 @@
+# The options of the nixos-shell module. Declarations only: the files beside
+# this one implement them, one concern each.
+{
+  config,
+  lib,
+  options,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkOption types literalExpression;
+  inherit (import ./lib.nix) mountTag;
+
+  cfg = config.nixos-shell;
+
+  # The host runs the guest's platform: host binaries (PATH, nix profile)
+  # work in the guest.
+  samePlatform =
+    config.virtualisation.host.pkgs.stdenv.hostPlatform.system == pkgs.stdenv.hostPlatform.system;
+
+  cacheType = types.enum [
+    "none"
+    "loose"
+    "fscache"
+    "mmap"
+  ];
+
+  extraMount = types.submodule (
+    { name, ... }:
+    {
+      options = {
+        target = mkOption {
+          type = types.path;
+          example = "/srv/www";
+          description = ''
+            The directory on the host to share. Written as a path (`./src`)
+            or an absolute string; it is shared where it is, never copied
+            into the Nix store.
+          '';
+        };
+
+        cache = mkOption {
+          type = cacheType;
+          default = cfg.mounts.cache;
+          defaultText = literalExpression "config.nixos-shell.mounts.cache";
+          description = "The 9p cache mode of this share.";
+        };
+
+        readOnly = mkOption {
+          type = types.bool;
+          default = false;
+          description = "Whether to share the directory read-only (QEMU refuses writes too).";
+        };
+
+        tag = mkOption {
+          type = types.str;
+          internal = true;
+          default = mountTag name;
+          defaultText = lib.literalMD ''"a" followed by the MD5 of the guest path, cut to 31 bytes'';
+          description = ''
+            The 9p mount tag of this share, derived from the guest path: at
+            most 31 bytes, never starting with a digit.
+          '';
+        };
+      };
+    }
+  );
+in
+{
+  options.nixos-shell = {
+    package = mkOption {
+      type = types.package;
+      default = pkgs.callPackage ../../package.nix { };
+      defaultText = literalExpression "pkgs.callPackage \"\${nixos-shell}/package.nix\" { }";
+      description = ''
+        The nixos-shell package whose guest role (`nixos-shell-guest`) runs
+        in the VM before the console login. Built from the same source as
+        this module by default.
+      '';
+    };
+
+    inheritPath = mkOption {
+      type = types.bool;
+      default = samePlatform;
+      defaultText = lib.literalMD "whether the host runs the guest's platform";
+      description = ''
+        Whether the login shell puts the host's `PATH` before its own, so the
+        user's host tools are at hand in the VM. Only useful when host and
+        guest run the same platform: the host's `PATH` names store paths
+        built for the host.
+      '';
+    };
+
+    console.enable = mkOption {
+      type = types.bool;
+      default = !config.virtualisation.graphics;
+      defaultText = literalExpression "!config.virtualisation.graphics";
+      description = ''
+        Whether the VM's console is the terminal nixos-shell runs in: a virtio
+        console (`hvc0`) multiplexed with the QEMU monitor on QEMU's standard
+        input and output. `Ctrl-a x` quits QEMU, `Ctrl-a c` switches between
+        the console and the monitor, `Ctrl-C` goes to the guest.
+
+        Turn it off when something else owns QEMU's standard input and
+        output, such as the NixOS test driver.
+      '';
+    };
+
+    mounts = {
+      mountHome = mkOption {
+        type = types.bool;
+        default = true;
+        description = ''
+          Whether to share the user's home directory with the VM, mounted at
+          the same path as on the host. The path is found when the VM starts
+          (the build stays pure); `nixos-shell --no-home` turns it off for
+          one run.
+        '';
+      };
+
+      mountHomeReadOnly = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Whether to share the home directory read-only.";
+      };
+
+      mountNixProfile = mkOption {
+        type = types.bool;
+        default = samePlatform;
+        defaultText = lib.literalMD "whether the host runs the guest's platform";
+        description = ''
+          Whether to share the user's Nix profile
+          (`~/.local/state/nix/profiles`, else
+          `/nix/var/nix/profiles/per-user/$USER/profile`) at the same path in
+          the VM. Off by default when host and guest platforms differ: the
+          profile's programs would not run in the guest.
+        '';
+      };
+
+      cache = mkOption {
+        type = cacheType;
+        default = "loose";
+        description = ''
+          The default 9p cache mode of every share: `none`, `loose`,
+          `fscache` or `mmap` (see the kernel's
+          `Documentation/filesystems/9p.rst`). `loose` is fast but does not
+          notice changes made on the host while a file is cached; `none`
+          always does.
+        '';
+      };
+
+      msize = mkOption {
+        type = types.ints.positive;
+        # Follows NixOS's own 9p msize where the option exists (newer NixOS
+        # revisions share the store with virtiofs and may lack it).
+        default = if options ? virtualisation.msize then config.virtualisation.msize else 104857600;
+        defaultText = lib.literalMD "`config.virtualisation.msize` (104857600 with nixos-shell's defaults)";
+        description = ''
+          The 9p `msize` (largest message, in bytes) the guest mounts the
+          shares with. Larger is faster and costs guest memory.
+        '';
+      };
+
+      extraMounts = mkOption {
+        type = types.attrsOf (
+          types.coercedTo (types.either types.path types.str) (target: { inherit target; }) extraMount
+        );
+        default = { };
+        example = literalExpression ''
+          {
+            # Share /media at /media.
+            "/media" = /media;
+            # Share ./src at /var/www, uncached and read-only.
+            "/var/www" = {
+              target = ./src;
+              cache = "none";
+              readOnly = true;
+            };
+          }
+        '';
+        description = ''
+          More host directories to share, keyed by the path where they appear
+          in the VM. A value that is a path or a string is the host directory
+          (`{ target = value; }`); an attribute set also sets the share's
+          `cache` mode and `readOnly`.
+        '';
+      };
+    };
+  };
+}

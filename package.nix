@@ -1,0 +1,68 @@
+# The nixos-shell package: the `nixos-shell` CLI, and its guest role under
+# the name `nixos-shell-guest` that the NixOS module runs in the VM.
+#
+# The binary knows two store paths from its build (read with `option_env!`,
+# overridable at run time by the environment variables of the same names):
+#   NIXOS_SHELL_MODULE   the NixOS module, for `nixos-shell vm.nix`
+#   NIXOS_SHELL_NIXPKGS  this nixpkgs, for `vm.nix` when NIX_PATH has none
+{
+  lib,
+  rustPlatform,
+  path,
+}:
+let
+  cargoToml = lib.importTOML ./Cargo.toml;
+
+  # What cargo needs, and nothing that would rebuild the crate needlessly.
+  crate = lib.fileset.unions [
+    ./Cargo.toml
+    ./Cargo.lock
+    ./src
+  ];
+
+  # The module as the CLI hands it to Nix in legacy mode. It carries this
+  # recipe and the crate, since its `nixos-shell.package` default builds this
+  # package from ../../package.nix: from the store copy, that yields this very
+  # derivation again (same files, same store path), not a second build.
+  moduleTree = lib.fileset.toSource {
+    root = ./.;
+    fileset = lib.fileset.unions [
+      crate
+      ./package.nix
+      ./nixosModules
+    ];
+  };
+
+  # A flake's nixpkgs is in the store already; a checkout in NIX_PATH gets
+  # copied, without its .git and editor litter.
+  nixpkgs = if lib.isStorePath path then path else lib.cleanSource path;
+in
+rustPlatform.buildRustPackage {
+  pname = cargoToml.package.name;
+  inherit (cargoToml.package) version;
+
+  src = lib.fileset.toSource {
+    root = ./.;
+    fileset = crate;
+  };
+  cargoLock.lockFile = ./Cargo.lock;
+
+  NIXOS_SHELL_MODULE = "${moduleTree}/nixosModules/nixos-shell";
+  NIXOS_SHELL_NIXPKGS = "${nixpkgs}";
+
+  # The unit tests only: the integration tests drive nix and QEMU, which
+  # the build sandbox does not have (CI runs them).
+  cargoTestFlags = [ "--bins" ];
+
+  # One binary, two roles: argv[0] `nixos-shell-guest` selects the guest.
+  postInstall = ''
+    ln -s nixos-shell $out/bin/nixos-shell-guest
+  '';
+
+  meta = {
+    inherit (cargoToml.package) description;
+    license = lib.licenses.mit;
+    mainProgram = "nixos-shell";
+    platforms = lib.platforms.linux ++ lib.platforms.darwin;
+  };
+}
