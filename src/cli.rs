@@ -2,12 +2,119 @@
 //! Validation into high-level settings happens in `host::settings`.
 
 use camino::Utf8PathBuf;
-use clap::Parser;
+use clap::{ArgAction, Parser};
 
 /// `nixos-shell [OPTIONS] [CONFIG] [-- QEMU_ARGS...]`
 #[derive(Debug, Parser)]
-#[command(name = "nixos-shell", version, about)]
-pub struct HostArgs {}
+#[command(
+    name = "nixos-shell",
+    version,
+    about = "Spawn a headless NixOS VM from a module or a flake in the current directory, \
+             with its console in this terminal",
+    after_help = "CONFIG: a module file (vm.nix, some-module.nix) or a flake reference with an \
+                  attribute (.#vm, path:/x#vm, github:owner/repo#vm). Without CONFIG: ./vm.nix \
+                  if it exists, else the `vm` attribute of ./flake.nix.\n\
+                  End the VM with `Ctrl-a x` or `poweroff`."
+)]
+pub struct HostArgs {
+    /// A module file or a flake reference with an attribute (`.#vm`).
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<String>,
+
+    /// A flake reference with an attribute, instead of CONFIG.
+    #[arg(long, value_name = "URI", conflicts_with = "config")]
+    pub flake: Option<String>,
+
+    /// Arguments handed to QEMU after everything else (after `--`).
+    #[arg(last = true, value_name = "QEMU_ARGS")]
+    pub qemu_args: Vec<String>,
+
+    // --- passed through to nix -------------------------------------------
+    /// Add a path to the Nix search path (nix -I).
+    #[arg(short = 'I', value_name = "PATH", help_heading = "Passed to nix")]
+    pub include: Vec<String>,
+    /// Remote builders (nix --builders).
+    #[arg(long, value_name = "SPEC", help_heading = "Passed to nix")]
+    pub builders: Option<String>,
+    /// Set a Nix setting (nix --option NAME VALUE); repeatable.
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append,
+          help_heading = "Passed to nix")]
+    pub option: Vec<String>,
+    /// Show the evaluation trace on errors.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub show_trace: bool,
+    /// Print full build logs.
+    #[arg(short = 'L', long, help_heading = "Passed to nix")]
+    pub print_build_logs: bool,
+    /// More verbose nix output; repeatable.
+    #[arg(short = 'v', long, action = ArgAction::Count, help_heading = "Passed to nix")]
+    pub verbose: u8,
+    /// Keep going when some derivations fail.
+    #[arg(short = 'k', long, help_heading = "Passed to nix")]
+    pub keep_going: bool,
+    /// Keep the build directories of failed builds.
+    #[arg(short = 'K', long, help_heading = "Passed to nix")]
+    pub keep_failed: bool,
+    /// Build from source when a substitute fails.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub fallback: bool,
+    /// Repair corrupted store paths.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub repair: bool,
+    /// Refetch flake inputs and remote files.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub refresh: bool,
+    /// Allow impure evaluation.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub impure: bool,
+    /// Do not use the network.
+    #[arg(long, help_heading = "Passed to nix")]
+    pub offline: bool,
+
+    // --- as in the original ------------------------------------------------
+    /// The guest's platform, e.g. `x86_64-linux`.
+    #[arg(long, value_name = "SYS")]
+    pub guest_system: Option<String>,
+    /// The host's platform QEMU runs on (a Linux guest from a darwin host).
+    #[arg(long, value_name = "SYS")]
+    pub host_system: Option<String>,
+    /// Build, print the run script's path and start nothing.
+    #[arg(long)]
+    pub build_only: bool,
+    /// Keep the build result as a GC root at PATH.
+    #[arg(long, value_name = "PATH")]
+    pub out_link: Option<Utf8PathBuf>,
+
+    // --- new ---------------------------------------------------------------
+    /// Print the nix command and the VM command with its environment; run nothing.
+    #[arg(long, conflicts_with = "build_only")]
+    pub dry_run: bool,
+    /// The VM's memory: MiB (`2048`) or with a unit (`512M`, `2G`).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// The number of virtual CPUs.
+    #[arg(long, value_name = "N")]
+    pub cores: Option<String>,
+    /// Forward a host port to the guest: `[ADDR:]HOSTPORT:GUESTPORT[/udp]`;
+    /// binds 127.0.0.1 unless ADDR is given. Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub forward: Vec<String>,
+    /// Share a host directory: `HOST[:GUEST][:ro]` (GUEST defaults to HOST). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// Do not share the home directory.
+    #[arg(long)]
+    pub no_home: bool,
+    /// Use this disk image (created when missing).
+    #[arg(long, value_name = "PATH", conflicts_with = "ephemeral")]
+    pub disk: Option<Utf8PathBuf>,
+    /// Put the disk image in a private temporary directory, deleted afterwards.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Run CMD in the VM in the current directory, power off, exit with its status.
+    #[arg(short = 'c', long, value_name = "CMD")]
+    pub command: Option<String>,
+}
 
 /// `nixos-shell-guest`: run by the module's systemd unit before login.
 #[derive(Debug, Parser)]
@@ -21,4 +128,41 @@ pub struct GuestArgs {
     /// The console a command runs on and whose size follows the host terminal.
     #[arg(long, default_value = "/dev/hvc0")]
     pub console: Utf8PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_clap_definition_is_consistent() {
+        HostArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn trailing_arguments_go_to_qemu_and_options_take_pairs() {
+        let args = HostArgs::try_parse_from([
+            "nixos-shell",
+            "--option",
+            "cores",
+            "4",
+            "-vv",
+            ".#vm",
+            "--",
+            "-m",
+            "1G",
+        ])
+        .unwrap();
+        assert_eq!(args.config.as_deref(), Some(".#vm"));
+        assert_eq!(args.option, ["cores", "4"]);
+        assert_eq!(args.verbose, 2);
+        assert_eq!(args.qemu_args, ["-m", "1G"]);
+    }
+
+    #[test]
+    fn version_is_a_flag_not_a_file() {
+        let err = HostArgs::try_parse_from(["nixos-shell", "--version"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion);
+    }
 }

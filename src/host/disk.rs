@@ -1,0 +1,170 @@
+//! Which root disk image the VM gets (`NIX_DISK_IMAGE`).
+//!
+//! - the user's `NIX_DISK_IMAGE` wins;
+//! - `--ephemeral`: an image in the private temp dir, deleted afterwards;
+//! - `--disk PATH`: that image;
+//! - the manifest's `diskImage` is null (tmpfs root): nothing;
+//! - it is relative (NixOS's default `./<name>.qcow2`): one image per
+//!   configuration under `${XDG_STATE_HOME:-~/.local/state}/nixos-shell/`,
+//!   instead of a stray file in the cwd that two VMs of the same name share.
+//!   An flock on a lock file beside it is held while the VM runs; when
+//!   another nixos-shell holds it, this VM gets an ephemeral image;
+//! - it is absolute: the run script's own default is left alone.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// The choice, before any file is touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskPlan {
+    /// Set nothing: the user's `NIX_DISK_IMAGE`, a tmpfs root, or the
+    /// module's absolute path.
+    LeaveAlone,
+    /// An image in the private temp dir.
+    Ephemeral,
+    /// This image (`--disk`, absolute).
+    Given(Utf8PathBuf),
+    /// The per-configuration image in the state directory, locked.
+    State,
+}
+
+/// Decides the disk image; pure.
+pub fn plan(
+    env: &BTreeMap<String, String>,
+    ephemeral: bool,
+    disk: Option<&Utf8Path>,
+    manifest_image: Option<&str>,
+) -> DiskPlan {
+    if env.contains_key("NIX_DISK_IMAGE") {
+        DiskPlan::LeaveAlone
+    } else if ephemeral {
+        DiskPlan::Ephemeral
+    } else if let Some(disk) = disk {
+        DiskPlan::Given(disk.to_owned())
+    } else {
+        match manifest_image {
+            Some(image) if !image.starts_with('/') => DiskPlan::State,
+            _ => DiskPlan::LeaveAlone,
+        }
+    }
+}
+
+/// `${XDG_STATE_HOME:-$HOME/.local/state}/nixos-shell`.
+pub fn state_dir(env: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+    match env.get("XDG_STATE_HOME").filter(|d| d.starts_with('/')) {
+        Some(dir) => Some(Utf8PathBuf::from(dir).join("nixos-shell")),
+        None => env
+            .get("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|home| Utf8PathBuf::from(home).join(".local/state/nixos-shell")),
+    }
+}
+
+/// `<name>-<hash of identity>.qcow2`: readable, and distinct for two
+/// configurations that share `system.name`.
+pub fn state_image_name(name: &str, identity: &str) -> String {
+    format!("{name}-{:016x}.qcow2", fnv1a64(identity.as_bytes()))
+}
+
+/// 64-bit FNV-1a: tiny and stable across releases (std's hasher is not).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Takes the lock beside `image` without waiting. `Ok(None)` when another
+/// process holds it. The lock lasts as long as the returned file is open.
+pub fn try_lock(image: &Utf8Path) -> Result<Option<File>> {
+    let lock_path = Utf8PathBuf::from(format!("{image}.lock"));
+    if let Some(dir) = lock_path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("could not create {dir}; check its permissions"))?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("could not open {lock_path}; check its permissions"))?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(file));
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(err).with_context(|| format!("could not lock {lock_path}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn plans() {
+        let none = env(&[]);
+        let user = env(&[("NIX_DISK_IMAGE", "/mine.qcow2")]);
+        let rel = Some("./nixos.qcow2");
+        assert_eq!(plan(&user, true, None, rel), DiskPlan::LeaveAlone);
+        assert_eq!(
+            plan(&none, true, Some("/d".into()), rel),
+            DiskPlan::Ephemeral
+        );
+        assert_eq!(
+            plan(&none, false, Some("/d".into()), None),
+            DiskPlan::Given("/d".into())
+        );
+        assert_eq!(plan(&none, false, None, None), DiskPlan::LeaveAlone);
+        assert_eq!(plan(&none, false, None, rel), DiskPlan::State);
+        assert_eq!(
+            plan(&none, false, None, Some("/var/x.qcow2")),
+            DiskPlan::LeaveAlone
+        );
+    }
+
+    #[test]
+    fn state_dir_and_names() {
+        assert_eq!(
+            state_dir(&env(&[("HOME", "/h")])).unwrap(),
+            "/h/.local/state/nixos-shell"
+        );
+        assert_eq!(
+            state_dir(&env(&[("HOME", "/h"), ("XDG_STATE_HOME", "/s")])).unwrap(),
+            "/s/nixos-shell"
+        );
+        assert_eq!(state_dir(&env(&[])), None);
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(
+            state_image_name("nixos", "/p#vm"),
+            format!("nixos-{:016x}.qcow2", fnv1a64(b"/p#vm"))
+        );
+        assert_ne!(state_image_name("n", "/p#a"), state_image_name("n", "/p#b"));
+    }
+
+    #[test]
+    fn a_held_lock_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = Utf8Path::from_path(dir.path()).unwrap().join("sub/x.qcow2");
+        let first = try_lock(&image).unwrap();
+        assert!(first.is_some());
+        assert!(try_lock(&image).unwrap().is_none());
+        drop(first);
+        assert!(try_lock(&image).unwrap().is_some());
+    }
+}

@@ -1,0 +1,232 @@
+//! Gathering the host facts (`schema::facts::HostFacts`) at run time: the
+//! user, home, cwd, TERM, PATH, login shell, terminal size, ssh public keys,
+//! the shares to mount and the command. The composition is pure; reading
+//! `~/.ssh`, asking the ssh-agent and finding the nix profile are the edge.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::schema::facts::{HostFacts, Mount, TerminalSize, FACTS_VERSION};
+use crate::schema::manifest::Manifest;
+
+/// What the edge found, for [`compose`].
+pub struct Found {
+    pub terminal: Option<TerminalSize>,
+    pub authorized_keys: Vec<String>,
+    pub mounts: Vec<Mount>,
+    pub command: Option<String>,
+}
+
+/// The host facts from the environment, the cwd and what the edge found.
+pub fn compose(
+    env: &BTreeMap<String, String>,
+    cwd: &Utf8Path,
+    manifest: &Manifest,
+    host_system: &str,
+    found: Found,
+) -> HostFacts {
+    let user = env
+        .get("USER")
+        .or_else(|| env.get("LOGNAME"))
+        .cloned()
+        .unwrap_or_else(|| "root".to_owned());
+    let path = env
+        .get("PATH")
+        .filter(|_| manifest.inherit_path && manifest.system == host_system)
+        .cloned();
+    let shell = env
+        .get("SHELL")
+        .and_then(|s| Utf8Path::new(s).file_name().map(str::to_owned));
+    HostFacts {
+        version: FACTS_VERSION,
+        user,
+        home: home(env),
+        cwd: cwd.to_owned(),
+        term: env.get("TERM").cloned(),
+        path,
+        shell,
+        terminal: found.terminal,
+        authorized_keys: found.authorized_keys,
+        mounts: found.mounts,
+        command: found.command,
+    }
+}
+
+/// `$HOME`, else `/root`.
+pub fn home(env: &BTreeMap<String, String>) -> Utf8PathBuf {
+    env.get("HOME")
+        .filter(|h| h.starts_with('/'))
+        .map_or_else(|| Utf8PathBuf::from("/root"), Utf8PathBuf::from)
+}
+
+/// This machine's Nix platform, e.g. `x86_64-linux`.
+pub fn host_system() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// The user's nix profile directory: `~/.local/state/nix/profiles`, else
+/// `/nix/var/nix/profiles/per-user/$USER/profile`, when it exists.
+pub fn nix_profile(home: &Utf8Path, user: &str) -> Option<Utf8PathBuf> {
+    [
+        home.join(".local/state/nix/profiles"),
+        Utf8PathBuf::from(format!("/nix/var/nix/profiles/per-user/{user}/profile")),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+/// Every `~/.ssh/*.pub` and the ssh-agent's keys (when SSH_AUTH_SOCK is
+/// set); failures only mean fewer keys.
+pub fn authorized_keys(home: &Utf8Path, env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut files: Vec<Utf8PathBuf> = match home.join(".ssh").read_dir_utf8() {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().to_owned())
+            .filter(|p| p.extension() == Some("pub"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    let mut texts: Vec<String> = files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .collect();
+    if env.contains_key("SSH_AUTH_SOCK") {
+        let agent = Command::new("ssh-add")
+            .arg("-L")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        if let Some(out) = agent.ok().filter(|o| o.status.success()) {
+            texts.push(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+    }
+    keys_from(&texts)
+}
+
+/// Key lines from files and agent output: trimmed, no comments or blanks,
+/// each once, in order.
+pub fn keys_from(texts: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for line in texts.iter().flat_map(|t| t.lines()) {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || keys.iter().any(|k| k == line) {
+            continue;
+        }
+        keys.push(line.to_owned());
+    }
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::manifest::{CacheMode, Mounts};
+
+    fn manifest(system: &str, inherit_path: bool) -> Manifest {
+        Manifest {
+            version: 1,
+            name: "nixos".to_owned(),
+            system: system.to_owned(),
+            disk_image: None,
+            inherit_path,
+            mounts: Mounts {
+                mount_home: true,
+                mount_home_read_only: false,
+                mount_nix_profile: true,
+                cache: CacheMode::Loose,
+                msize: 1,
+                extra_mounts: vec![],
+            },
+        }
+    }
+
+    fn found() -> Found {
+        Found {
+            terminal: Some(TerminalSize { rows: 24, cols: 80 }),
+            authorized_keys: vec!["ssh-ed25519 AAA a@b".to_owned()],
+            mounts: vec![],
+            command: Some("make".to_owned()),
+        }
+    }
+
+    #[test]
+    fn composes_the_facts() {
+        let env: BTreeMap<String, String> = [
+            ("USER", "alice"),
+            ("HOME", "/home/alice"),
+            ("TERM", "xterm"),
+            ("PATH", "/bin"),
+            ("SHELL", "/run/current-system/sw/bin/zsh"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let facts = compose(
+            &env,
+            "/home/alice/p".into(),
+            &manifest("x86_64-linux", true),
+            "x86_64-linux",
+            found(),
+        );
+        assert_eq!(facts.user, "alice");
+        assert_eq!(facts.home, "/home/alice");
+        assert_eq!(facts.cwd, "/home/alice/p");
+        assert_eq!(facts.term.as_deref(), Some("xterm"));
+        assert_eq!(facts.path.as_deref(), Some("/bin"));
+        assert_eq!(facts.shell.as_deref(), Some("zsh"));
+        assert_eq!(facts.command.as_deref(), Some("make"));
+        assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
+
+        let other = compose(
+            &env,
+            "/".into(),
+            &manifest("aarch64-linux", true),
+            "x86_64-linux",
+            found(),
+        );
+        assert_eq!(other.path, None);
+        let off = compose(
+            &env,
+            "/".into(),
+            &manifest("x86_64-linux", false),
+            "x86_64-linux",
+            found(),
+        );
+        assert_eq!(off.path, None);
+        let bare = compose(
+            &BTreeMap::new(),
+            "/".into(),
+            &manifest("x", true),
+            "x",
+            found(),
+        );
+        assert_eq!((bare.user.as_str(), bare.home.as_str()), ("root", "/root"));
+    }
+
+    #[test]
+    fn keys_are_deduplicated() {
+        let texts = [
+            "ssh-ed25519 AAA a@b\n".to_owned(),
+            "ssh-ed25519 AAA a@b\n\n# c\nssh-rsa BBB agent\n".to_owned(),
+        ];
+        assert_eq!(
+            keys_from(&texts),
+            ["ssh-ed25519 AAA a@b", "ssh-rsa BBB agent"]
+        );
+    }
+
+    #[test]
+    fn reads_public_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".ssh/id_ed25519.pub"), "ssh-ed25519 X me\n").unwrap();
+        std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE").unwrap();
+        assert_eq!(
+            authorized_keys(home, &BTreeMap::new()),
+            ["ssh-ed25519 X me"]
+        );
+    }
+}

@@ -1,0 +1,320 @@
+//! The `nix build` invocation: a value built by small chained methods whose
+//! pure [`NixBuild::argv`] the tests compare exactly, and the thin edge that
+//! runs it ([`NixBuild::run`]).
+//!
+//! Every build is `nix build --json --out-link <path>`: stdout carries the
+//! JSON, parsed here; stderr goes to the user.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+
+use super::interrupt;
+
+/// The flags that make `nix build` and flakes available on any Nix >= 2.4.
+const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
+
+/// What nix reports when an installable's attribute path does not exist.
+const MISSING_ATTRIBUTE: &str = "does not provide attribute";
+/// How our own Nix expressions' `throw` messages start (see the `.nix` files).
+const OWN_ERROR: &str = "error: nixos-shell: ";
+
+/// One `nix build`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NixBuild {
+    target: Target,
+    out_link: Utf8PathBuf,
+    flags: Vec<String>,
+    impure: bool,
+    args: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Installable(String),
+    Expr(String),
+}
+
+/// How a build ended, when it did not fail outright.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The store path built (the first output `out`).
+    Built(Utf8PathBuf),
+    /// The installable's attribute does not exist (nix said so).
+    MissingAttribute,
+    /// nix failed; its message was shown; this is its exit status.
+    Failed(u8),
+    /// Ctrl-C stopped it.
+    Interrupted,
+}
+
+impl NixBuild {
+    /// Builds an installable such as `.#nixosConfigurations.vm.config...`.
+    pub fn installable(installable: impl Into<String>, out_link: &Utf8Path) -> Self {
+        Self::new(Target::Installable(installable.into()), out_link)
+    }
+
+    /// Builds the value of a Nix expression (a function given `--argstr`s).
+    pub fn expr(expr: impl Into<String>, out_link: &Utf8Path) -> Self {
+        Self::new(Target::Expr(expr.into()), out_link)
+    }
+
+    fn new(target: Target, out_link: &Utf8Path) -> Self {
+        NixBuild {
+            target,
+            out_link: out_link.to_owned(),
+            flags: Vec::new(),
+            impure: false,
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds flags passed through from the command line.
+    pub fn flags(mut self, flags: &[String]) -> Self {
+        self.flags.extend(flags.iter().cloned());
+        self
+    }
+
+    /// Allows impure evaluation (the search path, absolute paths, getFlake).
+    pub fn impure(mut self) -> Self {
+        self.impure = true;
+        self
+    }
+
+    /// Gives the expression's function a string argument.
+    pub fn argstr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.args.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// The whole command line, starting with `nix`.
+    pub fn argv(&self) -> Vec<String> {
+        let mut argv: Vec<String> = ["nix", "build"].map(String::from).to_vec();
+        argv.extend(FEATURES.map(String::from));
+        argv.extend(["--json".to_owned(), "--out-link".to_owned()]);
+        argv.push(self.out_link.to_string());
+        argv.extend(self.flags.iter().cloned());
+        if self.impure && !self.flags.iter().any(|f| f == "--impure") {
+            argv.push("--impure".to_owned());
+        }
+        for (name, value) in &self.args {
+            argv.extend(["--argstr".to_owned(), name.clone(), value.clone()]);
+        }
+        match &self.target {
+            Target::Installable(installable) => argv.push(installable.clone()),
+            Target::Expr(expr) => argv.extend(["--expr".to_owned(), expr.clone()]),
+        }
+        argv
+    }
+
+    /// Runs the build. stdout (the JSON) is captured; stderr is forwarded
+    /// line by line through a pipe. Forwarding, not inheriting, because the
+    /// error nix ends with decides what happens next: a missing attribute
+    /// starts the fallback lookup (and its message would only confuse), and
+    /// our own expressions' `throw` is shown as the one line it is, without
+    /// nix's trace hint. Everything else nix says reaches the user unchanged,
+    /// only without nix's progress bar (nix draws it on terminals only).
+    pub fn run(&self) -> Result<Outcome> {
+        let argv = self.argv();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::inherit())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|err| match err.kind() {
+                std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                    "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
+                ),
+                _ => anyhow::Error::new(err).context("could not start `nix`"),
+            })?;
+        let stderr = child
+            .stderr
+            .take()
+            .context("nix's stderr pipe is missing")?;
+        let forwarder = std::thread::spawn(move || forward_until_error(BufReader::new(stderr)));
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout)
+                .context("could not read nix's output")?;
+        }
+        let status = child.wait().context("could not wait for `nix`")?;
+        let held = forwarder.join().unwrap_or_default();
+
+        if interrupt::interrupted() || signal_of(&status) == Some(libc::SIGINT) {
+            return Ok(Outcome::Interrupted);
+        }
+        if status.success() {
+            return parse_output(&stdout).map(Outcome::Built);
+        }
+        let plain: Vec<String> = held.iter().map(|l| strip_ansi(l)).collect();
+        if matches!(self.target, Target::Installable(_))
+            && plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE))
+        {
+            return Ok(Outcome::MissingAttribute);
+        }
+        if let Some(own) = plain
+            .iter()
+            .find_map(|l| l.trim_start().strip_prefix(OWN_ERROR))
+        {
+            if self.flags.iter().any(|f| f == "--show-trace") {
+                print_lines(&held);
+            }
+            bail!("{own}");
+        }
+        print_lines(&held);
+        Ok(Outcome::Failed(exit_code(&status)))
+    }
+}
+
+/// Copies lines to stderr until one starts with `error:`; returns that line
+/// and all after it, held back for [`NixBuild::run`] to judge.
+fn forward_until_error(reader: impl BufRead) -> Vec<String> {
+    let mut held = Vec::new();
+    let mut stderr = std::io::stderr();
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        if held.is_empty() && !strip_ansi(&line).trim_start().starts_with("error:") {
+            let _ = writeln!(stderr, "{line}");
+        } else {
+            held.push(line);
+        }
+    }
+    held
+}
+
+fn print_lines(lines: &[String]) {
+    let mut stderr = std::io::stderr();
+    for line in lines {
+        let _ = writeln!(stderr, "{line}");
+    }
+}
+
+/// Removes ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One entry of `nix build --json`.
+#[derive(Debug, Deserialize)]
+struct BuildResult {
+    outputs: std::collections::BTreeMap<String, Utf8PathBuf>,
+}
+
+/// The `out` output of the single result of `nix build --json`.
+pub fn parse_output(json: &str) -> Result<Utf8PathBuf> {
+    let results: Vec<BuildResult> = serde_json::from_str(json)
+        .with_context(|| format!("nix build printed unexpected JSON {json:?}; report this"))?;
+    results
+        .into_iter()
+        .next()
+        .and_then(|r| r.outputs.get("out").cloned())
+        .with_context(|| format!("nix build reported no `out` output in {json:?}; report this"))
+}
+
+fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(status)
+}
+
+/// An exit status as a process exit code: the code, or 128 + the signal.
+pub fn exit_code(status: &std::process::ExitStatus) -> u8 {
+    match (status.code(), signal_of(status)) {
+        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from((128 + signal) & 0xff).unwrap_or(1),
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installable_argv() {
+        let build = NixBuild::installable(
+            "/p#nixosConfigurations.vm.config.system.build.nixos-shell",
+            "/t/result".into(),
+        )
+        .flags(&["-L".to_owned(), "--impure".to_owned()])
+        .impure();
+        assert_eq!(
+            build.argv(),
+            [
+                "nix",
+                "build",
+                "--extra-experimental-features",
+                "nix-command flakes",
+                "--json",
+                "--out-link",
+                "/t/result",
+                "-L",
+                "--impure",
+                "/p#nixosConfigurations.vm.config.system.build.nixos-shell"
+            ]
+        );
+    }
+
+    #[test]
+    fn expr_argv() {
+        let build = NixBuild::expr("{ a }: a", "/t/result".into())
+            .impure()
+            .argstr("a", "x")
+            .argstr("b", "");
+        assert_eq!(
+            build.argv(),
+            [
+                "nix",
+                "build",
+                "--extra-experimental-features",
+                "nix-command flakes",
+                "--json",
+                "--out-link",
+                "/t/result",
+                "--impure",
+                "--argstr",
+                "a",
+                "x",
+                "--argstr",
+                "b",
+                "",
+                "--expr",
+                "{ a }: a"
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_nix_build_json() {
+        let json = r#"[{"drvPath":"/nix/store/a-x.drv","outputs":{"out":"/nix/store/b-x"}}]"#;
+        assert_eq!(parse_output(json).unwrap(), "/nix/store/b-x");
+        assert!(format!("{:#}", parse_output("[]").unwrap_err()).contains("no `out` output"));
+        assert!(format!("{:#}", parse_output("nope").unwrap_err()).contains("unexpected JSON"));
+    }
+
+    #[test]
+    fn holds_back_from_the_first_error_line() {
+        let text = "building x\n\u{1b}[31;1merror:\u{1b}[0m flake 'p' does not provide attribute 'a'\n  Did you mean vm?\n";
+        let held = forward_until_error(text.as_bytes());
+        assert_eq!(held.len(), 2);
+        assert_eq!(
+            strip_ansi(&held[0]),
+            "error: flake 'p' does not provide attribute 'a'"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The private temp dir of one run, removed when it is dropped (after the
+//! VM, on errors and after Ctrl-C):
+//!
+//! ```text
+//! <tmp>/nixos-shell.XXXXXX/
+//!   result        the out-link holding the build while the VM runs
+//!   share/        the session share (tag `nixos-shell`): facts.json, result.json
+//!   tmp/          TMPDIR of the run script (unless the user set TMPDIR and USE_TMPDIR)
+//!   <name>.qcow2  the --ephemeral disk image
+//! ```
+
+use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
+use tempfile::TempDir;
+
+pub struct Session {
+    dir: TempDir,
+    root: Utf8PathBuf,
+}
+
+impl Session {
+    /// Creates the directory and its `share/` and `tmp/`.
+    pub fn create() -> Result<Session> {
+        let dir = tempfile::Builder::new()
+            .prefix("nixos-shell.")
+            .tempdir()
+            .context("could not create a private temp dir; check TMPDIR")?;
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).map_err(|p| {
+            anyhow::anyhow!("the temp dir {} is not UTF-8; set TMPDIR", p.display())
+        })?;
+        for sub in ["share", "tmp"] {
+            std::fs::create_dir(root.join(sub))
+                .with_context(|| format!("could not create {root}/{sub}"))?;
+        }
+        Ok(Session { dir, root })
+    }
+
+    #[cfg(test)]
+    pub fn root(&self) -> &camino::Utf8Path {
+        &self.root
+    }
+
+    pub fn out_link(&self) -> Utf8PathBuf {
+        self.root.join("result")
+    }
+
+    pub fn share(&self) -> Utf8PathBuf {
+        self.root.join("share")
+    }
+
+    pub fn tmp(&self) -> Utf8PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {
+        self.root.join(format!("{name}.qcow2"))
+    }
+
+    /// Removes the directory now, reporting a failure.
+    pub fn close(self) -> Result<()> {
+        let root = self.root;
+        self.dir
+            .close()
+            .with_context(|| format!("could not remove {root}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_and_removed() {
+        let session = Session::create().unwrap();
+        let root = session.root().to_owned();
+        assert!(session.share().is_dir() && session.tmp().is_dir());
+        assert_eq!(session.out_link(), root.join("result"));
+        session.close().unwrap();
+        assert!(!root.exists());
+    }
+}
