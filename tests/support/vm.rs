@@ -284,6 +284,7 @@ fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
     write(&tree.join("etc/group"), "root:x:0:\n");
     write(&tree.join("etc/profile"), &profile());
     write(&tree.join("init"), &init_script());
+    write(&tree.join("etc/inittab"), INITTAB);
     std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))
         .expect("make /init executable");
 }
@@ -297,9 +298,9 @@ fn profile() -> String {
     )
 }
 
-/// PID 1: mount the API file systems, load the modules, configure the
-/// network, run the guest role, then a login shell on the console; power off
-/// when it exits. Stands in for NixOS' stage 2 and its units.
+/// The first process: mount the API file systems, load the modules, wait
+/// for the console, configure the network, then hand PID 1 to busybox init
+/// (so `poweroff` works as on NixOS). Stands in for NixOS' stage 1 and 2.
 fn init_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -317,13 +318,20 @@ exec </dev/hvc0 >/dev/hvc0 2>&1
 hostname guest
 ip link set lo up
 ip link set eth0 up && ip addr add {GUEST_IP} dev eth0 && ip route add default via {GATEWAY}
-/bin/nixos-shell-guest --console /dev/hvc0
-echo "init: guest role exited with status $?"
-setsid -c sh -l
-poweroff -f
+exec /bin/init
 "#
     )
 }
+
+/// busybox init's table: the guest role first (as the module's unit runs
+/// before the getty), then root's login shell on the console, and power off
+/// when that shell exits. `poweroff` in the shell also ends the VM.
+const INITTAB: &str = "\
+hvc0::sysinit:/bin/nixos-shell-guest --console /dev/hvc0
+hvc0::wait:-/bin/sh
+::wait:/bin/poweroff -f
+::shutdown:/bin/sync
+";
 
 /// The absolute paths `ldd` lists for `binary`.
 fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
