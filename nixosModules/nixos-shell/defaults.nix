@@ -21,6 +21,11 @@ in
       # The shared home belongs to the host user's uid; let git (and Nix's
       # git fetcher) use repositories there anyway.
       programs.git.config.safe.directory = mkVMDefault "*";
+
+      # A VM's disk image is easily thrown away (`nixos-shell --ephemeral`
+      # keeps none): start at this NixOS release unless the user says
+      # otherwise, instead of warning on every build.
+      system.stateVersion = lib.mkOverride 1100 lib.trivial.release;
     }
 
     # NixOS writes /etc/gitconfig only with programs.git.enable; write the

@@ -1,0 +1,15 @@
+{
+  description = "A NixOS VM for nixos-shell";
+
+  inputs.nixos-shell.url = "github:OWNER/nixos-shell";
+  # To build the VM with your own nixpkgs:
+  # inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
+  # inputs.nixos-shell.inputs.nixpkgs.follows = "nixpkgs";
+
+  outputs =
+    { nixos-shell, ... }:
+    {
+      # `nixos-shell` in this directory runs it; so does `nixos-shell .#vm`.
+      nixosConfigurations.vm = nixos-shell.lib.mkVm { modules = [ ./vm.nix ]; };
+    };
+}
