@@ -17,6 +17,7 @@ in
 // lib.optionalAttrs stdenv.hostPlatform.isLinux (
   {
     vm = import ./vm.nix args;
+    vm-command = import ./vm-command.nix args;
     manifest = import ./manifest.nix args;
   }
   // import ./examples.nix (args // { inherit examples; })

@@ -4,14 +4,11 @@
 # (home at the host's path, a read-only extra mount, root's keys, the login
 # shell's cwd and TERM); then an ssh login as root with the injected key
 # through a forwarded port.
-#
-# The test script plays the CLI: before the VM starts it writes facts.json
-# (src/schema/facts.rs) into a session directory and fills the "host"
-# directories, which the node shares with the same `-virtfs` arguments the
-# CLI would append to the run script.
+# The test script plays the CLI (see test-node.nix).
 { self, pkgs }:
 let
   inherit (pkgs) lib;
+  inherit (import ../nixosModules/nixos-shell/lib.nix) mountTag;
 
   # The host user's key pair; the public half goes into the host facts.
   sshKeys = pkgs.runCommand "nixos-shell-test-keys" { nativeBuildInputs = [ pkgs.openssh ]; } ''
@@ -27,49 +24,32 @@ in
 pkgs.testers.runNixOSTest {
   name = "nixos-shell";
 
-  nodes.machine =
-    { config, ... }:
-    let
-      dataTag = config.nixos-shell.mounts.extraMounts.${dataMount}.tag;
-      # What the CLI appends to the run script's arguments; the test script
-      # creates these directories under the VM's $TMPDIR before it starts.
-      share =
-        dir: tag: extra:
-        "-virtfs local,path=$TMPDIR/${dir},security_model=none,mount_tag=${tag}${extra}";
-    in
-    {
-      imports = [ self.nixosModules.nixos-shell ];
+  nodes.machine = {
+    imports = [
+      (import ./test-node.nix {
+        inherit self;
+        # The tag the module derives; the facts below take the module's
+        # option, so a mismatch fails the mount.
+        shares.data = "${mountTag dataMount},readonly=on";
+      })
+    ];
 
-      # The test driver owns QEMU's stdio and the first virtio console
-      # (hvc0, its root shell): no console on stdio, and the guest role's
-      # messages go to the serial log instead of into the driver's shell.
-      nixos-shell.console.enable = false;
-      systemd.services.nixos-shell-guest.serviceConfig.ExecStart =
-        lib.mkForce "${config.nixos-shell.package}/bin/nixos-shell-guest --console /dev/ttyS0";
-
-      nixos-shell.mounts.extraMounts.${dataMount} = {
-        # Where the CLI would find it; the test shares its own directory.
-        target = "/srv/data";
-        readOnly = true;
-      };
-
-      virtualisation.memorySize = 1024;
-      virtualisation.qemu.options = [
-        (share "session" "nixos-shell" "")
-        (share "home" "home" "")
-        (share "data" dataTag ",readonly=on")
-      ];
-
-      services.openssh.enable = true;
-      virtualisation.forwardPorts = [
-        {
-          from = "host";
-          host.address = "127.0.0.1";
-          host.port = sshPort;
-          guest.port = 22;
-        }
-      ];
+    nixos-shell.mounts.extraMounts.${dataMount} = {
+      # Where the CLI would find it; the test shares its own directory.
+      target = "/srv/data";
+      readOnly = true;
     };
+
+    services.openssh.enable = true;
+    virtualisation.forwardPorts = [
+      {
+        from = "host";
+        host.address = "127.0.0.1";
+        host.port = sshPort;
+        guest.port = 22;
+      }
+    ];
+  };
 
   testScript =
     { nodes, ... }:

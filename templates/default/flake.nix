@@ -10,6 +10,7 @@
     { nixos-shell, ... }:
     {
       # `nixos-shell` in this directory runs it; so does `nixos-shell .#vm`.
+      # On an ARM machine, add `system = "aarch64-linux";`.
       nixosConfigurations.vm = nixos-shell.lib.mkVm { modules = [ ./vm.nix ]; };
     };
 }
