@@ -23,7 +23,9 @@
       ) (lib.filterAttrs isNixFile (builtins.readDir ./examples));
     in
     {
-      nixosModules.nixos-shell = ./nixosModules/nixos-shell;
+      # A set, not a bare path: `nix flake check` wants modules as sets or
+      # functions; the imported path still deduplicates by its own name.
+      nixosModules.nixos-shell.imports = [ ./nixosModules/nixos-shell ];
       nixosModules.default = self.nixosModules.nixos-shell;
 
       lib = {
