@@ -7,7 +7,9 @@
 }:
 let
   inherit (pkgs) lib stdenv;
-  args = { inherit self pkgs; };
+  args = {
+    inherit self pkgs;
+  };
 in
 {
   package = self.packages.${stdenv.hostPlatform.system}.nixos-shell;

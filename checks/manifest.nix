@@ -1,6 +1,9 @@
 # What `nixos-shell` builds, `config.system.build.nixos-shell`, holds the run
 # script and a manifest equal to what src/schema/manifest.rs reads.
-{ self, pkgs }:
+{
+  self,
+  pkgs,
+}:
 let
   inherit (pkgs.stdenv.hostPlatform) system;
 

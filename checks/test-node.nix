@@ -3,8 +3,15 @@
 # (src/schema/facts.rs) into $TMPDIR/session and fills $TMPDIR/home; the
 # node shares both with the `-virtfs` arguments the CLI would append to the
 # run script. `shares` adds more: { "<dir under $TMPDIR>" = "<tag>,<opts>"; }.
-{ self, shares ? { } }:
-{ config, lib, ... }:
+{
+  self,
+  shares ? { },
+}:
+{
+  config,
+  lib,
+  ...
+}:
 let
   share =
     dir: tagAndOptions:

@@ -1,7 +1,10 @@
 # `nixos-shell --command`: the guest unit runs the command in the host's cwd
 # instead of a login, hands its exit status back in result.json and powers
 # the VM off.
-{ self, pkgs }:
+{
+  self,
+  pkgs,
+}:
 let
   home = "/home/alice";
   cwd = "${home}/project";

@@ -5,7 +5,10 @@
 # shell's cwd and TERM); then an ssh login as root with the injected key
 # through a forwarded port.
 # The test script plays the CLI (see test-node.nix).
-{ self, pkgs }:
+{
+  self,
+  pkgs,
+}:
 let
   inherit (pkgs) lib;
   inherit (import ../nixosModules/nixos-shell/lib.nix) mountTag;

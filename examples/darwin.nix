@@ -7,7 +7,11 @@
 # Host binaries do not run in the guest, so your PATH and Nix profile are not
 # handed over (nixos-shell.inheritPath and mounts.mountNixProfile default to
 # false here).
-{ lib, pkgs, ... }:
+{
+  lib,
+  pkgs,
+  ...
+}:
 let
   # The Mac of the same architecture as the guest.
   hostSystem = builtins.replaceStrings [ "-linux" ] [ "-darwin" ] pkgs.stdenv.hostPlatform.system;

@@ -3,7 +3,8 @@
 #   nix-instantiate --eval --strict checks/eval
 # The flake runs them too (checks.<system>.eval).
 let
-  isTest = file: type: type == "regular" && file != "default.nix" && builtins.match ".*\\.nix" file != null;
+  isNix = file: builtins.match ".*\\.nix" file != null;
+  isTest = file: type: type == "regular" && file != "default.nix" && isNix file;
   entries = builtins.readDir ./.;
   tests = builtins.filter (file: isTest file entries.${file}) (builtins.attrNames entries);
 in

@@ -3,6 +3,7 @@
 let
   lock = builtins.fromJSON (builtins.readFile ../../flake.lock);
   nixpkgs = lock.nodes.${lock.nodes.${lock.root}.inputs.nixpkgs};
+  narHash = "sha256-bxrdOn8SCOv8tN4JbTF/TXq7kjo9ag4M+C8yzzIRYbE=";
   expect =
     what: got: want:
     if got == want then
@@ -20,6 +21,6 @@ builtins.all (x: x) [
     ref = "nixos-unstable";
   })
   (expect "nixpkgs revision" nixpkgs.locked.rev "1c3fe55ad329cbcb28471bb30f05c9827f724c76")
-  (expect "nixpkgs narHash" nixpkgs.locked.narHash "sha256-bxrdOn8SCOv8tN4JbTF/TXq7kjo9ag4M+C8yzzIRYbE=")
+  (expect "nixpkgs narHash" nixpkgs.locked.narHash narHash)
   (expect "nixpkgs lastModified" nixpkgs.locked.lastModified 1777268161)
 ]

@@ -98,21 +98,21 @@ let
       true
     else
       throw "manifest ${what}: expected ${builtins.toJSON want}, got ${builtins.toJSON got}";
+  cacheModes = [
+    "none"
+    "loose"
+    "fscache"
+    "mmap"
+  ];
+  knownCache = mount: builtins.elem mount.cache cacheModes;
+  extraMountFields = mount: expect "extraMounts fields" (builtins.attrNames mount) fields.extraMount;
 in
 builtins.all (x: x) (
   [
     (expect "fields" (builtins.attrNames manifest) fields.manifest)
     (expect "mounts fields" (builtins.attrNames manifest.mounts) fields.mounts)
     (expect "JSON" (builtins.toJSON manifest) (builtins.toJSON expected))
-    (expect "cache modes" (builtins.all (
-      mount:
-      builtins.elem mount.cache [
-        "none"
-        "loose"
-        "fscache"
-        "mmap"
-      ]
-    ) manifest.mounts.extraMounts) true)
+    (expect "cache modes" (builtins.all knownCache manifest.mounts.extraMounts) true)
   ]
-  ++ map (mount: expect "extraMounts fields" (builtins.attrNames mount) fields.extraMount) manifest.mounts.extraMounts
+  ++ map extraMountFields manifest.mounts.extraMounts
 )

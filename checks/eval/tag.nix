@@ -14,6 +14,8 @@ let
     "/"
     "/a/very/long/guest/path/that/is/much/longer/than/thirty-one/bytes"
   ];
+  firstByte = builtins.substring 0 1;
+  tagLength = path: builtins.stringLength (mountTag path);
   distinct = builtins.attrNames (
     builtins.listToAttrs (
       map (path: {
@@ -30,7 +32,7 @@ builtins.all (x: x) (
     (expect "tag of /var/www" (mountTag "/var/www") "ae4d04fcf8f1486030e6781b8ac0087")
     (expect "tag of /mnt/data" (mountTag "/mnt/data") "aecabd55f704fe0f0dcc41be6e7e7ab")
   ]
-  ++ map (path: expect "length of the tag of ${path}" (builtins.stringLength (mountTag path)) 31) paths
-  ++ map (path: expect "first byte of the tag of ${path}" (builtins.substring 0 1 (mountTag path)) "a") paths
+  ++ map (path: expect "length of the tag of ${path}" (tagLength path) 31) paths
+  ++ map (path: expect "first byte of the tag of ${path}" (firstByte (mountTag path)) "a") paths
   ++ [ (expect "one tag per path" (builtins.length distinct) (builtins.length paths)) ]
 )

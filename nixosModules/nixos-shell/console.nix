@@ -1,7 +1,11 @@
 # The console: no graphical window; the guest's virtio console (hvc0) and the
 # QEMU monitor share QEMU's standard input and output, so the VM lives in the
 # terminal nixos-shell was started from. Root is logged in there at once.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  ...
+}:
 let
   mkVMDefault = lib.mkOverride 900;
 in

@@ -32,7 +32,9 @@ in
         passAsFile = [ "manifest" ];
         preferLocalBuild = true;
         allowSubstitutes = false;
-        passthru = { inherit manifest; };
+        passthru = {
+          inherit manifest;
+        };
         meta.mainProgram = "run-${name}-vm";
       }
       ''

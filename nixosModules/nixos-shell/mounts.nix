@@ -1,7 +1,11 @@
 # The shares. QEMU gets them from the CLI at run time (one `-virtfs` per
 # share, with the tags the manifest lists) and the guest role mounts them
 # before the login; the build only makes sure the guest can.
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  ...
+}:
 let
   cfg = config.nixos-shell.mounts;
 in
