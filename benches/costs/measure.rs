@@ -1,0 +1,59 @@
+//! Running one command and timing it: the only place that spawns and waits
+//! for the figures' processes.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// A finished command: its wall time and what it printed.
+#[derive(Debug)]
+pub struct Timed {
+    pub seconds: f64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to the end with no input and both outputs captured, timing
+/// the wall clock from spawn to exit. A non-zero status is an error that
+/// carries the end of its stderr.
+pub fn timed(cmd: &mut Command) -> Result<Timed> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let output = cmd
+        .output()
+        .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            output.status,
+            tail(&stderr, 6)
+        );
+    }
+    Ok(Timed {
+        seconds,
+        stdout,
+        stderr,
+    })
+}
+
+/// The program and its arguments, space-joined, for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `n` non-empty lines of `text`, joined by " / ".
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
+}

@@ -1,0 +1,96 @@
+//! Reading back the shell-quoted command lines `nixos-shell --dry-run`
+//! prints: a POSIX word splitter (quotes, backslashes, `VAR=value`
+//! prefixes) and the choice of the `nix build` line.
+
+use anyhow::{bail, Result};
+
+/// The words of one line of `sh` input: single quotes, double quotes (with
+/// `\"`, `\\`, `\$` and `` \` `` escapes) and backslashes outside quotes.
+/// Expansions are not performed; a `$` is kept as it is.
+pub fn split(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => bail!("unterminated single quote in {line:?}"),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => bail!("unterminated double quote in {line:?}"),
+                        },
+                        Some(c) => word.push(c),
+                        None => bail!("unterminated double quote in {line:?}"),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => bail!("a trailing backslash continues {line:?}"),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// The argv of the `nix build` command among the lines `nixos-shell
+/// --dry-run` printed: the first line whose first word (after any
+/// `NAME=value` assignments) is `nix` or a path ending in `/nix`, and whose
+/// subcommand is `build`.
+pub fn nix_build_argv(dry_run: &str) -> Result<Vec<String>> {
+    for line in dry_run.lines() {
+        let Ok(words) = split(line.trim()) else {
+            continue;
+        };
+        let argv: Vec<String> = words.into_iter().skip_while(|w| is_assignment(w)).collect();
+        let is_nix = argv
+            .first()
+            .is_some_and(|w| w == "nix" || w.ends_with("/nix"));
+        if is_nix && argv.iter().any(|w| w == "build") {
+            return Ok(argv);
+        }
+    }
+    bail!("no `nix build` line in the --dry-run output:\n{dry_run}")
+}
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+    })
+}
