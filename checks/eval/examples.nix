@@ -22,9 +22,7 @@ let
     ../../templates/default/vm.nix
     ../../templates/legacy/vm.nix
   ];
-  check =
-    what: ok:
-    if ok then true else throw "examples: ${what}";
+  check = what: ok: if ok then true else throw "examples: ${what}";
 in
 builtins.all (x: x) (
   map (name: check "examples/${name}.nix is missing" (builtins.pathExists (file name))) names
