@@ -21,9 +21,9 @@
 
       # examples/<name>.nix, by name.
       isNixFile = file: type: type == "regular" && lib.hasSuffix ".nix" file;
-      examples = lib.mapAttrs' (
-        file: _: lib.nameValuePair (lib.removeSuffix ".nix" file) (./examples + "/${file}")
-      ) (lib.filterAttrs isNixFile (builtins.readDir ./examples));
+      exampleFiles = lib.filterAttrs isNixFile (builtins.readDir ./examples);
+      example = file: _: lib.nameValuePair (lib.removeSuffix ".nix" file) (./examples + "/${file}");
+      examples = lib.mapAttrs' example exampleFiles;
     in
     {
       # A set, not a bare path: `nix flake check` wants modules as sets or
@@ -69,9 +69,7 @@
       };
 
       # `nixos-shell github:OWNER/nixos-shell#vm-forward` runs an example.
-      nixosConfigurations = lib.mapAttrs (
-        _: example: self.lib.mkVm { modules = [ example ]; }
-      ) examples;
+      nixosConfigurations = lib.mapAttrs (_: file: self.lib.mkVm { modules = [ file ]; }) examples;
 
       packages = forAllSystems (pkgs: {
         nixos-shell = pkgs.callPackage ./package.nix { };
@@ -93,7 +91,9 @@
         }
       );
 
-      overlays.default = final: _prev: { nixos-shell = final.callPackage ./package.nix { }; };
+      overlays.default = final: _prev: {
+        nixos-shell = final.callPackage ./package.nix { };
+      };
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
