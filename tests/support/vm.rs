@@ -111,7 +111,11 @@ fn build_assets() -> Assets {
         .parent()
         .expect("the binary lives in a directory")
         .join("vm-harness");
-    let key = format!("{version}-{mtime}-{}", meta.len());
+    let key = format!(
+        "{version}-{mtime}-{}-{:016x}",
+        meta.len(),
+        layout_fingerprint()
+    );
     let dir = cache.join(&key);
     let initramfs = dir.join("initramfs.cpio");
     if !initramfs.is_file() {
@@ -136,6 +140,15 @@ fn build_assets() -> Assets {
         std::fs::rename(&archive, &initramfs).expect("move the initramfs into place");
     }
     Assets { kernel, initramfs }
+}
+
+/// A hash of what the harness itself puts into the initramfs, so that a
+/// change to it rebuilds the cached archive.
+fn layout_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (init_script(), INITTAB, LOGIN_SHELL, profile(), MODULES).hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The newest /boot/vmlinuz-* that has its modules in /lib/modules.
@@ -285,6 +298,12 @@ fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
     write(&tree.join("etc/profile"), &profile());
     write(&tree.join("init"), &init_script());
     write(&tree.join("etc/inittab"), INITTAB);
+    write(&tree.join("bin/login-shell"), LOGIN_SHELL);
+    std::fs::set_permissions(
+        tree.join("bin/login-shell"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("make /bin/login-shell executable");
     std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))
         .expect("make /init executable");
 }
@@ -324,14 +343,17 @@ exec /bin/init
 }
 
 /// busybox init's table: the guest role first (as the module's unit runs
-/// before the getty), then root's login shell on the console, and power off
-/// when that shell exits. `poweroff` in the shell also ends the VM.
+/// before the getty), then root's login shell on the console, powering off
+/// when that shell exits. A `once` action, not `wait`: busybox init handles
+/// `poweroff`'s signal only outside `sysinit`/`wait` actions.
 const INITTAB: &str = "\
 hvc0::sysinit:/bin/nixos-shell-guest --console /dev/hvc0
-hvc0::wait:-/bin/sh
-::wait:/bin/poweroff -f
+hvc0::once:/bin/login-shell
 ::shutdown:/bin/sync
 ";
+
+/// The console login: a login shell, then power off.
+const LOGIN_SHELL: &str = "#!/bin/sh\n/bin/sh -l\nexec /bin/poweroff -f\n";
 
 /// The absolute paths `ldd` lists for `binary`.
 fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
@@ -385,6 +407,12 @@ pub fn sh_quote(value: &str) -> String {
 /// The text of a run script for a VM called `name` that boots `kernel` with
 /// `initramfs`, following NixOS' `bin/run-<name>-vm` contract.
 pub fn run_script_text(name: &str, kernel: &Path, initramfs: &Path) -> String {
+    run_script_text_with(name, kernel, initramfs, "")
+}
+
+/// [`run_script_text`] with `prelude` (sh code) run first, before anything
+/// else; tests use it to tamper with what the CLI handed over.
+pub fn run_script_text_with(name: &str, kernel: &Path, initramfs: &Path, prelude: &str) -> String {
     let kernel = sh_quote(&kernel.to_string_lossy());
     let initramfs = sh_quote(&initramfs.to_string_lossy());
     let image = sh_quote(&format!("./{name}.qcow2"));
@@ -396,6 +424,7 @@ pub fn run_script_text(name: &str, kernel: &Path, initramfs: &Path) -> String {
 # that script's interface; only the kernel and initrd are Debian's kernel and
 # the tests' busybox initramfs instead of a NixOS system.
 set -e
+{prelude}
 
 # qemu-vm.nix: NIX_DISK_IMAGE defaults to virtualisation.diskImage
 # (./<name>.qcow2), made absolute against the caller's cwd with readlink -f,
@@ -449,13 +478,18 @@ exec qemu-system-x86_64 -accel tcg -cpu max \
 /// Writes the run script for the shared kernel and initramfs to `path`,
 /// executable.
 pub fn write_run_script(path: &Path, name: &str) {
+    write_run_script_with(path, name, "");
+}
+
+/// [`write_run_script`] with a prelude, see [`run_script_text_with`].
+pub fn write_run_script_with(path: &Path, name: &str, prelude: &str) {
     let assets = assets();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("create the script's directory");
     }
     write(
         path,
-        &run_script_text(name, &assets.kernel, &assets.initramfs),
+        &run_script_text_with(name, &assets.kernel, &assets.initramfs, prelude),
     );
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .expect("make the run script executable");
@@ -487,18 +521,20 @@ fn slots() -> &'static Slots {
     })
 }
 
-/// One of [`MAX_VMS`] slots, given back on drop.
-pub struct Permit(());
+/// `n` of the [`MAX_VMS`] slots, given back on drop.
+pub struct Permit(usize);
 
 impl Permit {
-    pub fn acquire() -> Permit {
+    /// Waits until `n` slots are free at once and takes them.
+    pub fn acquire(n: usize) -> Permit {
+        assert!(n <= MAX_VMS, "a test may hold at most {MAX_VMS} VM slots");
         let slots = slots();
         let mut used = slots.used.lock().unwrap_or_else(|e| e.into_inner());
-        while *used >= MAX_VMS {
+        while *used + n > MAX_VMS {
             used = slots.freed.wait(used).unwrap_or_else(|e| e.into_inner());
         }
-        *used += 1;
-        Permit(())
+        *used += n;
+        Permit(n)
     }
 }
 
@@ -506,8 +542,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let slots = slots();
         let mut used = slots.used.lock().unwrap_or_else(|e| e.into_inner());
-        *used -= 1;
-        slots.freed.notify_one();
+        *used -= self.0;
+        slots.freed.notify_all();
     }
 }
 
@@ -571,15 +607,25 @@ pub struct Console {
     cursor: usize,
     steps: usize,
     status: Option<ExitStatus>,
-    _permit: Permit,
+    _permit: Option<Permit>,
 }
 
 impl Console {
     /// Starts `command` in a new session whose controlling terminal is a
     /// fresh `rows` x `cols` pseudo-terminal. Waits for a VM slot first.
-    pub fn spawn(mut command: Command, rows: u16, cols: u16) -> Console {
-        let permit = Permit::acquire();
-        let pty = Pty::open(rows, cols);
+    pub fn spawn(command: Command, rows: u16, cols: u16) -> Console {
+        Console::spawn_with(command, rows, cols, Some(Permit::acquire(1)))
+    }
+
+    /// [`Console::spawn`] under slots the caller already holds (`None`: a
+    /// permit held by another console of the same test covers it).
+    pub fn spawn_with(command: Command, rows: u16, cols: u16, permit: Option<Permit>) -> Console {
+        Console::spawn_on(Pty::open(rows, cols), command, permit)
+    }
+
+    /// [`Console::spawn_with`] on a terminal the caller opened (e.g. to read
+    /// its settings before anything ran on it).
+    pub fn spawn_on(pty: Pty, mut command: Command, permit: Option<Permit>) -> Console {
         let slave = |pty: &Pty| Stdio::from(pty.slave.try_clone().expect("dup the pty"));
         command
             .stdin(slave(&pty))

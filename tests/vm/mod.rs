@@ -3,7 +3,11 @@
 //!
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
+//! - `cli`: the scenarios, driven by the real CLI through a fixture
+//!   flake (`fixture`) built by the real `nix`.
 //! - `harness`: the harness' own pure parts.
 
+mod cli;
+mod fixture;
 mod guest_role;
 mod harness;

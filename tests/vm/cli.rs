@@ -1,0 +1,245 @@
+//! The issue's scenarios, driven by the real CLI: it builds the fixture
+//! flake with the real `nix`, writes the host facts and starts the run
+//! script, which boots the busybox guest under QEMU (TCG) on a
+//! pseudo-terminal.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::fixture::{self, Fixture, COLS, DATA_GUEST_PATH, ROWS};
+use crate::support::vm::{Console, Permit, Pty, BOOT_TIMEOUT};
+
+fn path_str(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Ends the VM from its shell and expects nixos-shell to exit 0.
+fn power_off(vm: &mut Console) {
+    vm.send("poweroff\n");
+    let status = vm.wait(BOOT_TIMEOUT);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "nixos-shell ended with {status}; the terminal showed:\n{}",
+        vm.transcript()
+    );
+}
+
+#[test]
+fn home_is_mounted_at_the_hosts_path_both_ways() {
+    let fx = Fixture::new();
+    std::fs::write(fx.home().join("from-host"), "written on the host\n").unwrap();
+    let mut vm = fx.start(&[]);
+    vm.wait_for_shell();
+    let home = path_str(&fx.home());
+    let (out, status) = vm.sh(&format!("cat '{home}/from-host'"));
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("written on the host"), "{out}");
+    let (out, status) = vm.sh(&format!("echo written in the guest > '{home}/from-guest'"));
+    assert_eq!(status, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(fx.home().join("from-guest")).unwrap(),
+        "written in the guest\n"
+    );
+    power_off(&mut vm);
+}
+
+#[test]
+fn the_login_environment_has_the_hosts_cwd_term_and_size() {
+    let fx = Fixture::new();
+    let mut vm = fx.start(&[]);
+    vm.wait_for_shell();
+    let (out, _) = vm.sh("echo \"cwd=$(pwd) term=$TERM\"");
+    assert!(
+        out.contains(&format!(
+            "cwd={} term=xterm-nixos-shell-test",
+            path_str(&fx.cwd())
+        )),
+        "{out}"
+    );
+    let (out, _) = vm.sh("stty size");
+    assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
+    power_off(&mut vm);
+}
+
+#[test]
+fn a_read_only_extra_mount_refuses_writes_and_a_mount_flag_appears_at_its_guest_path() {
+    let fx = Fixture::new();
+    std::fs::write(fx.path("data/file"), "module data\n").unwrap();
+    std::fs::write(fx.path("extra/file"), "mounted by flag\n").unwrap();
+    let mount = format!("{}:/mnt/extra", path_str(&fx.path("extra")));
+    let mut vm = fx.start(&["--mount", &mount]);
+    vm.wait_for_shell();
+    let (out, status) = vm.sh(&format!("cat {DATA_GUEST_PATH}/file"));
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("module data"), "{out}");
+    let (out, status) = vm.sh(&format!("touch {DATA_GUEST_PATH}/new"));
+    assert_ne!(status, 0, "a write to the read-only mount succeeded: {out}");
+    assert!(!fx.path("data/new").exists());
+    let (out, status) = vm.sh("cat /mnt/extra/file");
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("mounted by flag"), "{out}");
+    power_off(&mut vm);
+}
+
+#[test]
+fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status() {
+    let fx = Fixture::new();
+    let mut vm = fx.start(&["--command", "echo \"output-$((6*7)) in $(pwd)\"; exit 7"]);
+    vm.expect(
+        &format!("output-42 in {}", path_str(&fx.cwd())),
+        BOOT_TIMEOUT,
+    );
+    let status = vm.wait(BOOT_TIMEOUT);
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "nixos-shell ended with {status}; the terminal showed:\n{}",
+        vm.transcript()
+    );
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("find a free port")
+}
+
+/// `GET /` on 127.0.0.1:`port`, retried until a body arrives or `timeout`.
+fn http_get(port: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        })();
+        match attempt {
+            Ok(response) if !response.is_empty() => return response,
+            Ok(_) => last = "empty response".to_owned(),
+            Err(err) => last = err.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    panic!("no answer on 127.0.0.1:{port} within {timeout:?}: {last}");
+}
+
+#[test]
+fn a_forwarded_port_reaches_a_server_in_the_guest() {
+    let fx = Fixture::new();
+    let port = free_port();
+    let forward = format!("127.0.0.1:{port}:80");
+    let mut vm = fx.start(&["--forward", &forward]);
+    vm.wait_for_shell();
+    let (out, status) = vm.sh(
+        "mkdir -p /tmp/www && echo \"served-$((20+3))\" > /tmp/www/index.html \
+         && httpd -p 80 -h /tmp/www",
+    );
+    assert_eq!(status, 0, "{out}");
+    let response = http_get(port, Duration::from_secs(60));
+    assert!(response.contains("served-23"), "{response}");
+    power_off(&mut vm);
+}
+
+fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
+    a.c_iflag == b.c_iflag
+        && a.c_oflag == b.c_oflag
+        && a.c_cflag == b.c_cflag
+        && a.c_lflag == b.c_lflag
+        && a.c_cc == b.c_cc
+        && a.c_ispeed == b.c_ispeed
+        && a.c_ospeed == b.c_ospeed
+}
+
+#[test]
+fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
+    let fx = Fixture::new();
+    let pty = Pty::open(ROWS, COLS);
+    let before = pty.termios();
+    let mut vm = Console::spawn_on(pty, fx.command(&[]), Some(Permit::acquire(1)));
+    vm.wait_for_shell();
+    let during = vm.pty().termios();
+    assert_eq!(
+        during.c_lflag & libc::ICANON,
+        0,
+        "QEMU should have put the terminal in raw mode"
+    );
+    vm.send("\x01x");
+    vm.wait(BOOT_TIMEOUT);
+    let after = vm.pty().termios();
+    assert!(
+        same_settings(&before, &after),
+        "terminal settings changed: before {before:?}, after {after:?}"
+    );
+}
+
+#[test]
+fn poweroff_ends_the_vm_with_status_0() {
+    let fx = Fixture::new();
+    let mut vm = fx.start(&[]);
+    vm.wait_for_shell();
+    power_off(&mut vm);
+}
+
+#[test]
+fn ephemeral_leaves_no_disk_image_behind() {
+    let fx = Fixture::new();
+    let mut vm = fx.start(&["--ephemeral"]);
+    vm.wait_for_shell();
+    let images = fixture::disk_images(fx.path("").as_path());
+    assert_eq!(images.len(), 1, "one image while the VM runs: {images:?}");
+    power_off(&mut vm);
+    let images = fixture::disk_images(fx.path("").as_path());
+    assert!(images.is_empty(), "left behind: {images:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(fx.path("tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(leftovers.is_empty(), "left in TMPDIR: {leftovers:?}");
+}
+
+#[test]
+fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
+    let fx = Fixture::new();
+    let permit = Permit::acquire(2);
+    let mut first = fx.start_with(&[], Some(permit));
+    let mut second = fx.start_with(&[], None);
+    first.wait_for_shell();
+    second.wait_for_shell();
+    let images = fixture::disk_images(fx.path("").as_path());
+    assert_eq!(images.len(), 2, "two images while both run: {images:?}");
+    assert!(
+        !fx.cwd().join("vm.qcow2").exists(),
+        "a disk image was left in the cwd"
+    );
+    power_off(&mut first);
+    power_off(&mut second);
+}
+
+#[test]
+fn malformed_host_facts_still_reach_the_guests_shell() {
+    // The run script replaces the facts the CLI wrote, as a nixos-shell that
+    // does not match the guest's could.
+    let fx = Fixture::with_prelude(
+        r#"for arg in "$@"; do
+  case "$arg" in
+    *mount_tag=nixos-shell*)
+      dir=${arg#local,path=}; dir=${dir%%,security_model=*}
+      printf '{"version": 1, "user": ' > "$dir/facts.json" ;;
+  esac
+done"#,
+    );
+    let mut vm = fx.start(&[]);
+    vm.expect("are malformed", BOOT_TIMEOUT);
+    vm.wait_for_shell();
+    let (out, status) = vm.sh("echo alive");
+    assert_eq!(status, 0, "{out}");
+    power_off(&mut vm);
+}
