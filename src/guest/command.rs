@@ -19,6 +19,26 @@ pub const FAILED_TO_START: i32 = 126;
 /// The shell that runs the command.
 const SHELL: &str = "/bin/sh";
 
+/// Where a NixOS guest keeps its programs: a systemd unit's own `PATH` lacks
+/// them, a login shell has them.
+const NIXOS_PATH: [&str; 4] = [
+    "/run/wrappers/bin",
+    "/root/.nix-profile/bin",
+    "/nix/var/nix/profiles/default/bin",
+    "/run/current-system/sw/bin",
+];
+
+/// The guest's `PATH` for the command: NixOS' system directories that
+/// exist, then the role's own `PATH`.
+pub fn guest_path(own: Option<&str>, exists: impl Fn(&str) -> bool) -> String {
+    NIXOS_PATH
+        .into_iter()
+        .filter(|dir| exists(dir))
+        .chain(own.filter(|p| !p.is_empty()))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// The variables set for the command; the rest of the environment is the
 /// guest role's own. `guest_path` is the guest's `PATH`, kept after the
 /// host's.
@@ -60,13 +80,14 @@ pub fn run_on_console(console: &Utf8Path, command: &str, facts: &HostFacts) -> a
         .with_context(|| format!("cannot open the console {console} to run the command"))?;
     let stdin = tty.try_clone().context("cannot duplicate the console")?;
     let stdout = tty.try_clone().context("cannot duplicate the console")?;
-    let guest_path = std::env::var("PATH").ok();
+    let own_path = std::env::var("PATH").ok();
+    let guest_path = guest_path(own_path.as_deref(), |dir| Utf8Path::new(dir).is_dir());
     let mut child = Command::new(SHELL);
     child
         .arg("-c")
         .arg(command)
         .current_dir(working_dir(facts, |dir| dir.is_dir()))
-        .envs(environment(facts, guest_path.as_deref()))
+        .envs(environment(facts, Some(&guest_path)))
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(tty));
@@ -127,6 +148,17 @@ mod tests {
         let env = environment(&facts, Some("/bin"));
         assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
         assert!(!env.contains_key("TERM"));
+    }
+
+    #[test]
+    fn the_guest_path_adds_nixos_system_dirs_that_exist() {
+        let nixos = |dir: &str| dir.starts_with("/run/");
+        assert_eq!(
+            guest_path(Some("/usr/bin:/bin"), nixos),
+            "/run/wrappers/bin:/run/current-system/sw/bin:/usr/bin:/bin"
+        );
+        assert_eq!(guest_path(Some("/bin"), |_| false), "/bin");
+        assert_eq!(guest_path(None, |_| false), "");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use report::Reporter;
 const KEYS_USER: &str = "root";
 
 pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
-    let reporter = Reporter::new(&args.console);
+    let reporter = Reporter;
     shares::load_modules();
     let tags = shares::discover(Utf8Path::new(shares::SYSFS_9P_DRIVER));
     if !tags.iter().any(|tag| tag == SESSION_TAG) {
