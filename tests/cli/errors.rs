@@ -1,0 +1,86 @@
+//! Bad input (issue 2 item 7): one line saying what was wrong and what to
+//! do, a non-zero status, no panic, nothing left behind.
+
+use super::{assert_one_line_error, assert_only_error};
+use crate::support::nix_fixture::NixFixture;
+
+#[test]
+fn an_empty_directory_says_what_was_looked_for_and_how_to_start() {
+    let fx = NixFixture::new();
+    let out = fx.run(&[]);
+    assert_only_error(&out, "no vm.nix and no flake.nix in ");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nix flake init -t ") && err.contains("nixos-shell some-module.nix"));
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn bad_arguments_are_refused_before_nix_runs() {
+    let fx = NixFixture::new();
+    fx.flake("{ }");
+    let cases: &[(&[&str], &str)] = &[
+        (&["missing.nix"], "missing.nix not found"),
+        (&["#vm"], "malformed flake reference \"#vm\""),
+        (&[".#a.b"], "is not a plain attribute name"),
+        (&["nope:x#vm"], "unknown scheme \"nope\""),
+        (&["--forward", "80"], "--forward \"80\" lacks a port"),
+        (&["--forward", "a:b"], "is not a port"),
+        (&["--mount", "no-such-dir"], "no-such-dir does not exist"),
+        (&["--mount", "flake.nix"], "is not a directory"),
+        (&["--memory", "much"], "is not a memory size"),
+        (&["--cores", "0"], "is not a positive number of CPUs"),
+    ];
+    for (args, needle) in cases {
+        let out = fx.run(args);
+        assert_only_error(&out, needle);
+    }
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn version_is_printed_not_booted() {
+    let fx = NixFixture::new();
+    let out = fx.run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("nixos-shell {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn nix_missing_from_path() {
+    let fx = NixFixture::new();
+    fx.flake("{ }");
+    let mut cli = fx.cli(&[]);
+    cli.env("PATH", fx.home());
+    assert_only_error(&fx.run_with(cli), "`nix` is not on PATH; install Nix");
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn a_build_failure_keeps_nixs_message_and_status() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosConfigurations.vm = mkVm { modules = [ { fixture.fail = true; } ]; }; }"#);
+    let out = fx.run(&[]);
+    let (calls, exits) = fx.nix_calls();
+    assert_eq!(calls, 1);
+    assert_ne!(exits[0], 0);
+    assert_eq!(out.status.code(), Some(exits[0]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fixture build failed on purpose"), "{err}");
+    assert!(!fx.record_path().exists());
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn a_result_without_a_run_script() {
+    let fx = NixFixture::new();
+    fx.flake(
+        r#"{ nixosConfigurations.vm = mkVm { modules = [ { fixture.runScript = false; } ]; }; }"#,
+    );
+    assert_one_line_error(&fx.run(&[]), "has no bin/run-*-vm");
+    assert!(fx.leftovers().is_empty());
+}

@@ -1,0 +1,43 @@
+//! The host CLI driven for real: the built binary, the real `nix` (offline)
+//! and fixture flakes, `<nixpkgs>` and run scripts written by
+//! `support::nix_fixture`.
+
+mod errors;
+mod resolution;
+mod run;
+
+use std::process::Output;
+
+/// A failed run that said one line `nixos-shell: ...` containing `needle`.
+pub fn assert_one_line_error(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "expected a failure, got {}",
+        output.status
+    );
+    let line = stderr
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no error message on stderr"));
+    assert!(
+        line.starts_with("nixos-shell: "),
+        "not our error line: {line:?}"
+    );
+    assert!(line.contains(needle), "{needle:?} not in {line:?}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+}
+
+/// A failed run whose whole stderr is that one line.
+pub fn assert_only_error(output: &Output, needle: &str) {
+    assert_one_line_error(output, needle);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "more than one line: {stderr}"
+    );
+}

@@ -1,0 +1,183 @@
+//! Resolution rules (README "What nixos-shell builds"): which configuration
+//! is built for each CONFIG, by how many nix processes.
+
+use super::{assert_one_line_error, assert_only_error};
+use crate::support::nix_fixture::{host_system, NixFixture};
+
+const MKVM: &str = r#"{
+      nixosConfigurations.vm = mkVm { modules = [ { system.name = "flakevm"; } ]; };
+      nixosConfigurations.second = mkVm { modules = [ { system.name = "second"; } ]; };
+    }"#;
+
+fn built(fx: &NixFixture) -> String {
+    let script = fx.record().script;
+    let name = script.rsplit('/').next().unwrap().to_owned();
+    assert!(script.starts_with("/nix/store/"), "{script}");
+    name
+}
+
+#[test]
+fn vm_nix_in_the_cwd_is_one_legacy_build() {
+    let fx = NixFixture::new();
+    fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
+    fx.flake(MKVM);
+    let out = fx.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(built(&fx), "run-legacy-vm");
+    let argv = fx.nix_argv();
+    assert_eq!(argv.len(), 1, "{argv:?}");
+    assert!(argv[0]
+        .starts_with("build --extra-experimental-features nix-command flakes --json --out-link "));
+    assert!(argv[0].contains("--impure --argstr configuration "));
+}
+
+#[test]
+fn without_vm_nix_the_flakes_vm_builds_by_attribute_in_one_pure_process() {
+    let fx = NixFixture::new();
+    fx.flake(MKVM);
+    let out = fx.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(built(&fx), "run-flakevm-vm");
+    let argv = fx.nix_argv();
+    assert_eq!(argv.len(), 1, "{argv:?}");
+    assert!(
+        !argv[0].contains("--impure") && !argv[0].contains("--expr"),
+        "{}",
+        argv[0]
+    );
+    assert!(argv[0].ends_with(&format!(
+        "{}#nixosConfigurations.vm.config.system.build.nixos-shell ",
+        fx.work().display()
+    )));
+}
+
+#[test]
+fn a_file_argument_an_attribute_and_flake_option() {
+    let fx = NixFixture::new();
+    fx.flake(MKVM);
+    fx.write(
+        "other.nix",
+        r#"{ config, ... }: { system.name = "other"; }"#,
+    );
+    assert!(fx.run(&["other.nix"]).status.success());
+    assert_eq!(built(&fx), "run-other-vm");
+    assert!(fx.run(&[".#second"]).status.success());
+    assert_eq!(built(&fx), "run-second-vm");
+    assert!(fx.run(&["--flake", ".#vm"]).status.success());
+    assert_eq!(built(&fx), "run-flakevm-vm");
+    let path_ref = format!("path:{}#second", fx.work().display());
+    assert!(fx.run(&[&path_ref]).status.success());
+    assert_eq!(built(&fx), "run-second-vm");
+    assert_eq!(fx.nix_calls().0, 4);
+}
+
+#[test]
+fn a_flake_in_a_subdirectory() {
+    let fx = NixFixture::new();
+    fx.flake_in("sub", MKVM);
+    assert!(fx.run(&["./sub#second"]).status.success());
+    assert_eq!(built(&fx), "run-second-vm");
+}
+
+#[test]
+fn a_configuration_without_the_module_is_extended_with_extend_modules() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosConfigurations.vm = nixos { inherit system; modules = [ { system.name = "extended"; } ]; }; }"#);
+    let out = fx.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(built(&fx), "run-extended-vm");
+    let argv = fx.nix_argv();
+    assert_eq!(argv.len(), 2, "{argv:?}");
+    assert!(argv[1].contains("--impure") && argv[1].contains("--argstr flakeRef"));
+    // The first attempt's "does not provide attribute" is not shown.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("does not provide"));
+}
+
+#[test]
+fn a_configuration_with_only_override_is_overridden() {
+    let fx = NixFixture::new();
+    fx.flake(
+        r#"let
+          overridable = args: builtins.removeAttrs (nixos args) [ "extendModules" ]
+            // { override = f: overridable (args // f args); };
+        in { nixosConfigurations.vm = overridable { inherit system; modules = [ { system.name = "overridden"; } ]; }; }"#,
+    );
+    assert!(fx.run(&[]).status.success());
+    assert_eq!(built(&fx), "run-overridden-vm");
+    assert_eq!(fx.nix_calls().0, 2);
+}
+
+#[test]
+fn a_configuration_that_cannot_be_extended_names_mkvm_and_make_overridable() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosConfigurations.vm = { config = (nixos { inherit system; }).config; }; }"#);
+    let out = fx.run(&[]);
+    assert_only_error(&out, "nixosConfigurations.vm of ");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("lib.mkVm") && err.contains("lib.makeOverridable"),
+        "{err}"
+    );
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn a_nixos_module_is_evaluated_with_nixpkgs() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosModules.vm = { system.name = "frommodule"; }; }"#);
+    assert!(fx.run(&[]).status.success());
+    assert_eq!(built(&fx), "run-frommodule-vm");
+    assert_eq!(fx.nix_calls().0, 2);
+}
+
+#[test]
+fn packages_system_nixos_configurations() {
+    let fx = NixFixture::new();
+    fx.flake(
+        r#"{ packages.${system}.nixosConfigurations.vm = nixos { inherit system; modules = [ { system.name = "packaged"; } ]; }; }"#,
+    );
+    assert!(fx.run(&[]).status.success());
+    assert_eq!(built(&fx), "run-packaged-vm");
+}
+
+#[test]
+fn a_missing_attribute_lists_what_was_tried() {
+    let fx = NixFixture::new();
+    fx.flake(MKVM);
+    let out = fx.run(&[".#nope"]);
+    assert_only_error(
+        &out,
+        &format!(
+            "provides none of nixosConfigurations.nope, nixosModules.nope, packages.{}.nixosConfigurations.nope",
+            host_system()
+        ),
+    );
+    assert_eq!(fx.nix_calls().0, 2);
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn without_the_module_path_a_missing_attribute_says_what_to_set() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosConfigurations.vm = nixos { inherit system; }; }"#);
+    let mut cli = fx.cli(&[]);
+    cli.env_remove("NIXOS_SHELL_MODULE");
+    let out = fx.run_with(cli);
+    assert_one_line_error(&out, "set NIXOS_SHELL_MODULE");
+}
+
+#[test]
+fn legacy_mode_without_nixpkgs_says_what_to_set() {
+    let fx = NixFixture::new();
+    fx.write("vm.nix", "{ }");
+    let mut cli = fx.cli(&[]);
+    cli.env_remove("NIX_PATH");
+    let out = fx.run_with(cli);
+    assert_only_error(&out, "set NIX_PATH=nixpkgs=/path/to/nixpkgs");
+    assert_eq!(fx.nix_calls().0, 0);
+    // The baked-in (here: environment) nixpkgs is the fallback.
+    let mut cli = fx.cli(&[]);
+    cli.env_remove("NIX_PATH")
+        .env("NIXOS_SHELL_NIXPKGS", fx.work().join("fixture/nixpkgs"));
+    assert!(fx.run_with(cli).status.success());
+}

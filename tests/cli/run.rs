@@ -1,0 +1,291 @@
+//! What the run script receives (arguments, environment, host facts), exit
+//! statuses, out-links, the disk image, --build-only and --dry-run.
+
+use std::path::Path;
+
+use super::assert_one_line_error;
+use crate::support::nix_fixture::{stdout, NixFixture};
+
+fn mkvm(config: &str) -> String {
+    format!(r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ ({config}) ]; }}; }}"#)
+}
+
+fn session_share(root: &Path) -> String {
+    format!(
+        "local,path={}/share,security_model=none,mount_tag=nixos-shell",
+        root.display()
+    )
+}
+
+#[test]
+fn the_run_script_gets_the_documented_arguments_and_environment() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(r#"{ system.name = "box"; }"#));
+    std::fs::create_dir(fx.work().join("data")).unwrap();
+    let mut cli = fx.cli(&[
+        "--memory",
+        "1G",
+        "--cores",
+        "2",
+        "--forward",
+        "8080:80",
+        "--forward",
+        "0.0.0.0:5353:53/udp",
+        "--mount",
+        "data:/data:ro",
+        "-c",
+        "make test",
+        "--",
+        "-snapshot",
+        "-name",
+        "x y",
+    ]);
+    cli.env("QEMU_OPTS", "-nographic")
+        .env("QEMU_NET_OPTS", "hostfwd=tcp::2222-:22")
+        .env("QEMU_KERNEL_PARAMS", "quiet")
+        .env("TERM", "xterm-test");
+    let out = fx.run_with(cli);
+    assert!(out.status.success());
+    let record = fx.record();
+    let root = record.session_root();
+    assert!(root.starts_with(fx.tmp()), "{root:?}");
+    let home = fx.home();
+    let data = fx.work().join("data");
+    assert_eq!(
+        record.args,
+        [
+            "-m".to_owned(),
+            "1G".to_owned(),
+            "-smp".to_owned(),
+            "2".to_owned(),
+            "-virtfs".to_owned(),
+            session_share(&root),
+            "-virtfs".to_owned(),
+            format!(
+                "local,path={},security_model=none,mount_tag=home",
+                home.display()
+            ),
+            "-virtfs".to_owned(),
+            format!(
+                "local,path={},security_model=none,mount_tag=mount0,readonly=on",
+                data.display()
+            ),
+            "-snapshot".to_owned(),
+            "-name".to_owned(),
+            "x y".to_owned(),
+        ]
+    );
+    let env = &record.env;
+    assert_eq!(env["QEMU_OPTS"], "-nographic");
+    assert_eq!(env["QEMU_KERNEL_PARAMS"], "quiet");
+    assert_eq!(
+        env["QEMU_NET_OPTS"],
+        "hostfwd=tcp::2222-:22,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53"
+    );
+    assert_eq!(Path::new(&env["TMPDIR"]), root.join("tmp"));
+    assert_eq!(env["USE_TMPDIR"], "1");
+    assert!(!env.contains_key("SHARED_DIR"));
+    let image = Path::new(&env["NIX_DISK_IMAGE"]);
+    assert!(
+        image.starts_with(home.join(".local/state/nixos-shell")),
+        "{image:?}"
+    );
+    assert!(image
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("box-"));
+    assert_eq!(record.cwd, fx.work().display().to_string());
+
+    let facts = record.facts.expect("facts.json in the session share");
+    assert_eq!(facts["version"], 1);
+    assert_eq!(facts["user"], "tester");
+    assert_eq!(facts["home"], home.display().to_string());
+    assert_eq!(facts["cwd"], fx.work().display().to_string());
+    assert_eq!(facts["term"], "xterm-test");
+    assert_eq!(
+        facts["path"],
+        format!("{}:/usr/bin:/bin", fx.root.join("bin").display())
+    );
+    assert_eq!(facts["command"], "make test");
+    let mounts = facts["mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 2);
+    assert_eq!(mounts[0]["tag"], "mount0");
+    assert_eq!(mounts[0]["guestPath"], "/data");
+    assert_eq!(mounts[0]["readOnly"], true);
+    assert_eq!(mounts[1]["tag"], "home");
+    assert_eq!(mounts[1]["msize"], 16384);
+
+    // Everything private is gone: the out-link, the session share, TMPDIR.
+    assert!(!root.exists());
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn module_mounts_no_home_and_the_users_tmpdir() {
+    let fx = NixFixture::new();
+    let srv = fx.work().join("srv");
+    std::fs::create_dir(&srv).unwrap();
+    fx.flake(&mkvm(&format!(
+        r#"{{ system.name = "m"; fixture.diskImage = null; fixture.extraMounts = [
+             {{ guestPath = "/var/www"; target = "{}"; tag = "awww"; cache = "none"; readOnly = true; }} ]; }}"#,
+        srv.display()
+    )));
+    let own_tmp = fx.root.join("own-tmp");
+    std::fs::create_dir(&own_tmp).unwrap();
+    let mut cli = fx.cli(&["--no-home"]);
+    cli.env("TMPDIR", &own_tmp).env("USE_TMPDIR", "1");
+    assert!(fx.run_with(cli).status.success());
+    let record = fx.record();
+    assert_eq!(record.env["TMPDIR"], own_tmp.display().to_string());
+    assert!(
+        !record.env.contains_key("NIX_DISK_IMAGE"),
+        "a null diskImage sets no image"
+    );
+    let virtfs = record.virtfs();
+    assert_eq!(virtfs.len(), 2, "{virtfs:?}");
+    assert!(virtfs[0].ends_with("mount_tag=nixos-shell"));
+    assert_eq!(
+        virtfs[1],
+        format!(
+            "local,path={},security_model=none,mount_tag=awww,readonly=on",
+            srv.display()
+        )
+    );
+    assert_eq!(record.facts.unwrap()["mounts"][0]["cache"], "none");
+    assert!(std::fs::read_dir(&own_tmp).unwrap().next().is_none());
+}
+
+#[test]
+fn disk_images_user_ephemeral_given_and_locked() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(r#"{ system.name = "disk"; }"#));
+    let mut cli = fx.cli(&["--ephemeral"]);
+    cli.env("NIX_DISK_IMAGE", "/mine.qcow2");
+    assert!(fx.run_with(cli).status.success());
+    assert_eq!(fx.record().env["NIX_DISK_IMAGE"], "/mine.qcow2");
+
+    assert!(fx.run(&["--ephemeral"]).status.success());
+    let record = fx.record();
+    assert_eq!(
+        Path::new(&record.env["NIX_DISK_IMAGE"]),
+        record.session_root().join("disk.qcow2")
+    );
+
+    assert!(fx.run(&["--disk", "images/d.qcow2"]).status.success());
+    assert_eq!(
+        Path::new(&fx.record().env["NIX_DISK_IMAGE"]),
+        fx.work().join("images/d.qcow2")
+    );
+
+    // The per-configuration image; while another nixos-shell holds its lock,
+    // a second VM gets a temporary image instead.
+    assert!(fx.run(&[]).status.success());
+    let image = fx.record().env["NIX_DISK_IMAGE"].clone();
+    let lock = std::fs::File::open(format!("{image}.lock")).unwrap();
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    assert_eq!(rc, 0);
+    let out = fx.run(&[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is in use by another nixos-shell"));
+    let record = fx.record();
+    assert_eq!(
+        Path::new(&record.env["NIX_DISK_IMAGE"]),
+        record.session_root().join("disk.qcow2")
+    );
+    drop(lock);
+    assert!(fx.run(&[]).status.success());
+    assert_eq!(fx.record().env["NIX_DISK_IMAGE"], image);
+
+    // Another configuration of the same name gets another image.
+    assert!(fx
+        .run(&["--flake", &format!("path:{}#vm", fx.work().display())])
+        .status
+        .success());
+    assert_ne!(fx.record().env["NIX_DISK_IMAGE"], image);
+}
+
+#[test]
+fn exit_status_is_the_run_scripts_or_the_commands() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm("{ }"));
+    let mut cli = fx.cli(&[]);
+    cli.env("NIXOS_SHELL_TEST_EXIT", "5");
+    assert_eq!(fx.run_with(cli).status.code(), Some(5));
+
+    let mut cli = fx.cli(&["--command", "exit 7"]);
+    cli.env("NIXOS_SHELL_TEST_GUEST_EXIT", "7")
+        .env("NIXOS_SHELL_TEST_EXIT", "0");
+    assert_eq!(fx.run_with(cli).status.code(), Some(7));
+
+    let mut cli = fx.cli(&["-c", "true"]);
+    cli.env("NIXOS_SHELL_TEST_NO_RESULT", "1");
+    let out = fx.run_with(cli);
+    assert_one_line_error(&out, "without reporting the command's status");
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn a_replaced_run_script_gets_the_terminal_and_decides_the_status() {
+    let fx = NixFixture::new();
+    fx.write_run_script("#!/bin/sh\necho from the vm\nexit 9\n");
+    fx.flake(&mkvm("{ }"));
+    let out = fx.run(&[]);
+    assert_eq!(out.status.code(), Some(9));
+    assert_eq!(stdout(&out), "from the vm\n");
+}
+
+#[test]
+fn the_out_link_is_private_unless_asked_for() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(r#"{ system.name = "kept"; }"#));
+    assert!(fx.run(&["--out-link", "keep"]).status.success());
+    let link = fx.work().join("keep");
+    let target = std::fs::read_link(&link).expect("--out-link keeps a link");
+    assert!(target.starts_with("/nix/store"));
+    assert!(link.join("bin/run-kept-vm").exists());
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn build_only_prints_the_run_script_and_starts_nothing() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(r#"{ system.name = "only"; }"#));
+    let out = fx.run(&["--build-only", ".#vm"]);
+    assert!(out.status.success());
+    let printed = stdout(&out);
+    let path = printed.trim_end();
+    assert!(
+        path.starts_with("/nix/store/") && path.ends_with("/bin/run-only-vm"),
+        "{printed}"
+    );
+    assert!(Path::new(path).exists());
+    assert!(!fx.record_path().exists());
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
+fn dry_run_prints_the_commands_and_runs_nothing() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm("{ }"));
+    let out = fx.run(&[
+        "--dry-run",
+        "--forward",
+        "8080:80",
+        ".#vm",
+        "--",
+        "-snapshot",
+    ]);
+    assert!(out.status.success());
+    let printed = stdout(&out);
+    assert!(printed.contains(&format!(
+        "nix build --extra-experimental-features 'nix-command flakes' --json --out-link '<private-temp-dir>/result' '{}#nixosConfigurations.vm.config.system.build.nixos-shell'\n",
+        fx.work().display()
+    )), "{printed}");
+    assert!(printed.contains(
+        "QEMU_NET_OPTS=hostfwd=tcp:127.0.0.1:8080-:80 TMPDIR='<private-temp-dir>/tmp' USE_TMPDIR=1 '<result>/bin/run-<name>-vm' -virtfs 'local,path=<private-temp-dir>/share,security_model=none,mount_tag=nixos-shell' -snapshot\n"
+    ), "{printed}");
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty());
+}

@@ -1,0 +1,399 @@
+//! Fixtures for driving the real CLI against the real `nix`, offline.
+//!
+//! A [`NixFixture`] is a temp dir holding:
+//!
+//! ```text
+//! home/                         HOME of the CLI (the real home is never touched)
+//! bin/nix                       a wrapper around the real nix that logs each call
+//! nix.log                       "call" per nix process, "exit N" when it ends
+//! work/                         the CLI's cwd: vm.nix, flake.nix, ... as a test writes them
+//! work/fixture/nixpkgs/nixos/   a fixture <nixpkgs/nixos>: a tiny module system
+//! work/fixture/module/          a fixture nixos-shell module (NIXOS_SHELL_MODULE)
+//! work/fixture/run-vm           the run script every build installs as bin/run-<name>-vm
+//! ```
+//!
+//! The fixture module builds `system.build.nixos-shell` with `/bin/sh`: the run
+//! script above plus `share/nixos-shell/manifest.json` from `config.fixture.*`.
+//! The default run script records its arguments, environment and cwd into
+//! `$NIXOS_SHELL_TEST_RECORD`, copies the session's facts.json beside it,
+//! plays the guest for `--command` (writes result.json with exit code
+//! `$NIXOS_SHELL_TEST_GUEST_EXIT`, unless `$NIXOS_SHELL_TEST_NO_RESULT`) and
+//! exits with `$NIXOS_SHELL_TEST_EXIT`. Replace it with
+//! [`NixFixture::write_run_script`] (the VM tests put a real QEMU there).
+//!
+//! Flakes get the fixture tree inside them (pure evaluation can only read
+//! the flake): in `flake.nix`, `nixos` is the fixture `<nixpkgs/nixos>`,
+//! `shellModule` the fixture module, `mkVm` a `lib.mkVm` look-alike.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real nix; tests fail (never skip) without it.
+pub fn real_nix() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let candidate = Path::new(dir).join("nix");
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!("`nix` is not on PATH: these tests drive the real nix; install it (Debian: apt-get install nix-bin)");
+}
+
+const NIXOS: &str = r#"# Fixture <nixpkgs/nixos>: modules are paths, functions or attrsets with
+# `imports`; their results are merged recursively, later ones winning.
+{ configuration ? { }, modules ? [ ], system ? builtins.currentSystem }:
+let
+  pkgs = { path = ../.; inherit system; };
+  recursiveUpdate = a: b:
+    a // builtins.mapAttrs (n: v:
+      if builtins.isAttrs v && !(v ? outPath) && a ? ${n} && builtins.isAttrs a.${n}
+      then recursiveUpdate a.${n} v else v) b;
+  defaults = {
+    system.name = "nixos";
+    fixture = {
+      mountHome = true;
+      mountNixProfile = true;
+      diskImage = "./${config.system.name}.qcow2";
+      extraMounts = [ ];
+      inheritPath = true;
+      runScript = true;
+      fail = false;
+    };
+  };
+  load = m:
+    let f = if builtins.isPath m || builtins.isString m then import m else m;
+    in if builtins.isFunction f then f { inherit config pkgs; lib = { }; } else f;
+  collect = ms: builtins.concatLists (map (m:
+    let v = load m;
+    in [ (builtins.removeAttrs v [ "imports" ]) ] ++ collect (v.imports or [ ])) ms);
+  config = builtins.foldl' recursiveUpdate defaults (collect ([ configuration ] ++ modules));
+in
+{
+  inherit config pkgs;
+  extendModules = args: import ./. {
+    inherit configuration system;
+    modules = modules ++ (args.modules or [ ]);
+  };
+}
+"#;
+
+const MODULE: &str = r#"# Fixture nixos-shell module: system.build.nixos-shell = run script + manifest.
+{ config, pkgs, ... }:
+let
+  cfg = config.fixture;
+  name = config.system.name;
+  manifest = builtins.toFile "manifest.json" (builtins.toJSON {
+    version = 1;
+    inherit name;
+    system = pkgs.system;
+    diskImage = cfg.diskImage;
+    inheritPath = cfg.inheritPath;
+    mounts = {
+      mountHome = cfg.mountHome;
+      mountHomeReadOnly = false;
+      mountNixProfile = cfg.mountNixProfile;
+      cache = "loose";
+      msize = 16384;
+      extraMounts = cfg.extraMounts;
+    };
+  });
+in
+{
+  system.build.nixos-shell = builtins.derivation {
+    name = "nixos-shell-${name}";
+    system = pkgs.system;
+    builder = "/bin/sh";
+    args = [ "-c" ''
+      PATH=/usr/bin:/bin
+      ${if cfg.fail then "echo 'fixture build failed on purpose' >&2; exit 3" else ""}
+      mkdir -p $out/bin $out/share/nixos-shell
+      cp ${manifest} $out/share/nixos-shell/manifest.json
+      ${if cfg.runScript then ''
+        cp ${../run-vm} $out/bin/run-${name}-vm
+        chmod +x $out/bin/run-${name}-vm
+      '' else ""}
+    '' ];
+  };
+}
+"#;
+
+const RECORDING_RUN_SCRIPT: &str = r#"#!/bin/sh
+# Fixture run script: records what nixos-shell handed over.
+rec="${NIXOS_SHELL_TEST_RECORD:?}"
+: > "$rec"
+printf 'cwd %s\n' "$PWD" >> "$rec"
+printf 'script %s\n' "$0" >> "$rec"
+for a in "$@"; do printf 'arg %s\n' "$a" >> "$rec"; done
+env | LC_ALL=C sort | sed 's/^/env /' >> "$rec"
+session=
+for a in "$@"; do
+  case "$a" in *mount_tag=nixos-shell*) session=${a#local,path=}; session=${session%%,*};; esac
+done
+if [ -n "$session" ]; then
+  cp "$session/facts.json" "$rec.facts.json"
+  if [ -z "${NIXOS_SHELL_TEST_NO_RESULT:-}" ] && grep -q '"command": "' "$session/facts.json"; then
+    printf '{"version":1,"exitCode":%s}' "${NIXOS_SHELL_TEST_GUEST_EXIT:-0}" > "$session/result.json"
+  fi
+fi
+exit "${NIXOS_SHELL_TEST_EXIT:-0}"
+"#;
+
+/// The prelude of every fixture flake's outputs.
+const FLAKE_PRELUDE: &str = r#"
+      nixos = import ./fixture/nixpkgs/nixos;
+      shellModule = ./fixture/module;
+      mkVm = { modules ? [ ] }: nixos { inherit system; modules = modules ++ [ shellModule ]; };
+      system = "SYSTEM";
+"#;
+
+pub struct NixFixture {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Default for NixFixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NixFixture {
+    /// Writes the fixture tree; panics when nix is missing.
+    pub fn new() -> NixFixture {
+        let nix = real_nix();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let write = |rel: &str, text: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write("home/.keep", "");
+        write("tmp/.keep", "");
+        write("work/fixture/nixpkgs/nixos/default.nix", NIXOS);
+        write("work/fixture/module/default.nix", MODULE);
+        write("work/fixture/run-vm", RECORDING_RUN_SCRIPT);
+        write(
+            "bin/nix",
+            &format!(
+                "#!/bin/sh\nprintf 'call %s\\n' \"$(printf '%s ' \"$@\" | tr '\\n' ' ')\" >> '{log}'\n'{nix}' \"$@\"\nrc=$?\necho \"exit $rc\" >> '{log}'\nexit $rc\n",
+                log = root.join("nix.log").display(),
+                nix = nix.display()
+            ),
+        );
+        make_executable(&root.join("bin/nix"));
+        NixFixture { _dir: dir, root }
+    }
+
+    /// The CLI's cwd.
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// TMPDIR of the CLI: its private dirs appear here.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// What the CLI left in its TMPDIR (besides the fixture's marker).
+    pub fn leftovers(&self) -> Vec<String> {
+        std::fs::read_dir(self.tmp())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".keep")
+            .collect()
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+
+    /// Where the recording run script writes.
+    pub fn record_path(&self) -> PathBuf {
+        self.root.join("record")
+    }
+
+    /// Writes a file under `work/`.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.work().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Replaces the run script every later build installs.
+    pub fn write_run_script(&self, text: &str) {
+        let path = self.write("fixture/run-vm", text);
+        make_executable(&path);
+    }
+
+    /// Writes `work/<dir>/flake.nix` (dir "" = work) with the given outputs
+    /// body, in scope of the prelude (`nixos`, `shellModule`, `mkVm`,
+    /// `system`), and the fixture tree beside it.
+    pub fn flake_in(&self, dir: &str, outputs: &str) -> PathBuf {
+        let prelude = FLAKE_PRELUDE.replace("SYSTEM", &host_system());
+        let text =
+            format!("{{\n  outputs = {{ self }}:\n    let\n{prelude}    in\n    {outputs};\n}}\n");
+        if !dir.is_empty() {
+            copy_dir(
+                &self.work().join("fixture"),
+                &self.work().join(dir).join("fixture"),
+            );
+        }
+        let rel = if dir.is_empty() {
+            "flake.nix".to_owned()
+        } else {
+            format!("{dir}/flake.nix")
+        };
+        self.write(&rel, &text)
+    }
+
+    /// [`Self::flake_in`] for `work/flake.nix`.
+    pub fn flake(&self, outputs: &str) -> PathBuf {
+        self.flake_in("", outputs)
+    }
+
+    /// The CLI, ready to run in `work/` with a clean, offline environment.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nixos-shell"));
+        command
+            .args(args)
+            .current_dir(self.work())
+            .env_clear()
+            .env("HOME", self.home())
+            .env("USER", "tester")
+            .env("TMPDIR", self.tmp())
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.root.join("bin").display()),
+            )
+            .env(
+                "NIX_CONFIG",
+                "experimental-features = nix-command flakes\nsubstituters =\nflake-registry = \n",
+            )
+            .env(
+                "NIX_PATH",
+                format!("nixpkgs={}", self.work().join("fixture/nixpkgs").display()),
+            )
+            .env("NIXOS_SHELL_MODULE", self.work().join("fixture/module"))
+            .env("NIXOS_SHELL_TEST_RECORD", self.record_path());
+        command
+    }
+
+    /// Runs the CLI to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with(self.cli(args))
+    }
+
+    pub fn run_with(&self, mut command: Command) -> Output {
+        let output = command.output().expect("the CLI did not start");
+        eprintln!(
+            "--- nixos-shell {:?}: {}\n--- stdout:\n{}--- stderr:\n{}",
+            command.get_args().collect::<Vec<_>>(),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// The argument lines of each nix process so far (newlines as spaces).
+    pub fn nix_argv(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.root.join("nix.log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.strip_prefix("call "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// How many nix processes ran so far, and their exit statuses.
+    pub fn nix_calls(&self) -> (usize, Vec<i32>) {
+        let log = std::fs::read_to_string(self.root.join("nix.log")).unwrap_or_default();
+        let calls = log.lines().filter(|l| l.starts_with("call ")).count();
+        let exits = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("exit "))
+            .map(|c| c.parse().unwrap())
+            .collect();
+        (calls, exits)
+    }
+
+    /// What the recording run script saw.
+    pub fn record(&self) -> Record {
+        let text = std::fs::read_to_string(self.record_path())
+            .expect("the run script did not run (no record)");
+        let mut record = Record::default();
+        for line in text.lines() {
+            if let Some(arg) = line.strip_prefix("arg ") {
+                record.args.push(arg.to_owned());
+            } else if let Some(kv) = line.strip_prefix("env ") {
+                if let Some((k, v)) = kv.split_once('=') {
+                    record.env.insert(k.to_owned(), v.to_owned());
+                }
+            } else if let Some(script) = line.strip_prefix("script ") {
+                record.script = script.to_owned();
+            } else if let Some(cwd) = line.strip_prefix("cwd ") {
+                record.cwd = cwd.to_owned();
+            }
+        }
+        let facts = std::fs::read_to_string(format!("{}.facts.json", self.record_path().display()));
+        record.facts = facts.ok().map(|f| serde_json::from_str(&f).unwrap());
+        record
+    }
+}
+
+/// What the recording run script received.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub cwd: String,
+    /// The run script's own path (`$0`).
+    pub script: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub facts: Option<serde_json::Value>,
+}
+
+impl Record {
+    /// The values of every `-virtfs`.
+    pub fn virtfs(&self) -> Vec<String> {
+        self.args
+            .windows(2)
+            .filter(|w| w[0] == "-virtfs")
+            .map(|w| w[1].clone())
+            .collect()
+    }
+
+    /// The session dir's root (the parent of TMPDIR).
+    pub fn session_root(&self) -> PathBuf {
+        Path::new(&self.env["TMPDIR"]).parent().unwrap().to_owned()
+    }
+}
+
+/// This machine's Nix platform, as the CLI computes it.
+pub fn host_system() -> String {
+    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The stdout of a run, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
