@@ -33,7 +33,7 @@ pub fn timed(cmd: &mut Command) -> Result<Timed> {
             "`{}` failed ({}): {}",
             describe(cmd),
             output.status,
-            tail(&stderr, 6)
+            why(&stderr)
         );
     }
     Ok(Timed {
@@ -50,6 +50,15 @@ pub fn describe(cmd: &Command) -> String {
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The gist of a failed command's stderr: nix's `error:` line when there
+/// is one, else its last lines.
+fn why(stderr: &str) -> String {
+    match stderr.lines().find(|l| l.starts_with("error:")) {
+        Some(line) => line.to_string(),
+        None => tail(stderr, 6),
+    }
 }
 
 /// The last `n` non-empty lines of `text`, joined by " / ".

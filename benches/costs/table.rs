@@ -128,12 +128,23 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// Text made safe for one table cell: one line, no column separators.
+/// The longest text a cell shows; the whole text goes to stderr.
+const MAX_CELL: usize = 400;
+
+/// Text made safe for one table cell: one line, no column separators, at
+/// most [`MAX_CELL`] characters.
 fn cell(text: &str) -> String {
-    text.lines()
+    let line = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" / ")
-        .replace('|', "\\|")
+        .join(" / ");
+    let short: String = line.chars().take(MAX_CELL).collect();
+    let short = if short.len() < line.len() {
+        short + " …"
+    } else {
+        short
+    };
+    short.replace('|', "\\|")
 }
