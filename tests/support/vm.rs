@@ -123,7 +123,10 @@ fn build_assets() -> Assets {
         // Older keys belong to older binaries.
         if let Ok(entries) = std::fs::read_dir(&cache) {
             for entry in entries.flatten() {
-                if entry.file_name() != key.as_str() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                // Staging dirs may belong to a concurrent test run.
+                if name != key.as_str() && !name.starts_with("staging-") {
                     let _ = std::fs::remove_dir_all(entry.path());
                 }
             }

@@ -48,6 +48,13 @@ fn home_is_mounted_at_the_hosts_path_both_ways() {
 #[test]
 fn the_login_environment_has_the_hosts_cwd_term_and_size() {
     let fx = Fixture::new();
+    // Root's keys come from the same host facts; checked on the way.
+    std::fs::create_dir_all(fx.home().join(".ssh")).unwrap();
+    std::fs::write(
+        fx.home().join(".ssh/id_test.pub"),
+        "ssh-ed25519 AAAAkey tester@host\n",
+    )
+    .unwrap();
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
     let (out, _) = vm.sh("echo \"cwd=$(pwd) term=$TERM\"");
@@ -60,6 +67,8 @@ fn the_login_environment_has_the_hosts_cwd_term_and_size() {
     );
     let (out, _) = vm.sh("stty size");
     assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
+    let (out, _) = vm.sh("cat /run/nixos-shell/authorized-keys/root");
+    assert!(out.contains("ssh-ed25519 AAAAkey tester@host"), "{out}");
     power_off(&mut vm);
 }
 
