@@ -3,9 +3,10 @@
 //! through a pseudo-terminal.
 //!
 //! - [`assets`] checks the host tools and builds the initramfs once per test
-//!   run (cached under `target/` and keyed on the guest binary's mtime, size
-//!   and the kernel version, so an unchanged binary is never packed twice).
-//! - [`run_script`] writes a script that follows the contract of NixOS's
+//!   run (cached under `target/<profile>/vm-harness/`, keyed on the guest
+//!   binary's mtime and size, the kernel version and a hash of the harness'
+//!   own files, so an unchanged binary is never packed twice).
+//! - [`write_run_script`] writes a script that follows the contract of NixOS's
 //!   `bin/run-<name>-vm` (nixos/modules/virtualisation/qemu-vm.nix) for that
 //!   kernel and initramfs; CLI tests put it into a fixture flake's output.
 //! - [`Console`] runs a command (the script, or the CLI) on a fresh
