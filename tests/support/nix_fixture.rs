@@ -59,6 +59,7 @@ let
       inheritPath = true;
       runScript = true;
       fail = false;
+      preBuild = "";
     };
   };
   load = m:
@@ -106,6 +107,7 @@ in
     builder = "/bin/sh";
     args = [ "-c" ''
       PATH=/usr/bin:/bin
+      ${cfg.preBuild}
       ${if cfg.fail then "echo 'fixture build failed on purpose' >&2; exit 3" else ""}
       mkdir -p $out/bin $out/share/nixos-shell
       cp ${manifest} $out/share/nixos-shell/manifest.json
