@@ -183,7 +183,14 @@ fn disk_image(
     match plan {
         DiskPlan::LeaveAlone => Ok((None, None)),
         DiskPlan::Ephemeral => Ok((Some(session.ephemeral_image(&manifest.name)), None)),
-        DiskPlan::Given(path) => Ok((Some(path), None)),
+        DiskPlan::Given(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("could not create {dir} for --disk; check the path")
+                })?;
+            }
+            Ok((Some(path), None))
+        }
         DiskPlan::State => {
             let Some(dir) = disk::state_dir(env) else {
                 bail!("neither XDG_STATE_HOME nor HOME is set, so the VM's disk image has no home; set one, or pass --ephemeral or --disk PATH");

@@ -148,6 +148,8 @@ impl NixBuild {
             return Ok(Outcome::Interrupted);
         }
         if status.success() {
+            // Lines such as `error (ignored): ...` may come before success.
+            print_lines(&held);
             return parse_output(&stdout).map(Outcome::Built);
         }
         let plain: Vec<String> = held.iter().map(|l| strip_ansi(l)).collect();

@@ -4,7 +4,7 @@
 //! `--cores`) lives here, each returning one-line errors that say what was
 //! wrong and what to write instead.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::cli::HostArgs;
@@ -236,9 +236,9 @@ pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<UserMount> {
         bail!("--mount {spec:?} names no host directory; {usage}");
     }
     let host = absolute(cwd, Utf8Path::new(host));
-    let meta = std::fs::metadata(&host).with_context(|| {
-        format!("--mount {spec:?}: {host} does not exist; create it or fix the path")
-    })?;
+    let Ok(meta) = std::fs::metadata(&host) else {
+        bail!("--mount {spec:?}: {host} does not exist; create it or fix the path");
+    };
     if !meta.is_dir() {
         bail!("--mount {spec:?}: {host} is not a directory; only directories can be shared");
     }
@@ -330,7 +330,9 @@ mod tests {
 
         assert_eq!(
             err(parse_mount("missing:/x", cwd)),
-            format!("--mount \"missing:/x\": {cwd}/missing does not exist; create it or fix the path: No such file or directory (os error 2)")
+            format!(
+                "--mount \"missing:/x\": {cwd}/missing does not exist; create it or fix the path"
+            )
         );
         assert!(err(parse_mount("file", cwd)).contains("is not a directory"));
         assert!(err(parse_mount("src:rel", cwd)).contains("is not absolute"));
