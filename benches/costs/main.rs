@@ -6,9 +6,9 @@
 //! Each figure is the median of several runs after a warm-up, with min and
 //! max; each comparison is computed run by run from pairs taken one after
 //! the other (their order alternating), so drift in the machine's load
-//! touches both sides. Everything runs offline against fixture flakes
-//! written here, with the real `nix` and the real QEMU harness of the VM
-//! tests (`tests/support/vm.rs`).
+//! touches both sides. Everything runs offline with the real `nix`,
+//! against fixture flakes written by the integration tests' own fixture
+//! code, and boots with the VM tests' QEMU harness (`tests/support/`).
 //!
 //! Arguments (after `--`): section names to run only some of them:
 //! `cli`, `warm`, `boot` (boot to command and peak RSS). Environment:
@@ -49,6 +49,9 @@ use nix::NixWrapper;
 use support::nix_fixture::NixFixture;
 use table::{Outcome, Row, Unit};
 
+/// The sections one may ask for by name.
+const SECTIONS: [&str; 3] = ["cli", "warm", "boot"];
+
 /// The CLI under test, built by cargo for this benchmark.
 const CLI: &str = env!("CARGO_BIN_EXE_nixos-shell");
 
@@ -83,6 +86,12 @@ fn main() -> ExitCode {
 
 /// Prints the machine and the table; `Ok(false)` when a figure failed.
 fn run(sections: &[String]) -> Result<bool> {
+    if let Some(unknown) = sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+        anyhow::bail!(
+            "no section {unknown:?}: name some of {}, or none for all",
+            SECTIONS.join(", ")
+        );
+    }
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let bench = Bench::new()?;
     let machine = machine::describe();
