@@ -175,6 +175,18 @@ fn legacy_mode_without_nixpkgs_says_what_to_set() {
     let out = fx.run_with(cli);
     assert_only_error(&out, "set NIX_PATH=nixpkgs=/path/to/nixpkgs");
     assert_eq!(fx.nix_calls().0, 0);
+    // -I (and any pass-through flag) reaches nix.
+    let include = format!("nixpkgs={}", fx.work().join("fixture/nixpkgs").display());
+    let mut cli = fx.cli(&["-I", &include, "--option", "cores", "1", "-L"]);
+    cli.env_remove("NIX_PATH");
+    assert!(fx.run_with(cli).status.success());
+    let argv = fx.nix_argv();
+    assert!(
+        argv[0].contains(&format!(
+            "-I {include} --option cores 1 --print-build-logs --impure"
+        )),
+        "{argv:?}"
+    );
     // The baked-in (here: environment) nixpkgs is the fallback.
     let mut cli = fx.cli(&[]);
     cli.env_remove("NIX_PATH")
