@@ -1,8 +1,10 @@
 //! Which root disk image the VM gets (`NIX_DISK_IMAGE`).
 //!
-//! - the user's `NIX_DISK_IMAGE` wins;
 //! - `--ephemeral`: an image in the private temp dir, deleted afterwards;
 //! - `--disk PATH`: that image;
+//! - the user's `NIX_DISK_IMAGE`: left alone. Together with one of those
+//!   flags it is refused ([`refuse_conflict`]): both choose the image, and
+//!   silently ignoring either would surprise the one who set it;
 //! - the manifest's `diskImage` is null (tmpfs root): nothing;
 //! - it is relative (NixOS's default `./<name>.qcow2`): one image per
 //!   configuration under `${XDG_STATE_HOME:-~/.local/state}/nixos-shell/`,
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 /// The choice, before any file is touched.
@@ -32,19 +34,43 @@ pub enum DiskPlan {
     State,
 }
 
-/// Decides the disk image; pure.
+/// The variable through which the user (and nixos-shell) chooses the image.
+const ENV: &str = "NIX_DISK_IMAGE";
+
+/// Refuses `--ephemeral` or `--disk` when `NIX_DISK_IMAGE` is set too; run
+/// before anything is built or created.
+pub fn refuse_conflict(
+    env: &BTreeMap<String, String>,
+    ephemeral: bool,
+    disk: Option<&Utf8Path>,
+) -> Result<()> {
+    let flag = if ephemeral {
+        "--ephemeral"
+    } else if disk.is_some() {
+        "--disk"
+    } else {
+        return Ok(());
+    };
+    if env.contains_key(ENV) {
+        bail!("{flag} and {ENV} both choose the disk image; drop one");
+    }
+    Ok(())
+}
+
+/// Decides the disk image; pure. A flag wins over `NIX_DISK_IMAGE`, but
+/// [`refuse_conflict`] has refused that combination already.
 pub fn plan(
     env: &BTreeMap<String, String>,
     ephemeral: bool,
     disk: Option<&Utf8Path>,
     manifest_image: Option<&str>,
 ) -> DiskPlan {
-    if env.contains_key("NIX_DISK_IMAGE") {
-        DiskPlan::LeaveAlone
-    } else if ephemeral {
+    if ephemeral {
         DiskPlan::Ephemeral
     } else if let Some(disk) = disk {
         DiskPlan::Given(disk.to_owned())
+    } else if env.contains_key(ENV) {
+        DiskPlan::LeaveAlone
     } else {
         match manifest_image {
             Some(image) if !image.starts_with('/') => DiskPlan::State,
@@ -120,7 +146,8 @@ mod tests {
         let none = env(&[]);
         let user = env(&[("NIX_DISK_IMAGE", "/mine.qcow2")]);
         let rel = Some("./nixos.qcow2");
-        assert_eq!(plan(&user, true, None, rel), DiskPlan::LeaveAlone);
+        assert_eq!(plan(&user, false, None, rel), DiskPlan::LeaveAlone);
+        assert_eq!(plan(&user, false, None, None), DiskPlan::LeaveAlone);
         assert_eq!(
             plan(&none, true, Some("/d".into()), rel),
             DiskPlan::Ephemeral
@@ -135,6 +162,26 @@ mod tests {
             plan(&none, false, None, Some("/var/x.qcow2")),
             DiskPlan::LeaveAlone
         );
+    }
+
+    #[test]
+    fn a_flag_beside_nix_disk_image_is_refused() {
+        let none = env(&[]);
+        let user = env(&[("NIX_DISK_IMAGE", "/mine.qcow2")]);
+        let message = |ephemeral, disk: Option<&str>| {
+            refuse_conflict(&user, ephemeral, disk.map(Utf8Path::new)).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(
+            message(true, None),
+            Err("--ephemeral and NIX_DISK_IMAGE both choose the disk image; drop one".to_owned())
+        );
+        assert_eq!(
+            message(false, Some("/d")),
+            Err("--disk and NIX_DISK_IMAGE both choose the disk image; drop one".to_owned())
+        );
+        assert!(message(false, None).is_ok());
+        assert!(refuse_conflict(&none, true, None).is_ok());
+        assert!(refuse_conflict(&none, false, Some("/d".into())).is_ok());
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     let settings = Settings::from_args(args, &cwd)?;
+    disk::refuse_conflict(&env, settings.ephemeral, settings.disk.as_deref())?;
     let installable = resolve::resolve(settings.target.as_deref(), &cwd)?;
     let locations = Locations::from_env(&env);
 

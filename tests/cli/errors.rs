@@ -122,3 +122,25 @@ fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
     assert!(!fx.record_path().exists());
 }
+
+#[test]
+fn a_disk_flag_beside_nix_disk_image_is_refused_not_ignored() {
+    let fx = NixFixture::new();
+    fx.flake(r#"{ nixosConfigurations.vm = mkVm { }; }"#);
+    let image = fx.root.join("mine.qcow2");
+    for (args, flag) in [
+        (&["--ephemeral"][..], "--ephemeral"),
+        (&["--disk", "d.qcow2"][..], "--disk"),
+    ] {
+        let mut cli = fx.cli(args);
+        cli.env("NIX_DISK_IMAGE", &image);
+        assert_only_error(
+            &fx.run_with(cli),
+            &format!("{flag} and NIX_DISK_IMAGE both choose the disk image; drop one"),
+        );
+    }
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(!fx.record_path().exists());
+    assert!(!image.exists() && !fx.work().join("d.qcow2").exists());
+    assert!(fx.leftovers().is_empty());
+}

@@ -161,7 +161,7 @@ fn module_mounts_no_home_and_the_users_tmpdir() {
 fn disk_images_user_ephemeral_given_and_locked() {
     let fx = NixFixture::new();
     fx.flake(&mkvm(r#"{ system.name = "disk"; }"#));
-    let mut cli = fx.cli(&["--ephemeral"]);
+    let mut cli = fx.cli(&[]);
     cli.env("NIX_DISK_IMAGE", "/mine.qcow2");
     assert!(fx.run_with(cli).status.success());
     assert_eq!(fx.record().env["NIX_DISK_IMAGE"], "/mine.qcow2");
