@@ -2,7 +2,8 @@
 //! only; each step lives in its own module:
 //!
 //! [`settings`] checks the command line, [`resolve`] decides what to build,
-//! [`build`] plans the `nix build`s that [`nix`] runs, [`launch`] composes
+//! [`build`] plans the `nix build`s that [`nix`] runs ([`nix_output`]
+//! carries nix's stderr to the user), [`launch`] composes
 //! the VM command from the result, [`disk`] picks its disk image, [`facts`]
 //! gathers the host facts for the guest, [`session`] holds the private temp
 //! dir, [`terminal`] saves and restores the terminal, [`interrupt`] survives
@@ -14,6 +15,7 @@ mod facts;
 mod interrupt;
 mod launch;
 mod nix;
+mod nix_output;
 mod quote;
 mod resolve;
 mod session;

@@ -3,16 +3,16 @@
 //! runs it ([`NixBuild::run`]).
 //!
 //! Every build is `nix build --json --out-link <path>`: stdout carries the
-//! JSON, parsed here; stderr goes to the user.
+//! JSON, parsed here; stderr goes to the user through `nix_output`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
-use super::interrupt;
+use super::{interrupt, nix_output};
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
 const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
@@ -110,32 +110,28 @@ impl NixBuild {
         argv
     }
 
-    /// Runs the build. stdout (the JSON) is captured; stderr is forwarded
-    /// line by line through a pipe. Forwarding, not inheriting, because the
-    /// error nix ends with decides what happens next: a missing attribute
-    /// starts the fallback lookup (and its message would only confuse), and
-    /// our own expressions' `throw` is shown as the one line it is, without
-    /// nix's trace hint. Everything else nix says reaches the user unchanged,
-    /// only without nix's progress bar (nix draws it on terminals only).
+    /// Runs the build. stdout (the JSON) is captured; stderr reaches the
+    /// user through nixos-shell (`nix_output`: a pseudo-terminal when ours is
+    /// a terminal, so nix still draws its progress bar). Through, not
+    /// inherited, because the error nix ends with decides what happens next:
+    /// a missing attribute starts the fallback lookup (and its message would
+    /// only confuse), and our own expressions' `throw` is shown as the one
+    /// line it is, without nix's trace hint. Everything else nix says
+    /// reaches the user unchanged.
     pub fn run(&self) -> Result<Outcome> {
         let argv = self.argv();
-        let mut child = Command::new(&argv[0])
+        let mut command = Command::new(&argv[0]);
+        command
             .args(&argv[1..])
             .stdin(Stdio::inherit())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|err| match err.kind() {
-                std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                    "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
-                ),
-                _ => anyhow::Error::new(err).context("could not start `nix`"),
-            })?;
-        let stderr = child
-            .stderr
-            .take()
-            .context("nix's stderr pipe is missing")?;
-        let forwarder = std::thread::spawn(move || forward_until_error(BufReader::new(stderr)));
+            .stdout(Stdio::piped());
+        let (mut child, stderr) = nix_output::spawn(command).map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
+            ),
+            _ => anyhow::Error::new(err).context("could not start `nix`"),
+        })?;
+        let forwarder = std::thread::spawn(move || nix_output::forward(stderr, std::io::stderr()));
         let mut stdout = String::new();
         if let Some(mut out) = child.stdout.take() {
             std::io::Read::read_to_string(&mut out, &mut stdout)
@@ -149,10 +145,10 @@ impl NixBuild {
         }
         if status.success() {
             // Lines such as `error (ignored): ...` may come before success.
-            print_lines(&held);
+            show(&held);
             return parse_output(&stdout).map(Outcome::Built);
         }
-        let plain: Vec<String> = held.iter().map(|l| strip_ansi(l)).collect();
+        let plain = nix_output::held_lines(&held);
         if matches!(self.target, Target::Installable(_))
             && plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE))
         {
@@ -163,54 +159,18 @@ impl NixBuild {
             .find_map(|l| l.trim_start().strip_prefix(OWN_ERROR))
         {
             if self.flags.iter().any(|f| f == "--show-trace") {
-                print_lines(&held);
+                show(&held);
             }
             bail!("{own}");
         }
-        print_lines(&held);
+        show(&held);
         Ok(Outcome::Failed(exit_code(&status)))
     }
 }
 
-/// Copies lines to stderr until one starts with `error:`; returns that line
-/// and all after it, held back for [`NixBuild::run`] to judge.
-fn forward_until_error(reader: impl BufRead) -> Vec<String> {
-    let mut held = Vec::new();
-    let mut stderr = std::io::stderr();
-    for line in reader.lines() {
-        let Ok(line) = line else { break };
-        if held.is_empty() && !strip_ansi(&line).trim_start().starts_with("error:") {
-            let _ = writeln!(stderr, "{line}");
-        } else {
-            held.push(line);
-        }
-    }
-    held
-}
-
-fn print_lines(lines: &[String]) {
-    let mut stderr = std::io::stderr();
-    for line in lines {
-        let _ = writeln!(stderr, "{line}");
-    }
-}
-
-/// Removes ANSI colour sequences (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Shows what nix said and `nix_output` held back.
+fn show(held: &[u8]) {
+    let _ = std::io::stderr().write_all(held);
 }
 
 /// One entry of `nix build --json`.
@@ -307,16 +267,5 @@ mod tests {
         assert_eq!(parse_output(json).unwrap(), "/nix/store/b-x");
         assert!(format!("{:#}", parse_output("[]").unwrap_err()).contains("no `out` output"));
         assert!(format!("{:#}", parse_output("nope").unwrap_err()).contains("unexpected JSON"));
-    }
-
-    #[test]
-    fn holds_back_from_the_first_error_line() {
-        let text = "building x\n\u{1b}[31;1merror:\u{1b}[0m flake 'p' does not provide attribute 'a'\n  Did you mean vm?\n";
-        let held = forward_until_error(text.as_bytes());
-        assert_eq!(held.len(), 2);
-        assert_eq!(
-            strip_ansi(&held[0]),
-            "error: flake 'p' does not provide attribute 'a'"
-        );
     }
 }

@@ -5,6 +5,7 @@
 mod errors;
 mod resolution;
 mod run;
+mod terminal;
 
 use std::process::Output;
 

@@ -1,0 +1,271 @@
+//! nix's stderr on its way to the user.
+//!
+//! nixos-shell reads nix's stderr instead of letting nix inherit it: the
+//! error nix ends with decides what happens next (see `nix::NixBuild::run`).
+//! nix draws its progress bar only when its stderr is a terminal, so when
+//! ours is one, nix gets a pseudo-terminal of the same size as its stderr
+//! ([`spawn`]); otherwise a pipe. Either way the bytes reach our stderr as
+//! they come, except that everything from the first line starting with
+//! `error:` on is held back ([`Filter`]) for the caller to judge.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::{Child, Command, Stdio};
+
+/// How the line that ends a failed nix run starts.
+const ERROR: &str = "error:";
+
+/// Starts `command` with its stderr on a pseudo-terminal when ours is a
+/// terminal, else on a pipe; returns the child and the other end of its
+/// stderr. The command is consumed so that its copy of the terminal's child
+/// side is closed once nix has started: only then does reading end when nix
+/// (and whatever inherited its stderr) is gone.
+pub fn spawn(mut command: Command) -> std::io::Result<(Child, Box<dyn Read + Send>)> {
+    // SAFETY: isatty only inspects the descriptor.
+    let terminal = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+    if let Some((master, slave)) = terminal.then(open_pty).flatten() {
+        command.stderr(Stdio::from(slave));
+        let child = command.spawn()?;
+        drop(command);
+        return Ok((child, Box::new(File::from(master))));
+    }
+    command.stderr(Stdio::piped());
+    let mut child = command.spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| std::io::Error::other("nix's stderr pipe is missing"))?;
+    Ok((child, Box::new(stderr)))
+}
+
+/// A pseudo-terminal (master, slave) sized like our stderr, passing bytes
+/// through unchanged (no `\n` -> `\r\n`: our own terminal does that), both
+/// ends closed on exec. `None` when the system has none to give.
+fn open_pty() -> Option<(OwnedFd, OwnedFd)> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let sized = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    let (mut master, mut slave): (RawFd, RawFd) = (-1, -1);
+    let size_ptr: *mut libc::winsize = if sized {
+        &mut size
+    } else {
+        std::ptr::null_mut()
+    };
+    // SAFETY: valid out-pointers; a null name, termios and (when unknown)
+    // size are allowed. `*mut` pointers fit both Linux's `*const` and the
+    // BSDs' `*mut` parameters.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut::<libc::c_char>(),
+            std::ptr::null_mut::<libc::termios>(),
+            size_ptr,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: openpty returned two fresh descriptors we now own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: fcntl on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: tcgetattr fills the zeroed struct; tcsetattr reads it back.
+    unsafe {
+        let mut termios: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(slave.as_raw_fd(), &mut termios) == 0 {
+            termios.c_oflag &= !libc::OPOST;
+            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &termios);
+        }
+    }
+    Some((master, slave))
+}
+
+/// Copies `source` to `sink` through a [`Filter`] until the end; returns
+/// the bytes held back. On a pseudo-terminal the end is an error (EIO on
+/// Linux) once nix and every process that inherited its stderr are gone;
+/// any read error ends the copy like the end of a pipe.
+pub fn forward(mut source: impl Read, mut sink: impl Write) -> Vec<u8> {
+    let mut filter = Filter::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let _ = sink.write_all(&filter.feed(&buf[..n]));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    let (rest, held) = filter.finish();
+    let _ = sink.write_all(&rest);
+    held
+}
+
+/// Splits nix's stderr into what to show now and what to hold back: from
+/// the first segment whose text (colours removed, leading blanks skipped)
+/// starts with `error:`. Segments end at `\n` or `\r` (the progress bar
+/// redraws its line after `\r`). A segment that might still become
+/// `error:` waits for more bytes; any other is shown at once, so the
+/// progress bar moves.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// Bytes not shown yet, from a segment start unless `mid_segment`.
+    pending: Vec<u8>,
+    /// The first pending segment began in bytes already shown.
+    mid_segment: bool,
+    held: Option<Vec<u8>>,
+}
+
+impl Filter {
+    /// Takes the next bytes; returns those to show now.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        if let Some(held) = &mut self.held {
+            held.extend_from_slice(bytes);
+            return Vec::new();
+        }
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        loop {
+            let end = self.pending[start..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .map(|i| start + i);
+            let text = plain(&self.pending[start..end.unwrap_or(self.pending.len())]);
+            let text = text.trim_start();
+            let decided = start == 0 && self.mid_segment;
+            if !decided && text.starts_with(ERROR) {
+                self.held = Some(self.pending.split_off(start));
+                self.mid_segment = false;
+                return std::mem::take(&mut self.pending);
+            }
+            match end {
+                Some(end) => start = end + 1,
+                None => {
+                    let undecided = !decided && ERROR.starts_with(text);
+                    let show = if undecided { start } else { self.pending.len() };
+                    self.mid_segment = show > start;
+                    return self.pending.drain(..show).collect();
+                }
+            }
+        }
+    }
+
+    /// At the end: the bytes still to show and the bytes held back.
+    pub fn finish(self) -> (Vec<u8>, Vec<u8>) {
+        (self.pending, self.held.unwrap_or_default())
+    }
+}
+
+/// The text of held-back bytes as lines, for matching: split at `\n` and
+/// `\r`, colours removed, empty ones dropped.
+pub fn held_lines(held: &[u8]) -> Vec<String> {
+    held.split(|&b| b == b'\n' || b == b'\r')
+        .map(plain)
+        .filter(|line| !line.trim().is_empty())
+        .collect()
+}
+
+/// Bytes as text without ANSI escape sequences (`ESC [ ... letter`).
+fn plain(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(chunks: &[&str]) -> (String, String) {
+        let mut filter = Filter::default();
+        let mut shown = Vec::new();
+        for chunk in chunks {
+            shown.extend(filter.feed(chunk.as_bytes()));
+        }
+        let (rest, held) = filter.finish();
+        shown.extend(rest);
+        (
+            String::from_utf8(shown).unwrap(),
+            String::from_utf8(held).unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_progress_bar_is_shown_as_it_comes() {
+        let mut filter = Filter::default();
+        let bar = "\r\u{1b}[K[0/1 built] building nixos-shell-vm";
+        assert_eq!(filter.feed(bar.as_bytes()), bar.as_bytes());
+        let redraw = "\r\u{1b}[K[1/0/1 built]";
+        assert_eq!(filter.feed(redraw.as_bytes()), redraw.as_bytes());
+        assert_eq!(filter.feed(b"\r\x1b[K"), b"\r");
+        assert_eq!(filter.finish(), (b"\x1b[K".to_vec(), Vec::new()));
+    }
+
+    #[test]
+    fn holds_back_from_the_first_error_line() {
+        let text = "building x\n\u{1b}[31;1merror:\u{1b}[0m flake 'p' does not provide attribute 'a'\n  Did you mean vm?\n";
+        let (shown, held) = feed_all(&[text]);
+        assert_eq!(shown, "building x\n");
+        assert_eq!(
+            held_lines(held.as_bytes()),
+            [
+                "error: flake 'p' does not provide attribute 'a'",
+                "  Did you mean vm?"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_split_across_reads_after_the_bar_is_held_back() {
+        let (shown, held) = feed_all(&["[1/2 built]\r\u{1b}[Ker", "ror: nixos-shell: no", " vm\n"]);
+        assert_eq!(shown, "[1/2 built]\r");
+        assert_eq!(held, "\u{1b}[Kerror: nixos-shell: no vm\n");
+        assert_eq!(held_lines(held.as_bytes()), ["error: nixos-shell: no vm"]);
+    }
+
+    #[test]
+    fn error_inside_a_shown_line_is_not_an_error_line() {
+        let (shown, held) = feed_all(&["warning: ", "error: is a word here\n", "ok\n"]);
+        assert_eq!(shown, "warning: error: is a word here\nok\n");
+        assert_eq!(held, "");
+        let (shown, held) = feed_all(&["e", "rr", "x\n"]);
+        assert_eq!((shown.as_str(), held.as_str()), ("errx\n", ""));
+    }
+
+    #[test]
+    fn forward_copies_until_a_read_error_and_returns_the_held_bytes() {
+        struct Eio<'a>(&'a [u8]);
+        impl Read for Eio<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::from_raw_os_error(libc::EIO));
+                }
+                let n = self.0.len().min(buf.len()).min(3);
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut shown = Vec::new();
+        let held = forward(Eio(b"copying\nerror: x\n"), &mut shown);
+        assert_eq!(shown, b"copying\n");
+        assert_eq!(held, b"error: x\n");
+    }
+}
