@@ -94,3 +94,45 @@ fn is_assignment(word: &str) -> bool {
             && !name.starts_with(|c: char| c.is_ascii_digit())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_sh() {
+        assert_eq!(
+            split(r#"nix build 'a b' "c \"d\" \$e" f\ g 'it'\''s' '' x"#).unwrap(),
+            ["nix", "build", "a b", r#"c "d" $e"#, "f g", "it's", "", "x"]
+        );
+        assert!(split("'open").is_err());
+        assert!(split("\"open").is_err());
+    }
+
+    #[test]
+    fn finds_the_nix_build_of_a_dry_run() {
+        let printed = "# build\n\
+            nix build --extra-experimental-features 'nix-command flakes' --json \
+            --out-link '<private-temp-dir>/result' 'path:/x#nixosConfigurations.vm.config.system.build.nixos-shell'\n\
+            # run\n\
+            QEMU_NET_OPTS=hostfwd=tcp:127.0.0.1:8080-:80 USE_TMPDIR=1 '<result>/bin/run-<name>-vm' -m 1G\n";
+        assert_eq!(
+            nix_build_argv(printed).unwrap(),
+            [
+                "nix",
+                "build",
+                "--extra-experimental-features",
+                "nix-command flakes",
+                "--json",
+                "--out-link",
+                "<private-temp-dir>/result",
+                "path:/x#nixosConfigurations.vm.config.system.build.nixos-shell",
+            ]
+        );
+        assert_eq!(
+            nix_build_argv("NIX_PATH=x /usr/bin/nix build y").unwrap(),
+            ["/usr/bin/nix", "build", "y"]
+        );
+        assert!(nix_build_argv("nix eval x\n").is_err());
+    }
+}
