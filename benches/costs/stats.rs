@@ -40,20 +40,18 @@ pub fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn median_min_max() {
-        let odd = summarize(&[3.0, 1.0, 2.0]).unwrap();
+        let odd = super::summarize(&[3.0, 1.0, 2.0]).unwrap();
         assert_eq!((odd.median, odd.min, odd.max, odd.runs), (2.0, 1.0, 3.0, 3));
-        let even = summarize(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        let even = super::summarize(&[4.0, 1.0, 2.0, 3.0]).unwrap();
         assert_eq!(even.median, 2.5);
-        assert_eq!(summarize(&[]), None);
+        assert_eq!(super::summarize(&[]), None);
     }
 
     #[test]
     fn pairs_are_compared_run_by_run() {
-        assert_eq!(ratios(&[2.0, 9.0], &[1.0, 3.0]), [2.0, 3.0]);
-        assert_eq!(differences(&[2.0, 9.0], &[1.0, 3.0]), [1.0, 6.0]);
+        assert_eq!(super::ratios(&[2.0, 9.0], &[1.0, 3.0]), [2.0, 3.0]);
+        assert_eq!(super::differences(&[2.0, 9.0], &[1.0, 3.0]), [1.0, 6.0]);
     }
 }

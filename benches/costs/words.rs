@@ -97,16 +97,14 @@ fn is_assignment(word: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn splits_like_sh() {
         assert_eq!(
-            split(r#"nix build 'a b' "c \"d\" \$e" f\ g 'it'\''s' '' x"#).unwrap(),
+            super::split(r#"nix build 'a b' "c \"d\" \$e" f\ g 'it'\''s' '' x"#).unwrap(),
             ["nix", "build", "a b", r#"c "d" $e"#, "f g", "it's", "", "x"]
         );
-        assert!(split("'open").is_err());
-        assert!(split("\"open").is_err());
+        assert!(super::split("'open").is_err());
+        assert!(super::split("\"open").is_err());
     }
 
     #[test]
@@ -117,7 +115,7 @@ mod tests {
             # run\n\
             QEMU_NET_OPTS=hostfwd=tcp:127.0.0.1:8080-:80 USE_TMPDIR=1 '<result>/bin/run-<name>-vm' -m 1G\n";
         assert_eq!(
-            nix_build_argv(printed).unwrap(),
+            super::nix_build_argv(printed).unwrap(),
             [
                 "nix",
                 "build",
@@ -130,9 +128,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            nix_build_argv("NIX_PATH=x /usr/bin/nix build y").unwrap(),
+            super::nix_build_argv("NIX_PATH=x /usr/bin/nix build y").unwrap(),
             ["/usr/bin/nix", "build", "y"]
         );
-        assert!(nix_build_argv("nix eval x\n").is_err());
+        assert!(super::nix_build_argv("nix eval x\n").is_err());
     }
 }
