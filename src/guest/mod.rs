@@ -3,7 +3,7 @@
 //!
 //! The module's systemd unit runs it once per boot, before the getty on the
 //! console and before sshd. It finds the session share the CLI passed to
-//! QEMU (9p tag [`SESSION_TAG`]), reads the host facts from it and applies
+//! QEMU (9p tag [`SESSION_TAG`](crate::schema::facts::SESSION_TAG)), reads the host facts from it and applies
 //! them one step at a time: mount the shares, install root's authorized keys,
 //! write the login environment, size the console and, when the host asked
 //! for a command, run it on the console, hand its status back and power off.
@@ -12,26 +12,51 @@
 //! session share and the role does nothing; malformed facts are reported on
 //! the console and ignored; a step that fails is reported and the others go
 //! on. The process exits 0 in all those cases, so the unit never fails.
+//!
+//! Everything here is Linux-only (mount(2), reboot(2), TIOCSCTTY, sysfs):
+//! the role runs in a NixOS guest. The crate still builds for a macOS host,
+//! whose binary refuses the role in one line.
 
+#[cfg(target_os = "linux")]
 mod command;
+#[cfg(target_os = "linux")]
 mod console;
+#[cfg(target_os = "linux")]
 mod keys;
+#[cfg(target_os = "linux")]
 mod login_env;
+#[cfg(target_os = "linux")]
 mod mount;
+#[cfg(target_os = "linux")]
 mod power;
+#[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
 mod session;
+#[cfg(target_os = "linux")]
 mod shares;
 
+#[cfg(target_os = "linux")]
 use camino::Utf8Path;
 
 use crate::cli::GuestArgs;
+#[cfg(target_os = "linux")]
 use crate::schema::facts::{GUEST_AUTHORIZED_KEYS_DIR, GUEST_LOGIN_ENV, SESSION_TAG};
+#[cfg(target_os = "linux")]
 use report::Reporter;
 
 /// The user whose authorized keys the host facts carry.
+#[cfg(target_os = "linux")]
 const KEYS_USER: &str = "root";
 
+/// On any other system (a macOS host): no guest role.
+#[cfg(not(target_os = "linux"))]
+pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
+    let _ = args.console;
+    anyhow::bail!("the guest role runs only in a Linux guest")
+}
+
+#[cfg(target_os = "linux")]
 pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
     let reporter = Reporter;
     shares::load_modules();
@@ -59,6 +84,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
 
 /// Applies the facts step by step; each failure is reported and the next
 /// step still runs.
+#[cfg(target_os = "linux")]
 fn apply(
     facts: &crate::schema::facts::HostFacts,
     args: &GuestArgs,

@@ -63,7 +63,13 @@ pub fn home(env: &BTreeMap<String, String>) -> Utf8PathBuf {
 
 /// This machine's Nix platform, e.g. `x86_64-linux`.
 pub fn host_system() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+    nix_system(std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// Rust's names for a platform in Nix's spelling (macOS is `darwin`).
+fn nix_system(arch: &str, os: &str) -> String {
+    let os = if os == "macos" { "darwin" } else { os };
+    format!("{arch}-{os}")
 }
 
 /// The user's nix profile directory: `~/.local/state/nix/profiles`, else
@@ -150,6 +156,13 @@ mod tests {
             mounts: vec![],
             command: Some("make".to_owned()),
         }
+    }
+
+    #[test]
+    fn nix_names_the_platforms() {
+        assert_eq!(nix_system("x86_64", "linux"), "x86_64-linux");
+        assert_eq!(nix_system("aarch64", "macos"), "aarch64-darwin");
+        assert_eq!(host_system(), format!("{}-linux", std::env::consts::ARCH));
     }
 
     #[test]

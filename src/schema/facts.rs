@@ -28,12 +28,15 @@ pub const FACTS_FILE: &str = "facts.json";
 pub const RESULT_FILE: &str = "result.json";
 
 /// Where the guest role mounts the session share.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
 pub const GUEST_SESSION_DIR: &str = "/run/nixos-shell/session";
 /// The login environment the guest role writes; the module's shell init
 /// sources it (POSIX `sh` syntax).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
 pub const GUEST_LOGIN_ENV: &str = "/run/nixos-shell/login-env.sh";
 /// The directory of authorized keys files, one per user (`%u`); the module
 /// adds `GUEST_AUTHORIZED_KEYS_DIR/%u` to sshd's `AuthorizedKeysFile`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
 pub const GUEST_AUTHORIZED_KEYS_DIR: &str = "/run/nixos-shell/authorized-keys";
 
 /// What the host tells the guest.

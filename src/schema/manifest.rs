@@ -98,6 +98,7 @@ pub enum CacheMode {
 
 impl CacheMode {
     /// The value of the 9p `cache=` mount option.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
     pub fn as_mount_option(self) -> &'static str {
         match self {
             CacheMode::None => "none",
