@@ -72,3 +72,71 @@ fn first_line(program: &str, args: &[&str]) -> String {
         })
         .unwrap_or_else(|| format!("{program} not found"))
 }
+
+/// CPU time the rest of the machine used while the figures were taken: all
+/// busy time (/proc/stat) minus this process's and its reaped children's
+/// (getrusage), so a reader can tell a quiet run from a shared one.
+pub struct OtherLoad {
+    busy: f64,
+    own: f64,
+    start: std::time::Instant,
+}
+
+impl OtherLoad {
+    pub fn start() -> OtherLoad {
+        OtherLoad {
+            busy: busy_seconds(),
+            own: own_seconds(),
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// `- CPU used by other processes: ...` for the machine's description.
+    pub fn describe(&self) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        let others = ((busy_seconds() - self.busy) - (own_seconds() - self.own)).max(0.0);
+        format!(
+            "- CPU used by other processes during the run: {others:.1} core-seconds in {wall:.0} s \
+             ({:.2} cores on average)\n",
+            others / wall.max(1e-9)
+        )
+    }
+}
+
+/// Busy time of all CPUs since boot, in seconds: every field of the `cpu`
+/// line of /proc/stat but idle and iowait (guest time is already in user).
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    let busy: f64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    busy / ticks.max(1.0)
+}
+
+/// User and system time of this process and its reaped descendants.
+fn own_seconds() -> f64 {
+    let usage = |who| {
+        // SAFETY: rusage is plain data that getrusage fills.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointer; `who` is RUSAGE_SELF or RUSAGE_CHILDREN.
+        unsafe { libc::getrusage(who, &mut ru) };
+        let secs = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        secs(ru.ru_utime) + secs(ru.ru_stime)
+    };
+    usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
+}

@@ -95,6 +95,7 @@ fn run(sections: &[String]) -> Result<bool> {
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let bench = Bench::new()?;
     let machine = machine::describe();
+    let others = machine::OtherLoad::start();
     let mut rows = Vec::new();
     let tools: Vec<Tool> = std::iter::once(Tool::ours())
         .chain(Tool::original())
@@ -123,8 +124,9 @@ fn run(sections: &[String]) -> Result<bool> {
         rows.extend(bench.boot());
     }
     println!(
-        "{machine}- load average at end: {}\n",
-        machine::load_average()
+        "{machine}- load average at end: {}\n{}",
+        machine::load_average(),
+        others.describe()
     );
     println!("{}", table::render(&rows));
     Ok(rows
