@@ -56,7 +56,7 @@ const SECTIONS: [&str; 3] = ["cli", "warm", "boot"];
 const CLI: &str = env!("CARGO_BIN_EXE_nixos-shell");
 
 /// Runs per figure, by how long one run takes.
-const FAST_RUNS: usize = 15;
+const FAST_RUNS: usize = 31;
 const EVAL_RUNS: usize = 5;
 const BOOT_RUNS: usize = 5;
 
