@@ -134,6 +134,9 @@ fn flake(config: &str, reference: &str, name: &str, cwd: &Utf8Path) -> Result<In
         let (path, query) = split_query(path);
         format!("path:{}{query}", absolute(cwd, Utf8Path::new(path)))
     } else if is_scheme {
+        if let Some(missing) = missing_repository(reference) {
+            bail!("malformed flake reference {config:?}: {missing}; {hint}");
+        }
         reference.to_owned()
     } else if reference.starts_with(['.', '/']) {
         let (path, query) = split_query(reference);
@@ -152,6 +155,21 @@ fn flake(config: &str, reference: &str, name: &str, cwd: &Utf8Path) -> Result<In
         reference,
         name: name.to_owned(),
     })
+}
+
+/// What a forge shorthand (`github:`, `gitlab:`, `sourcehut:`) lacks, if
+/// anything: they name `OWNER/REPO`, and nix's own error for a missing part
+/// is a bare "URL ... is invalid".
+fn missing_repository(reference: &str) -> Option<String> {
+    let (scheme, rest) = reference.split_once(':')?;
+    if !matches!(scheme, "github" | "gitlab" | "sourcehut") {
+        return None;
+    }
+    let (location, _) = split_query(rest);
+    let mut parts = location.split('/');
+    let owner = parts.next().unwrap_or_default();
+    let repo = parts.next().unwrap_or_default();
+    (owner.is_empty() || repo.is_empty()).then(|| format!("{scheme}: needs OWNER/REPO"))
 }
 
 fn split_query(reference: &str) -> (&str, &str) {
@@ -242,6 +260,11 @@ mod tests {
         assert!(err(Some(".#a.b"), cwd).contains("is not a plain attribute name"));
         assert!(err(Some(".#a#b"), cwd).starts_with("malformed flake reference"));
         assert!(err(Some("foo:bar#vm"), cwd).contains("unknown scheme \"foo\""));
+        // Regression: `github:` alone reached nix, which said only "URL ... is invalid".
+        assert!(err(Some("github:"), cwd).contains("github: needs OWNER/REPO"));
+        assert!(err(Some("github:owner#vm"), cwd).contains("github: needs OWNER/REPO"));
+        assert!(err(Some("gitlab:/repo"), cwd).contains("gitlab: needs OWNER/REPO"));
+        assert!(resolve(Some("github:o/r/branch?dir=x#vm"), cwd).is_ok());
         assert!(err(Some("./no/such/dir#vm"), cwd)
             .starts_with("flake directory /no/such/dir not found"));
     }
