@@ -114,6 +114,15 @@ pub struct HostArgs {
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     #[arg(short = 'c', long, value_name = "CMD")]
     pub command: Option<String>,
+
+    // --- hidden: for packagers (host::generate) -----------------------------
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell)
+    /// and exit.
+    #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
+    pub generate_completions: Option<String>,
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true, exclusive = true)]
+    pub generate_man_page: bool,
 }
 
 /// `nixos-shell-guest`: run by the module's systemd unit before login.

@@ -7,11 +7,13 @@
 //! the VM command from the result, [`disk`] picks its disk image, [`facts`]
 //! gathers the host facts for the guest, [`session`] holds the private temp
 //! dir, [`terminal`] saves and restores the terminal, [`interrupt`] survives
-//! Ctrl-C, [`quote`] prints commands for `--dry-run`.
+//! Ctrl-C, [`quote`] prints commands for `--dry-run`. [`generate`] prints
+//! shell completions and the man page for packagers, before anything else.
 
 mod build;
 mod disk;
 mod facts;
+mod generate;
 mod interrupt;
 mod launch;
 mod nix;
@@ -24,6 +26,7 @@ mod terminal;
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -41,6 +44,12 @@ use session::Session;
 use settings::Settings;
 
 pub fn run(args: HostArgs) -> Result<u8> {
+    if let Some(text) = generate::requested(&args)? {
+        std::io::stdout()
+            .write_all(&text)
+            .context("could not write to standard output")?;
+        return Ok(0);
+    }
     interrupt::install();
     let cwd = std::env::current_dir().context("could not read the current directory")?;
     let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|p| {

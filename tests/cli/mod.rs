@@ -3,6 +3,7 @@
 //! `support::nix_fixture`.
 
 mod errors;
+mod generate;
 mod resolution;
 mod run;
 mod terminal;

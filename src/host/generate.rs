@@ -1,0 +1,129 @@
+//! `--generate-completions SHELL` and `--generate-man-page`: shell
+//! completions and the man page, rendered from the clap definitions in
+//! `cli` so they never drift from them. The Nix package runs these after the
+//! build to install both; they touch neither nix nor any file.
+
+use anyhow::{anyhow, Context, Result};
+use clap::{Command, CommandFactory, ValueEnum};
+use clap_complete::Shell;
+
+use crate::cli::HostArgs;
+
+/// What a hidden generation flag asks to print, or `None` to go on as usual.
+pub fn requested(args: &HostArgs) -> Result<Option<Vec<u8>>> {
+    if let Some(shell) = &args.generate_completions {
+        return completions(shell).map(Some);
+    }
+    if args.generate_man_page {
+        return man_page().map(Some);
+    }
+    Ok(None)
+}
+
+/// The completion script of `nixos-shell` for the shell named `name`.
+pub fn completions(name: &str) -> Result<Vec<u8>> {
+    let shell = shell(name)?;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut visible_command(), "nixos-shell", &mut script);
+    Ok(script)
+}
+
+/// The host command line without its hidden flags: clap_complete offers
+/// hidden arguments too, and these two are for packagers, not for users.
+fn visible_command() -> Command {
+    let full = HostArgs::command();
+    Command::new("nixos-shell")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(
+            full.get_arguments()
+                .filter(|arg| !arg.is_hide_set())
+                .cloned(),
+        )
+}
+
+/// The man page `nixos-shell(1)`, in roff.
+pub fn man_page() -> Result<Vec<u8>> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(HostArgs::command())
+        .render(&mut page)
+        .context("could not render the man page")?;
+    Ok(page)
+}
+
+/// A shell clap_complete knows, by its name.
+fn shell(name: &str) -> Result<Shell> {
+    Shell::from_str(name, false).map_err(|_| {
+        let known: Vec<String> = Shell::value_variants()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        anyhow!(
+            "--generate-completions: unknown shell {name:?}; use one of {}",
+            known.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn every_shell_gets_a_script_with_the_flags() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let script = String::from_utf8(completions(shell).unwrap()).unwrap();
+            assert!(script.contains("nixos-shell"), "{shell}");
+            assert!(script.contains("forward"), "{shell}");
+            assert!(!script.contains("generate"), "{shell}");
+        }
+    }
+
+    #[test]
+    fn completions_offer_every_visible_argument() {
+        let ids = |command: &Command, hidden: bool| -> Vec<String> {
+            command
+                .get_arguments()
+                .filter(|arg| arg.is_hide_set() == hidden)
+                .map(|arg| arg.get_id().to_string())
+                .collect()
+        };
+        let full = HostArgs::command();
+        let visible = visible_command();
+        assert_eq!(ids(&visible, false), ids(&full, false));
+        assert!(ids(&visible, true).is_empty());
+        assert_eq!(
+            ids(&full, true),
+            ["generate_completions", "generate_man_page"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_shell_names_the_known_ones() {
+        let err = completions("tcsh").unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "--generate-completions: unknown shell \"tcsh\"; use one of bash, elvish, fish, \
+             powershell, zsh"
+        );
+    }
+
+    #[test]
+    fn the_man_page_is_roff_without_the_hidden_flags() {
+        let page = String::from_utf8(man_page().unwrap()).unwrap();
+        assert!(page.contains("\n.TH nixos-shell 1 "), "{page}");
+        assert!(page.contains("\\-\\-command"));
+        assert!(!page.contains("generate"));
+    }
+
+    #[test]
+    fn only_the_hidden_flags_ask_for_generation() {
+        let plain = HostArgs::try_parse_from(["nixos-shell", ".#vm"]).unwrap();
+        assert!(requested(&plain).unwrap().is_none());
+        let man = HostArgs::try_parse_from(["nixos-shell", "--generate-man-page"]).unwrap();
+        assert!(requested(&man).unwrap().is_some());
+        let both =
+            HostArgs::try_parse_from(["nixos-shell", "--generate-completions", "bash", ".#vm"]);
+        assert!(both.is_err(), "the flags stand alone");
+    }
+}
