@@ -7,7 +7,9 @@
 #   NIXOS_SHELL_NIXPKGS  this nixpkgs, for `vm.nix` when NIX_PATH has none
 {
   lib,
+  stdenv,
   rustPlatform,
+  installShellFiles,
   path,
 }:
 let
@@ -54,10 +56,23 @@ rustPlatform.buildRustPackage {
   # the build sandbox does not have (CI runs them).
   cargoTestFlags = [ "--bins" ];
 
+  nativeBuildInputs = [ installShellFiles ];
+
   # One binary, two roles: argv[0] `nixos-shell-guest` selects the guest.
-  postInstall = ''
-    ln -s nixos-shell $out/bin/nixos-shell-guest
-  '';
+  # Completions and the man page come from the binary's clap definitions (hidden
+  # flags), so they need a binary this platform can run: none when cross-built.
+  postInstall =
+    ''
+      ln -s nixos-shell $out/bin/nixos-shell-guest
+    ''
+    + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+      installShellCompletion --cmd nixos-shell \
+        --bash <($out/bin/nixos-shell --generate-completions bash) \
+        --zsh <($out/bin/nixos-shell --generate-completions zsh) \
+        --fish <($out/bin/nixos-shell --generate-completions fish)
+      $out/bin/nixos-shell --generate-man-page > nixos-shell.1
+      installManPage nixos-shell.1
+    '';
 
   meta = {
     inherit (cargoToml.package) description;
