@@ -57,10 +57,13 @@ impl Bench {
         // sharing home and one extra directory.
         let fx = vm_fixture::Fixture::new();
         let image = fx.path("tmp/bare.qcow2");
+        // The real nix on PATH, as in the nix figures: not the fixture's
+        // call-counting wrapper.
+        let path = self.path_env()?;
 
         let ours = || -> Result<(f64, u64)> {
             let mut cmd = fx.command(&["--command", "true"]);
-            cmd.env("NIX_CONFIG", &self.nix_config);
+            cmd.env("NIX_CONFIG", &self.nix_config).env("PATH", &path);
             let start = Instant::now();
             let mut console = Console::spawn(cmd, vm_fixture::ROWS, vm_fixture::COLS);
             let pid = proc::only_child(Duration::from_secs(5))?;
@@ -81,8 +84,8 @@ impl Bench {
         // disk image of its own (nixos-shell gives it one too); the console
         // is told to power off as soon as the login shell is up.
         let bare = || -> Result<f64> {
-            let mut cmd = like(&fx.command(&[]), fx.path("flake/run-vm"));
-            cmd.env("NIX_DISK_IMAGE", &image);
+            let mut cmd = like(&fx.command(&[]), fx.nix.run_script());
+            cmd.env("NIX_DISK_IMAGE", &image).env("PATH", &path);
             let start = Instant::now();
             let mut console = Console::spawn(cmd, vm_fixture::ROWS, vm_fixture::COLS);
             let pid = proc::only_child(Duration::from_secs(5))?;

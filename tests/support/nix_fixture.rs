@@ -60,6 +60,8 @@ let
       runScript = true;
       fail = false;
       preBuild = "";
+      cache = "loose";
+      msize = 16384;
     };
   };
   load = m:
@@ -94,8 +96,8 @@ let
       mountHome = cfg.mountHome;
       mountHomeReadOnly = false;
       mountNixProfile = cfg.mountNixProfile;
-      cache = "loose";
-      msize = 16384;
+      cache = cfg.cache;
+      msize = cfg.msize;
       extraMounts = cfg.extraMounts;
     };
   });
@@ -171,8 +173,9 @@ impl NixFixture {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         };
-        write("home/.keep", "");
-        write("tmp/.keep", "");
+        for empty in ["home", "tmp"] {
+            std::fs::create_dir_all(root.join(empty)).unwrap();
+        }
         write("work/fixture/nixpkgs/nixos/default.nix", NIXOS);
         write("work/fixture/module/default.nix", MODULE);
         write("work/fixture/run-vm", RECORDING_RUN_SCRIPT);
@@ -198,12 +201,11 @@ impl NixFixture {
         self.root.join("tmp")
     }
 
-    /// What the CLI left in its TMPDIR (besides the fixture's marker).
+    /// What the CLI left in its TMPDIR.
     pub fn leftovers(&self) -> Vec<String> {
         std::fs::read_dir(self.tmp())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".keep")
             .collect()
     }
 
@@ -224,9 +226,15 @@ impl NixFixture {
         path
     }
 
+    /// The run script every later build of `work/flake.nix` installs.
+    pub fn run_script(&self) -> PathBuf {
+        self.work().join("fixture/run-vm")
+    }
+
     /// Replaces the run script every later build installs.
     pub fn write_run_script(&self, text: &str) {
-        let path = self.write("fixture/run-vm", text);
+        let path = self.run_script();
+        std::fs::write(&path, text).unwrap();
         make_executable(&path);
     }
 

@@ -1,30 +1,31 @@
-//! A fixture flake for the CLI-driven VM tests: its
-//! `nixosConfigurations.vm.config.system.build.nixos-shell` is a derivation
-//! (built by the real `nix` with `/bin/sh`) holding the harness' run script
-//! as `bin/run-vm-vm` and a manifest, the layout the NixOS module builds.
+//! The fixture flake of the CLI-driven VM tests, a thin layer over
+//! [`NixFixture`]: its `nixosConfigurations.vm` is made by the fixture's
+//! `mkVm`, so `system.build.nixos-shell` (built by the real `nix` with
+//! `/bin/sh`) holds the harness' run script as `bin/run-vm-vm` and a
+//! manifest sharing home and one read-only extra directory, the layout the
+//! NixOS module builds.
 //!
-//! Each fixture lives in its own temp dir:
+//! Beside the [`NixFixture`] tree (`work/` holds the flake, `home/` is HOME,
+//! `tmp/` TMPDIR):
 //!
 //! ```text
-//! flake/           the flake (outside home: nix copies it to the store)
-//! home/project/    HOME and the cwd nixos-shell starts in
+//! home/project/    the cwd nixos-shell starts in (inside HOME, as a user's is)
 //! data/            an extraMount of the manifest, read-only at /srv/data
 //! extra/           a directory for --mount
-//! tmp/             TMPDIR of nixos-shell (its private dirs land here)
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
-
+use crate::support::nix_fixture::NixFixture;
 use crate::support::vm::{self, Console, Permit};
 
 /// The extra mount the manifest declares.
 pub const DATA_GUEST_PATH: &str = "/srv/data";
 
 pub struct Fixture {
-    base: tempfile::TempDir,
+    /// The fixture underneath: the flake in `work/`, the run script.
+    pub nix: NixFixture,
 }
 
 impl Fixture {
@@ -35,46 +36,50 @@ impl Fixture {
 
     /// A fixture whose run script runs `prelude` (sh) first.
     pub fn with_prelude(prelude: &str) -> Fixture {
-        vm::require_program("nix", "nix-bin");
-        let base = tempfile::tempdir().expect("create a temp dir");
-        let fixture = Fixture { base };
-        for dir in ["flake", "home/project", "data", "extra", "tmp"] {
+        let fixture = Fixture {
+            nix: NixFixture::new(),
+        };
+        for dir in ["home/project", "data", "extra"] {
             std::fs::create_dir_all(fixture.path(dir)).expect("create a fixture dir");
         }
-        vm::write_run_script_with(&fixture.path("flake/run-vm"), "vm", prelude);
-        let manifest = json!({
-            "version": 1,
-            "name": "vm",
-            "system": "x86_64-linux",
-            "diskImage": "./vm.qcow2",
-            "inheritPath": true,
-            "mounts": {
-                "mountHome": true,
-                "mountHomeReadOnly": false,
-                "mountNixProfile": false,
-                "cache": "none",
-                "msize": 104857600,
-                "extraMounts": [{
-                    "guestPath": DATA_GUEST_PATH,
-                    "target": fixture.path("data"),
-                    "tag": "adata",
-                    "cache": "loose",
-                    "readOnly": true,
-                }],
-            },
-        });
-        std::fs::write(fixture.path("flake/manifest.json"), manifest.to_string())
-            .expect("write the manifest");
-        std::fs::write(fixture.path("flake/flake.nix"), FLAKE).expect("write flake.nix");
+        let assets = vm::assets();
+        fixture.nix.write_run_script(&vm::run_script_text_with(
+            "vm",
+            &assets.kernel,
+            &assets.initramfs,
+            prelude,
+        ));
+        let data = serde_json::Value::from(fixture.path("data").to_string_lossy()).to_string();
+        fixture.nix.flake(&format!(
+            r#"{{
+      nixosConfigurations.vm = mkVm {{
+        modules = [ {{
+          system.name = "vm";
+          fixture = {{
+            mountNixProfile = false;
+            cache = "none";
+            msize = 104857600;
+            extraMounts = [ {{
+              guestPath = "{DATA_GUEST_PATH}";
+              target = {data};
+              tag = "adata";
+              cache = "loose";
+              readOnly = true;
+            }} ];
+          }};
+        }} ];
+      }};
+    }}"#
+        ));
         fixture
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.base.path().join(rel)
+        self.nix.root.join(rel)
     }
 
     pub fn home(&self) -> PathBuf {
-        self.path("home")
+        self.nix.home()
     }
 
     pub fn cwd(&self) -> PathBuf {
@@ -82,25 +87,16 @@ impl Fixture {
     }
 
     /// `nixos-shell ARGS path:<flake>#vm`, started in the project directory
-    /// with a clean environment: this fixture's HOME and TMPDIR, offline nix.
+    /// with [`NixFixture::cli`]'s clean environment (this fixture's HOME and
+    /// TMPDIR, offline nix) and a login's TERM, LOGNAME and SHELL.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nixos-shell"));
+        let mut command = self.nix.cli(args);
         command
-            .args(args)
-            .arg(format!("path:{}#vm", self.path("flake").display()))
+            .arg(format!("path:{}#vm", self.nix.work().display()))
             .current_dir(self.cwd())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("USER", "tester")
             .env("LOGNAME", "tester")
             .env("SHELL", "/bin/sh")
-            .env("TERM", "xterm-nixos-shell-test")
-            .env("TMPDIR", self.path("tmp"))
-            .env(
-                "NIX_CONFIG",
-                "substituters =\nexperimental-features = nix-command flakes\n",
-            );
+            .env("TERM", "xterm-nixos-shell-test");
         command
     }
 
@@ -136,22 +132,3 @@ pub fn disk_images(dir: &Path) -> Vec<PathBuf> {
     found.sort();
     found
 }
-
-const FLAKE: &str = r#"{
-  description = "nixos-shell VM test fixture: the harness' run script and a manifest";
-  outputs = { self }: {
-    nixosConfigurations.vm.config.system.build.nixos-shell = derivation {
-      name = "nixos-shell-fixture-vm";
-      system = "x86_64-linux";
-      builder = "/bin/sh";
-      PATH = "/usr/bin:/bin";
-      args = [ "-c" ''
-        mkdir -p $out/bin $out/share/nixos-shell
-        cp ${./run-vm} $out/bin/run-vm-vm
-        chmod 755 $out/bin/run-vm-vm
-        cp ${./manifest.json} $out/share/nixos-shell/manifest.json
-      '' ];
-    };
-  };
-}
-"#;
