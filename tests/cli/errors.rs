@@ -88,32 +88,11 @@ fn a_result_without_a_run_script() {
 #[test]
 fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
     let fx = NixFixture::new();
-    // A build nix has never seen (the salt), that waits for the signal.
-    // Builds may run as another user (nixbld): a world-writable dir.
-    let signal_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        signal_dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let started = signal_dir.path().join("build-started");
-    fx.flake(&format!(
-        r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ {{
-             fixture.preBuild = "touch {}; sleep 60";
-           }} ]; }}; }}"#,
-        started.display()
-    ));
+    let build = fx.waiting_build();
     let mut cli = fx.cli(&[]);
     std::os::unix::process::CommandExt::process_group(&mut cli, 0);
     let mut child = cli.spawn().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !started.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    build.wait_until_started(String::new);
     // What the terminal does on Ctrl-C: SIGINT to the foreground group.
     let pgid = i32::try_from(child.id()).unwrap();
     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);

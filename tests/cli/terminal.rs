@@ -128,30 +128,9 @@ fn screen_lines(text: &str) -> Vec<String> {
 #[test]
 fn ctrl_c_typed_during_the_build_exits_130_and_leaves_nothing() {
     let fx = NixFixture::new();
-    // As in `errors::ctrl_c_during_the_build_...`: a new build that waits.
-    let signal_dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        signal_dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let started = signal_dir.path().join("build-started");
-    fx.flake(&format!(
-        r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ {{
-             fixture.preBuild = "touch {}; sleep 60";
-           }} ]; }}; }}"#,
-        started.display()
-    ));
+    let build = fx.waiting_build();
     let mut console = in_terminal(&fx, &[]);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !started.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the build never started:\n{}",
-            console.transcript()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    build.wait_until_started(|| format!(":\n{}", console.transcript()));
     // The terminal turns it into SIGINT for its foreground process group.
     console.send("\u{3}");
     assert_eq!(console.wait(TIMEOUT).code(), Some(130));

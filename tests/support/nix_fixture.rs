@@ -202,6 +202,28 @@ impl NixFixture {
     }
 
     /// What the CLI left in its TMPDIR.
+    /// Writes a flake whose build nix has never seen (a fresh path in it)
+    /// and that waits a minute after touching a marker file: for
+    /// interrupting a build that is under way. Wait with
+    /// [`WaitingBuild::wait_until_started`].
+    pub fn waiting_build(&self) -> WaitingBuild {
+        // Builds may run as another user (nixbld): a world-writable dir.
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("make the marker dir world-writable");
+        let started = dir.path().join("build-started");
+        self.flake(&format!(
+            r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ {{
+                 fixture.preBuild = "touch {}; sleep 60";
+               }} ]; }}; }}"#,
+            started.display()
+        ));
+        WaitingBuild { _dir: dir, started }
+    }
+
     pub fn leftovers(&self) -> Vec<String> {
         std::fs::read_dir(self.tmp())
             .unwrap()
@@ -406,4 +428,25 @@ fn copy_dir(from: &Path, to: &Path) {
 /// The stdout of a run, as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A build under way that waits; see [`NixFixture::waiting_build`].
+pub struct WaitingBuild {
+    _dir: tempfile::TempDir,
+    started: PathBuf,
+}
+
+impl WaitingBuild {
+    /// Waits until the builder runs; panics after a minute with `context()`.
+    pub fn wait_until_started(&self, context: impl Fn() -> String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.started.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the build never started{}",
+                context()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
