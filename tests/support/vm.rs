@@ -419,7 +419,14 @@ pub fn run_script_text(name: &str, kernel: &Path, initramfs: &Path) -> String {
 pub fn run_script_text_with(name: &str, kernel: &Path, initramfs: &Path, prelude: &str) -> String {
     let kernel = sh_quote(&kernel.to_string_lossy());
     let initramfs = sh_quote(&initramfs.to_string_lossy());
-    let image = sh_quote(&format!("./{name}.qcow2"));
+    // The default sits inside "${NIX_DISK_IMAGE:-...}", where quotes would
+    // stay literal: keep names to characters that need none.
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        "VM name {name:?} needs quoting; use letters, digits, -, _ and ."
+    );
+    let image = format!("./{name}.qcow2");
     let vm_name = sh_quote(name);
     format!(
         r#"#!/bin/sh

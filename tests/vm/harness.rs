@@ -28,7 +28,7 @@ fn modules_come_after_their_dependencies_once_each() {
 fn the_run_script_keeps_the_nixos_interface() {
     let text = run_script_text("vm", Path::new("/k/vmlinuz"), Path::new("/k/init's.cpio"));
     for expected in [
-        r#"NIX_DISK_IMAGE=$(readlink -f "${NIX_DISK_IMAGE:-'./vm.qcow2'}")"#,
+        r#"NIX_DISK_IMAGE=$(readlink -f "${NIX_DISK_IMAGE:-./vm.qcow2}")"#,
         r#"if [ -z "$TMPDIR" ] || [ -z "$USE_TMPDIR" ]; then"#,
         r#"-netdev user,id=user.0,"$QEMU_NET_OPTS""#,
         r#"-append "console=hvc0 quiet panic=-1 $QEMU_KERNEL_PARAMS""#,
@@ -39,4 +39,29 @@ fn the_run_script_keeps_the_nixos_interface() {
         assert!(text.contains(expected), "missing {expected:?} in\n{text}");
     }
     assert!(text.trim_end().ends_with(r#"$QEMU_OPTS "$@""#));
+}
+
+/// Regression: the default image was written `'./vm.qcow2'` inside double
+/// quotes, where sh keeps the quotes, so the script died without
+/// NIX_DISK_IMAGE. Runs the script's own line with sh.
+#[test]
+fn the_default_disk_image_is_the_name_in_the_callers_directory() {
+    let text = run_script_text("vm", Path::new("/k/vmlinuz"), Path::new("/k/initrd"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("NIX_DISK_IMAGE="))
+        .expect("the script sets NIX_DISK_IMAGE");
+    let cwd = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("{line}\nprintf %s \"$NIX_DISK_IMAGE\""))
+        .current_dir(cwd.path())
+        .env_remove("NIX_DISK_IMAGE")
+        .output()
+        .unwrap();
+    let cwd = cwd.path().canonicalize().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        cwd.join("vm.qcow2").to_string_lossy()
+    );
 }
