@@ -7,7 +7,7 @@ mod vm;
 
 // The benchmark's pure helpers (a `harness = false` bench cannot run its own
 // unit tests): its shell-word splitter and its statistics.
-#[path = "../benches/costs/words.rs"]
-mod bench_words;
 #[path = "../benches/costs/stats.rs"]
 mod bench_stats;
+#[path = "../benches/costs/words.rs"]
+mod bench_words;
