@@ -28,11 +28,12 @@ pub fn real_nix_dir() -> Result<PathBuf> {
 }
 
 /// `NIX_CONFIG` for every nix the benchmark starts, directly or through a
-/// CLI: flakes on, no substituters, and an empty flake registry, so that
-/// nothing reaches the network.
+/// CLI: the tests' settings (`tests/support/nix.conf`: flakes on, offline,
+/// builds as root without build users) and an empty flake registry.
 pub fn offline_config(registry: &Path) -> String {
     format!(
-        "experimental-features = nix-command flakes\nsubstituters =\nflake-registry = {}\n",
+        "{}flake-registry = {}\n",
+        include_str!("../../tests/support/nix.conf"),
         registry.display()
     )
 }

@@ -29,6 +29,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The nix settings of every nix the tests and the benchmark start: offline
+/// (no substituters), flakes on, and builds that work as root on a Debian
+/// `nix-bin` without `nix-setup-systemd` (no `nixbld` group, so no build
+/// users; no sandbox, since the fixtures build with the host's `/bin/sh`).
+pub const NIX_CONF: &str = include_str!("nix.conf");
+
 /// The real nix; tests fail (never skip) without it.
 pub fn real_nix() -> PathBuf {
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
@@ -300,10 +306,7 @@ impl NixFixture {
                 "PATH",
                 format!("{}:/usr/bin:/bin", self.root.join("bin").display()),
             )
-            .env(
-                "NIX_CONFIG",
-                "experimental-features = nix-command flakes\nsubstituters =\nflake-registry = \n",
-            )
+            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"))
             .env(
                 "NIX_PATH",
                 format!("nixpkgs={}", self.work().join("fixture/nixpkgs").display()),
