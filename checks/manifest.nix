@@ -1,5 +1,8 @@
 # What `nixos-shell` builds, `config.system.build.nixos-shell`, holds the run
-# script and a manifest equal to what src/schema/manifest.rs reads.
+# script and a manifest equal to what src/schema/manifest.rs reads. The
+# memory backend is checked against the run script itself: the manifest
+# names one exactly when the script passes one (nixpkgs since its shares
+# moved to virtiofs), with the script's id and size.
 {
   self,
   pkgs,
@@ -29,7 +32,7 @@ let
   build = vm.config.system.build.nixos-shell;
 
   expected = {
-    version = 1;
+    version = 2;
     name = "nixos";
     inherit system;
     diskImage = "./nixos.qcow2";
@@ -39,7 +42,7 @@ let
       mountHomeReadOnly = true;
       mountNixProfile = true;
       cache = "mmap";
-      msize = 104857600;
+      msize = 512000;
       extraMounts = [
         {
           guestPath = "/srv/data";
@@ -66,9 +69,16 @@ pkgs.runCommand "nixos-shell-manifest"
     passAsFile = [ "expected" ];
   }
   ''
+    manifest=${build}/share/nixos-shell/manifest.json
     jq -S . "$expectedPath" > expected.json
-    jq -S . ${build}/share/nixos-shell/manifest.json > manifest.json
+    jq -S 'del(.memoryBackend)' "$manifest" > manifest.json
     diff -u expected.json manifest.json
     test -x ${build}/bin/run-nixos-vm
+    if grep -q 'memory-backend-memfd,id=mem0,size=${toString vm.config.virtualisation.memorySize}M' ${build}/bin/run-nixos-vm; then
+      backend='{"id":"mem0","size":${toString vm.config.virtualisation.memorySize}}'
+    else
+      backend=null
+    fi
+    test "$(jq -c .memoryBackend "$manifest")" = "$(jq -c . <<<"$backend")"
     touch $out
   ''

@@ -10,6 +10,10 @@ let
     diskImage = null;
     inheritPath = false;
     msize = 16384;
+    memoryBackend = {
+      id = "mem0";
+      size = 500;
+    };
     mounts = {
       mountHome = true;
       mountHomeReadOnly = false;
@@ -34,11 +38,15 @@ let
   };
 
   expected = {
-    version = 1;
+    version = 2;
     name = "dev";
     system = "x86_64-linux";
     diskImage = null;
     inheritPath = false;
+    memoryBackend = {
+      id = "mem0";
+      size = 500;
+    };
     mounts = {
       mountHome = true;
       mountHomeReadOnly = false;
@@ -70,6 +78,7 @@ let
     manifest = [
       "diskImage"
       "inheritPath"
+      "memoryBackend"
       "mounts"
       "name"
       "system"

@@ -14,7 +14,9 @@
     about a VM without evaluating it again. Field names are the option names.
 
     `mounts` is the value of `config.nixos-shell.mounts`; `msize` the 9p
-    msize the guest mounts the shares with.
+    msize the guest mounts the shares with; `memoryBackend` the shared
+    memory backend the run script gives QEMU (`{ id, size }`, size in MiB),
+    or null.
   */
   mkManifest =
     {
@@ -24,14 +26,16 @@
       inheritPath,
       mounts,
       msize,
+      memoryBackend,
     }:
     {
-      version = 1;
+      version = 2;
       inherit
         name
         system
         diskImage
         inheritPath
+        memoryBackend
         ;
       mounts = {
         inherit (mounts)

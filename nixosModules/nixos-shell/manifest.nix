@@ -6,11 +6,13 @@
 {
   config,
   lib,
+  options,
   pkgs,
   ...
 }:
 let
   cfg = config.nixos-shell;
+  qemu = config.virtualisation.qemu;
   # The run script is made for the host, which may not be the guest's
   # platform (see virtualisation.host.pkgs).
   hostPkgs = config.virtualisation.host.pkgs;
@@ -22,6 +24,18 @@ let
     inherit (config.virtualisation) diskImage;
     inherit (cfg) inheritPath mounts;
     inherit (cfg.mounts) msize;
+    # Since nixpkgs shares the store over virtiofs, its run script backs the
+    # guest's memory with a shared memfd of `memorySize` MiB, named mem0
+    # (qemu-vm.nix, `virtualisation.qemu.enableSharedMemory`); older
+    # revisions have neither the option nor the backend.
+    memoryBackend =
+      if options ? virtualisation.qemu.enableSharedMemory && qemu.enableSharedMemory then
+        {
+          id = "mem0";
+          size = config.virtualisation.memorySize;
+        }
+      else
+        null;
   };
 in
 {

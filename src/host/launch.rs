@@ -2,7 +2,8 @@
 //! result, the environment it documents, and the arguments it hands to QEMU
 //! (which land after `$QEMU_OPTS`, so later ones win).
 //!
-//! Arguments, in order: `-m` (--memory), `-smp` (--cores), the session share,
+//! Arguments, in order: `-m` (--memory, with a memory backend of that size
+//! when the run script has one), `-smp` (--cores), the session share,
 //! one `-virtfs` per share (home, nix profile, the module's extraMounts,
 //! each --mount), then the user's `-- QEMU_ARGS`. Environment: only what
 //! the user did not set, or appended to what they did (`QEMU_NET_OPTS`).
@@ -14,7 +15,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::settings::{Settings, UserMount};
 use crate::schema::facts::{self, Mount};
-use crate::schema::manifest::{CacheMode, Manifest, MANIFEST_PATH};
+use crate::schema::manifest::{
+    CacheMode, Manifest, MemoryBackend, MANIFEST_PATH, MANIFEST_VERSION,
+};
 
 /// One 9p share: a QEMU `-virtfs` and a mount in the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +130,8 @@ pub struct Launch<'a> {
     pub shares: &'a [Share],
     /// `NIX_DISK_IMAGE` to set, if any (see `host::disk`).
     pub disk_image: Option<Utf8PathBuf>,
+    /// The shared memory backend the run script passes, from the manifest.
+    pub memory_backend: Option<&'a MemoryBackend>,
     /// The environment nixos-shell was started with.
     pub env: &'a BTreeMap<String, String>,
 }
@@ -157,6 +162,9 @@ pub fn compose(launch: &Launch) -> VmCommand {
     let mut args = Vec::new();
     if let Some(memory) = &settings.memory {
         args.extend(["-m".to_owned(), memory.clone()]);
+        if launch.memory_backend.is_some() {
+            args.extend(memory_backend_args(memory));
+        }
     }
     if let Some(cores) = settings.cores {
         args.extend(["-smp".to_owned(), cores.to_string()]);
@@ -174,6 +182,24 @@ pub fn compose(launch: &Launch) -> VmCommand {
         args,
         env,
     }
+}
+
+/// The QEMU object id of the memory backend `--memory` brings along.
+const MEMORY_BACKEND_ID: &str = "nixos-shell-mem";
+
+/// A shared memory backend of `memory` (a `-m` value with its unit, from
+/// `settings::parse_memory`) that replaces the run script's. QEMU refuses
+/// a `-m` other than the backend's size, and the script's object cannot be
+/// resized or defined twice; a later `-machine memory-backend=` wins, and
+/// the script's unused memfd costs nothing (it is never touched). The
+/// backend stays shared (`share=on`): virtiofsd maps the guest's memory.
+fn memory_backend_args(memory: &str) -> [String; 4] {
+    [
+        "-object".to_owned(),
+        format!("memory-backend-memfd,id={MEMORY_BACKEND_ID},size={memory},share=on"),
+        "-machine".to_owned(),
+        format!("memory-backend={MEMORY_BACKEND_ID}"),
+    ]
 }
 
 /// The run script `bin/run-*-vm` in a build result.
@@ -205,9 +231,17 @@ pub fn read_manifest(result: &Utf8Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(&path).with_context(|| {
         format!("the build result has no {MANIFEST_PATH} ({path}); the nixos-shell module that built it is too old or not nixos-shell's")
     })?;
-    serde_json::from_str(&text).with_context(|| {
+    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
         format!("{path} is not a manifest this nixos-shell understands; update nixos-shell")
-    })
+    })?;
+    if manifest.version > MANIFEST_VERSION {
+        bail!(
+            "{path} is manifest version {}, newer than this nixos-shell reads ({MANIFEST_VERSION}); \
+             update nixos-shell to the version of the module that built the VM",
+            manifest.version
+        );
+    }
+    Ok(manifest)
 }
 
 #[cfg(test)]
@@ -223,6 +257,7 @@ mod tests {
             system: "x86_64-linux".to_owned(),
             disk_image: Some("./nixos.qcow2".to_owned()),
             inherit_path: true,
+            memory_backend: None,
             mounts: Mounts {
                 mount_home: true,
                 mount_home_read_only: false,
@@ -321,6 +356,7 @@ mod tests {
             private_tmp: "/s/tmp".into(),
             shares: &shares,
             disk_image: Some("/state/nixos.qcow2".into()),
+            memory_backend: None,
             env: &env,
         });
         assert_eq!(command.program, "/r/bin/run-nixos-vm");
@@ -370,9 +406,59 @@ mod tests {
             private_tmp: "/s/tmp".into(),
             shares: &[],
             disk_image: None,
+            memory_backend: None,
             env: &env,
         });
         assert!(command.env.is_empty());
+    }
+
+    #[test]
+    fn memory_brings_a_backend_of_its_size_when_the_run_script_has_one() {
+        let settings = settings();
+        let backend = MemoryBackend {
+            id: "mem0".to_owned(),
+            size: 500,
+        };
+        let env = BTreeMap::new();
+        let command = compose(&Launch {
+            run_script: "/r".into(),
+            settings: &settings,
+            session_share: "/s/share".into(),
+            private_tmp: "/s/tmp".into(),
+            shares: &[],
+            disk_image: None,
+            memory_backend: Some(&backend),
+            env: &env,
+        });
+        assert_eq!(
+            command.args[..8],
+            [
+                "-m",
+                "2G",
+                "-object",
+                "memory-backend-memfd,id=nixos-shell-mem,size=2G,share=on",
+                "-machine",
+                "memory-backend=nixos-shell-mem",
+                "-smp",
+                "2"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_manifest_newer_than_this_cli_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(root.join("share/nixos-shell")).unwrap();
+        let mut newer = serde_json::to_value(manifest()).unwrap();
+        newer["version"] = (MANIFEST_VERSION + 1).into();
+        std::fs::write(root.join(MANIFEST_PATH), newer.to_string()).unwrap();
+        let err = format!("{:#}", read_manifest(root).unwrap_err());
+        assert!(err.contains("newer than this nixos-shell reads"), "{err}");
+        let mut current = serde_json::to_value(manifest()).unwrap();
+        current["version"] = MANIFEST_VERSION.into();
+        std::fs::write(root.join(MANIFEST_PATH), current.to_string()).unwrap();
+        assert_eq!(read_manifest(root).unwrap().name, "nixos");
     }
 
     #[test]

@@ -169,6 +169,7 @@ fn run_vm(
         private_tmp: &session.tmp(),
         shares: &shares,
         disk_image,
+        memory_backend: manifest.memory_backend.as_ref(),
         env,
     });
     let status = start_vm(&command)?;
@@ -186,6 +187,11 @@ fn disk_image(
     session: &Session,
     manifest: &Manifest,
 ) -> Result<(Option<Utf8PathBuf>, Option<File>)> {
+    disk::refuse_without_image(
+        manifest.disk_image.as_deref(),
+        settings.ephemeral,
+        settings.disk.as_deref(),
+    )?;
     let plan = disk::plan(
         env,
         settings.ephemeral,
@@ -286,6 +292,7 @@ fn dry_run(
         private_tmp: &session.join("tmp"),
         shares: &user_shares,
         disk_image,
+        memory_backend: None,
         env,
     });
     println!(
@@ -313,6 +320,7 @@ fn no_manifest_shares() -> Manifest {
         system: String::new(),
         disk_image: None,
         inherit_path: false,
+        memory_backend: None,
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

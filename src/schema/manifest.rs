@@ -18,14 +18,16 @@ use serde::{Deserialize, Serialize};
 /// Where the manifest lives inside a build result.
 pub const MANIFEST_PATH: &str = "share/nixos-shell/manifest.json";
 
-/// The manifest version this crate writes and understands.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The newest manifest version this crate understands. Version 2 added
+/// [`Manifest::memory_backend`]; a version-1 manifest has none, which is
+/// what it meant.
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
-    /// Schema version; this crate reads `1`.
+    /// Schema version; this crate reads `1` and `2`.
     pub version: u32,
     /// `config.system.name`: names the run script (`run-<name>-vm`) and the
     /// default disk image.
@@ -46,6 +48,23 @@ pub struct Manifest {
     /// The shares the module asks for; the CLI turns them into QEMU
     /// arguments at run time and the guest role mounts them.
     pub mounts: Mounts,
+    /// The shared memory backend the run script gives QEMU, if any. NixOS
+    /// adds one (`virtualisation.qemu.enableSharedMemory`) since its shares
+    /// moved to virtiofs; QEMU then refuses a `-m` of another size, so
+    /// `--memory` must bring a backend of its own.
+    #[serde(default)]
+    pub memory_backend: Option<MemoryBackend>,
+}
+
+/// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together
+/// with `-machine memory-backend=<id>`, as NixOS's run script passes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryBackend {
+    /// The backend's QEMU object id (`mem0` in NixOS).
+    pub id: String,
+    /// Its size in MiB: `virtualisation.memorySize`.
+    pub size: u64,
 }
 
 /// `nixos-shell.mounts.*`.
@@ -138,6 +157,22 @@ mod tests {
     }
 
     #[test]
+    fn version_2_names_the_run_scripts_memory_backend() {
+        let json = r#"{"version": 2, "name": "n", "system": "x86_64-linux",
+          "memoryBackend": {"id": "mem0", "size": 1024},
+          "mounts": {"mountHome": true, "mountNixProfile": false,
+                     "cache": "loose", "msize": 512000}}"#;
+        let manifest: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            manifest.memory_backend,
+            Some(MemoryBackend {
+                id: "mem0".to_owned(),
+                size: 1024
+            })
+        );
+    }
+
+    #[test]
     fn a_null_disk_image_means_a_tmpfs_root() {
         let json = r#"{"version": 1, "name": "n", "system": "x86_64-linux",
           "diskImage": null,
@@ -145,6 +180,7 @@ mod tests {
                      "cache": "mmap", "msize": 16384}}"#;
         let manifest: Manifest = serde_json::from_str(json).unwrap();
         assert_eq!(manifest.disk_image, None);
+        assert_eq!(manifest.memory_backend, None);
         assert!(manifest.inherit_path);
         assert!(manifest.mounts.extra_mounts.is_empty());
     }

@@ -122,6 +122,37 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
     assert!(fx.leftovers().is_empty());
 }
 
+/// The virtiofs era: NixOS's run script carries a shared memory backend of
+/// the configured size, and QEMU refuses a `-m` that differs from it.
+#[test]
+fn memory_replaces_the_run_scripts_memory_backend_when_the_manifest_names_one() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(
+        r#"{ fixture.memoryBackend = { id = "mem0"; size = 256; }; }"#,
+    ));
+    let out = fx.run(&["--memory", "512", "--no-home"]);
+    assert!(out.status.success());
+    let args = fx.record().args;
+    assert_eq!(
+        args[..6],
+        [
+            "-m",
+            "512M",
+            "-object",
+            "memory-backend-memfd,id=nixos-shell-mem,size=512M,share=on",
+            "-machine",
+            "memory-backend=nixos-shell-mem"
+        ]
+    );
+    // Without --memory the script's own backend stands.
+    fx.run(&["--no-home"]);
+    let args = fx.record().args;
+    assert!(
+        !args.iter().any(|a| a.contains("memory-backend")),
+        "{args:?}"
+    );
+}
+
 #[test]
 fn module_mounts_no_home_and_the_users_tmpdir() {
     let fx = NixFixture::new();
@@ -204,6 +235,22 @@ fn disk_images_user_ephemeral_given_and_locked() {
         .status
         .success());
     assert_ne!(fx.record().env["NIX_DISK_IMAGE"], image);
+}
+
+/// A tmpfs root has no image for a disk flag to choose: refused, rather
+/// than silently ignored, before the VM starts.
+#[test]
+fn a_disk_flag_is_refused_for_a_vm_without_a_disk_image() {
+    let fx = NixFixture::new();
+    fx.flake(&mkvm(r#"{ fixture.diskImage = null; }"#));
+    for args in [&["--ephemeral"][..], &["--disk", "d.qcow2"]] {
+        let out = fx.run(args);
+        super::assert_only_error(&out, "this VM has none (virtualisation.diskImage = null");
+        assert!(!fx.record_path().exists(), "the VM started for {args:?}");
+        assert!(!fx.work().join("d.qcow2").exists());
+    }
+    assert!(fx.run(&[]).status.success());
+    assert!(!fx.record().env.contains_key("NIX_DISK_IMAGE"));
 }
 
 #[test]

@@ -68,6 +68,7 @@ let
       preBuild = "";
       cache = "loose";
       msize = 16384;
+      memoryBackend = null;
     };
   };
   load = m:
@@ -93,9 +94,10 @@ let
   cfg = config.fixture;
   name = config.system.name;
   manifest = builtins.toFile "manifest.json" (builtins.toJSON {
-    version = 1;
+    version = 2;
     inherit name;
     system = pkgs.system;
+    memoryBackend = cfg.memoryBackend;
     diskImage = cfg.diskImage;
     inheritPath = cfg.inheritPath;
     mounts = {
