@@ -4,7 +4,6 @@
 {
   config,
   lib,
-  options,
   ...
 }:
 let
@@ -35,11 +34,5 @@ in
         text = lib.concatMapStringsSep "\n" lib.generators.toGitINI config.programs.git.config;
       };
     }
-
-    # The 9p msize of NixOS's own shares (the Nix store). Newer NixOS
-    # revisions share the store with virtiofs and may lack this option.
-    (lib.optionalAttrs (options ? virtualisation.msize) {
-      virtualisation.msize = mkVMDefault 104857600;
-    })
   ];
 }

@@ -3,7 +3,6 @@
 {
   config,
   lib,
-  options,
   pkgs,
   ...
 }:
@@ -106,6 +105,18 @@ in
       '';
     };
 
+    console.device = mkOption {
+      type = types.str;
+      default = if cfg.console.enable then "/dev/hvc0" else "/dev/tty1";
+      defaultText = literalExpression ''if config.nixos-shell.console.enable then "/dev/hvc0" else "/dev/tty1"'';
+      description = ''
+        The terminal the guest role sizes to the host's terminal and runs
+        `nixos-shell --command` on: the virtio console with
+        `console.enable`, else the first virtual terminal (the graphical
+        window's console).
+      '';
+    };
+
     mounts = {
       mountHome = mkOption {
         type = types.bool;
@@ -151,13 +162,14 @@ in
 
       msize = mkOption {
         type = types.ints.positive;
-        # Follows NixOS's own 9p msize where the option exists (newer NixOS
-        # revisions share the store with virtiofs and may lack it).
-        default = if options ? virtualisation.msize then config.virtualisation.msize else 104857600;
-        defaultText = lib.literalMD "`config.virtualisation.msize` (104857600 with nixos-shell's defaults)";
+        # Our own option, never `virtualisation.msize`: nixpkgs removed that
+        # one when its shares moved to virtiofs, and reading or setting a
+        # removed option fails the evaluation.
+        default = 512000;
         description = ''
-          The 9p `msize` (largest message, in bytes) the guest mounts the
-          shares with. Larger is faster and costs guest memory.
+          The 9p `msize` (largest message, in bytes) the guest mounts
+          nixos-shell's shares with. Larger is faster and costs guest memory;
+          Linux's virtio transport caps it at 512000, whatever is asked.
         '';
       };
 
