@@ -7,11 +7,7 @@
   self,
   shares ? { },
 }:
-{
-  config,
-  lib,
-  ...
-}:
+{ lib, ... }:
 let
   share =
     dir: tagAndOptions:
@@ -24,8 +20,12 @@ in
   # its root shell): no console on stdio, and the guest role's messages go
   # to the serial log instead of into the driver's shell.
   nixos-shell.console.enable = false;
-  systemd.services.nixos-shell-guest.serviceConfig.ExecStart =
-    lib.mkForce "${config.nixos-shell.package}/bin/nixos-shell-guest --console /dev/ttyS0";
+  nixos-shell.console.device = "/dev/ttyS0";
+
+  # The test driver's instrumentation gives root an empty password through
+  # hashedPasswordFile; our console default would be a second password
+  # option, which NixOS warns about.
+  users.users.root.initialHashedPassword = lib.mkForce null;
 
   virtualisation.memorySize = 1024;
   virtualisation.qemu.options = lib.mapAttrsToList share (

@@ -134,8 +134,9 @@ pub struct HostArgs {
              writes the login environment and runs --command, before the console login"
 )]
 pub struct GuestArgs {
-    /// The console a command runs on and whose size follows the host terminal.
-    #[arg(long, default_value = "/dev/hvc0")]
+    /// The console a command runs on and whose size follows the host
+    /// terminal; the module passes `nixos-shell.console.device`.
+    #[arg(long)]
     pub console: Utf8PathBuf,
 }
 

@@ -29,6 +29,12 @@ in
         "tty0"
         "hvc0"
       ];
+      # qemu-vm.nix puts the consoles on QEMU's -append, which only a direct
+      # kernel boot reads; a VM booted by its boot loader gets them from the
+      # kernel parameters the boot loader writes.
+      boot.kernelParams = lib.mkIf config.virtualisation.useBootLoader (
+        map (console: "console=${console}") config.virtualisation.qemu.consoles
+      );
       virtualisation.qemu.options = [
         # No serial port: its output would be mixed into the terminal too.
         "-serial null"

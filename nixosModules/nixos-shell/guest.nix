@@ -24,21 +24,25 @@ in
       "local-fs.target"
       "systemd-modules-load.service"
     ];
-    # Nobody logs in before the facts are applied.
+    # Nobody logs in before the facts are applied. Not before sshd.socket:
+    # sockets come before basic.target, which this unit's default
+    # dependencies put before it, so that would be an ordering cycle with
+    # `services.openssh.startWhenNeeded`. A connection accepted before the
+    # keys are written is refused and can be retried; logins on the
+    # consoles wait.
     before = [
       "getty.target"
       "getty@tty1.service"
       "serial-getty@hvc0.service"
       "systemd-user-sessions.service"
       "sshd.service"
-      "sshd.socket"
     ];
     # modprobe, for the 9p modules when they are not loaded yet.
     path = [ pkgs.kmod ];
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
-      ExecStart = "${cfg.package}/bin/nixos-shell-guest --console /dev/hvc0";
+      ExecStart = "${cfg.package}/bin/nixos-shell-guest --console ${cfg.console.device}";
       # A --command may run for as long as the user likes.
       TimeoutStartSec = "infinity";
       StandardOutput = "journal+console";
