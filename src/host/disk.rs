@@ -57,6 +57,29 @@ pub fn refuse_conflict(
     Ok(())
 }
 
+/// Refuses `--ephemeral` or `--disk` for a VM that has no disk image at all
+/// (`virtualisation.diskImage = null`, a tmpfs root): the flag would be
+/// silently ignored.
+pub fn refuse_without_image(
+    manifest_image: Option<&str>,
+    ephemeral: bool,
+    disk: Option<&Utf8Path>,
+) -> Result<()> {
+    let flag = if ephemeral {
+        "--ephemeral"
+    } else if disk.is_some() {
+        "--disk"
+    } else {
+        return Ok(());
+    };
+    if manifest_image.is_none() {
+        bail!(
+            "{flag} chooses a disk image, but this VM has none (virtualisation.diskImage = null: its root is a tmpfs); drop {flag}"
+        );
+    }
+    Ok(())
+}
+
 /// Decides the disk image; pure. A flag wins over `NIX_DISK_IMAGE`, but
 /// [`refuse_conflict`] has refused that combination already.
 pub fn plan(
