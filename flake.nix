@@ -11,10 +11,11 @@
     let
       inherit (nixpkgs) lib;
 
+      # No x86_64-darwin: nixpkgs no longer evaluates its package set for
+      # Intel Macs.
       systems = [
         "x86_64-linux"
         "aarch64-linux"
-        "x86_64-darwin"
         "aarch64-darwin"
       ];
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
