@@ -13,7 +13,9 @@
 mod cli;
 mod guest;
 mod host;
-mod schema;
+
+// The shared documents live in the library, so tests read them too.
+use nixos_shell::schema;
 
 use std::ffi::OsStr;
 use std::path::Path;

@@ -138,6 +138,7 @@ mod tests {
             system: system.to_owned(),
             disk_image: None,
             inherit_path,
+            memory_backend: None,
             mounts: Mounts {
                 mount_home: true,
                 mount_home_read_only: false,
