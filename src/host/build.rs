@@ -6,15 +6,19 @@
 //!   process); only when nix says that attribute is missing, the full lookup
 //!   of `flake-fallback.nix` (impure, `builtins.getFlake`). With
 //!   `--guest-system`/`--host-system` the fixed attribute cannot honour them,
-//!   so the full lookup is the only build.
+//!   so the full lookup is the only build. When `./vm.nix` stands beside
+//!   the `./flake.nix` nixos-shell found by itself, it is built last, if
+//!   the flake provides no such configuration.
 //! - A module file: one impure build of `legacy.nix`.
+//!
+//! [`realise`] runs them in order.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::nix::NixBuild;
+use super::nix::{NixBuild, Outcome};
 use super::resolve::Installable;
 use super::settings::Settings;
 
@@ -62,20 +66,72 @@ impl Locations {
     }
 }
 
-/// The builds to try, in order.
+/// One build to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub first: NixBuild,
-    /// Run when `first` reports its attribute missing.
-    pub fallback: Option<NixBuild>,
+pub struct Step {
+    pub build: NixBuild,
+    /// The configuration it builds, for per-configuration state (the disk
+    /// image): see `Installable::identity`.
+    pub identity: String,
+    /// Said when this step's result is the one used: which of two
+    /// configurations in the directory runs.
+    pub note: Option<String>,
 }
 
-/// Plans the builds; pure.
+/// The builds to try, in order: each runs only when the ones before it
+/// report their attribute missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+/// How the plan ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Realised {
+    /// A build result and the identity of the configuration it is.
+    Built {
+        result: Utf8PathBuf,
+        identity: String,
+    },
+    /// nix failed and said why; its exit status.
+    Failed(u8),
+    /// Ctrl-C stopped the build.
+    Interrupted,
+}
+
+/// Runs the plan's steps until one builds; the first nix failure ends it.
+pub fn realise(plan: &Plan) -> Result<Realised> {
+    let mut missing = None;
+    for step in &plan.steps {
+        match step.build.run()? {
+            Outcome::Built(result) => {
+                if let Some(note) = &step.note {
+                    eprintln!("nixos-shell: {note}");
+                }
+                return Ok(Realised::Built {
+                    result,
+                    identity: step.identity.clone(),
+                });
+            }
+            Outcome::MissingAttribute(message) => missing = Some(message),
+            Outcome::Failed(code) => return Ok(Realised::Failed(code)),
+            Outcome::Interrupted => return Ok(Realised::Interrupted),
+        }
+    }
+    match missing {
+        Some(message) => bail!("{message}"),
+        None => bail!("nothing to build; report this"),
+    }
+}
+
+/// Plans the builds; pure. `cwd` is where nixos-shell runs (a local flake
+/// may be handed to nix relative to it).
 pub fn plan(
     installable: &Installable,
     settings: &Settings,
     locations: &Locations,
     out_link: &Utf8Path,
+    cwd: &Utf8Path,
 ) -> Result<Plan> {
     let systems = |mut build: NixBuild| {
         if let Some(system) = &settings.guest_system {
@@ -91,53 +147,94 @@ pub fn plan(
         .as_ref()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    match installable {
-        Installable::File { path } => {
-            let module = locations.module()?;
-            let search_path = locations.search_path || settings.nix_flags.iter().any(|f| f == "-I");
-            if !search_path && locations.nixpkgs.is_none() {
-                bail!(
-                    "no nixpkgs to evaluate {path} with: NIX_PATH has no <nixpkgs> and this nixos-shell \
-                     has none built in; set NIX_PATH=nixpkgs=/path/to/nixpkgs, pass -I nixpkgs=..., \
-                     or set NIXOS_SHELL_NIXPKGS"
-                );
-            }
-            let build = NixBuild::expr(LEGACY_NIX, out_link)
-                .flags(&settings.nix_flags)
-                .impure()
-                .argstr("configuration", path.as_str())
-                .argstr("module", module.as_str())
-                .argstr("nixpkgs", nixpkgs);
-            Ok(Plan {
-                first: systems(build),
-                fallback: None,
-            })
+    let legacy = |path: &Utf8Path| -> Result<NixBuild> {
+        let module = locations.module()?;
+        let search_path = locations.search_path || settings.nix_flags.iter().any(|f| f == "-I");
+        if !search_path && locations.nixpkgs.is_none() {
+            bail!(
+                "no nixpkgs to evaluate {path} with: NIX_PATH has no <nixpkgs> and this nixos-shell \
+                 has none built in; set NIX_PATH=nixpkgs=/path/to/nixpkgs, pass -I nixpkgs=..., \
+                 or set NIXOS_SHELL_NIXPKGS"
+            );
         }
-        Installable::Flake { reference, name } => {
-            let fallback = locations.module().map(|module| {
-                systems(
-                    NixBuild::expr(FLAKE_FALLBACK_NIX, out_link)
-                        .flags(&settings.nix_flags)
-                        .impure()
-                        .argstr("flakeRef", reference.as_str())
-                        .argstr("name", name.as_str())
-                        .argstr("module", module.as_str())
-                        .argstr("nixpkgs", nixpkgs),
+        let build = NixBuild::expr(LEGACY_NIX, out_link)
+            .flags(&settings.nix_flags)
+            .impure()
+            .argstr("configuration", path.as_str())
+            .argstr("module", module.as_str())
+            .argstr("nixpkgs", nixpkgs.as_str());
+        Ok(systems(build))
+    };
+    match installable {
+        Installable::File { path } => Ok(Plan {
+            steps: vec![Step {
+                build: legacy(path)?,
+                identity: installable.identity(),
+                note: None,
+            }],
+        }),
+        Installable::Flake {
+            flake,
+            name,
+            or_file,
+        } => {
+            let identity = installable.identity();
+            let note = or_file.as_ref().map(|file| {
+                format!(
+                    "{}/flake.nix and {file} both exist: running the flake's {name} \
+                     (`nixos-shell {file}` runs the module file)",
+                    flake.display()
                 )
             });
-            if settings.guest_system.is_some() || settings.host_system.is_some() {
-                return Ok(Plan {
-                    first: fallback?,
-                    fallback: None,
-                });
+            let step = |build: NixBuild| Step {
+                build,
+                identity: identity.clone(),
+                note: note.clone(),
+            };
+            let fallback = locations.module().map(|module| {
+                let build = NixBuild::expr(FLAKE_FALLBACK_NIX, out_link)
+                    .flags(&settings.nix_flags)
+                    .impure();
+                let build = match flake.for_get_flake() {
+                    Some(url) => build.argstr("flakeRef", url),
+                    None => build.argstr("flakeDir", flake.display()),
+                };
+                step(systems(
+                    build
+                        .argstr("name", name.as_str())
+                        .argstr("module", module.as_str())
+                        .argstr("nixpkgs", nixpkgs.as_str()),
+                ))
+            });
+            let mut steps = if settings.guest_system.is_some() || settings.host_system.is_some() {
+                // The fixed attribute cannot honour other platforms.
+                vec![fallback?]
+            } else {
+                let attribute = installable
+                    .attribute_installable(cwd)
+                    .expect("a flake has an attribute installable");
+                let mut build =
+                    NixBuild::installable(attribute.reference, out_link).flags(&settings.nix_flags);
+                if let Some(dir) = attribute.cwd {
+                    build = build.current_dir(dir);
+                }
+                let mut steps = vec![step(build)];
+                steps.extend(fallback.ok());
+                steps
+            };
+            if let Some(file) = or_file {
+                if let Ok(build) = legacy(file) {
+                    steps.push(Step {
+                        build,
+                        identity: Installable::File { path: file.clone() }.identity(),
+                        note: Some(format!(
+                            "{}/flake.nix provides no {name}; running {file}",
+                            flake.display()
+                        )),
+                    });
+                }
             }
-            let attribute = installable
-                .attribute_installable()
-                .unwrap_or_else(|| reference.clone());
-            Ok(Plan {
-                first: NixBuild::installable(attribute, out_link).flags(&settings.nix_flags),
-                fallback: fallback.ok(),
-            })
+            Ok(Plan { steps })
         }
     }
 }
@@ -146,6 +243,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::cli::HostArgs;
+    use crate::host::resolve::FlakeRef;
     use clap::Parser;
 
     fn settings(args: &[&str]) -> Settings {
@@ -167,23 +265,42 @@ mod tests {
         build.argv()[7..].to_vec()
     }
 
+    fn flake(dir: &str, or_file: Option<&str>) -> Installable {
+        Installable::Flake {
+            flake: FlakeRef::Local {
+                dir: dir.into(),
+                query: String::new(),
+                path_scheme: false,
+            },
+            name: "vm".to_owned(),
+            or_file: or_file.map(Utf8PathBuf::from),
+        }
+    }
+
+    fn plan_for(installable: &Installable, args: &[&str]) -> Plan {
+        plan(
+            installable,
+            &settings(args),
+            &located(),
+            "/t/result".into(),
+            "/".into(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_flake_builds_its_attribute_then_the_full_lookup() {
-        let flake = Installable::Flake {
-            reference: "/p".to_owned(),
-            name: "vm".to_owned(),
-        };
-        let plan = plan(&flake, &settings(&["-L"]), &located(), "/t/result".into()).unwrap();
+        let plan = plan_for(&flake("/p", None), &["-L"]);
+        assert_eq!(plan.steps.len(), 2);
         assert_eq!(
-            tail(&plan.first),
+            tail(&plan.steps[0].build),
             [
                 "--print-build-logs",
                 "/p#nixosConfigurations.vm.config.system.build.nixos-shell"
             ]
         );
-        let fallback = plan.fallback.unwrap();
         assert_eq!(
-            tail(&fallback),
+            tail(&plan.steps[1].build),
             [
                 "--print-build-logs",
                 "--impure",
@@ -203,23 +320,57 @@ mod tests {
                 FLAKE_FALLBACK_NIX
             ]
         );
+        assert!(plan
+            .steps
+            .iter()
+            .all(|s| s.identity == "/p#vm" && s.note.is_none()));
+    }
+
+    #[test]
+    fn a_flake_in_a_directory_nix_cannot_parse_is_built_from_inside_and_read_as_a_path() {
+        let plan = plan_for(&flake("/my proj", None), &[]);
+        let attribute = &plan.steps[0].build;
+        assert_eq!(attribute.cwd(), Some(Utf8Path::new("/my proj")));
+        assert_eq!(
+            tail(attribute),
+            [".#nixosConfigurations.vm.config.system.build.nixos-shell"]
+        );
+        let argv = plan.steps[1].build.argv();
+        assert!(argv
+            .windows(3)
+            .any(|w| w == ["--argstr", "flakeDir", "/my proj"]));
+        assert_eq!(plan.steps[1].build.cwd(), None);
+    }
+
+    #[test]
+    fn a_vm_nix_beside_the_flake_is_built_last_and_says_so() {
+        let plan = plan_for(&flake("/p", Some("/p/vm.nix")), &[]);
+        assert_eq!(plan.steps.len(), 3);
+        assert_eq!(
+            plan.steps[0].note.as_deref(),
+            Some(
+                "/p/flake.nix and /p/vm.nix both exist: running the flake's vm \
+                 (`nixos-shell /p/vm.nix` runs the module file)"
+            )
+        );
+        let last = &plan.steps[2];
+        assert!(last
+            .build
+            .argv()
+            .windows(3)
+            .any(|w| w == ["--argstr", "configuration", "/p/vm.nix"]));
+        assert_eq!(last.identity, "file:/p/vm.nix");
+        assert_eq!(
+            last.note.as_deref(),
+            Some("/p/flake.nix provides no vm; running /p/vm.nix")
+        );
     }
 
     #[test]
     fn guest_system_goes_straight_to_the_full_lookup() {
-        let flake = Installable::Flake {
-            reference: "/p".to_owned(),
-            name: "vm".to_owned(),
-        };
-        let plan = plan(
-            &flake,
-            &settings(&["--guest-system", "aarch64-linux"]),
-            &located(),
-            "/t/r".into(),
-        )
-        .unwrap();
-        assert!(plan.fallback.is_none());
-        let argv = plan.first.argv();
+        let plan = plan_for(&flake("/p", None), &["--guest-system", "aarch64-linux"]);
+        assert_eq!(plan.steps.len(), 1);
+        let argv = plan.steps[0].build.argv();
         assert!(argv
             .windows(3)
             .any(|w| w == ["--argstr", "guestSystem", "aarch64-linux"]));
@@ -230,16 +381,10 @@ mod tests {
         let file = Installable::File {
             path: "/p/vm.nix".into(),
         };
-        let plan = plan(
-            &file,
-            &settings(&["--host-system", "x86_64-darwin"]),
-            &located(),
-            "/t/r".into(),
-        )
-        .unwrap();
-        assert!(plan.fallback.is_none());
+        let plan = plan_for(&file, &["--host-system", "x86_64-darwin"]);
+        assert_eq!(plan.steps.len(), 1);
         assert_eq!(
-            tail(&plan.first),
+            tail(&plan.steps[0].build),
             [
                 "--impure",
                 "--argstr",
@@ -268,7 +413,7 @@ mod tests {
         let none = Locations::default();
         let err = format!(
             "{:#}",
-            plan(&file, &settings(&[]), &none, "/t".into()).unwrap_err()
+            plan(&file, &settings(&[]), &none, "/t".into(), "/".into()).unwrap_err()
         );
         assert!(err.contains("set NIXOS_SHELL_MODULE"), "{err}");
         let no_nixpkgs = Locations {
@@ -277,7 +422,7 @@ mod tests {
         };
         let err = format!(
             "{:#}",
-            plan(&file, &settings(&[]), &no_nixpkgs, "/t".into()).unwrap_err()
+            plan(&file, &settings(&[]), &no_nixpkgs, "/t".into(), "/".into()).unwrap_err()
         );
         assert!(
             err.starts_with("no nixpkgs to evaluate /p/vm.nix with"),
@@ -287,7 +432,8 @@ mod tests {
             &file,
             &settings(&["-I", "nixpkgs=/x"]),
             &no_nixpkgs,
-            "/t".into()
+            "/t".into(),
+            "/".into()
         )
         .is_ok());
     }

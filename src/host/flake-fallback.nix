@@ -10,14 +10,17 @@
 #                                (else <nixpkgs>, else `nixpkgs`);
 #   packages.<system>.nixosConfigurations.<name>   like the first.
 #
-# flakeRef:    the flake reference (local paths absolute)
+# flakeRef:    the flake reference (local paths absolute), or
+# flakeDir:    the directory of a local flake whose path nix's URL parser
+#              refuses (a space, say): read as a path flake
 # name:        the attribute name (default vm)
 # module:      absolute path of the nixos-shell NixOS module
 # nixpkgs:     nixpkgs for nixosModules when the flake has no nixpkgs input
 # guestSystem: the guest's platform ("" = this machine's)
 # hostSystem:  the platform QEMU runs on ("" = the guest's)
 {
-  flakeRef,
+  flakeRef ? "",
+  flakeDir ? "",
   name,
   module,
   nixpkgs ? "",
@@ -25,7 +28,20 @@
   hostSystem ? "",
 }:
 let
-  flake = builtins.getFlake flakeRef;
+  flake =
+    if flakeDir != "" then
+      builtins.getFlake (
+        builtins.unsafeDiscardStringContext (
+          builtins.path {
+            path = flakeDir;
+            name = "source";
+            filter = path: _: baseNameOf path != ".git";
+          }
+        )
+      )
+    else
+      builtins.getFlake flakeRef;
+  flakeName = if flakeDir != "" then flakeDir else flakeRef;
   system = if guestSystem != "" then guestSystem else builtins.currentSystem;
   hostModules =
     if hostSystem == "" then
@@ -45,7 +61,7 @@ let
         modules = (old.modules or [ ]) ++ shellModules;
       })
     else
-      throw "nixos-shell: ${attribute} of ${flakeRef} can be neither extended (it has no extendModules) nor overridden (no override); build it with nixos-shell's lib.mkVm, or wrap the function that makes it in lib.makeOverridable";
+      throw "nixos-shell: ${attribute} of ${flakeName} can be neither extended (it has no extendModules) nor overridden (no override); build it with nixos-shell's lib.mkVm, or wrap the function that makes it in lib.makeOverridable";
 
   fromSearchPath = builtins.tryEval (builtins.findFile builtins.nixPath "nixpkgs");
   nixpkgsPath =
@@ -56,7 +72,7 @@ let
     else if nixpkgs != "" then
       nixpkgs
     else
-      throw "nixos-shell: ${flakeRef} has no nixpkgs input to evaluate nixosModules.${name} with, and <nixpkgs> is not in the search path; add a nixpkgs input, set NIX_PATH=nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
+      throw "nixos-shell: ${flakeName} has no nixpkgs input to evaluate nixosModules.${name} with, and <nixpkgs> is not in the search path; add a nixpkgs input, set NIX_PATH=nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
   fromModule =
     nixosModule:
     import "${nixpkgsPath}/nixos" {
@@ -77,6 +93,6 @@ let
     else if flake ? packages.${system}.nixosConfigurations.${name} then
       extend packaged flake.packages.${system}.nixosConfigurations.${name}
     else
-      throw "nixos-shell: ${flakeRef} provides none of ${configurations}, ${modules}, ${packaged}; add one (e.g. ${configurations} = nixos-shell.lib.mkVm { ... }) or name another attribute with FLAKE#NAME";
+      throw "nixos-shell: ${flakeName} provides none of ${configurations}, ${modules}, ${packaged}; add one (e.g. ${configurations} = nixos-shell.lib.mkVm { ... }) or name another attribute with FLAKE#NAME";
 in
 vm.config.system.build.nixos-shell

@@ -35,10 +35,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cli::HostArgs;
 use crate::schema::facts::{GuestResult, FACTS_FILE, RESULT_FILE};
 use crate::schema::manifest::Manifest;
-use build::Locations;
+use build::{Locations, Realised};
 use disk::DiskPlan;
 use launch::{Launch, VmCommand};
-use nix::Outcome;
 use resolve::Installable;
 use session::Session;
 use settings::Settings;
@@ -67,7 +66,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let locations = Locations::from_env(&env);
 
     if settings.dry_run {
-        return dry_run(&installable, &settings, &locations, &env);
+        return dry_run(&installable, &settings, &locations, &env, &cwd);
     }
 
     let session = Session::create()?;
@@ -75,26 +74,11 @@ pub fn run(args: HostArgs) -> Result<u8> {
         .out_link
         .clone()
         .unwrap_or_else(|| session.out_link());
-    let plan = build::plan(&installable, &settings, &locations, &out_link)?;
-    let result = match plan.first.run()? {
-        Outcome::MissingAttribute => match &plan.fallback {
-            Some(fallback) => fallback.run()?,
-            None => bail!(
-                "{} lacks system.build.nixos-shell and this nixos-shell cannot add its module: set \
-                 NIXOS_SHELL_MODULE, or build the configuration with nixos-shell's lib.mkVm",
-                installable.identity()
-            ),
-        },
-        outcome => outcome,
-    };
-    let result = match result {
-        Outcome::Built(path) => path,
-        Outcome::Failed(code) => return Ok(code),
-        Outcome::Interrupted => return Ok(interrupt::EXIT_INTERRUPTED),
-        Outcome::MissingAttribute => bail!(
-            "the flake lookup ended without a result for {}; report this",
-            installable.identity()
-        ),
+    let plan = build::plan(&installable, &settings, &locations, &out_link, &cwd)?;
+    let (result, identity) = match build::realise(&plan)? {
+        Realised::Built { result, identity } => (result, identity),
+        Realised::Failed(code) => return Ok(code),
+        Realised::Interrupted => return Ok(interrupt::EXIT_INTERRUPTED),
     };
     let run_script = launch::find_run_script(&result)?;
     if settings.build_only {
@@ -104,13 +88,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     }
     let manifest = launch::read_manifest(&result)?;
     let code = run_vm(
-        &installable,
-        &settings,
-        &env,
-        &cwd,
-        &session,
-        &manifest,
-        run_script,
+        &identity, &settings, &env, &cwd, &session, &manifest, run_script,
     )?;
     session.close()?;
     Ok(code)
@@ -118,7 +96,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
 
 /// Starts the VM of a build and returns nixos-shell's exit status.
 fn run_vm(
-    installable: &Installable,
+    identity: &str,
     settings: &Settings,
     env: &BTreeMap<String, String>,
     cwd: &Utf8Path,
@@ -126,7 +104,7 @@ fn run_vm(
     manifest: &Manifest,
     run_script: Utf8PathBuf,
 ) -> Result<u8> {
-    let (disk_image, _lock) = disk_image(installable, settings, env, session, manifest)?;
+    let (disk_image, _lock) = disk_image(identity, settings, env, session, manifest)?;
 
     let home = facts::home(env);
     let found_user = env
@@ -181,7 +159,7 @@ fn run_vm(
 
 /// The disk image to set and the lock guarding it (kept while the VM runs).
 fn disk_image(
-    installable: &Installable,
+    identity: &str,
     settings: &Settings,
     env: &BTreeMap<String, String>,
     session: &Session,
@@ -213,10 +191,7 @@ fn disk_image(
             let Some(dir) = disk::state_dir(env) else {
                 bail!("neither XDG_STATE_HOME nor HOME is set, so the VM's disk image has no home; set one, or pass --ephemeral or --disk PATH");
             };
-            let image = dir.join(disk::state_image_name(
-                &manifest.name,
-                &installable.identity(),
-            ));
+            let image = dir.join(disk::state_image_name(&manifest.name, identity));
             match disk::try_lock(&image)? {
                 Some(lock) => Ok((Some(image), Some(lock))),
                 None => {
@@ -260,18 +235,25 @@ fn dry_run(
     settings: &Settings,
     locations: &Locations,
     env: &BTreeMap<String, String>,
+    cwd: &Utf8Path,
 ) -> Result<u8> {
     let session = Utf8PathBuf::from("<private-temp-dir>");
     let out_link = settings
         .out_link
         .clone()
         .unwrap_or_else(|| session.join("result"));
-    let plan = build::plan(installable, settings, locations, &out_link)?;
-    println!("# build");
-    println!("{}", quote::join(plan.first.argv()));
-    if let Some(fallback) = &plan.fallback {
-        println!("# only if nix reports that attribute missing: the full flake lookup");
-        println!("{}", quote::join(fallback.argv()));
+    let plan = build::plan(installable, settings, locations, &out_link, cwd)?;
+    for (n, step) in plan.steps.iter().enumerate() {
+        if n == 0 {
+            println!("# build");
+        } else {
+            println!("# only if the builds above report the configuration missing");
+        }
+        let command = quote::join(step.build.argv());
+        match step.build.cwd() {
+            Some(dir) => println!("(cd {} && {command})", quote::quote(dir.as_str())),
+            None => println!("{command}"),
+        }
     }
     let user_shares = launch::shares(
         &no_manifest_shares(),

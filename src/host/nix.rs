@@ -21,6 +21,9 @@ const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flake
 const MISSING_ATTRIBUTE: &str = "does not provide attribute";
 /// How our own Nix expressions' `throw` messages start (see the `.nix` files).
 const OWN_ERROR: &str = "error: nixos-shell: ";
+/// What flake-fallback.nix says when the flake has none of the attributes
+/// it looks for.
+const NOT_PROVIDED: &str = " provides none of ";
 
 /// One `nix build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct NixBuild {
     flags: Vec<String>,
     impure: bool,
     args: Vec<(String, String)>,
+    /// Where nix runs, when not where nixos-shell does.
+    cwd: Option<Utf8PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +48,10 @@ enum Target {
 pub enum Outcome {
     /// The store path built (the first output `out`).
     Built(Utf8PathBuf),
-    /// The installable's attribute does not exist (nix said so).
-    MissingAttribute,
+    /// The configuration does not exist: nix said an installable's attribute
+    /// is missing, or our lookup found none. What to tell the user if no
+    /// other build follows.
+    MissingAttribute(String),
     /// nix failed; its message was shown; this is its exit status.
     Failed(u8),
     /// Ctrl-C stopped it.
@@ -69,7 +76,19 @@ impl NixBuild {
             flags: Vec::new(),
             impure: false,
             args: Vec::new(),
+            cwd: None,
         }
+    }
+
+    /// Runs nix in `dir` (for a flake reference relative to it).
+    pub fn current_dir(mut self, dir: Utf8PathBuf) -> Self {
+        self.cwd = Some(dir);
+        self
+    }
+
+    /// Where nix runs, when not where nixos-shell does.
+    pub fn cwd(&self) -> Option<&Utf8Path> {
+        self.cwd.as_deref()
     }
 
     /// Adds flags passed through from the command line.
@@ -125,6 +144,9 @@ impl NixBuild {
             .args(&argv[1..])
             .stdin(Stdio::inherit())
             .stdout(Stdio::piped());
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
         let (mut child, stderr) = nix_output::spawn(command).map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
@@ -149,15 +171,21 @@ impl NixBuild {
             return parse_output(&stdout).map(Outcome::Built);
         }
         let plain = nix_output::held_lines(&held);
-        if matches!(self.target, Target::Installable(_))
-            && plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE))
-        {
-            return Ok(Outcome::MissingAttribute);
+        if let Target::Installable(installable) = &self.target {
+            if plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE)) {
+                return Ok(Outcome::MissingAttribute(format!(
+                    "{installable} does not exist and this nixos-shell cannot look further: set \
+                     NIXOS_SHELL_MODULE, or build the configuration with nixos-shell's lib.mkVm"
+                )));
+            }
         }
         if let Some(own) = plain
             .iter()
             .find_map(|l| l.trim_start().strip_prefix(OWN_ERROR))
         {
+            if own.contains(NOT_PROVIDED) {
+                return Ok(Outcome::MissingAttribute(own.to_owned()));
+            }
             if self.flags.iter().any(|f| f == "--show-trace") {
                 show(&held);
             }

@@ -1,15 +1,20 @@
 //! Resolution: from CONFIG (or its absence) to what to build.
 //!
-//! - no CONFIG: `./vm.nix` if it exists, else the `vm` attribute of
-//!   `./flake.nix`, else an error saying how to start;
+//! - no CONFIG: the `vm` attribute of `./flake.nix`, else `./vm.nix`, else
+//!   an error saying how to start. With both files the flake comes first and
+//!   `./vm.nix` is built only when the flake provides no `vm`;
 //! - CONFIG with `#`, or starting with a flake scheme (`github:`, `path:`,
 //!   `git+https:`, ...): a flake reference and an attribute (default `vm`);
 //! - otherwise a module file, which must exist.
 //!
-//! The result, [`Installable`], renders back into what nix is given.
+//! The result, [`Installable`], renders back into what nix is given. A local
+//! flake is kept as its directory, so that one configuration has one
+//! identity however it was written (`.#vm`, `./#vm`, `path:$PWD#vm`), and so
+//! that a directory whose path nix's URL parser refuses (a space, say) is
+//! still handed to nix in a form it takes ([`FlakeRef::for_nix`]).
 
 use anyhow::{bail, Result};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use super::settings::absolute;
 
@@ -39,28 +44,157 @@ const FLAKE_SCHEMES: &[&str] = &[
 pub enum Installable {
     /// A NixOS module file, evaluated against `<nixpkgs/nixos>`.
     File { path: Utf8PathBuf },
-    /// A flake and the name looked up in its outputs.
-    Flake { reference: String, name: String },
+    /// A flake and the name looked up in its outputs; `or_file` is the
+    /// module file to build when the flake provides no such name (the
+    /// `./vm.nix` beside a `./flake.nix`).
+    Flake {
+        flake: FlakeRef,
+        name: String,
+        or_file: Option<Utf8PathBuf>,
+    },
+}
+
+/// A flake reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlakeRef {
+    /// A flake in a directory of this machine (`.`, `./sub`, `/abs`,
+    /// `path:...`), absolute and normalised; `query` is `?...` or empty;
+    /// `path_scheme` keeps a `path:` (which makes nix ignore git).
+    Local {
+        dir: Utf8PathBuf,
+        query: String,
+        path_scheme: bool,
+    },
+    /// Anything nix locates itself: `github:o/r`, `git+https://...`, a
+    /// registry name.
+    Url(String),
+}
+
+/// How nix is given a flake: the reference, and the directory nix must run
+/// in for a relative reference to mean the flake (`None`: anywhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NixFlakeRef {
+    pub reference: String,
+    pub cwd: Option<Utf8PathBuf>,
+}
+
+impl FlakeRef {
+    /// The reference for nix's command line, started in `cwd`. nix 2.x
+    /// parses a local flake's absolute path as a URL and refuses one with a
+    /// space (and does not decode `%20` in `path:`), but resolves a
+    /// relative `.`-path itself: the absolute form when nix takes it, else
+    /// the path relative to `cwd`, else `.` with nix started in the flake.
+    pub fn for_nix(&self, cwd: &Utf8Path) -> NixFlakeRef {
+        let (dir, query, scheme) = match self {
+            FlakeRef::Url(url) => {
+                return NixFlakeRef {
+                    reference: url.clone(),
+                    cwd: None,
+                }
+            }
+            FlakeRef::Local {
+                dir,
+                query,
+                path_scheme,
+            } => (dir, query, if *path_scheme { "path:" } else { "" }),
+        };
+        let render = |path: &str| format!("{scheme}{path}{query}");
+        let absolute = render(dir.as_str());
+        if nix_parses(&absolute) {
+            return NixFlakeRef {
+                reference: absolute,
+                cwd: None,
+            };
+        }
+        let relative = render(relative_path(cwd, dir).as_str());
+        if nix_parses(&relative) {
+            return NixFlakeRef {
+                reference: relative,
+                cwd: None,
+            };
+        }
+        NixFlakeRef {
+            reference: render("."),
+            cwd: Some(dir.clone()),
+        }
+    }
+
+    /// The URL `builtins.getFlake` takes, or `None` for a local flake whose
+    /// path nix's URL parser refuses (the fallback lookup then reads the
+    /// directory itself).
+    pub fn for_get_flake(&self) -> Option<String> {
+        let url = match self {
+            FlakeRef::Url(url) => url.clone(),
+            FlakeRef::Local {
+                dir,
+                query,
+                path_scheme,
+            } => format!("{}{dir}{query}", if *path_scheme { "path:" } else { "" }),
+        };
+        nix_parses(&url).then_some(url)
+    }
+
+    /// How messages name it.
+    pub fn display(&self) -> String {
+        match self {
+            FlakeRef::Url(url) => url.clone(),
+            FlakeRef::Local { dir, query, .. } => format!("{dir}{query}"),
+        }
+    }
+}
+
+/// Whether nix's URL parser takes `reference` as it is: RFC 3986's path
+/// characters (ASCII letters, digits, `-._~!$&'()*+,;=:@/%`) and `?` for
+/// the query.
+fn nix_parses(reference: &str) -> bool {
+    reference
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%?".contains(c))
+}
+
+/// `to` relative to `from`, both absolute and normalised, starting with `.`
+/// (`.`, `./sub`, `../x`) as nix wants a relative flake path.
+fn relative_path(from: &Utf8Path, to: &Utf8Path) -> Utf8PathBuf {
+    let from: Vec<Utf8Component> = from.components().collect();
+    let to: Vec<Utf8Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let up = from.len() - common;
+    let mut path = Utf8PathBuf::from(if up == 0 { "." } else { ".." });
+    for _ in 1..up {
+        path.push("..");
+    }
+    for part in &to[common..] {
+        path.push(part.as_str());
+    }
+    path
 }
 
 impl Installable {
     /// The flake installable tried first: a configuration that already
     /// includes the module (e.g. made by `lib.mkVm`) builds from here, pure
     /// and eval-cached. `None` for a file.
-    pub fn attribute_installable(&self) -> Option<String> {
+    pub fn attribute_installable(&self, cwd: &Utf8Path) -> Option<NixFlakeRef> {
         match self {
             Installable::File { .. } => None,
-            Installable::Flake { reference, name } => Some(format!(
-                "{reference}#nixosConfigurations.{name}.config.system.build.nixos-shell"
-            )),
+            Installable::Flake { flake, name, .. } => {
+                let nix = flake.for_nix(cwd);
+                Some(NixFlakeRef {
+                    reference: format!(
+                        "{}#nixosConfigurations.{name}.config.system.build.nixos-shell",
+                        nix.reference
+                    ),
+                    cwd: nix.cwd,
+                })
+            }
         }
     }
 
-    /// A stable text naming this configuration, for per-configuration state.
+    /// A stable text naming this configuration, for per-configuration state:
+    /// the same for every spelling of one local flake.
     pub fn identity(&self) -> String {
         match self {
             Installable::File { path } => format!("file:{path}"),
-            Installable::Flake { reference, name } => format!("{reference}#{name}"),
+            Installable::Flake { flake, name, .. } => format!("{}#{name}", flake.display()),
         }
     }
 }
@@ -69,14 +203,20 @@ impl Installable {
 pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
     let Some(config) = config else {
         let vm_nix = cwd.join("vm.nix");
-        if vm_nix.is_file() {
-            return Ok(Installable::File { path: vm_nix });
-        }
+        let vm_nix = vm_nix.is_file().then_some(vm_nix);
         if cwd.join("flake.nix").is_file() {
             return Ok(Installable::Flake {
-                reference: cwd.to_string(),
+                flake: FlakeRef::Local {
+                    dir: cwd.to_owned(),
+                    query: String::new(),
+                    path_scheme: false,
+                },
                 name: DEFAULT_ATTRIBUTE.to_owned(),
+                or_file: vm_nix,
             });
+        }
+        if let Some(path) = vm_nix {
+            return Ok(Installable::File { path });
         }
         bail!(
             "no vm.nix and no flake.nix in {cwd}; start one with `nix flake init -t {TEMPLATE_FLAKE}` \
@@ -110,13 +250,13 @@ pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
 }
 
 /// Checks and normalises a flake reference: local paths become absolute
-/// (`builtins.getFlake` needs that), the attribute must be a plain name.
+/// directories, the attribute must be a plain name.
 fn flake(config: &str, reference: &str, name: &str, cwd: &Utf8Path) -> Result<Installable> {
     let hint = "write FLAKE#NAME, e.g. .#vm or github:owner/repo#vm";
     if reference.is_empty() {
         bail!("malformed flake reference {config:?}: no flake before '#'; {hint}");
     }
-    if reference.chars().any(char::is_whitespace) || name.contains('#') {
+    if name.contains('#') {
         bail!("malformed flake reference {config:?}; {hint}");
     }
     if !name
@@ -130,30 +270,43 @@ fn flake(config: &str, reference: &str, name: &str, cwd: &Utf8Path) -> Result<In
         );
     }
     let is_scheme = FLAKE_SCHEMES.iter().any(|s| reference.starts_with(s));
-    let reference = if let Some(path) = reference.strip_prefix("path:") {
+    let local = |path: &str, path_scheme: bool| -> Result<FlakeRef> {
         let (path, query) = split_query(path);
-        format!("path:{}{query}", absolute(cwd, Utf8Path::new(path)))
-    } else if is_scheme {
-        if let Some(missing) = missing_repository(reference) {
-            bail!("malformed flake reference {config:?}: {missing}; {hint}");
-        }
-        reference.to_owned()
-    } else if reference.starts_with(['.', '/']) {
-        let (path, query) = split_query(reference);
         let dir = absolute(cwd, Utf8Path::new(path));
         if !dir.is_dir() {
             bail!("flake directory {dir} not found (from {config:?}); check the path before '#'");
         }
-        format!("{dir}{query}")
+        Ok(FlakeRef::Local {
+            dir,
+            query: query.to_owned(),
+            path_scheme,
+        })
+    };
+    let url = |reference: &str| -> Result<FlakeRef> {
+        if reference.chars().any(char::is_whitespace) {
+            bail!("malformed flake reference {config:?}: a URL has no spaces; {hint}");
+        }
+        Ok(FlakeRef::Url(reference.to_owned()))
+    };
+    let flake = if let Some(path) = reference.strip_prefix("path:") {
+        local(path, true)?
+    } else if is_scheme {
+        if let Some(missing) = missing_repository(reference) {
+            bail!("malformed flake reference {config:?}: {missing}; {hint}");
+        }
+        url(reference)?
+    } else if reference.starts_with(['.', '/']) {
+        local(reference, false)?
     } else if let Some((scheme, _)) = reference.split_once(':') {
         bail!("malformed flake reference {config:?}: unknown scheme {scheme:?}; {hint}");
     } else {
         // A registry name such as `nixpkgs`: nix resolves it.
-        reference.to_owned()
+        url(reference)?
     };
     Ok(Installable::Flake {
-        reference,
+        flake,
         name: name.to_owned(),
+        or_file: None,
     })
 }
 
@@ -183,10 +336,23 @@ fn split_query(reference: &str) -> (&str, &str) {
 mod tests {
     use super::*;
 
-    fn flake(reference: &str, name: &str) -> Installable {
+    fn local(dir: &Utf8Path, name: &str) -> Installable {
         Installable::Flake {
-            reference: reference.to_owned(),
+            flake: FlakeRef::Local {
+                dir: dir.to_owned(),
+                query: String::new(),
+                path_scheme: false,
+            },
             name: name.to_owned(),
+            or_file: None,
+        }
+    }
+
+    fn url(reference: &str, name: &str) -> Installable {
+        Installable::Flake {
+            flake: FlakeRef::Url(reference.to_owned()),
+            name: name.to_owned(),
+            or_file: None,
         }
     }
 
@@ -195,14 +361,12 @@ mod tests {
     }
 
     #[test]
-    fn no_config_prefers_vm_nix_then_the_flake() {
+    fn no_config_prefers_the_flake_then_vm_nix() {
         let dir = tempfile::tempdir().unwrap();
         let cwd = Utf8Path::from_path(dir.path()).unwrap();
         assert!(err(None, cwd).starts_with(&format!(
             "no vm.nix and no flake.nix in {cwd}; start one with `nix flake init -t "
         )));
-        std::fs::write(cwd.join("flake.nix"), "{}").unwrap();
-        assert_eq!(resolve(None, cwd).unwrap(), flake(cwd.as_str(), "vm"));
         std::fs::write(cwd.join("vm.nix"), "{}").unwrap();
         assert_eq!(
             resolve(None, cwd).unwrap(),
@@ -210,6 +374,13 @@ mod tests {
                 path: cwd.join("vm.nix")
             }
         );
+        std::fs::write(cwd.join("flake.nix"), "{}").unwrap();
+        let Installable::Flake { or_file, .. } = resolve(None, cwd).unwrap() else {
+            panic!("the flake should come first");
+        };
+        assert_eq!(or_file, Some(cwd.join("vm.nix")));
+        std::fs::remove_file(cwd.join("vm.nix")).unwrap();
+        assert_eq!(resolve(None, cwd).unwrap(), local(cwd, "vm"));
     }
 
     #[test]
@@ -217,39 +388,107 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cwd = Utf8Path::from_path(dir.path()).unwrap();
         std::fs::create_dir(cwd.join("sub")).unwrap();
-        assert_eq!(
-            resolve(Some(".#vm"), cwd).unwrap(),
-            flake(cwd.as_str(), "vm")
-        );
-        assert_eq!(resolve(Some(".#"), cwd).unwrap(), flake(cwd.as_str(), "vm"));
+        assert_eq!(resolve(Some(".#vm"), cwd).unwrap(), local(cwd, "vm"));
+        assert_eq!(resolve(Some(".#"), cwd).unwrap(), local(cwd, "vm"));
         assert_eq!(
             resolve(Some("./sub#my-vm"), cwd).unwrap(),
-            flake(cwd.join("sub").as_str(), "my-vm")
+            local(&cwd.join("sub"), "my-vm")
         );
         assert_eq!(
             resolve(Some("path:sub?dir=x#a"), cwd).unwrap(),
-            flake(&format!("path:{cwd}/sub?dir=x"), "a")
+            Installable::Flake {
+                flake: FlakeRef::Local {
+                    dir: cwd.join("sub"),
+                    query: "?dir=x".to_owned(),
+                    path_scheme: true
+                },
+                name: "a".to_owned(),
+                or_file: None,
+            }
         );
         assert_eq!(
             resolve(Some("github:o/r#vm-forward"), cwd).unwrap(),
-            flake("github:o/r", "vm-forward")
+            url("github:o/r", "vm-forward")
         );
         assert_eq!(
             resolve(Some("github:o/r"), cwd).unwrap(),
-            flake("github:o/r", "vm")
+            url("github:o/r", "vm")
         );
         assert_eq!(
             resolve(Some("git+https://x.org/r.git?ref=main"), cwd).unwrap(),
-            flake("git+https://x.org/r.git?ref=main", "vm")
+            url("git+https://x.org/r.git?ref=main", "vm")
         );
         assert_eq!(
             resolve(Some("nixpkgs#x"), cwd).unwrap(),
-            flake("nixpkgs", "x")
+            url("nixpkgs", "x")
         );
         assert_eq!(
-            flake(cwd.as_str(), "vm").attribute_installable().unwrap(),
-            format!("{cwd}#nixosConfigurations.vm.config.system.build.nixos-shell")
+            local(cwd, "vm").attribute_installable(cwd).unwrap(),
+            NixFlakeRef {
+                reference: format!("{cwd}#nixosConfigurations.vm.config.system.build.nixos-shell"),
+                cwd: None
+            }
         );
+    }
+
+    /// Regression: the same flake written three ways got three disk images.
+    #[test]
+    fn every_spelling_of_one_local_flake_has_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Utf8Path::from_path(dir.path()).unwrap();
+        let identities: Vec<String> = [
+            ".#vm".to_owned(),
+            "./#vm".to_owned(),
+            format!("path:{cwd}#vm"),
+            format!("{cwd}/#vm"),
+            "path:.".to_owned(),
+        ]
+        .iter()
+        .map(|config| resolve(Some(config), cwd).unwrap().identity())
+        .collect();
+        assert!(
+            identities.iter().all(|i| *i == format!("{cwd}#vm")),
+            "{identities:?}"
+        );
+    }
+
+    /// Regression: nix 2.x refuses an absolute flake path with a space as
+    /// "not a valid URL", but resolves a relative one itself.
+    #[test]
+    fn a_local_flake_whose_path_nix_cannot_parse_is_given_relative_or_from_inside() {
+        let cwd = Utf8Path::new("/home/a/my proj");
+        let flake = |dir: &str, path_scheme: bool| FlakeRef::Local {
+            dir: dir.into(),
+            query: String::new(),
+            path_scheme,
+        };
+        let plain = |reference: &str| NixFlakeRef {
+            reference: reference.to_owned(),
+            cwd: None,
+        };
+        assert_eq!(
+            flake("/home/a/plain", false).for_nix(cwd),
+            plain("/home/a/plain")
+        );
+        assert_eq!(flake("/home/a/my proj", false).for_nix(cwd), plain("."));
+        assert_eq!(
+            flake("/home/a/my proj/sub", true).for_nix(cwd),
+            plain("path:./sub")
+        );
+        assert_eq!(
+            flake("/home/a/other dir", false).for_nix(cwd),
+            NixFlakeRef {
+                reference: ".".to_owned(),
+                cwd: Some("/home/a/other dir".into())
+            }
+        );
+        assert_eq!(flake("/home/a/my proj", false).for_get_flake(), None);
+        assert_eq!(
+            flake("/srv/x", true).for_get_flake().as_deref(),
+            Some("path:/srv/x")
+        );
+        assert_eq!(relative_path("/a/b".into(), "/a/c/d".into()), "../c/d");
+        assert_eq!(relative_path("/a".into(), "/a/c".into()), "./c");
     }
 
     #[test]
@@ -260,6 +499,7 @@ mod tests {
         assert!(err(Some(".#a.b"), cwd).contains("is not a plain attribute name"));
         assert!(err(Some(".#a#b"), cwd).starts_with("malformed flake reference"));
         assert!(err(Some("foo:bar#vm"), cwd).contains("unknown scheme \"foo\""));
+        assert!(err(Some("github:o/r x#vm"), cwd).contains("a URL has no spaces"));
         // Regression: `github:` alone reached nix, which said only "URL ... is invalid".
         assert!(err(Some("github:"), cwd).contains("github: needs OWNER/REPO"));
         assert!(err(Some("github:owner#vm"), cwd).contains("github: needs OWNER/REPO"));

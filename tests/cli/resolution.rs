@@ -17,10 +17,9 @@ fn built(fx: &NixFixture) -> String {
 }
 
 #[test]
-fn vm_nix_in_the_cwd_is_one_legacy_build() {
+fn vm_nix_alone_is_one_legacy_build() {
     let fx = NixFixture::new();
     fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
-    fx.flake(MKVM);
     let out = fx.run(&[]);
     assert!(out.status.success());
     assert_eq!(built(&fx), "run-legacy-vm");
@@ -29,6 +28,47 @@ fn vm_nix_in_the_cwd_is_one_legacy_build() {
     assert!(argv[0]
         .starts_with("build --extra-experimental-features nix-command flakes --json --out-link "));
     assert!(argv[0].contains("--impure --argstr configuration "));
+}
+
+/// `nix flake init -t` writes both files: the flake's vm runs, in one pure
+/// nix process, and one line says which of the two ran.
+#[test]
+fn a_flake_beside_vm_nix_wins_and_says_so() {
+    let fx = NixFixture::new();
+    fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
+    fx.flake(MKVM);
+    let out = fx.run(&[]);
+    assert!(out.status.success());
+    assert_eq!(built(&fx), "run-flakevm-vm");
+    assert_eq!(fx.nix_argv().len(), 1, "{:?}", fx.nix_argv());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let work = fx.work().display().to_string();
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "nixos-shell: {work}/flake.nix and {work}/vm.nix both exist: running the flake's vm \
+             (`nixos-shell {work}/vm.nix` runs the module file)"
+        )
+    );
+}
+
+/// A project's own flake without a `vm` does not hide the vm.nix beside it.
+#[test]
+fn a_flake_without_vm_leaves_vm_nix_to_run() {
+    let fx = NixFixture::new();
+    fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
+    fx.flake(r#"{ nixosConfigurations.other = mkVm { modules = [ ]; }; }"#);
+    let out = fx.run(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(built(&fx), "run-legacy-vm");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "nixos-shell: {work}/flake.nix provides no vm; running {work}/vm.nix",
+            work = fx.work().display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

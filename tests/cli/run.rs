@@ -229,11 +229,17 @@ fn disk_images_user_ephemeral_given_and_locked() {
     assert!(fx.run(&[]).status.success());
     assert_eq!(fx.record().env["NIX_DISK_IMAGE"], image);
 
-    // Another configuration of the same name gets another image.
-    assert!(fx
-        .run(&["--flake", &format!("path:{}#vm", fx.work().display())])
-        .status
-        .success());
+    // The same configuration written otherwise keeps its image; another
+    // configuration of the same name gets another.
+    for same in [
+        format!("path:{}#vm", fx.work().display()),
+        "./#vm".to_owned(),
+    ] {
+        assert!(fx.run(&["--flake", &same]).status.success());
+        assert_eq!(fx.record().env["NIX_DISK_IMAGE"], image, "{same}");
+    }
+    fx.flake_in("other", &mkvm(r#"{ system.name = "disk"; }"#));
+    assert!(fx.run(&["./other#vm"]).status.success());
     assert_ne!(fx.record().env["NIX_DISK_IMAGE"], image);
 }
 
