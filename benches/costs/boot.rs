@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use crate::stats::{ratios, summarize};
-use crate::support::vm::Console;
+use crate::support::vm::{Console, Era};
 use crate::table::{Row, Unit};
 use crate::{guarded, like, measured, proc, vm_fixture, Bench, BOOT_TIMEOUT};
 
@@ -54,8 +54,9 @@ impl Bench {
     fn try_boot(&self) -> Result<BootSeries> {
         // The VM tests' fixture flake: the harness' run script (Debian's
         // kernel, the busybox initramfs with the guest role) and a manifest
-        // sharing home and one extra directory.
-        let fx = vm_fixture::Fixture::new();
+        // sharing home and one extra directory. The 9p era's script: the
+        // figures in BENCHMARKS.md were taken with it.
+        let fx = vm_fixture::Fixture::new(Era::NineP);
         let image = fx.path("tmp/bare.qcow2");
         // The real nix on PATH, as in the nix figures: not the fixture's
         // call-counting wrapper.

@@ -8,7 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::fixture::{self, Fixture, COLS, DATA_GUEST_PATH, ROWS};
-use crate::support::vm::{Console, Permit, Pty, BOOT_TIMEOUT};
+use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT};
 
 fn path_str(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
@@ -28,7 +28,7 @@ fn power_off(vm: &mut Console) {
 
 #[test]
 fn home_is_mounted_at_the_hosts_path_both_ways() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     std::fs::write(fx.home().join("from-host"), "written on the host\n").unwrap();
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
@@ -47,7 +47,7 @@ fn home_is_mounted_at_the_hosts_path_both_ways() {
 
 #[test]
 fn the_login_environment_has_the_hosts_cwd_term_and_size() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     // Root's keys come from the same host facts; checked on the way.
     std::fs::create_dir_all(fx.home().join(".ssh")).unwrap();
     std::fs::write(
@@ -74,7 +74,7 @@ fn the_login_environment_has_the_hosts_cwd_term_and_size() {
 
 #[test]
 fn a_read_only_extra_mount_refuses_writes_and_a_mount_flag_appears_at_its_guest_path() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     std::fs::write(fx.path("data/file"), "module data\n").unwrap();
     std::fs::write(fx.path("extra/file"), "mounted by flag\n").unwrap();
     let mount = format!("{}:/mnt/extra", path_str(&fx.path("extra")));
@@ -94,7 +94,7 @@ fn a_read_only_extra_mount_refuses_writes_and_a_mount_flag_appears_at_its_guest_
 
 #[test]
 fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let mut vm = fx.start(&["--command", "echo \"output-$((6*7)) in $(pwd)\"; exit 7"]);
     vm.expect(
         &format!("output-42 in {}", path_str(&fx.cwd())),
@@ -142,7 +142,7 @@ fn http_get(port: u16, timeout: Duration) -> String {
 
 #[test]
 fn a_forwarded_port_reaches_a_server_in_the_guest() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let port = free_port();
     let forward = format!("127.0.0.1:{port}:80");
     let mut vm = fx.start(&["--forward", &forward]);
@@ -169,7 +169,7 @@ fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
 
 #[test]
 fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let pty = Pty::open(ROWS, COLS);
     let before = pty.termios();
     let mut vm = Console::spawn_on(pty, fx.command(&[]), Some(Permit::acquire(1)));
@@ -191,7 +191,7 @@ fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
 
 #[test]
 fn poweroff_ends_the_vm_with_status_0() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
     power_off(&mut vm);
@@ -199,7 +199,7 @@ fn poweroff_ends_the_vm_with_status_0() {
 
 #[test]
 fn ephemeral_leaves_no_disk_image_behind() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let mut vm = fx.start(&["--ephemeral"]);
     vm.wait_for_shell();
     let images = fixture::disk_images(fx.path("").as_path());
@@ -216,7 +216,7 @@ fn ephemeral_leaves_no_disk_image_behind() {
 
 #[test]
 fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
-    let fx = Fixture::new();
+    let fx = Fixture::new(Era::NineP);
     let permit = Permit::acquire(2);
     let mut first = fx.start_with(&[], Some(permit));
     let mut second = fx.start_with(&[], None);
@@ -237,6 +237,7 @@ fn malformed_host_facts_still_reach_the_guests_shell() {
     // The run script replaces the facts the CLI wrote, as a nixos-shell that
     // does not match the guest's could.
     let fx = Fixture::with_prelude(
+        Era::NineP,
         r#"for arg in "$@"; do
   case "$arg" in
     *mount_tag=nixos-shell*)

@@ -1,9 +1,11 @@
 //! The fixture flake of the CLI-driven VM tests, a thin layer over
 //! [`NixFixture`]: its `nixosConfigurations.vm` is made by the fixture's
 //! `mkVm`, so `system.build.nixos-shell` (built by the real `nix` with
-//! `/bin/sh`) holds the harness' run script as `bin/run-vm-vm` and a
-//! manifest sharing home and one read-only extra directory, the layout the
-//! NixOS module builds.
+//! `/bin/sh`) holds the harness' run script of one [`Era`] as
+//! `bin/run-vm-vm` and a manifest sharing home and one read-only extra
+//! directory, the layout the NixOS module builds. In the virtiofs era the
+//! manifest also names the script's shared memory backend, as the module
+//! does when the run script has one.
 //!
 //! Beside the [`NixFixture`] tree (`work/` holds the flake, `home/` is HOME,
 //! `tmp/` TMPDIR):
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::nix_fixture::NixFixture;
-use crate::support::vm::{self, Console, Permit};
+use crate::support::vm::{self, Console, Era, Permit, RunScript};
 
 /// The extra mount the manifest declares.
 pub const DATA_GUEST_PATH: &str = "/srv/data";
@@ -29,27 +31,31 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A fixture whose run script starts the VM as NixOS' would.
-    pub fn new() -> Fixture {
-        Fixture::with_prelude("")
+    /// A fixture whose run script starts the VM as NixOS' of `era` would.
+    pub fn new(era: Era) -> Fixture {
+        Fixture::with_prelude(era, "")
     }
 
     /// A fixture whose run script runs `prelude` (sh) first.
-    pub fn with_prelude(prelude: &str) -> Fixture {
+    pub fn with_prelude(era: Era, prelude: &str) -> Fixture {
         let fixture = Fixture {
             nix: NixFixture::new(),
         };
         for dir in ["home/project", "data", "extra"] {
             std::fs::create_dir_all(fixture.path(dir)).expect("create a fixture dir");
         }
-        let assets = vm::assets();
-        fixture.nix.write_run_script(&vm::run_script_text_with(
-            "vm",
-            &assets.kernel,
-            &assets.initramfs,
-            prelude,
-        ));
+        fixture
+            .nix
+            .write_run_script(&RunScript::new(era, "vm").prelude(prelude).text());
         let data = serde_json::Value::from(fixture.path("data").to_string_lossy()).to_string();
+        let memory_backend = match era {
+            Era::NineP => String::new(),
+            Era::Virtiofs => format!(
+                r#"memoryBackend = {{ id = "{}"; size = {}; }};"#,
+                vm::MEMORY_BACKEND_ID,
+                vm::MEMORY_MIB
+            ),
+        };
         fixture.nix.flake(&format!(
             r#"{{
       nixosConfigurations.vm = mkVm {{
@@ -66,6 +72,7 @@ impl Fixture {
               cache = "loose";
               readOnly = true;
             }} ];
+            {memory_backend}
           }};
         }} ];
       }};
@@ -108,6 +115,14 @@ impl Fixture {
     /// [`Fixture::start`] under slots the caller holds.
     pub fn start_with(&self, args: &[&str], permit: Option<Permit>) -> Console {
         Console::spawn_with(self.command(args), ROWS, COLS, permit)
+    }
+
+    /// Fails the test if a virtiofsd the run script started still runs:
+    /// call once nixos-shell has ended, when the script must have stopped
+    /// them (every path of the fixture is under its root).
+    pub fn assert_no_virtiofsd_left(&self) {
+        let left = vm::kill_virtiofsd_under(&self.nix.root);
+        assert!(left.is_empty(), "virtiofsd outlived the VM: {left:?}");
     }
 }
 

@@ -1,12 +1,14 @@
 //! The guest role in a real VM, without the CLI: each test writes a session
-//! directory by hand and passes the `-virtfs` arguments the CLI would.
+//! directory by hand and passes the `-virtfs` arguments the CLI would. The
+//! run script is the 9p era's: the CLI passes its shares as `-virtfs` in
+//! both eras, and the CLI tests cover the virtiofs era.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::vm::{self, Console, BOOT_TIMEOUT};
+use crate::support::vm::{self, Console, Era, RunScript, BOOT_TIMEOUT};
 
 /// A host side for one VM: a home with a project directory, a read-only
 /// share and the session directory.
@@ -55,7 +57,7 @@ impl Host {
     /// session share.
     fn boot(&self, session: bool) -> Console {
         let script = self.path("run-vm");
-        vm::write_run_script(&script, "vm");
+        RunScript::new(Era::NineP, "vm").write(&script);
         let mut command = Command::new(&script);
         command
             .current_dir(self.base.path())

@@ -1,13 +1,17 @@
 //! End-to-end tests in a real QEMU VM (TCG): Debian's kernel, a busybox
-//! initramfs holding the guest role, and a fixture of NixOS's run script.
+//! initramfs holding the guest role, and a fixture of NixOS's run script in
+//! both eras of its shared directories (9p, virtiofs).
 //!
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
 //! - `cli`: the scenarios, driven by the real CLI through a fixture
-//!   flake (`fixture`) built by the real `nix`.
+//!   flake (`fixture`) built by the real `nix`, each in both eras.
+//! - `run_script`: the virtiofs era's script on the host with a stand-in
+//!   QEMU: its daemons start before QEMU and never outlive it.
 //! - `harness`: the harness' own pure parts.
 
 mod cli;
 mod fixture;
 mod guest_role;
 mod harness;
+mod run_script;

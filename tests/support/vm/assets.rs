@@ -1,0 +1,382 @@
+//! What every VM boots: Debian's kernel and a busybox initramfs holding the
+//! guest role, checked for and built once per test run (cached under
+//! `target/<profile>/vm-harness/`, keyed on the guest binary's mtime and
+//! size, the kernel version and a hash of the harness' own files, so an
+//! unchanged binary is never packed twice). Also finds the host tools the
+//! run scripts start, failing the test with how to install a missing one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use super::template::fill;
+use super::SHELL_READY;
+
+/// The guest's address on QEMU's user network, and its gateway.
+const GUEST_IP: &str = "10.0.2.15/24";
+const GATEWAY: &str = "10.0.2.2";
+
+/// Kernel modules the guest needs (their dependencies are added from
+/// modules.dep): the virtio transport, the console, 9p shares (ours, and the
+/// run script's in the 9p era), virtiofs shares (the run script's in the
+/// virtiofs era; `virtiofs` needs `fuse`) and the NIC.
+const MODULES: [&str; 12] = [
+    "virtio",
+    "virtio_ring",
+    "virtio_pci",
+    "virtio_console",
+    "9pnet",
+    "9pnet_virtio",
+    "9p",
+    "fuse",
+    "virtiofs",
+    "failover",
+    "net_failover",
+    "virtio_net",
+];
+
+/// What every VM test boots.
+#[derive(Debug)]
+pub struct Assets {
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+}
+
+/// The kernel and the initramfs, built on first use.
+pub fn assets() -> &'static Assets {
+    static ASSETS: OnceLock<Assets> = OnceLock::new();
+    ASSETS.get_or_init(build_assets)
+}
+
+fn guest_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nixos-shell"))
+}
+
+/// `program`'s path on PATH.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Fails the test unless `program` is on PATH.
+pub fn require_program(program: &str, package: &str) {
+    assert!(
+        find_program(program).is_some(),
+        "{program} is missing: the VM tests need it; install the Debian package {package} \
+         (apt-get install {package})"
+    );
+}
+
+/// The virtiofsd the virtiofs-era run script starts, by absolute path (as
+/// qemu-vm.nix names its store path): the tests' environments, like the
+/// CLI's, need not have it on PATH. Debian 12 has no package for it; later
+/// distributions install it as /usr/libexec/virtiofsd.
+pub fn virtiofsd() -> PathBuf {
+    static VIRTIOFSD: OnceLock<PathBuf> = OnceLock::new();
+    VIRTIOFSD
+        .get_or_init(|| {
+            find_program("virtiofsd")
+                .or_else(|| {
+                    let libexec = PathBuf::from("/usr/libexec/virtiofsd");
+                    libexec.is_file().then_some(libexec)
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "virtiofsd is missing: the virtiofs-era VM tests' run script starts it; \
+                         install it with `cargo install virtiofsd` (after apt-get install \
+                         libseccomp-dev libcap-ng-dev pkg-config) and put ~/.cargo/bin on PATH"
+                    )
+                })
+        })
+        .clone()
+}
+
+fn build_assets() -> Assets {
+    require_program("qemu-system-x86_64", "qemu-system-x86");
+    require_program("qemu-img", "qemu-utils");
+    require_program("cpio", "cpio");
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: the VM tests need a static busybox; install the Debian \
+         package busybox-static"
+    );
+    let (kernel, version) = find_kernel();
+    let binary = guest_binary();
+    let meta = std::fs::metadata(&binary)
+        .unwrap_or_else(|err| panic!("cannot stat the guest binary {}: {err}", binary.display()));
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let cache = binary
+        .parent()
+        .expect("the binary lives in a directory")
+        .join("vm-harness");
+    let key = format!(
+        "{version}-{mtime}-{}-{:016x}",
+        meta.len(),
+        layout_fingerprint()
+    );
+    let dir = cache.join(&key);
+    let initramfs = dir.join("initramfs.cpio");
+    if !initramfs.is_file() {
+        std::fs::create_dir_all(&cache).expect("create the harness cache");
+        // Older keys belong to older binaries.
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                // Staging dirs may belong to a concurrent test run.
+                if name != key.as_str() && !name.starts_with("staging-") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let staging = tempfile::Builder::new()
+            .prefix("staging-")
+            .tempdir_in(&cache)
+            .expect("create a staging directory");
+        let tree = staging.path().join("root");
+        build_tree(&tree, busybox, &binary, &version);
+        let archive = staging.path().join("initramfs.cpio");
+        pack_cpio(&tree, &archive);
+        std::fs::create_dir_all(&dir).expect("create the harness directory");
+        std::fs::rename(&archive, &initramfs).expect("move the initramfs into place");
+    }
+    Assets { kernel, initramfs }
+}
+
+/// A hash of what the harness itself puts into the initramfs, so that a
+/// change to it rebuilds the cached archive.
+fn layout_fingerprint() -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (init_script(), INITTAB, LOGIN_SHELL, profile(), MODULES).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The newest /boot/vmlinuz-* that has its modules in /lib/modules.
+fn find_kernel() -> (PathBuf, String) {
+    let mut versions: Vec<String> = std::fs::read_dir("/boot")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("vmlinuz-"))
+                        .map(str::to_owned)
+                })
+                .filter(|v| {
+                    Path::new("/lib/modules")
+                        .join(v)
+                        .join("modules.dep")
+                        .is_file()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    let version = versions.pop().unwrap_or_else(|| {
+        panic!(
+            "no kernel: the VM tests boot /boot/vmlinuz-* with its modules in /lib/modules; \
+             install the Debian packages linux-image-amd64 and kmod"
+        )
+    });
+    let kernel = PathBuf::from(format!("/boot/vmlinuz-{version}"));
+    assert!(
+        File::open(&kernel).is_ok(),
+        "cannot read {}: run the VM tests as root (Debian keeps kernels mode 0600)",
+        kernel.display()
+    );
+    (kernel, version)
+}
+
+/// A module's name from its path in modules.dep.
+fn module_name(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let stem = file.split(".ko").next().unwrap_or(file);
+    stem.replace('-', "_")
+}
+
+/// The files of `wanted` and their dependencies, dependencies first, from
+/// the text of modules.dep; modules listed in `builtin` need no file.
+pub fn module_load_order(modules_dep: &str, builtin: &str, wanted: &[&str]) -> Vec<String> {
+    let deps: BTreeMap<String, (String, Vec<String>)> = modules_dep
+        .lines()
+        .filter_map(|line| {
+            let (path, rest) = line.split_once(':')?;
+            let deps = rest.split_whitespace().map(str::to_owned).collect();
+            Some((module_name(path), (path.to_owned(), deps)))
+        })
+        .collect();
+    let builtin: BTreeSet<String> = builtin.lines().map(module_name).collect();
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    fn visit(
+        name: &str,
+        deps: &BTreeMap<String, (String, Vec<String>)>,
+        seen: &mut BTreeSet<String>,
+        order: &mut Vec<String>,
+    ) {
+        if !seen.insert(name.to_owned()) {
+            return;
+        }
+        let (path, requires) = &deps[name];
+        for dep in requires {
+            visit(&module_name(dep), deps, seen, order);
+        }
+        order.push(path.clone());
+    }
+    for name in wanted {
+        if deps.contains_key(*name) {
+            visit(name, &deps, &mut seen, &mut order);
+        } else {
+            assert!(
+                builtin.contains(*name),
+                "kernel module {name} is neither in modules.dep nor built in"
+            );
+        }
+    }
+    order
+}
+
+fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
+    for dir in [
+        "bin", "dev", "etc", "proc", "sys", "run", "tmp", "root", "modules",
+    ] {
+        std::fs::create_dir_all(tree.join(dir)).expect("create the initramfs tree");
+    }
+    copy(busybox, &tree.join("bin/busybox"));
+    let list = Command::new(busybox)
+        .arg("--list")
+        .output()
+        .expect("run busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet))
+                .expect("link a busybox applet");
+        }
+    }
+    std::os::unix::fs::symlink("bin", tree.join("sbin")).expect("link /sbin");
+    copy(binary, &tree.join("bin/nixos-shell-guest"));
+    for library in shared_libraries(binary) {
+        copy(
+            &library,
+            &tree.join(library.strip_prefix("/").expect("absolute")),
+        );
+    }
+
+    let moddir = Path::new("/lib/modules").join(version);
+    let modules_dep = std::fs::read_to_string(moddir.join("modules.dep"))
+        .expect("read modules.dep (Debian package linux-image-amd64)");
+    let builtin = std::fs::read_to_string(moddir.join("modules.builtin")).unwrap_or_default();
+    let mut order = Vec::new();
+    for path in module_load_order(&modules_dep, &builtin, &MODULES) {
+        let source = moddir.join(&path);
+        let name = format!("{}.ko", module_name(&path));
+        let target = tree.join("modules").join(&name);
+        if path.ends_with(".ko") {
+            copy(&source, &target);
+        } else {
+            let tool = if path.ends_with(".xz") {
+                "xz"
+            } else if path.ends_with(".zst") {
+                "zstd"
+            } else {
+                "gzip"
+            };
+            let out = Command::new(tool)
+                .arg("-dc")
+                .arg(&source)
+                .output()
+                .unwrap_or_else(|err| panic!("cannot run {tool} for {path}: {err}"));
+            assert!(out.status.success(), "{tool} -dc {path} failed");
+            std::fs::write(&target, out.stdout).expect("write a module");
+        }
+        order.push(name);
+    }
+    write(&tree.join("etc/modules.order"), &(order.join("\n") + "\n"));
+    write(&tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    write(&tree.join("etc/group"), "root:x:0:\n");
+    write(&tree.join("etc/profile"), &profile());
+    write(&tree.join("init"), &init_script());
+    write(&tree.join("etc/inittab"), INITTAB);
+    write(&tree.join("bin/login-shell"), LOGIN_SHELL);
+    std::fs::set_permissions(
+        tree.join("bin/login-shell"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("make /bin/login-shell executable");
+    std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))
+        .expect("make /init executable");
+}
+
+/// The initramfs' own files, as `.sh` templates beside this module.
+const INIT: &str = include_str!("initramfs/init.sh");
+const INITTAB: &str = include_str!("initramfs/inittab");
+const LOGIN_SHELL: &str = include_str!("initramfs/login-shell.sh");
+const PROFILE: &str = include_str!("initramfs/profile.sh");
+
+/// The first process, `/init`.
+fn init_script() -> String {
+    fill(INIT, &[("guest_ip", GUEST_IP), ("gateway", GATEWAY)])
+}
+
+/// The login shell's `/etc/profile`.
+fn profile() -> String {
+    fill(PROFILE, &[("shell_ready", SHELL_READY)])
+}
+
+/// The absolute paths `ldd` lists for `binary`.
+fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .expect("run ldd (Debian package libc-bin)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+fn pack_cpio(tree: &Path, archive: &Path) {
+    let out = File::create(archive).expect("create the initramfs");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet")
+        .current_dir(tree)
+        .stdout(out)
+        .status()
+        .expect("run cpio");
+    assert!(status.success(), "cpio failed packing {}", tree.display());
+}
+
+fn copy(from: &Path, to: &Path) {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).expect("create a directory");
+    }
+    std::fs::copy(from, to)
+        .unwrap_or_else(|err| panic!("cannot copy {} to {}: {err}", from.display(), to.display()));
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text)
+        .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+}

@@ -1,0 +1,272 @@
+//! A process (the run script, or the CLI) on a fresh pseudo-terminal: a VM's
+//! console as the user sees it. [`Console`] records what the terminal shows,
+//! types into it, runs shell commands in the guest and kills its process
+//! group on drop, so no QEMU or virtiofsd outlives a failed test.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::slots::Permit;
+use super::{BOOT_TIMEOUT, SHELL_READY, STEP_TIMEOUT};
+
+/// A pseudo-terminal pair.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+impl Pty {
+    /// Opens a pair whose window is `rows` x `cols`.
+    pub fn open(rows: u16, cols: u16) -> Pty {
+        let mut master = -1;
+        let mut slave = -1;
+        let winsize = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: out-pointers are valid; name and termios may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &winsize,
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two fresh descriptors we now own.
+        unsafe {
+            Pty {
+                master: OwnedFd::from_raw_fd(master),
+                slave: OwnedFd::from_raw_fd(slave),
+            }
+        }
+    }
+
+    /// The terminal's current settings.
+    pub fn termios(&self) -> libc::termios {
+        // SAFETY: termios is plain data; tcgetattr fills it.
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and pointer.
+        let rc = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut termios) };
+        assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+        termios
+    }
+}
+
+type Transcript = Arc<(Mutex<Vec<u8>>, Condvar)>;
+
+/// A process running on a pseudo-terminal: a VM's console as the user sees it.
+pub struct Console {
+    child: Option<Child>,
+    pty: Pty,
+    writer: File,
+    transcript: Transcript,
+    /// Where the next [`Console::expect`] starts looking.
+    cursor: usize,
+    steps: usize,
+    status: Option<ExitStatus>,
+    _permit: Option<Permit>,
+}
+
+impl Console {
+    /// Starts `command` in a new session whose controlling terminal is a
+    /// fresh `rows` x `cols` pseudo-terminal. Waits for a VM slot first.
+    pub fn spawn(command: Command, rows: u16, cols: u16) -> Console {
+        Console::spawn_with(command, rows, cols, Some(Permit::acquire(1)))
+    }
+
+    /// [`Console::spawn`] under slots the caller already holds (`None`: a
+    /// permit held by another console of the same test covers it).
+    pub fn spawn_with(command: Command, rows: u16, cols: u16, permit: Option<Permit>) -> Console {
+        Console::spawn_on(Pty::open(rows, cols), command, permit)
+    }
+
+    /// [`Console::spawn_with`] on a terminal the caller opened (e.g. to read
+    /// its settings before anything ran on it).
+    pub fn spawn_on(pty: Pty, mut command: Command, permit: Option<Permit>) -> Console {
+        let slave = |pty: &Pty| Stdio::from(pty.slave.try_clone().expect("dup the pty"));
+        command
+            .stdin(slave(&pty))
+            .stdout(slave(&pty))
+            .stderr(slave(&pty));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {command:?}: {err}"));
+        let transcript: Transcript = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let mut reader = File::from(pty.master.try_clone().expect("dup the pty master"));
+        let writer = File::from(pty.master.try_clone().expect("dup the pty master"));
+        let sink = Arc::clone(&transcript);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let (lock, ready) = &*sink;
+                        lock.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .extend_from_slice(&buf[..n]);
+                        ready.notify_all();
+                    }
+                }
+            }
+        });
+        Console {
+            child: Some(child),
+            pty,
+            writer,
+            transcript,
+            cursor: 0,
+            steps: 0,
+            status: None,
+            _permit: permit,
+        }
+    }
+
+    /// Everything the terminal showed so far.
+    pub fn transcript(&self) -> String {
+        let (lock, _) = &*self.transcript;
+        String::from_utf8_lossy(&lock.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
+    /// The pseudo-terminal, e.g. to compare its settings.
+    pub fn pty(&self) -> &Pty {
+        &self.pty
+    }
+
+    /// Waits until `needle` appears after the previous match and returns the
+    /// output up to and including it; fails the test after `timeout`.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        // A process that ended will print nothing more: fail once its last
+        // output has been read rather than at the deadline, so a VM that
+        // QEMU refused to start costs seconds, not the boot timeout.
+        const POLL: Duration = Duration::from_millis(200);
+        const DRAIN: Duration = Duration::from_secs(2);
+        let deadline = Instant::now() + timeout;
+        let transcript = Arc::clone(&self.transcript);
+        let (lock, ready) = &*transcript;
+        let mut data = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ended: Option<(ExitStatus, Instant)> = None;
+        loop {
+            if let Some(pos) = find(&data[self.cursor..], needle.as_bytes()) {
+                let end = self.cursor + pos + needle.len();
+                let seen = String::from_utf8_lossy(&data[self.cursor..end]).into_owned();
+                self.cursor = end;
+                return seen;
+            }
+            let now = Instant::now();
+            let gave_up = match ended {
+                Some((status, at)) if now >= at + DRAIN => {
+                    Some(format!("the process ended ({status})"))
+                }
+                _ if now >= deadline => Some(format!("timed out after {timeout:?}")),
+                _ => None,
+            };
+            if let Some(reason) = gave_up {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                drop(data);
+                panic!("{reason} waiting for {needle:?}; the terminal showed:\n{text}");
+            }
+            data = ready
+                .wait_timeout(data, (deadline - now).min(POLL))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            if ended.is_none() {
+                if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                    ended = Some((status, Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// Types `text` into the terminal.
+    pub fn send(&mut self, text: &str) {
+        self.writer
+            .write_all(text.as_bytes())
+            .and_then(|()| self.writer.flush())
+            .expect("write to the pty");
+    }
+
+    /// Waits for the guest's login shell.
+    pub fn wait_for_shell(&mut self) {
+        self.expect(SHELL_READY, BOOT_TIMEOUT);
+    }
+
+    /// Runs `command` in the guest's shell; returns what it printed and its
+    /// exit status.
+    pub fn sh(&mut self, command: &str) -> (String, i32) {
+        self.steps += 1;
+        let n = self.steps;
+        // The marker is split in the typed line, so only the output matches.
+        self.send(&format!("{command}; printf '@@%s:%s@@\\n' {n} $?\n"));
+        let marker_start = format!("@@{n}:");
+        let seen = self.expect(&marker_start, STEP_TIMEOUT);
+        let rest = self.expect("@@", STEP_TIMEOUT);
+        let status = rest
+            .trim_end_matches("@@")
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("unexpected status {rest:?} of {command:?}"));
+        let output = seen.trim_end_matches(marker_start.as_str()).to_owned();
+        (output, status)
+    }
+
+    /// Waits for the process to end; fails the test after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("the child is there until drop");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the child") {
+                self.status = Some(status);
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "the process did not end within {timeout:?}; the terminal showed:\n{}",
+                    self.transcript()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The whole session: the CLI's QEMU lives in it too.
+            let pgid = child.id() as libc::pid_t;
+            // SAFETY: signals the process group this console started.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
