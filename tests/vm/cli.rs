@@ -2,33 +2,75 @@
 //! flake with the real `nix`, writes the host facts and starts the run
 //! script, which boots the busybox guest under QEMU (TCG) on a
 //! pseudo-terminal.
+//!
+//! The core scenarios run once per era of NixOS' run script ([`Era`]: 9p,
+//! virtiofs), as `nine_p::<scenario>` and `virtiofs::<scenario>`: the CLI
+//! must work with the nixpkgs users build with, before and after qemu-vm.nix
+//! moved its shares to virtiofs. Scenarios that do not touch what changed
+//! between the eras (the terminal, two VMs, the facts) run in the 9p era.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::fixture::{self, Fixture, COLS, DATA_GUEST_PATH, ROWS};
-use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT};
+use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT, MEMORY_MIB};
+
+/// One `#[test]` per scenario and era: `nine_p::NAME` and `virtiofs::NAME`
+/// call the scenario function `NAME(era)`.
+macro_rules! in_both_eras {
+    ($($scenario:ident),* $(,)?) => {
+        mod nine_p {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Era::NineP)
+            })*
+        }
+        mod virtiofs {
+            $(#[test]
+            fn $scenario() {
+                super::$scenario(super::Era::Virtiofs)
+            })*
+        }
+    };
+}
+
+in_both_eras!(
+    home_is_mounted_at_the_hosts_path_both_ways,
+    the_login_environment_has_the_hosts_cwd_term_and_size,
+    read_only_mounts_refuse_writes_and_leave_the_host_files_untouched,
+    command_output_reaches_the_terminal_and_its_status_is_the_exit_status,
+    memory_and_cores_flags_size_the_guest,
+    a_forwarded_port_reaches_a_server_in_the_guest,
+    ephemeral_leaves_no_disk_image_behind,
+    the_run_scripts_own_shares_reach_the_guest,
+);
 
 fn path_str(path: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Ends the VM from its shell and expects nixos-shell to exit 0.
-fn power_off(vm: &mut Console) {
-    vm.send("poweroff\n");
+/// Waits for nixos-shell to end and expects `code`; then no virtiofsd the
+/// run script started may be left.
+fn expect_exit(fx: &Fixture, vm: &mut Console, code: i32) {
     let status = vm.wait(BOOT_TIMEOUT);
     assert_eq!(
         status.code(),
-        Some(0),
+        Some(code),
         "nixos-shell ended with {status}; the terminal showed:\n{}",
         vm.transcript()
     );
+    fx.assert_no_virtiofsd_left();
 }
 
-#[test]
-fn home_is_mounted_at_the_hosts_path_both_ways() {
-    let fx = Fixture::new(Era::NineP);
+/// Ends the VM from its shell and expects nixos-shell to exit 0.
+fn power_off(fx: &Fixture, vm: &mut Console) {
+    vm.send("poweroff\n");
+    expect_exit(fx, vm, 0);
+}
+
+fn home_is_mounted_at_the_hosts_path_both_ways(era: Era) {
+    let fx = Fixture::new(era);
     std::fs::write(fx.home().join("from-host"), "written on the host\n").unwrap();
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
@@ -42,12 +84,11 @@ fn home_is_mounted_at_the_hosts_path_both_ways() {
         std::fs::read_to_string(fx.home().join("from-guest")).unwrap(),
         "written in the guest\n"
     );
-    power_off(&mut vm);
+    power_off(&fx, &mut vm);
 }
 
-#[test]
-fn the_login_environment_has_the_hosts_cwd_term_and_size() {
-    let fx = Fixture::new(Era::NineP);
+fn the_login_environment_has_the_hosts_cwd_term_and_size(era: Era) {
+    let fx = Fixture::new(era);
     // Root's keys come from the same host facts; checked on the way.
     std::fs::create_dir_all(fx.home().join(".ssh")).unwrap();
     std::fs::write(
@@ -69,44 +110,81 @@ fn the_login_environment_has_the_hosts_cwd_term_and_size() {
     assert!(out.contains(&format!("{ROWS} {COLS}")), "{out}");
     let (out, _) = vm.sh("cat /run/nixos-shell/authorized-keys/root");
     assert!(out.contains("ssh-ed25519 AAAAkey tester@host"), "{out}");
-    power_off(&mut vm);
+    power_off(&fx, &mut vm);
 }
 
-#[test]
-fn a_read_only_extra_mount_refuses_writes_and_a_mount_flag_appears_at_its_guest_path() {
-    let fx = Fixture::new(Era::NineP);
+fn read_only_mounts_refuse_writes_and_leave_the_host_files_untouched(era: Era) {
+    let fx = Fixture::new(era);
     std::fs::write(fx.path("data/file"), "module data\n").unwrap();
     std::fs::write(fx.path("extra/file"), "mounted by flag\n").unwrap();
-    let mount = format!("{}:/mnt/extra", path_str(&fx.path("extra")));
+    let mount = format!("{}:/mnt/extra:ro", path_str(&fx.path("extra")));
     let mut vm = fx.start(&["--mount", &mount]);
     vm.wait_for_shell();
+    // The manifest's read-only extra mount.
     let (out, status) = vm.sh(&format!("cat {DATA_GUEST_PATH}/file"));
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("module data"), "{out}");
     let (out, status) = vm.sh(&format!("touch {DATA_GUEST_PATH}/new"));
     assert_ne!(status, 0, "a write to the read-only mount succeeded: {out}");
     assert!(!fx.path("data/new").exists());
+    // A read-only --mount at its guest path.
     let (out, status) = vm.sh("cat /mnt/extra/file");
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("mounted by flag"), "{out}");
-    power_off(&mut vm);
+    let (out, status) = vm.sh("echo changed in the guest > /mnt/extra/file");
+    assert_ne!(status, 0, "a write to --mount ...:ro succeeded: {out}");
+    let (out, status) = vm.sh("touch /mnt/extra/new");
+    assert_ne!(status, 0, "a file was created in --mount ...:ro: {out}");
+    power_off(&fx, &mut vm);
+    assert_eq!(
+        std::fs::read_to_string(fx.path("extra/file")).unwrap(),
+        "mounted by flag\n"
+    );
+    assert!(!fx.path("extra/new").exists());
 }
 
-#[test]
-fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status() {
-    let fx = Fixture::new(Era::NineP);
+fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status(era: Era) {
+    let fx = Fixture::new(era);
     let mut vm = fx.start(&["--command", "echo \"output-$((6*7)) in $(pwd)\"; exit 7"]);
     vm.expect(
         &format!("output-42 in {}", path_str(&fx.cwd())),
         BOOT_TIMEOUT,
     );
-    let status = vm.wait(BOOT_TIMEOUT);
-    assert_eq!(
-        status.code(),
-        Some(7),
-        "nixos-shell ended with {status}; the terminal showed:\n{}",
-        vm.transcript()
+    expect_exit(&fx, &mut vm, 7);
+}
+
+/// In the virtiofs era the run script's memory backend has the script's
+/// size, which QEMU holds a later `-m` to: the CLI brings its own backend.
+fn memory_and_cores_flags_size_the_guest(era: Era) {
+    let fx = Fixture::new(era);
+    let mut vm = fx.start(&[
+        "--memory",
+        "512",
+        "--cores",
+        "2",
+        "--command",
+        "echo \"guest has $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) kB \
+         and $(nproc) cpus.\"",
+    ]);
+    vm.expect("guest has ", BOOT_TIMEOUT);
+    let seen = vm.expect(" cpus.", BOOT_TIMEOUT);
+    let words: Vec<&str> = seen.split_whitespace().collect();
+    let (kib, cpus) = match words[..] {
+        [kib, "kB", "and", cpus, "cpus."] => (kib.parse::<u64>(), cpus.parse::<u32>()),
+        _ => panic!(
+            "unexpected output {seen:?}; the terminal showed:\n{}",
+            vm.transcript()
+        ),
+    };
+    let mib = kib.expect("MemTotal in kB") / 1024;
+    // The kernel keeps some for itself: clearly above the script's 256 MiB,
+    // at most the 512 asked for.
+    assert!(
+        mib > u64::from(MEMORY_MIB) + 128 && mib <= 512,
+        "MemTotal {mib} MiB for --memory 512 (the run script says {MEMORY_MIB})"
     );
+    assert_eq!(cpus.expect("nproc's count"), 2);
+    expect_exit(&fx, &mut vm, 0);
 }
 
 /// A port nothing listens on right now.
@@ -140,9 +218,8 @@ fn http_get(port: u16, timeout: Duration) -> String {
     panic!("no answer on 127.0.0.1:{port} within {timeout:?}: {last}");
 }
 
-#[test]
-fn a_forwarded_port_reaches_a_server_in_the_guest() {
-    let fx = Fixture::new(Era::NineP);
+fn a_forwarded_port_reaches_a_server_in_the_guest(era: Era) {
+    let fx = Fixture::new(era);
     let port = free_port();
     let forward = format!("127.0.0.1:{port}:80");
     let mut vm = fx.start(&["--forward", &forward]);
@@ -154,7 +231,70 @@ fn a_forwarded_port_reaches_a_server_in_the_guest() {
     assert_eq!(status, 0, "{out}");
     let response = http_get(port, Duration::from_secs(60));
     assert!(response.contains("served-23"), "{response}");
-    power_off(&mut vm);
+    power_off(&fx, &mut vm);
+}
+
+fn ephemeral_leaves_no_disk_image_behind(era: Era) {
+    let fx = Fixture::new(era);
+    let mut vm = fx.start(&["--ephemeral"]);
+    vm.wait_for_shell();
+    let images = fixture::disk_images(fx.path("").as_path());
+    assert_eq!(images.len(), 1, "one image while the VM runs: {images:?}");
+    power_off(&fx, &mut vm);
+    let images = fixture::disk_images(fx.path("").as_path());
+    assert!(images.is_empty(), "left behind: {images:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(fx.path("tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(leftovers.is_empty(), "left in TMPDIR: {leftovers:?}");
+}
+
+/// qemu-vm.nix's own shares, which the guest's initrd mounts: `$TMPDIR/xchg`
+/// at /tmp/xchg and SHARED_DIR at /tmp/shared, over the era's file system.
+/// The user's TMPDIR and USE_TMPDIR reach the script, so its xchg is known.
+fn the_run_scripts_own_shares_reach_the_guest(era: Era) {
+    let fx = Fixture::new(era);
+    let tmpdir = fx.path("script-tmp");
+    let shared = fx.path("shared");
+    std::fs::create_dir_all(tmpdir.join("xchg")).unwrap();
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(tmpdir.join("xchg/from-host"), "xchg from the host\n").unwrap();
+    std::fs::write(shared.join("from-host"), "shared from the host\n").unwrap();
+    let mut command = fx.command(&[]);
+    command
+        .env("TMPDIR", &tmpdir)
+        .env("USE_TMPDIR", "1")
+        .env("SHARED_DIR", &shared);
+    let mut vm = Console::spawn(command, ROWS, COLS);
+    vm.wait_for_shell();
+
+    let fs_type = match era {
+        Era::NineP => "9p",
+        Era::Virtiofs => "virtiofs",
+    };
+    for (tag, dir) in [("xchg", "/tmp/xchg"), ("shared", "/tmp/shared")] {
+        let (out, status) = vm.sh(&format!("grep '^{tag} {dir} ' /proc/mounts"));
+        assert_eq!(status, 0, "{tag} is not mounted at {dir}: {out}");
+        assert!(
+            out.contains(&format!("{tag} {dir} {fs_type} ")),
+            "{tag} is not a {fs_type} mount: {out}"
+        );
+        let (out, status) = vm.sh(&format!("cat {dir}/from-host"));
+        assert_eq!(status, 0, "{out}");
+        assert!(out.contains(&format!("{tag} from the host")), "{out}");
+        let (out, status) = vm.sh(&format!("echo {tag} from the guest > {dir}/from-guest"));
+        assert_eq!(status, 0, "{out}");
+    }
+    power_off(&fx, &mut vm);
+    assert_eq!(
+        std::fs::read_to_string(tmpdir.join("xchg/from-guest")).unwrap(),
+        "xchg from the guest\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.join("from-guest")).unwrap(),
+        "shared from the guest\n"
+    );
 }
 
 fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
@@ -194,24 +334,7 @@ fn poweroff_ends_the_vm_with_status_0() {
     let fx = Fixture::new(Era::NineP);
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
-    power_off(&mut vm);
-}
-
-#[test]
-fn ephemeral_leaves_no_disk_image_behind() {
-    let fx = Fixture::new(Era::NineP);
-    let mut vm = fx.start(&["--ephemeral"]);
-    vm.wait_for_shell();
-    let images = fixture::disk_images(fx.path("").as_path());
-    assert_eq!(images.len(), 1, "one image while the VM runs: {images:?}");
-    power_off(&mut vm);
-    let images = fixture::disk_images(fx.path("").as_path());
-    assert!(images.is_empty(), "left behind: {images:?}");
-    let leftovers: Vec<_> = std::fs::read_dir(fx.path("tmp"))
-        .unwrap()
-        .flatten()
-        .collect();
-    assert!(leftovers.is_empty(), "left in TMPDIR: {leftovers:?}");
+    power_off(&fx, &mut vm);
 }
 
 #[test]
@@ -228,8 +351,8 @@ fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
         !fx.cwd().join("vm.qcow2").exists(),
         "a disk image was left in the cwd"
     );
-    power_off(&mut first);
-    power_off(&mut second);
+    power_off(&fx, &mut first);
+    power_off(&fx, &mut second);
 }
 
 #[test]
@@ -251,5 +374,5 @@ done"#,
     vm.wait_for_shell();
     let (out, status) = vm.sh("echo alive");
     assert_eq!(status, 0, "{out}");
-    power_off(&mut vm);
+    power_off(&fx, &mut vm);
 }
