@@ -20,7 +20,9 @@
 //! package, or for virtiofsd (no Debian 12 package) `cargo install
 //! virtiofsd`.
 
-#![allow(dead_code)]
+// The benchmark builds this harness too and uses only part of it, the
+// re-exports below included.
+#![allow(dead_code, unused_imports)]
 
 mod assets;
 mod console;
