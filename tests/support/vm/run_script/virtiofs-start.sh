@@ -30,7 +30,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # start_virtiofsd TAG DIR: serves DIR on $sockets/TAG.sock and waits for the
-# socket, since QEMU fails on a socket that is not there yet.
+# socket, since QEMU fails on a socket that is not there yet. Errors only:
+# at its default level virtiofsd writes a few lines on every start onto the
+# console the user is about to get.
 start_virtiofsd() {
     "$virtiofsd" --socket-path="$sockets/$1.sock" --shared-dir="$2" \
         --sandbox=none --cache=auto --log-level=error &
