@@ -1,15 +1,22 @@
 # The nixos-shell package: the `nixos-shell` CLI, and its guest role under
 # the name `nixos-shell-guest` that the NixOS module runs in the VM.
 #
-# The binary knows two store paths from its build (read with `option_env!`,
-# overridable at run time by the environment variables of the same names):
-#   NIXOS_SHELL_MODULE   the NixOS module, for `nixos-shell vm.nix`
-#   NIXOS_SHELL_NIXPKGS  this nixpkgs, for `vm.nix` when NIX_PATH has none
+# Two outputs, so that the VM's closure holds only the binary:
+#   guest  the binary, as bin/nixos-shell and bin/nixos-shell-guest; no
+#          store path is compiled into it
+#   out    bin/nixos-shell, a wrapper that gives the binary two store paths
+#          as defaults of environment variables the user may set:
+#            NIXOS_SHELL_MODULE   the NixOS module, for `nixos-shell vm.nix`
+#            NIXOS_SHELL_NIXPKGS  this nixpkgs, for `vm.nix` when NIX_PATH
+#                                 has none
+#          (a store path in the binary itself would be a run-time reference:
+#          nixpkgs' whole source in every VM)
 {
   lib,
   stdenv,
   rustPlatform,
   installShellFiles,
+  makeWrapper,
   path,
 }:
 let
@@ -49,21 +56,31 @@ rustPlatform.buildRustPackage {
   };
   cargoLock.lockFile = ./Cargo.lock;
 
-  NIXOS_SHELL_MODULE = "${moduleTree}/nixosModules/nixos-shell";
-  NIXOS_SHELL_NIXPKGS = "${nixpkgs}";
+  outputs = [
+    "out"
+    "guest"
+  ];
 
   # The unit tests only: the integration tests drive nix and QEMU, which
   # the build sandbox does not have (CI runs them).
   cargoTestFlags = [ "--bins" ];
 
-  nativeBuildInputs = [ installShellFiles ];
+  nativeBuildInputs = [
+    installShellFiles
+    makeWrapper
+  ];
 
   # One binary, two roles: argv[0] `nixos-shell-guest` selects the guest.
   # Completions and the man page come from the binary's clap definitions (hidden
   # flags), so they need a binary this platform can run: none when cross-built.
   postInstall =
     ''
-      ln -s nixos-shell $out/bin/nixos-shell-guest
+      mkdir -p $guest/bin
+      mv $out/bin/nixos-shell $guest/bin/nixos-shell
+      ln -s nixos-shell $guest/bin/nixos-shell-guest
+      makeWrapper $guest/bin/nixos-shell $out/bin/nixos-shell \
+        --set-default NIXOS_SHELL_MODULE ${moduleTree}/nixosModules/nixos-shell \
+        --set-default NIXOS_SHELL_NIXPKGS ${nixpkgs}
     ''
     + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
       installShellCompletion --cmd nixos-shell \

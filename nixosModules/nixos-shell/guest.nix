@@ -13,6 +13,9 @@
 }:
 let
   cfg = config.nixos-shell;
+  # The package's `guest` output holds the bare binary, without the host
+  # command's references (this nixpkgs' source, the module).
+  guestRole = "${cfg.package.guest or cfg.package}/bin/nixos-shell-guest";
   # Written by the guest role; see src/schema/facts.rs.
   loginEnv = "/run/nixos-shell/login-env.sh";
 in
@@ -42,7 +45,7 @@ in
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
-      ExecStart = "${cfg.package}/bin/nixos-shell-guest --console ${cfg.console.device}";
+      ExecStart = "${guestRole} --console ${cfg.console.device}";
       # A --command may run for as long as the user likes.
       TimeoutStartSec = "infinity";
       StandardOutput = "journal+console";

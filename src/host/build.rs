@@ -30,27 +30,27 @@ pub const FLAKE_FALLBACK_NIX: &str = include_str!("flake-fallback.nix");
 /// The nixos-shell NixOS module and a nixpkgs, as this binary knows them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Locations {
-    /// `NIXOS_SHELL_MODULE` (run time, else build time).
+    /// `NIXOS_SHELL_MODULE` (the package's wrapper sets it).
     pub module: Option<Utf8PathBuf>,
-    /// `NIXOS_SHELL_NIXPKGS` (run time, else build time).
+    /// `NIXOS_SHELL_NIXPKGS` (the package's wrapper sets it).
     pub nixpkgs: Option<Utf8PathBuf>,
     /// Whether `NIX_PATH` may provide `<nixpkgs>` (`-I` is seen by [`plan`]).
     pub search_path: bool,
 }
 
 impl Locations {
-    /// From the environment and the values baked in at build time.
+    /// From the environment. Nothing is compiled in: the same binary runs
+    /// in the guest, where a store path in it would pull that path into
+    /// every VM's closure.
     pub fn from_env(env: &BTreeMap<String, String>) -> Locations {
-        let pick = |name: &str, baked: Option<&str>| {
+        let pick = |name: &str| {
             env.get(name)
-                .map(String::as_str)
-                .or(baked)
                 .filter(|v| !v.is_empty())
                 .map(Utf8PathBuf::from)
         };
         Locations {
-            module: pick("NIXOS_SHELL_MODULE", option_env!("NIXOS_SHELL_MODULE")),
-            nixpkgs: pick("NIXOS_SHELL_NIXPKGS", option_env!("NIXOS_SHELL_NIXPKGS")),
+            module: pick("NIXOS_SHELL_MODULE"),
+            nixpkgs: pick("NIXOS_SHELL_NIXPKGS"),
             search_path: env.get("NIX_PATH").is_some_and(|p| !p.is_empty()),
         }
     }
