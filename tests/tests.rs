@@ -2,6 +2,8 @@
 //! (offline, against fixtures the tests write) and a real QEMU VM.
 
 mod cli;
+mod flake;
+mod module;
 mod support;
 mod vm;
 

@@ -59,7 +59,11 @@ fn a_flake_without_vm_leaves_vm_nix_to_run() {
     fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
     fx.flake(r#"{ nixosConfigurations.other = mkVm { modules = [ ]; }; }"#);
     let out = fx.run(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(built(&fx), "run-legacy-vm");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -1,3 +1,4 @@
 //! Helpers shared by the integration tests.
 pub mod nix_fixture;
+pub mod standin;
 pub mod vm;

@@ -1,0 +1,87 @@
+# The stand-in package set: what the project's Nix code asks of `pkgs`. Every
+# package is a stub that builds with the host's /bin/sh (the tests' nix runs
+# without a sandbox); runCommand behaves as nixpkgs' does for its callers.
+{
+  system ? builtins.currentSystem,
+  ...
+}:
+let
+  lib = import ./lib;
+  platform = lib.systems.elaborate system;
+
+  # nixpkgs' runCommand: a derivation running `script` with `env` in its
+  # environment; passthru and meta are attributes of the result, not of the
+  # build's environment.
+  runCommand =
+    name: env: script:
+    let
+      drv = derivation (
+        builtins.removeAttrs env [
+          "passthru"
+          "meta"
+        ]
+        // {
+          inherit name system;
+          builder = "/bin/sh";
+          args = [
+            "-c"
+            ''
+              PATH=/usr/bin:/bin
+              set -e
+              ${script}
+            ''
+          ];
+        }
+      );
+    in
+    drv // (env.passthru or { }) // { meta = env.meta or { }; };
+
+  stub = name: runCommand name { } "mkdir -p $out/bin";
+
+  pkgs = {
+    # What lib.types.pkgs checks a package set by.
+    _type = "pkgs";
+    inherit lib system runCommand;
+    path = ./.;
+    stdenv = {
+      hostPlatform = platform;
+      buildPlatform = platform;
+    };
+    runCommandLocal = runCommand;
+    callPackage =
+      fn: overrides:
+      let
+        f = if builtins.isFunction fn then fn else import fn;
+      in
+      f (builtins.intersectAttrs (builtins.functionArgs f) pkgs // overrides);
+
+    # The nixos-shell package (package.nix) as the stand-in "builds" it: the
+    # binary cargo built for the tests (named by ./nixos-shell-binary) in
+    # the `guest` output when the recipe has one, else in `out`.
+    rustPlatform.buildRustPackage =
+      attrs:
+      let
+        outputs = attrs.outputs or [ "out" ];
+        bin = if builtins.elem "guest" outputs then "$guest/bin" else "$out/bin";
+      in
+      runCommand "${attrs.pname}-${attrs.version}" { inherit outputs; } ''
+        for output in ${toString outputs}; do mkdir -p "$(eval echo \$$output)/bin"; done
+        cp ${builtins.readFile ./nixos-shell-binary} ${bin}/nixos-shell
+        ln -s nixos-shell ${bin}/nixos-shell-guest
+      '';
+    installShellFiles = stub "install-shell-files";
+    makeWrapper = stub "make-wrapper";
+
+    kmod = stub "kmod";
+    git = stub "git";
+    virtiofsd = stub "virtiofsd";
+    linuxPackages = {
+      kernel = stub "linux";
+    };
+    linuxPackages_latest = {
+      kernel = stub "linux-latest";
+    };
+    OVMF.fd = stub "OVMF-fd";
+  };
+in
+pkgs

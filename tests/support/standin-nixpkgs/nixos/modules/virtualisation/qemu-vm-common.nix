@@ -1,0 +1,155 @@
+# What both eras of nixos/modules/virtualisation/qemu-vm.nix declare and
+# build, as far as nixos-shell and its examples touch it (types and
+# defaults as nixpkgs declares them).
+#
+# system.build.vm is the tests' run script: ../../../run-vm, with @name@,
+# @memorySize@ and @cores@ replaced by this configuration's values. As in
+# NixOS, building it fails on a false assertion (NixOS's run script names the
+# system's toplevel, which checks them).
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  inherit (lib) mkOption types;
+  cfg = config.virtualisation;
+  hostPkgs = cfg.host.pkgs;
+
+  failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+  checked =
+    drv:
+    if failed != [ ] then
+      throw "\nFailed assertions:\n${lib.concatMapStrings (m: "- ${m}\n") failed}"
+    else
+      lib.showWarnings config.warnings drv;
+in
+{
+  options.virtualisation = {
+    memorySize = mkOption {
+      type = types.ints.positive;
+      default = 1024;
+      description = "The memory size of the virtual machine in MiB.";
+    };
+    cores = mkOption {
+      type = types.ints.positive;
+      default = 1;
+      description = "The number of cores the guest may use.";
+    };
+    diskSize = mkOption {
+      type = types.ints.positive;
+      default = 1024;
+      description = "The disk size in MiB.";
+    };
+    diskImage = mkOption {
+      type = types.nullOr types.str;
+      default = "./${config.system.name}.qcow2";
+      defaultText = lib.literalExpression ''"./''${config.system.name}.qcow2"'';
+      description = "Path to the root disk image; null for a tmpfs root.";
+    };
+    graphics = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to run QEMU with a graphics window, or in nographic mode.";
+    };
+    useBootLoader = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Use a boot loader to boot the system.";
+    };
+    useEFIBoot = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Use UEFI to boot.";
+    };
+    writableStoreUseTmpfs = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Use a tmpfs for the writable store.";
+    };
+    host.pkgs = mkOption {
+      type = types.pkgs;
+      default = pkgs;
+      defaultText = lib.literalExpression "pkgs";
+      description = "Package set for the host-specific packages of the VM runner.";
+    };
+    forwardPorts = mkOption {
+      type = types.listOf (
+        types.submodule {
+          options.from = mkOption {
+            type = types.enum [
+              "host"
+              "guest"
+            ];
+            default = "host";
+            description = "The direction of the forward.";
+          };
+          options.proto = mkOption {
+            type = types.enum [
+              "tcp"
+              "udp"
+            ];
+            default = "tcp";
+            description = "The protocol to forward.";
+          };
+          options.host.address = mkOption {
+            type = types.str;
+            default = "";
+            description = "The IPv4 address of the host.";
+          };
+          options.host.port = mkOption {
+            type = types.port;
+            description = "The host port.";
+          };
+          options.guest.address = mkOption {
+            type = types.str;
+            default = "";
+            description = "The IPv4 address on the guest VLAN.";
+          };
+          options.guest.port = mkOption {
+            type = types.port;
+            description = "The guest port.";
+          };
+        }
+      );
+      default = [ ];
+      description = "Ports forwarded between host and guest (user networking).";
+    };
+    qemu = {
+      options = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Options passed to QEMU.";
+      };
+      consoles = mkOption {
+        type = types.listOf types.str;
+        default =
+          let
+            consoles = [
+              "ttyS0,115200n8"
+              "tty0"
+            ];
+          in
+          if cfg.graphics then consoles else lib.reverseList consoles;
+        description = "The kernel's consoles; the last one is the primary.";
+      };
+      networkingOptions = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Networking options passed to QEMU.";
+      };
+    };
+  };
+
+  config.system.build.vm = checked (
+    hostPkgs.runCommand "nixos-vm" { preferLocalBuild = true; } ''
+      mkdir -p $out/bin
+      sed -e 's|@name@|${config.system.name}|g' \
+          -e 's|@memorySize@|${toString cfg.memorySize}|g' \
+          -e 's|@cores@|${toString cfg.cores}|g' \
+          ${../../../run-vm} > $out/bin/run-${config.system.name}-vm
+      chmod +x $out/bin/run-${config.system.name}-vm
+    ''
+  );
+}

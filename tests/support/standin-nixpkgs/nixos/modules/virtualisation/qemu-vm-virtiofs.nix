@@ -1,0 +1,45 @@
+# qemu-vm.nix since late August 2026 (NixOS/nixpkgs#552774, #563324): shares
+# over virtiofs on Linux hosts, virtiofsd started by the run script, guest
+# memory in a shared memfd (mem0); `virtualisation.msize` removed the way
+# nixpkgs removes options, securityModel gone.
+{ lib, ... }:
+let
+  inherit (lib) mkOption types;
+in
+{
+  imports = [
+    ./qemu-vm-common.nix
+    (lib.mkRemovedOptionModule [
+      "virtualisation"
+      "msize"
+    ] "The 9p msize no longer applies: shared directories use virtiofs.")
+  ];
+
+  options.virtualisation = {
+    sharedDirectories = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.source = mkOption {
+            type = types.str;
+            description = "The path of the directory to share, can be a shell variable.";
+          };
+          options.target = mkOption {
+            type = types.path;
+            description = "The mount point of the directory inside the virtual machine.";
+          };
+        }
+      );
+      default = { };
+      description = "Directories shared with the virtual machine over virtiofs; the name is the tag.";
+    };
+    qemu.enableSharedMemory = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Back the guest's memory with a shared memfd (`-object
+        memory-backend-memfd,id=mem0,size=<memorySize>M,share=on -machine
+        memory-backend=mem0`), which virtiofsd needs.
+      '';
+    };
+  };
+}
