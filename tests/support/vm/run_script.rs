@@ -106,7 +106,18 @@ impl RunScript {
             "VM name {:?} needs quoting; use letters, digits, -, _ and .",
             self.name
         );
-        let memory = MEMORY_MIB.to_string();
+        self.render(&self.name, &MEMORY_MIB.to_string())
+    }
+
+    /// The script as the stand-in nixpkgs' `system.build.vm` takes it: the
+    /// configuration's `system.name` and `virtualisation.memorySize` left
+    /// as `@name@` and `@memorySize@` for it to fill in, as qemu-vm.nix
+    /// writes them into NixOS's script.
+    pub fn nix_template(&self) -> String {
+        self.render("@name@", "@memorySize@")
+    }
+
+    fn render(&self, name: &str, memory: &str) -> String {
         let (exec, start, options) = match self.era {
             Era::NineP => ("exec ", NINE_P_START.to_owned(), NINE_P_OPTIONS.to_owned()),
             Era::Virtiofs => (
@@ -117,21 +128,18 @@ impl RunScript {
                 ),
                 fill(
                     VIRTIOFS_OPTIONS,
-                    &[
-                        ("memory", &memory),
-                        ("memory_backend_id", MEMORY_BACKEND_ID),
-                    ],
+                    &[("memory", memory), ("memory_backend_id", MEMORY_BACKEND_ID)],
                 ),
             ),
         };
         fill(
             RUN_VM,
             &[
-                ("name", &self.name),
+                ("name", name),
                 ("era", self.era.name()),
                 ("prelude", &self.prelude),
-                ("vm_name", &sh_quote(&self.name)),
-                ("memory", &memory),
+                ("vm_name", &sh_quote(name)),
+                ("memory", memory),
                 ("kernel", &sh_quote(&self.kernel.to_string_lossy())),
                 ("initrd", &sh_quote(&self.initramfs.to_string_lossy())),
                 ("start_shares", &start),
