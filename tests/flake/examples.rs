@@ -4,8 +4,8 @@
 
 use nixos_shell::schema::manifest::{Manifest, MANIFEST_PATH};
 
-use super::OurFlake;
 use crate::support::nix_fixture::host_system;
+use crate::support::our_flake::OurFlake;
 use crate::support::standin::checkout;
 use crate::support::vm::Era;
 

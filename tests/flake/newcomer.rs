@@ -1,7 +1,7 @@
 //! `nix flake init -t`, then `nixos-shell`: the newcomer's first minutes,
 //! with a real VM, in a directory whose path has a space.
 
-use super::OurFlake;
+use crate::support::our_flake::OurFlake;
 use crate::support::vm::{Console, Era, RunScript, BOOT_TIMEOUT};
 
 #[test]

@@ -1,18 +1,17 @@
-//! The fixture flake of the CLI-driven VM tests, a thin layer over
-//! [`NixFixture`]: its `nixosConfigurations.vm` is made by the fixture's
-//! `mkVm`, so `system.build.nixos-shell` (built by the real `nix` with
-//! `/bin/sh`) holds the harness' run script of one [`Era`] as
-//! `bin/run-vm-vm` and a manifest sharing home and one read-only extra
-//! directory, the layout the NixOS module builds. In the virtiofs era the
-//! manifest also names the script's shared memory backend, as the module
-//! does when the run script has one.
+//! The fixture flake of the CLI-driven VM tests: a flake whose
+//! `nixosConfigurations.vm` is our flake's `lib.mkVm` with the real NixOS
+//! module, evaluated with nixpkgs' real module system against the stand-in
+//! nixpkgs of one [`Era`] (`support::our_flake`). So the module's own
+//! `system.build.nixos-shell` wraps the harness' run script of that era and
+//! writes the manifest the CLI reads: the module-to-CLI contract is tested
+//! end to end. The VM shares home and one read-only extra directory.
 //!
 //! Beside the [`NixFixture`] tree (`work/` holds the flake, `home/` is HOME,
 //! `tmp/` TMPDIR):
 //!
 //! ```text
 //! home/project/    the cwd nixos-shell starts in (inside HOME, as a user's is)
-//! data/            an extraMount of the manifest, read-only at /srv/data
+//! data/            an extraMount of the module, read-only at /srv/data
 //! extra/           a directory for --mount
 //! ```
 
@@ -20,14 +19,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::nix_fixture::NixFixture;
+use crate::support::our_flake::OurFlake;
 use crate::support::vm::{self, Console, Era, Permit, RunScript};
 
-/// The extra mount the manifest declares.
+/// The extra mount the module declares.
 pub const DATA_GUEST_PATH: &str = "/srv/data";
 
 pub struct Fixture {
-    /// The fixture underneath: the flake in `work/`, the run script.
+    /// The fixture underneath: the flake in `work/`, HOME, TMPDIR.
     pub nix: NixFixture,
+    /// Our flake and the stand-in nixpkgs the fixture flake builds with.
+    _world: OurFlake,
 }
 
 impl Fixture {
@@ -38,46 +40,51 @@ impl Fixture {
 
     /// A fixture whose run script runs `prelude` (sh) first.
     pub fn with_prelude(era: Era, prelude: &str) -> Fixture {
+        let world = OurFlake::new(
+            era,
+            &RunScript::new(era, "vm").prelude(prelude).nix_template(),
+        );
         let fixture = Fixture {
             nix: NixFixture::new(),
+            _world: world,
         };
         for dir in ["home/project", "data", "extra"] {
             std::fs::create_dir_all(fixture.path(dir)).expect("create a fixture dir");
         }
-        fixture
-            .nix
-            .write_run_script(&RunScript::new(era, "vm").prelude(prelude).text());
         let data = serde_json::Value::from(fixture.path("data").to_string_lossy()).to_string();
-        let memory_backend = match era {
-            Era::NineP => String::new(),
-            Era::Virtiofs => format!(
-                r#"memoryBackend = {{ id = "{}"; size = {}; }};"#,
-                vm::MEMORY_BACKEND_ID,
-                vm::MEMORY_MIB
-            ),
-        };
-        fixture.nix.flake(&format!(
-            r#"{{
-      nixosConfigurations.vm = mkVm {{
-        modules = [ {{
-          system.name = "vm";
-          fixture = {{
-            mountNixProfile = false;
-            cache = "none";
-            msize = 104857600;
-            extraMounts = [ {{
-              guestPath = "{DATA_GUEST_PATH}";
-              target = {data};
-              tag = "adata";
-              cache = "loose";
-              readOnly = true;
-            }} ];
-            {memory_backend}
+        let flake = serde_json::Value::from(format!("path:{}", fixture._world.flake.display()));
+        fixture.nix.write(
+            "flake.nix",
+            &format!(
+                r#"{{
+  inputs.nixos-shell.url = {flake};
+  outputs = {{ nixos-shell, ... }}: {{
+    nixosConfigurations.vm = nixos-shell.lib.mkVm {{
+      modules = [ {{
+        system.name = "vm";
+        # The harness' memory: the run script's -m and, in the virtiofs
+        # era, its memory backend's size.
+        virtualisation.memorySize = {memory};
+        nixos-shell.mounts = {{
+          mountNixProfile = false;
+          cache = "none";
+          extraMounts."{DATA_GUEST_PATH}" = {{
+            target = {data};
+            cache = "loose";
+            readOnly = true;
           }};
-        }} ];
-      }};
-    }}"#
-        ));
+        }};
+      }} ];
+    }};
+  }};
+}}
+"#,
+                memory = vm::MEMORY_MIB,
+            ),
+        );
+        fixture
+            ._world
+            .nix_ok(&["flake", "lock"], &fixture.nix.work());
         fixture
     }
 

@@ -1,0 +1,151 @@
+//! The project's own `flake.nix` in a temporary world: the stand-in
+//! nixpkgs (`support::standin`), a copy of the checkout's flake locked to
+//! it, a HOME and a TMPDIR, and newcomers' projects made from its template.
+//!
+//! The checkout is used the way README tells a user with a checkout to use
+//! it: `nix flake init -t path:CHECKOUT`, then `nix flake lock
+//! --override-input nixos-shell path:CHECKOUT`. The checkout here is a copy
+//! of the files the flake needs (a `path:` flake of the real checkout would
+//! copy `target/` into the store too), whose `nixpkgs` input is locked to
+//! the stand-in the same way.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::nix_fixture::{copy_dir, real_nix, NIX_CONF};
+use super::standin::{checkout, StandIn};
+use super::vm::Era;
+
+/// What `flake.nix` reads from the checkout.
+const FLAKE_FILES: [&str; 10] = [
+    "flake.nix",
+    "flake.lock",
+    "package.nix",
+    "Cargo.toml",
+    "Cargo.lock",
+    "src",
+    "nixosModules",
+    "templates",
+    "examples",
+    "checks",
+];
+
+/// A temporary world: the stand-in nixpkgs, a copy of the checkout locked
+/// to it, a HOME, a TMPDIR.
+pub struct OurFlake {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub flake: PathBuf,
+}
+
+impl OurFlake {
+    /// The world for `era`, whose VMs run `run_vm` (see [`StandIn::write`]).
+    pub fn new(era: Era, run_vm: &str) -> OurFlake {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let root = dir.path().to_owned();
+        let standin = StandIn::write(&root.join("nixpkgs"), era, run_vm);
+        let flake = root.join("nixos-shell");
+        std::fs::create_dir_all(&flake).expect("create the checkout's copy");
+        for file in FLAKE_FILES {
+            let from = checkout().join(file);
+            if from.is_dir() {
+                copy_dir(&from, &flake.join(file));
+            } else {
+                std::fs::copy(&from, flake.join(file))
+                    .unwrap_or_else(|err| panic!("copy {file} of the checkout: {err}"));
+            }
+        }
+        for empty in ["home", "tmp"] {
+            std::fs::create_dir_all(root.join(empty)).expect("create a dir");
+        }
+        let world = OurFlake {
+            _dir: dir,
+            root,
+            flake,
+        };
+        world.nix_ok(
+            &[
+                "flake",
+                "lock",
+                "--override-input",
+                "nixpkgs",
+                &format!("path:{}", standin.root.display()),
+            ],
+            &world.flake,
+        );
+        world
+    }
+
+    /// `nix ARGS` in `cwd`, offline, with this world's HOME.
+    pub fn nix(&self, args: &[&str], cwd: &Path) -> Output {
+        let output = Command::new(real_nix())
+            .args(["--extra-experimental-features", "nix-command flakes"])
+            .args(args)
+            .current_dir(cwd)
+            .env("HOME", self.root.join("home"))
+            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"))
+            .output()
+            .expect("run nix");
+        eprintln!(
+            "--- nix {args:?} in {}: {}\n{}",
+            cwd.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// [`Self::nix`], which must succeed.
+    pub fn nix_ok(&self, args: &[&str], cwd: &Path) -> Output {
+        let output = self.nix(args, cwd);
+        assert!(
+            output.status.success(),
+            "nix {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// A newcomer's project directory, named `name` under this world,
+    /// made as README says: `nix flake init -t`, then the input pointed at
+    /// the checkout.
+    pub fn project(&self, name: &str) -> PathBuf {
+        let project = self.root.join("home").join(name);
+        std::fs::create_dir_all(&project).expect("create the project dir");
+        let checkout = format!("path:{}", self.flake.display());
+        self.nix_ok(&["flake", "init", "-t", &checkout], &project);
+        self.nix_ok(
+            &[
+                "flake",
+                "lock",
+                "--override-input",
+                "nixos-shell",
+                &checkout,
+            ],
+            &project,
+        );
+        project
+    }
+
+    /// `nixos-shell ARGS` in `cwd` as a user runs it: their HOME, TMPDIR
+    /// and TERM, nix offline, and nothing that tells nixos-shell where its
+    /// module or nixpkgs are (a flake needs neither).
+    pub fn cli(&self, args: &[&str], cwd: &Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nixos-shell"));
+        let path = format!(
+            "{}:/usr/bin:/bin",
+            real_nix().parent().expect("nix's dir").display()
+        );
+        command
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("HOME", self.root.join("home"))
+            .env("USER", "newcomer")
+            .env("TMPDIR", self.root.join("tmp"))
+            .env("TERM", "xterm-newcomer")
+            .env("PATH", path)
+            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"));
+        command
+    }
+}
