@@ -37,6 +37,15 @@ pub enum DiskPlan {
 /// The variable through which the user (and nixos-shell) chooses the image.
 const ENV: &str = "NIX_DISK_IMAGE";
 
+/// The disk flag given, if any: `--ephemeral` or `--disk`.
+fn disk_flag(ephemeral: bool, disk: Option<&Utf8Path>) -> Option<&'static str> {
+    if ephemeral {
+        Some("--ephemeral")
+    } else {
+        disk.map(|_| "--disk")
+    }
+}
+
 /// Refuses `--ephemeral` or `--disk` when `NIX_DISK_IMAGE` is set too; run
 /// before anything is built or created.
 pub fn refuse_conflict(
@@ -44,17 +53,12 @@ pub fn refuse_conflict(
     ephemeral: bool,
     disk: Option<&Utf8Path>,
 ) -> Result<()> {
-    let flag = if ephemeral {
-        "--ephemeral"
-    } else if disk.is_some() {
-        "--disk"
-    } else {
-        return Ok(());
-    };
-    if env.contains_key(ENV) {
-        bail!("{flag} and {ENV} both choose the disk image; drop one");
+    match disk_flag(ephemeral, disk) {
+        Some(flag) if env.contains_key(ENV) => {
+            bail!("{flag} and {ENV} both choose the disk image; drop one")
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Refuses `--ephemeral` or `--disk` for a VM that has no disk image at all
@@ -65,19 +69,12 @@ pub fn refuse_without_image(
     ephemeral: bool,
     disk: Option<&Utf8Path>,
 ) -> Result<()> {
-    let flag = if ephemeral {
-        "--ephemeral"
-    } else if disk.is_some() {
-        "--disk"
-    } else {
-        return Ok(());
-    };
-    if manifest_image.is_none() {
-        bail!(
+    match disk_flag(ephemeral, disk) {
+        Some(flag) if manifest_image.is_none() => bail!(
             "{flag} chooses a disk image, but this VM has none (virtualisation.diskImage = null: its root is a tmpfs); drop {flag}"
-        );
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Decides the disk image; pure. A flag wins over `NIX_DISK_IMAGE`, but
