@@ -12,8 +12,8 @@ use clap::{ArgAction, Parser};
     about = "Spawn a headless NixOS VM from a module or a flake in the current directory, \
              with its console in this terminal",
     after_help = "CONFIG: a module file (vm.nix, some-module.nix) or a flake reference with an \
-                  attribute (.#vm, path:/x#vm, github:owner/repo#vm). Without CONFIG: ./vm.nix \
-                  if it exists, else the `vm` attribute of ./flake.nix.\n\
+                  attribute (.#vm, path:/x#vm, github:owner/repo#vm). Without CONFIG: the `vm` \
+                  attribute of ./flake.nix, else ./vm.nix.\n\
                   End the VM with `Ctrl-a x` or `poweroff`."
 )]
 pub struct HostArgs {
@@ -28,48 +28,6 @@ pub struct HostArgs {
     /// Arguments handed to QEMU after everything else (after `--`).
     #[arg(last = true, value_name = "QEMU_ARGS")]
     pub qemu_args: Vec<String>,
-
-    // --- passed through to nix -------------------------------------------
-    /// Add a path to the Nix search path (nix -I).
-    #[arg(short = 'I', value_name = "PATH", help_heading = "Passed to nix")]
-    pub include: Vec<String>,
-    /// Remote builders (nix --builders).
-    #[arg(long, value_name = "SPEC", help_heading = "Passed to nix")]
-    pub builders: Option<String>,
-    /// Set a Nix setting (nix --option NAME VALUE); repeatable.
-    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append,
-          help_heading = "Passed to nix")]
-    pub option: Vec<String>,
-    /// Show the evaluation trace on errors.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub show_trace: bool,
-    /// Print full build logs.
-    #[arg(short = 'L', long, help_heading = "Passed to nix")]
-    pub print_build_logs: bool,
-    /// More verbose nix output; repeatable.
-    #[arg(short = 'v', long, action = ArgAction::Count, help_heading = "Passed to nix")]
-    pub verbose: u8,
-    /// Keep going when some derivations fail.
-    #[arg(short = 'k', long, help_heading = "Passed to nix")]
-    pub keep_going: bool,
-    /// Keep the build directories of failed builds.
-    #[arg(short = 'K', long, help_heading = "Passed to nix")]
-    pub keep_failed: bool,
-    /// Build from source when a substitute fails.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub fallback: bool,
-    /// Repair corrupted store paths.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub repair: bool,
-    /// Refetch flake inputs and remote files.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub refresh: bool,
-    /// Allow impure evaluation.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub impure: bool,
-    /// Do not use the network.
-    #[arg(long, help_heading = "Passed to nix")]
-    pub offline: bool,
 
     // --- as in the original ------------------------------------------------
     /// The guest's platform, e.g. `x86_64-linux`.
@@ -115,6 +73,11 @@ pub struct HostArgs {
     #[arg(short = 'c', long, value_name = "CMD")]
     pub command: Option<String>,
 
+    /// Flags passed through to every `nix build` (listed last in --help,
+    /// under their own heading).
+    #[command(flatten)]
+    pub nix: NixFlags,
+
     // --- hidden: for packagers (host::generate) -----------------------------
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell)
     /// and exit.
@@ -123,6 +86,53 @@ pub struct HostArgs {
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true, exclusive = true)]
     pub generate_man_page: bool,
+}
+
+/// The flags nixos-shell passes through to `nix build`, typed until the
+/// command line is made (`host::nix` renders them), so that code asks
+/// `flags.impure` instead of searching argument strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Passed to nix")]
+pub struct NixFlags {
+    /// Add a path to the Nix search path (nix -I).
+    #[arg(short = 'I', value_name = "PATH")]
+    pub include: Vec<String>,
+    /// Remote builders (nix --builders).
+    #[arg(long, value_name = "SPEC")]
+    pub builders: Option<String>,
+    /// Set a Nix setting (nix --option NAME VALUE); repeatable.
+    #[arg(long, num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    pub option: Vec<String>,
+    /// Show the evaluation trace on errors.
+    #[arg(long)]
+    pub show_trace: bool,
+    /// Print full build logs.
+    #[arg(short = 'L', long)]
+    pub print_build_logs: bool,
+    /// More verbose nix output; repeatable.
+    #[arg(short = 'v', long, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Keep going when some derivations fail.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+    /// Keep the build directories of failed builds.
+    #[arg(short = 'K', long)]
+    pub keep_failed: bool,
+    /// Build from source when a substitute fails.
+    #[arg(long)]
+    pub fallback: bool,
+    /// Repair corrupted store paths.
+    #[arg(long)]
+    pub repair: bool,
+    /// Refetch flake inputs and remote files.
+    #[arg(long)]
+    pub refresh: bool,
+    /// Allow impure evaluation.
+    #[arg(long)]
+    pub impure: bool,
+    /// Do not use the network.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `nixos-shell-guest`: run by the module's systemd unit before login.
@@ -165,8 +175,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.config.as_deref(), Some(".#vm"));
-        assert_eq!(args.option, ["cores", "4"]);
-        assert_eq!(args.verbose, 2);
+        assert_eq!(args.nix.option, ["cores", "4"]);
+        assert_eq!(args.nix.verbose, 2);
         assert_eq!(args.qemu_args, ["-m", "1G"]);
     }
 

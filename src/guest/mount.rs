@@ -5,7 +5,7 @@ use std::ffi::CString;
 use anyhow::Context;
 use camino::Utf8Path;
 
-use crate::schema::facts::Mount;
+use crate::schema::facts::GuestMount;
 use crate::schema::manifest::CacheMode;
 
 /// The 9p mount options for a share, in the form NixOS' own
@@ -19,7 +19,7 @@ pub fn options(msize: u64, cache: CacheMode) -> String {
 
 /// Mounts a share the host facts list at its guest path (created when
 /// missing), read-only when asked.
-pub fn mount_share(share: &Mount) -> anyhow::Result<()> {
+pub fn mount_share(share: &GuestMount) -> anyhow::Result<()> {
     mount_9p(
         &share.tag,
         &share.guest_path,

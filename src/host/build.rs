@@ -20,6 +20,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::nix::{NixBuild, Outcome};
 use super::resolve::Installable;
+use super::result::BuildResult;
 use super::settings::Settings;
 
 /// The legacy-mode expression: a module file with <nixpkgs/nixos>.
@@ -88,9 +89,9 @@ pub struct Plan {
 /// How the plan ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Realised {
-    /// A build result and the identity of the configuration it is.
+    /// The build result, read, and the identity of the configuration it is.
     Built {
-        result: Utf8PathBuf,
+        build: BuildResult,
         identity: String,
     },
     /// nix failed and said why; its exit status.
@@ -99,7 +100,8 @@ pub enum Realised {
     Interrupted,
 }
 
-/// Runs the plan's steps until one builds; the first nix failure ends it.
+/// Runs the plan's steps until one builds, and reads what it built; the
+/// first nix failure ends it.
 pub fn realise(plan: &Plan) -> Result<Realised> {
     let mut missing = None;
     for step in &plan.steps {
@@ -109,7 +111,7 @@ pub fn realise(plan: &Plan) -> Result<Realised> {
                     eprintln!("nixos-shell: {note}");
                 }
                 return Ok(Realised::Built {
-                    result,
+                    build: BuildResult::read(&result)?,
                     identity: step.identity.clone(),
                 });
             }
@@ -149,7 +151,7 @@ pub fn plan(
         .unwrap_or_default();
     let legacy = |path: &Utf8Path| -> Result<NixBuild> {
         let module = locations.module()?;
-        let search_path = locations.search_path || settings.nix_flags.iter().any(|f| f == "-I");
+        let search_path = locations.search_path || !settings.nix.include.is_empty();
         if !search_path && locations.nixpkgs.is_none() {
             bail!(
                 "no nixpkgs to evaluate {path} with: NIX_PATH has no <nixpkgs> and this nixos-shell \
@@ -158,7 +160,7 @@ pub fn plan(
             );
         }
         let build = NixBuild::expr(LEGACY_NIX, out_link)
-            .flags(&settings.nix_flags)
+            .flags(&settings.nix)
             .impure()
             .argstr("configuration", path.as_str())
             .argstr("module", module.as_str())
@@ -193,7 +195,7 @@ pub fn plan(
             };
             let fallback = locations.module().map(|module| {
                 let build = NixBuild::expr(FLAKE_FALLBACK_NIX, out_link)
-                    .flags(&settings.nix_flags)
+                    .flags(&settings.nix)
                     .impure();
                 let build = match flake.for_get_flake() {
                     Some(url) => build.argstr("flakeRef", url),
@@ -214,7 +216,7 @@ pub fn plan(
                     .attribute_installable(cwd)
                     .expect("a flake has an attribute installable");
                 let mut build =
-                    NixBuild::installable(attribute.reference, out_link).flags(&settings.nix_flags);
+                    NixBuild::installable(attribute.reference, out_link).flags(&settings.nix);
                 if let Some(dir) = attribute.cwd {
                     build = build.current_dir(dir);
                 }

@@ -99,6 +99,61 @@ pub fn plan(
     }
 }
 
+/// The disk image of a run, and the lock that guards it while the VM runs
+/// (released when this is dropped).
+#[derive(Debug)]
+pub struct Disk {
+    /// `NIX_DISK_IMAGE` to set; `None` leaves the run script's choice.
+    pub image: Option<Utf8PathBuf>,
+    _lock: Option<File>,
+}
+
+/// Chooses the disk image of a VM whose manifest names `manifest_image`
+/// (`name` is its `system.name`, `identity` that of its configuration):
+/// the refusals, then [`plan`], then the files it needs (the state image's
+/// lock, a `--disk`'s directory). `ephemeral` is where a throwaway image
+/// goes.
+pub fn choose(
+    env: &BTreeMap<String, String>,
+    flags: (bool, Option<&Utf8Path>),
+    manifest_image: Option<&str>,
+    name: &str,
+    identity: &str,
+    ephemeral: Utf8PathBuf,
+) -> Result<Disk> {
+    let (ephemeral_flag, disk) = flags;
+    refuse_without_image(manifest_image, ephemeral_flag, disk)?;
+    let unlocked = |image| Disk { image, _lock: None };
+    match plan(env, ephemeral_flag, disk, manifest_image) {
+        DiskPlan::LeaveAlone => Ok(unlocked(None)),
+        DiskPlan::Ephemeral => Ok(unlocked(Some(ephemeral))),
+        DiskPlan::Given(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("could not create {dir} for --disk; check the path")
+                })?;
+            }
+            Ok(unlocked(Some(path)))
+        }
+        DiskPlan::State => {
+            let Some(dir) = state_dir(env) else {
+                bail!("neither XDG_STATE_HOME nor HOME is set, so the VM's disk image has no home; set one, or pass --ephemeral or --disk PATH");
+            };
+            let image = dir.join(state_image_name(name, identity));
+            match try_lock(&image)? {
+                Some(lock) => Ok(Disk {
+                    image: Some(image),
+                    _lock: Some(lock),
+                }),
+                None => {
+                    eprintln!("nixos-shell: {image} is in use by another nixos-shell; this VM gets a temporary disk image");
+                    Ok(unlocked(Some(ephemeral)))
+                }
+            }
+        }
+    }
+}
+
 /// `${XDG_STATE_HOME:-$HOME/.local/state}/nixos-shell`.
 pub fn state_dir(env: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
     match env.get("XDG_STATE_HOME").filter(|d| d.starts_with('/')) {

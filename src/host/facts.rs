@@ -8,30 +8,22 @@ use std::process::{Command, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::schema::facts::{HostFacts, Mount, TerminalSize, FACTS_VERSION};
+use super::context::Host;
+use crate::schema::facts::{GuestMount, HostFacts, FACTS_VERSION};
 use crate::schema::manifest::Manifest;
 
-/// What the edge found, for [`compose`].
-pub struct Found {
-    pub terminal: Option<TerminalSize>,
-    pub authorized_keys: Vec<String>,
-    pub mounts: Vec<Mount>,
-    pub command: Option<String>,
-}
-
-/// The host facts from the environment, the cwd and what the edge found.
+/// The host facts of a run; pure. `host_system` is where QEMU runs (this
+/// machine, or `--host-system`): the host's `PATH` goes to a guest of the
+/// same platform only.
 pub fn compose(
-    env: &BTreeMap<String, String>,
-    cwd: &Utf8Path,
+    host: &Host,
     manifest: &Manifest,
     host_system: &str,
-    found: Found,
+    authorized_keys: Vec<String>,
+    mounts: Vec<GuestMount>,
+    command: Option<String>,
 ) -> HostFacts {
-    let user = env
-        .get("USER")
-        .or_else(|| env.get("LOGNAME"))
-        .cloned()
-        .unwrap_or_else(|| "root".to_owned());
+    let env = &host.env;
     let path = env
         .get("PATH")
         .filter(|_| manifest.inherit_path && manifest.system == host_system)
@@ -41,35 +33,17 @@ pub fn compose(
         .and_then(|s| Utf8Path::new(s).file_name().map(str::to_owned));
     HostFacts {
         version: FACTS_VERSION,
-        user,
-        home: home(env),
-        cwd: cwd.to_owned(),
+        user: host.user.clone(),
+        home: host.home.clone(),
+        cwd: host.cwd.clone(),
         term: env.get("TERM").cloned(),
         path,
         shell,
-        terminal: found.terminal,
-        authorized_keys: found.authorized_keys,
-        mounts: found.mounts,
-        command: found.command,
+        terminal: host.terminal,
+        authorized_keys,
+        mounts,
+        command,
     }
-}
-
-/// `$HOME`, else `/root`.
-pub fn home(env: &BTreeMap<String, String>) -> Utf8PathBuf {
-    env.get("HOME")
-        .filter(|h| h.starts_with('/'))
-        .map_or_else(|| Utf8PathBuf::from("/root"), Utf8PathBuf::from)
-}
-
-/// This machine's Nix platform, e.g. `x86_64-linux`.
-pub fn host_system() -> String {
-    nix_system(std::env::consts::ARCH, std::env::consts::OS)
-}
-
-/// Rust's names for a platform in Nix's spelling (macOS is `darwin`).
-fn nix_system(arch: &str, os: &str) -> String {
-    let os = if os == "macos" { "darwin" } else { os };
-    format!("{arch}-{os}")
 }
 
 /// The user's nix profile directory: `~/.local/state/nix/profiles`, else
@@ -129,11 +103,12 @@ pub fn keys_from(texts: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::facts::TerminalSize;
     use crate::schema::manifest::{CacheMode, Mounts};
 
     fn manifest(system: &str, inherit_path: bool) -> Manifest {
         Manifest {
-            version: 1,
+            version: 2,
             name: "nixos".to_owned(),
             system: system.to_owned(),
             disk_image: None,
@@ -150,40 +125,39 @@ mod tests {
         }
     }
 
-    fn found() -> Found {
-        Found {
-            terminal: Some(TerminalSize { rows: 24, cols: 80 }),
-            authorized_keys: vec!["ssh-ed25519 AAA a@b".to_owned()],
-            mounts: vec![],
-            command: Some("make".to_owned()),
-        }
+    fn host(pairs: &[(&str, &str)], cwd: &str) -> Host {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Host::from_parts(env, cwd.into(), Some(TerminalSize { rows: 24, cols: 80 }))
     }
 
-    #[test]
-    fn nix_names_the_platforms() {
-        assert_eq!(nix_system("x86_64", "linux"), "x86_64-linux");
-        assert_eq!(nix_system("aarch64", "macos"), "aarch64-darwin");
-        assert_eq!(host_system(), format!("{}-linux", std::env::consts::ARCH));
+    fn facts(host: &Host, manifest: &Manifest, host_system: &str) -> HostFacts {
+        let keys = vec!["ssh-ed25519 AAA a@b".to_owned()];
+        compose(
+            host,
+            manifest,
+            host_system,
+            keys,
+            vec![],
+            Some("make".to_owned()),
+        )
     }
 
     #[test]
     fn composes_the_facts() {
-        let env: BTreeMap<String, String> = [
-            ("USER", "alice"),
-            ("HOME", "/home/alice"),
-            ("TERM", "xterm"),
-            ("PATH", "/bin"),
-            ("SHELL", "/run/current-system/sw/bin/zsh"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into();
-        let facts = compose(
-            &env,
-            "/home/alice/p".into(),
-            &manifest("x86_64-linux", true),
-            "x86_64-linux",
-            found(),
+        let alice = host(
+            &[
+                ("USER", "alice"),
+                ("HOME", "/home/alice"),
+                ("TERM", "xterm"),
+                ("PATH", "/bin"),
+                ("SHELL", "/run/current-system/sw/bin/zsh"),
+            ],
+            "/home/alice/p",
         );
+        let facts = facts(&alice, &manifest("x86_64-linux", true), "x86_64-linux");
         assert_eq!(facts.user, "alice");
         assert_eq!(facts.home, "/home/alice");
         assert_eq!(facts.cwd, "/home/alice/p");
@@ -191,31 +165,14 @@ mod tests {
         assert_eq!(facts.path.as_deref(), Some("/bin"));
         assert_eq!(facts.shell.as_deref(), Some("zsh"));
         assert_eq!(facts.command.as_deref(), Some("make"));
+        assert_eq!(facts.authorized_keys, ["ssh-ed25519 AAA a@b"]);
         assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
 
-        let other = compose(
-            &env,
-            "/".into(),
-            &manifest("aarch64-linux", true),
-            "x86_64-linux",
-            found(),
-        );
+        let other = super::tests::facts(&alice, &manifest("aarch64-linux", true), "x86_64-linux");
         assert_eq!(other.path, None);
-        let off = compose(
-            &env,
-            "/".into(),
-            &manifest("x86_64-linux", false),
-            "x86_64-linux",
-            found(),
-        );
+        let off = super::tests::facts(&alice, &manifest("x86_64-linux", false), "x86_64-linux");
         assert_eq!(off.path, None);
-        let bare = compose(
-            &BTreeMap::new(),
-            "/".into(),
-            &manifest("x", true),
-            "x",
-            found(),
-        );
+        let bare = super::tests::facts(&host(&[], "/"), &manifest("x", true), "x");
         assert_eq!((bare.user.as_str(), bare.home.as_str()), ("root", "/root"));
     }
 

@@ -1,31 +1,30 @@
-//! The VM command, composed as a value: the run script found in the build
-//! result, the environment it documents, and the arguments it hands to QEMU
-//! (which land after `$QEMU_OPTS`, so later ones win).
+//! The VM command, composed as a value: the run script of the build, the
+//! environment it documents, and the arguments it hands to QEMU (which land
+//! after `$QEMU_OPTS`, so later ones win).
 //!
 //! Arguments, in order: `-m` (--memory, with a memory backend of that size
-//! when the run script has one), `-smp` (--cores), the session share,
-//! one `-virtfs` per share (home, nix profile, the module's extraMounts,
+//! when the run script has one), `-smp` (--cores), the session share, one
+//! `-virtfs` per share (the module's: home, nix profile, extraMounts; then
 //! each --mount), then the user's `-- QEMU_ARGS`. Environment: only what
 //! the user did not set, or appended to what they did (`QEMU_NET_OPTS`).
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::settings::{Settings, UserMount};
-use crate::schema::facts::{self, Mount};
-use crate::schema::manifest::{
-    CacheMode, Manifest, MemoryBackend, MANIFEST_PATH, MANIFEST_VERSION,
-};
+use super::settings::{MountFlag, Settings};
+use crate::schema::facts::{self, GuestMount};
+use crate::schema::manifest::{CacheMode, Manifest, MemoryBackend};
 
-/// One 9p share: a QEMU `-virtfs` and a mount in the guest.
+/// A host directory exported to QEMU (`-virtfs`) under a tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub tag: String,
     pub host: Utf8PathBuf,
     pub guest: Utf8PathBuf,
-    pub cache: CacheMode,
+    /// `None`: the manifest's default cache mode (a `--mount` has none of
+    /// its own).
+    pub cache: Option<CacheMode>,
     pub read_only: bool,
 }
 
@@ -35,17 +34,6 @@ impl Share {
     pub fn virtfs(&self) -> String {
         virtfs(&self.host, &self.tag, self.read_only)
     }
-
-    /// The guest's view of it, for the host facts.
-    pub fn mount(&self, msize: u64) -> Mount {
-        Mount {
-            tag: self.tag.clone(),
-            guest_path: self.guest.clone(),
-            cache: self.cache,
-            read_only: self.read_only,
-            msize,
-        }
-    }
 }
 
 fn virtfs(host: &Utf8Path, tag: &str, read_only: bool) -> String {
@@ -54,13 +42,13 @@ fn virtfs(host: &Utf8Path, tag: &str, read_only: bool) -> String {
     format!("local,path={path},security_model=none,mount_tag={tag}{ro}")
 }
 
-/// The shares of a run, in QEMU argument order.
-pub fn shares(
+/// The shares the module asks for: home (unless `no_home`), the nix
+/// profile (when found), the extraMounts.
+pub fn module_shares(
     manifest: &Manifest,
     home: &Utf8Path,
     nix_profile: Option<&Utf8Path>,
     no_home: bool,
-    user_mounts: &[UserMount],
 ) -> Vec<Share> {
     let mounts = &manifest.mounts;
     let mut shares = Vec::new();
@@ -69,7 +57,7 @@ pub fn shares(
             tag: "home".to_owned(),
             host: home.to_owned(),
             guest: home.to_owned(),
-            cache: mounts.cache,
+            cache: Some(mounts.cache),
             read_only: mounts.mount_home_read_only,
         });
     }
@@ -78,34 +66,51 @@ pub fn shares(
             tag: "nixprofile".to_owned(),
             host: profile.to_owned(),
             guest: profile.to_owned(),
-            cache: mounts.cache,
+            cache: Some(mounts.cache),
             read_only: false,
         });
     }
-    for extra in &mounts.extra_mounts {
-        shares.push(Share {
-            tag: extra.tag.clone(),
-            host: extra.target.clone(),
-            guest: extra.guest_path.clone(),
-            cache: extra.cache,
-            read_only: extra.read_only,
-        });
-    }
-    for (n, mount) in user_mounts.iter().enumerate() {
-        shares.push(Share {
-            tag: format!("mount{n}"),
-            host: mount.host.clone(),
-            guest: mount.guest.clone(),
-            cache: mounts.cache,
-            read_only: mount.read_only,
-        });
-    }
+    shares.extend(mounts.extra_mounts.iter().map(|extra| Share {
+        tag: extra.tag.clone(),
+        host: extra.target.clone(),
+        guest: extra.guest_path.clone(),
+        cache: Some(extra.cache),
+        read_only: extra.read_only,
+    }));
     shares
 }
 
-/// The guest mounts for the host facts: parents before children.
-pub fn guest_mounts(shares: &[Share], msize: u64) -> Vec<Mount> {
-    let mut mounts: Vec<Mount> = shares.iter().map(|s| s.mount(msize)).collect();
+/// The shares `--mount` asks for, tagged `mount0`, `mount1`, ...
+pub fn flag_shares(flags: &[MountFlag]) -> Vec<Share> {
+    flags
+        .iter()
+        .enumerate()
+        .map(|(n, flag)| Share {
+            tag: format!("mount{n}"),
+            host: flag.host.clone(),
+            guest: flag.guest.clone(),
+            cache: None,
+            read_only: flag.read_only,
+        })
+        .collect()
+}
+
+/// The guest's mounts of `shares` for the host facts, parents before
+/// children.
+pub fn guest_mounts<'a>(
+    shares: impl IntoIterator<Item = &'a Share>,
+    manifest: &Manifest,
+) -> Vec<GuestMount> {
+    let mut mounts: Vec<GuestMount> = shares
+        .into_iter()
+        .map(|share| GuestMount {
+            tag: share.tag.clone(),
+            guest_path: share.guest.clone(),
+            cache: share.cache.unwrap_or(manifest.mounts.cache),
+            read_only: share.read_only,
+            msize: manifest.mounts.msize,
+        })
+        .collect();
     mounts.sort_by_key(|m| m.guest_path.components().count());
     mounts
 }
@@ -121,15 +126,17 @@ pub struct VmCommand {
 
 /// What [`compose`] needs.
 pub struct Launch<'a> {
-    pub run_script: Utf8PathBuf,
+    pub run_script: &'a Utf8Path,
     pub settings: &'a Settings,
     /// The session share's host directory.
     pub session_share: &'a Utf8Path,
     /// The run script's TMPDIR unless the user set TMPDIR and USE_TMPDIR.
     pub private_tmp: &'a Utf8Path,
-    pub shares: &'a [Share],
+    /// The module's shares, then the `--mount` ones.
+    pub module_shares: &'a [Share],
+    pub flag_shares: &'a [Share],
     /// `NIX_DISK_IMAGE` to set, if any (see `host::disk`).
-    pub disk_image: Option<Utf8PathBuf>,
+    pub disk_image: Option<&'a Utf8Path>,
     /// The shared memory backend the run script passes, from the manifest.
     pub memory_backend: Option<&'a MemoryBackend>,
     /// The environment nixos-shell was started with.
@@ -155,7 +162,7 @@ pub fn compose(launch: &Launch) -> VmCommand {
         net.extend(settings.forwards.iter().map(|f| f.hostfwd()));
         env.insert("QEMU_NET_OPTS".to_owned(), net.join(","));
     }
-    if let Some(image) = &launch.disk_image {
+    if let Some(image) = launch.disk_image {
         env.insert("NIX_DISK_IMAGE".to_owned(), image.to_string());
     }
 
@@ -173,12 +180,12 @@ pub fn compose(launch: &Launch) -> VmCommand {
         "-virtfs".to_owned(),
         virtfs(launch.session_share, facts::SESSION_TAG, false),
     ]);
-    for share in launch.shares {
+    for share in launch.module_shares.iter().chain(launch.flag_shares) {
         args.extend(["-virtfs".to_owned(), share.virtfs()]);
     }
     args.extend(settings.qemu_args.iter().cloned());
     VmCommand {
-        program: launch.run_script.clone(),
+        program: launch.run_script.to_owned(),
         args,
         env,
     }
@@ -202,52 +209,10 @@ fn memory_backend_args(memory: &str) -> [String; 4] {
     ]
 }
 
-/// The run script `bin/run-*-vm` in a build result.
-pub fn find_run_script(result: &Utf8Path) -> Result<Utf8PathBuf> {
-    let bin = result.join("bin");
-    let mut found: Vec<Utf8PathBuf> = match bin.read_dir_utf8() {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().to_owned())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.starts_with("run-") && n.ends_with("-vm"))
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    found.sort();
-    match found.into_iter().next() {
-        Some(script) => Ok(script),
-        None => bail!(
-            "the build result {result} has no bin/run-*-vm; build a configuration that includes the nixos-shell module (system.build.nixos-shell)"
-        ),
-    }
-}
-
-/// The manifest in a build result.
-pub fn read_manifest(result: &Utf8Path) -> Result<Manifest> {
-    let path = result.join(MANIFEST_PATH);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("the build result has no {MANIFEST_PATH} ({path}); the nixos-shell module that built it is too old or not nixos-shell's")
-    })?;
-    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
-        format!("{path} is not a manifest this nixos-shell understands; update nixos-shell")
-    })?;
-    if manifest.version > MANIFEST_VERSION {
-        bail!(
-            "{path} is manifest version {}, newer than this nixos-shell reads ({MANIFEST_VERSION}); \
-             update nixos-shell to the version of the module that built the VM",
-            manifest.version
-        );
-    }
-    Ok(manifest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::settings::{parse_forward, Settings};
+    use crate::host::settings::{parse_forward, Mode, Settings};
     use crate::schema::manifest::{ExtraMount, Mounts};
 
     fn manifest() -> Manifest {
@@ -277,12 +242,11 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            target: None,
-            nix_flags: vec![],
+            config: None,
+            nix: Default::default(),
             guest_system: None,
             host_system: None,
-            build_only: false,
-            dry_run: false,
+            mode: Mode::Run,
             out_link: None,
             memory: Some("2G".to_owned()),
             cores: Some(2),
@@ -290,7 +254,7 @@ mod tests {
                 parse_forward("8080:80").unwrap(),
                 parse_forward("0.0.0.0:53:53/udp").unwrap(),
             ],
-            mounts: vec![UserMount {
+            mounts: vec![MountFlag {
                 host: "/data,x".into(),
                 guest: "/data".into(),
                 read_only: true,
@@ -303,62 +267,66 @@ mod tests {
         }
     }
 
+    fn launch<'a>(
+        settings: &'a Settings,
+        module_shares: &'a [Share],
+        flag_shares: &'a [Share],
+        memory_backend: Option<&'a MemoryBackend>,
+        env: &'a BTreeMap<String, String>,
+    ) -> Launch<'a> {
+        Launch {
+            run_script: "/r/bin/run-nixos-vm".into(),
+            settings,
+            session_share: "/s/share".into(),
+            private_tmp: "/s/tmp".into(),
+            module_shares,
+            flag_shares,
+            disk_image: Some("/state/nixos.qcow2".into()),
+            memory_backend,
+            env,
+        }
+    }
+
     #[test]
     fn shares_in_order() {
         let settings = settings();
-        let shares = shares(
-            &manifest(),
-            "/home/a".into(),
-            Some("/nix/p".into()),
-            false,
-            &settings.mounts,
-        );
-        let tags: Vec<&str> = shares.iter().map(|s| s.tag.as_str()).collect();
+        let module = module_shares(&manifest(), "/home/a".into(), Some("/nix/p".into()), false);
+        let flags = flag_shares(&settings.mounts);
+        let tags: Vec<&str> = module
+            .iter()
+            .chain(&flags)
+            .map(|s| s.tag.as_str())
+            .collect();
         assert_eq!(tags, ["home", "nixprofile", "awww", "mount0"]);
         assert_eq!(
-            shares[3].virtfs(),
+            flags[0].virtfs(),
             "local,path=/data,,x,security_model=none,mount_tag=mount0,readonly=on"
         );
-        let none = shares_without_home();
-        assert_eq!(none, ["nixprofile", "awww", "mount0"]);
-        let mounts = guest_mounts(&shares, 99);
+        let without_home: Vec<String> =
+            module_shares(&manifest(), "/home/a".into(), Some("/nix/p".into()), true)
+                .into_iter()
+                .map(|s| s.tag)
+                .collect();
+        assert_eq!(without_home, ["nixprofile", "awww"]);
+        let mounts = guest_mounts(module.iter().chain(&flags), &manifest());
         assert_eq!(mounts[0].guest_path, "/data");
+        // A --mount takes the module's default cache mode.
+        assert_eq!(mounts[0].cache, CacheMode::Loose);
         assert_eq!(mounts[3].guest_path, "/var/www");
-        assert_eq!(mounts[3].msize, 99);
-    }
-
-    fn shares_without_home() -> Vec<String> {
-        shares(
-            &manifest(),
-            "/home/a".into(),
-            Some("/nix/p".into()),
-            true,
-            &settings().mounts,
-        )
-        .into_iter()
-        .map(|s| s.tag)
-        .collect()
+        assert_eq!(mounts[3].cache, CacheMode::None);
+        assert_eq!(mounts[3].msize, 16384);
     }
 
     #[test]
     fn composes_arguments_and_environment() {
         let settings = settings();
-        let shares = shares(&manifest(), "/home/a".into(), None, false, &[]);
+        let module = module_shares(&manifest(), "/home/a".into(), None, false);
         let env: BTreeMap<String, String> = [(
             "QEMU_NET_OPTS".to_owned(),
             "hostfwd=tcp::2222-:22".to_owned(),
         )]
         .into();
-        let command = compose(&Launch {
-            run_script: "/r/bin/run-nixos-vm".into(),
-            settings: &settings,
-            session_share: "/s/share".into(),
-            private_tmp: "/s/tmp".into(),
-            shares: &shares,
-            disk_image: Some("/state/nixos.qcow2".into()),
-            memory_backend: None,
-            env: &env,
-        });
+        let command = compose(&launch(&settings, &module, &[], None, &env));
         assert_eq!(command.program, "/r/bin/run-nixos-vm");
         assert_eq!(
             command.args,
@@ -399,17 +367,9 @@ mod tests {
             ("USE_TMPDIR".to_owned(), "1".to_owned()),
         ]
         .into();
-        let command = compose(&Launch {
-            run_script: "/r".into(),
-            settings: &settings,
-            session_share: "/s/share".into(),
-            private_tmp: "/s/tmp".into(),
-            shares: &[],
-            disk_image: None,
-            memory_backend: None,
-            env: &env,
-        });
-        assert!(command.env.is_empty());
+        let mut launch = launch(&settings, &[], &[], None, &env);
+        launch.disk_image = None;
+        assert!(compose(&launch).env.is_empty());
     }
 
     #[test]
@@ -420,16 +380,7 @@ mod tests {
             size: 500,
         };
         let env = BTreeMap::new();
-        let command = compose(&Launch {
-            run_script: "/r".into(),
-            settings: &settings,
-            session_share: "/s/share".into(),
-            private_tmp: "/s/tmp".into(),
-            shares: &[],
-            disk_image: None,
-            memory_backend: Some(&backend),
-            env: &env,
-        });
+        let command = compose(&launch(&settings, &[], &[], Some(&backend), &env));
         assert_eq!(
             command.args[..8],
             [
@@ -443,32 +394,5 @@ mod tests {
                 "2"
             ]
         );
-    }
-
-    #[test]
-    fn a_manifest_newer_than_this_cli_is_refused_with_what_to_do() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        std::fs::create_dir_all(root.join("share/nixos-shell")).unwrap();
-        let mut newer = serde_json::to_value(manifest()).unwrap();
-        newer["version"] = (MANIFEST_VERSION + 1).into();
-        std::fs::write(root.join(MANIFEST_PATH), newer.to_string()).unwrap();
-        let err = format!("{:#}", read_manifest(root).unwrap_err());
-        assert!(err.contains("newer than this nixos-shell reads"), "{err}");
-        let mut current = serde_json::to_value(manifest()).unwrap();
-        current["version"] = MANIFEST_VERSION.into();
-        std::fs::write(root.join(MANIFEST_PATH), current.to_string()).unwrap();
-        assert_eq!(read_manifest(root).unwrap().name, "nixos");
-    }
-
-    #[test]
-    fn finds_the_run_script_or_says_what_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        assert!(format!("{:#}", find_run_script(root).unwrap_err()).contains("has no bin/run-*-vm"));
-        std::fs::create_dir(root.join("bin")).unwrap();
-        std::fs::write(root.join("bin/other"), "").unwrap();
-        std::fs::write(root.join("bin/run-box-vm"), "").unwrap();
-        assert_eq!(find_run_script(root).unwrap(), root.join("bin/run-box-vm"));
     }
 }

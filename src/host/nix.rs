@@ -13,6 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
 use super::{interrupt, nix_output};
+use crate::cli::NixFlags;
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
 const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
@@ -30,7 +31,7 @@ const NOT_PROVIDED: &str = " provides none of ";
 pub struct NixBuild {
     target: Target,
     out_link: Utf8PathBuf,
-    flags: Vec<String>,
+    flags: NixFlags,
     impure: bool,
     args: Vec<(String, String)>,
     /// Where nix runs, when not where nixos-shell does.
@@ -73,7 +74,7 @@ impl NixBuild {
         NixBuild {
             target,
             out_link: out_link.to_owned(),
-            flags: Vec::new(),
+            flags: NixFlags::default(),
             impure: false,
             args: Vec::new(),
             cwd: None,
@@ -91,9 +92,9 @@ impl NixBuild {
         self.cwd.as_deref()
     }
 
-    /// Adds flags passed through from the command line.
-    pub fn flags(mut self, flags: &[String]) -> Self {
-        self.flags.extend(flags.iter().cloned());
+    /// The flags passed through from the command line.
+    pub fn flags(mut self, flags: &NixFlags) -> Self {
+        self.flags = flags.clone();
         self
     }
 
@@ -115,8 +116,8 @@ impl NixBuild {
         argv.extend(FEATURES.map(String::from));
         argv.extend(["--json".to_owned(), "--out-link".to_owned()]);
         argv.push(self.out_link.to_string());
-        argv.extend(self.flags.iter().cloned());
-        if self.impure && !self.flags.iter().any(|f| f == "--impure") {
+        argv.extend(flag_argv(&self.flags));
+        if self.impure && !self.flags.impure {
             argv.push("--impure".to_owned());
         }
         for (name, value) in &self.args {
@@ -186,7 +187,7 @@ impl NixBuild {
             if own.contains(NOT_PROVIDED) {
                 return Ok(Outcome::MissingAttribute(own.to_owned()));
             }
-            if self.flags.iter().any(|f| f == "--show-trace") {
+            if self.flags.show_trace {
                 show(&held);
             }
             bail!("{own}");
@@ -194,6 +195,40 @@ impl NixBuild {
         show(&held);
         Ok(Outcome::Failed(exit_code(&status)))
     }
+}
+
+/// The pass-through flags as nix's arguments, in a fixed order.
+fn flag_argv(flags: &NixFlags) -> Vec<String> {
+    let mut argv = Vec::new();
+    for path in &flags.include {
+        argv.extend(["-I".to_owned(), path.clone()]);
+    }
+    if let Some(spec) = &flags.builders {
+        argv.extend(["--builders".to_owned(), spec.clone()]);
+    }
+    for pair in flags.option.chunks(2) {
+        argv.push("--option".to_owned());
+        argv.extend(pair.iter().cloned());
+    }
+    argv.extend((0..flags.verbose).map(|_| "-v".to_owned()));
+    let switches = [
+        (flags.show_trace, "--show-trace"),
+        (flags.print_build_logs, "--print-build-logs"),
+        (flags.keep_going, "--keep-going"),
+        (flags.keep_failed, "--keep-failed"),
+        (flags.fallback, "--fallback"),
+        (flags.repair, "--repair"),
+        (flags.refresh, "--refresh"),
+        (flags.impure, "--impure"),
+        (flags.offline, "--offline"),
+    ];
+    argv.extend(
+        switches
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| flag.to_owned()),
+    );
+    argv
 }
 
 /// Shows what nix said and `nix_output` held back.
@@ -241,7 +276,11 @@ mod tests {
             "/p#nixosConfigurations.vm.config.system.build.nixos-shell",
             "/t/result".into(),
         )
-        .flags(&["-L".to_owned(), "--impure".to_owned()])
+        .flags(&NixFlags {
+            print_build_logs: true,
+            impure: true,
+            ..NixFlags::default()
+        })
         .impure();
         assert_eq!(
             build.argv(),
@@ -253,7 +292,7 @@ mod tests {
                 "--json",
                 "--out-link",
                 "/t/result",
-                "-L",
+                "--print-build-logs",
                 "--impure",
                 "/p#nixosConfigurations.vm.config.system.build.nixos-shell"
             ]
@@ -285,6 +324,55 @@ mod tests {
                 "",
                 "--expr",
                 "{ a }: a"
+            ]
+        );
+    }
+
+    #[test]
+    fn pass_through_flags_keep_their_order() {
+        use clap::Parser;
+        let args = crate::cli::HostArgs::try_parse_from([
+            "nixos-shell",
+            "-I",
+            "nixpkgs=/np",
+            "--builders",
+            "ssh://b",
+            "--option",
+            "cores",
+            "4",
+            "--show-trace",
+            "-L",
+            "-vv",
+            "-k",
+            "-K",
+            "--fallback",
+            "--repair",
+            "--refresh",
+            "--impure",
+            "--offline",
+        ])
+        .unwrap();
+        assert_eq!(
+            flag_argv(&args.nix),
+            [
+                "-I",
+                "nixpkgs=/np",
+                "--builders",
+                "ssh://b",
+                "--option",
+                "cores",
+                "4",
+                "-v",
+                "-v",
+                "--show-trace",
+                "--print-build-logs",
+                "--keep-going",
+                "--keep-failed",
+                "--fallback",
+                "--repair",
+                "--refresh",
+                "--impure",
+                "--offline"
             ]
         );
     }

@@ -9,9 +9,11 @@
 //!   <name>.qcow2  the --ephemeral disk image
 //! ```
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 use tempfile::TempDir;
+
+use crate::schema::facts::{GuestResult, HostFacts, FACTS_FILE, RESULT_FILE};
 
 pub struct Session {
     dir: TempDir,
@@ -54,6 +56,30 @@ impl Session {
 
     pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {
         self.root.join(format!("{name}.qcow2"))
+    }
+
+    /// Writes the host facts into the session share for the guest.
+    pub fn write_facts(&self, facts: &HostFacts) -> Result<()> {
+        let path = self.share().join(FACTS_FILE);
+        let json =
+            serde_json::to_string_pretty(facts).context("could not encode the host facts")?;
+        std::fs::write(&path, json).with_context(|| format!("could not write {path}"))
+    }
+
+    /// The guest command's status from `result.json` in the session share,
+    /// once the VM ended with `vm_status`.
+    pub fn command_status(&self, vm_status: u8) -> Result<u8> {
+        let path = self.share().join(RESULT_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(_) => bail!(
+                "the VM ended (status {vm_status}) without reporting the command's status ({path} is missing); \
+                 check the console output above, and that the configuration includes the nixos-shell module"
+            ),
+        };
+        let result: GuestResult = serde_json::from_str(&text)
+            .with_context(|| format!("{path} is malformed; check the console output above"))?;
+        Ok(u8::try_from(result.exit_code & 0xff).unwrap_or(1))
     }
 
     /// Removes the directory now, reporting a failure.

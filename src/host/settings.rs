@@ -7,26 +7,36 @@
 use anyhow::{bail, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use crate::cli::HostArgs;
+use crate::cli::{HostArgs, NixFlags};
+
+/// What a run does; the flags that choose it exclude each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Build and start the VM.
+    Run,
+    /// `--build-only`: build, print the run script.
+    BuildOnly,
+    /// `--dry-run`: print the commands a run would execute.
+    DryRun,
+}
 
 /// Everything the host role needs from the command line, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// CONFIG or `--flake`, as typed; resolved by `host::resolve`.
-    pub target: Option<String>,
+    pub config: Option<String>,
     /// Flags passed through to every `nix build`.
-    pub nix_flags: Vec<String>,
+    pub nix: NixFlags,
     pub guest_system: Option<String>,
     pub host_system: Option<String>,
-    pub build_only: bool,
-    pub dry_run: bool,
+    pub mode: Mode,
     /// `--out-link`, absolute.
     pub out_link: Option<Utf8PathBuf>,
     /// `--memory` as a QEMU `-m` value.
     pub memory: Option<String>,
     pub cores: Option<u32>,
     pub forwards: Vec<Forward>,
-    pub mounts: Vec<UserMount>,
+    pub mounts: Vec<MountFlag>,
     pub no_home: bool,
     /// `--disk`, absolute.
     pub disk: Option<Utf8PathBuf>,
@@ -57,7 +67,7 @@ impl Forward {
 
 /// One `--mount`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserMount {
+pub struct MountFlag {
     /// The host directory, absolute.
     pub host: Utf8PathBuf,
     /// Where it appears in the guest, absolute.
@@ -68,7 +78,13 @@ pub struct UserMount {
 impl Settings {
     /// Checks the command line; `cwd` resolves relative paths.
     pub fn from_args(args: HostArgs, cwd: &Utf8Path) -> Result<Settings> {
-        let nix_flags = nix_flags(&args);
+        let mode = if args.dry_run {
+            Mode::DryRun
+        } else if args.build_only {
+            Mode::BuildOnly
+        } else {
+            Mode::Run
+        };
         let memory = args.memory.as_deref().map(parse_memory).transpose()?;
         let cores = args.cores.as_deref().map(parse_cores).transpose()?;
         let forwards = args
@@ -82,12 +98,11 @@ impl Settings {
             .map(|spec| parse_mount(spec, cwd))
             .collect::<Result<Vec<_>>>()?;
         Ok(Settings {
-            target: args.flake.or(args.config),
-            nix_flags,
+            config: args.flake.or(args.config),
+            nix: args.nix,
             guest_system: args.guest_system,
             host_system: args.host_system,
-            build_only: args.build_only,
-            dry_run: args.dry_run,
+            mode,
             out_link: args.out_link.map(|p| absolute(cwd, &p)),
             memory,
             cores,
@@ -100,41 +115,6 @@ impl Settings {
             qemu_args: args.qemu_args,
         })
     }
-}
-
-/// The pass-through flags, rendered as nix arguments in a fixed order.
-fn nix_flags(args: &HostArgs) -> Vec<String> {
-    let mut flags = Vec::new();
-    for path in &args.include {
-        flags.extend(["-I".to_owned(), path.clone()]);
-    }
-    if let Some(spec) = &args.builders {
-        flags.extend(["--builders".to_owned(), spec.clone()]);
-    }
-    for pair in args.option.chunks(2) {
-        flags.push("--option".to_owned());
-        flags.extend(pair.iter().cloned());
-    }
-    let switches = [
-        (args.show_trace, "--show-trace"),
-        (args.print_build_logs, "--print-build-logs"),
-        (args.keep_going, "--keep-going"),
-        (args.keep_failed, "--keep-failed"),
-        (args.fallback, "--fallback"),
-        (args.repair, "--repair"),
-        (args.refresh, "--refresh"),
-        (args.impure, "--impure"),
-        (args.offline, "--offline"),
-    ];
-    for _ in 0..args.verbose {
-        flags.push("-v".to_owned());
-    }
-    for (on, flag) in switches {
-        if on {
-            flags.push(flag.to_owned());
-        }
-    }
-    flags
 }
 
 /// `path` made absolute against `cwd`, with `.` and `..` removed lexically.
@@ -222,7 +202,7 @@ pub fn parse_forward(spec: &str) -> Result<Forward> {
 
 /// `--mount HOST[:GUEST][:ro]`: HOST must be an existing directory (relative
 /// to `cwd`); GUEST, absolute, defaults to HOST's absolute path.
-pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<UserMount> {
+pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<MountFlag> {
     let usage = "write HOST[:GUEST][:ro], e.g. --mount ./src:/src:ro";
     let (rest, read_only) = match spec.strip_suffix(":ro") {
         Some(rest) => (rest, true),
@@ -247,7 +227,7 @@ pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<UserMount> {
         Some(guest) => bail!("--mount {spec:?}: the guest path {guest:?} is not absolute; {usage}"),
         None => host.clone(),
     };
-    Ok(UserMount {
+    Ok(MountFlag {
         host,
         guest,
         read_only,
@@ -257,7 +237,6 @@ pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<UserMount> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn err<T: std::fmt::Debug>(result: Result<T>) -> String {
         format!("{:#}", result.unwrap_err())
@@ -344,54 +323,5 @@ mod tests {
         let cwd = Utf8Path::new("/home/a/p");
         assert_eq!(absolute(cwd, "../q/./r".into()), "/home/a/q/r");
         assert_eq!(absolute(cwd, "/x/../y".into()), "/y");
-    }
-
-    #[test]
-    fn pass_through_flags_keep_their_order() {
-        let args = HostArgs::try_parse_from([
-            "nixos-shell",
-            "-I",
-            "nixpkgs=/np",
-            "--builders",
-            "ssh://b",
-            "--option",
-            "cores",
-            "4",
-            "--show-trace",
-            "-L",
-            "-vv",
-            "-k",
-            "-K",
-            "--fallback",
-            "--repair",
-            "--refresh",
-            "--impure",
-            "--offline",
-        ])
-        .unwrap();
-        let settings = Settings::from_args(args, "/".into()).unwrap();
-        assert_eq!(
-            settings.nix_flags,
-            [
-                "-I",
-                "nixpkgs=/np",
-                "--builders",
-                "ssh://b",
-                "--option",
-                "cores",
-                "4",
-                "-v",
-                "-v",
-                "--show-trace",
-                "--print-build-logs",
-                "--keep-going",
-                "--keep-failed",
-                "--fallback",
-                "--repair",
-                "--refresh",
-                "--impure",
-                "--offline"
-            ]
-        );
     }
 }

@@ -72,7 +72,7 @@ pub struct HostFacts {
     pub authorized_keys: Vec<String>,
     /// Shares to mount, in order (parents before children).
     #[serde(default)]
-    pub mounts: Vec<Mount>,
+    pub mounts: Vec<GuestMount>,
     /// A shell command to run on the console instead of a login; the guest
     /// then powers off and reports the status in a [`GuestResult`].
     #[serde(default)]
@@ -86,10 +86,10 @@ pub struct TerminalSize {
     pub cols: u16,
 }
 
-/// One 9p share the CLI passed to QEMU and the guest mounts.
+/// One 9p share the CLI passed to QEMU, as the guest mounts it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Mount {
+pub struct GuestMount {
     /// The 9p mount tag QEMU was given.
     pub tag: String,
     /// Where to mount it in the guest (created when missing).

@@ -8,6 +8,17 @@
 //!
 //! Every document carries a `version`; readers ignore fields they do not know,
 //! so either side may grow without breaking the other.
+//!
+//! A share of a host directory has four shapes on its way into the guest,
+//! each named for what it is:
+//!
+//! - [`manifest::ExtraMount`]: one the module declares
+//!   (`nixos-shell.mounts.extraMounts`), in the build's manifest;
+//! - `host::settings::MountFlag`: one `--mount` asks for, for one run;
+//! - `host::launch::Share`: either of those, or the home and Nix profile,
+//!   as the host exports it to QEMU (`-virtfs`) with its tag;
+//! - [`facts::GuestMount`]: the same share as the guest role mounts it,
+//!   in the host facts.
 
 pub mod facts;
 pub mod manifest;

@@ -1,0 +1,69 @@
+//! `--dry-run`: what a run would execute, printed shell-quoted, from the
+//! same plan and composition a run uses; only what the build decides (the
+//! result's path, the VM's name, the module's shares and disk image) is
+//! left as a placeholder.
+
+use anyhow::Result;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::build::Plan;
+use super::context::Host;
+use super::disk::{self, DiskPlan};
+use super::launch::{self, Launch};
+use super::quote;
+use super::settings::Settings;
+
+/// Prints the builds of `plan` and the VM command.
+pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) -> Result<u8> {
+    for (n, step) in plan.steps.iter().enumerate() {
+        if n == 0 {
+            println!("# build");
+        } else {
+            println!("# only if the builds above report the configuration missing");
+        }
+        let command = quote::join(step.build.argv());
+        match step.build.cwd() {
+            Some(dir) => println!("(cd {} && {command})", quote::quote(dir.as_str())),
+            None => println!("{command}"),
+        }
+    }
+    let flag_shares = launch::flag_shares(&settings.mounts);
+    let disk_image = match disk::plan(
+        &host.env,
+        settings.ephemeral,
+        settings.disk.as_deref(),
+        None,
+    ) {
+        DiskPlan::Ephemeral => Some(session.join("<name>.qcow2")),
+        DiskPlan::Given(path) => Some(path),
+        DiskPlan::LeaveAlone | DiskPlan::State => None,
+    };
+    let command = launch::compose(&Launch {
+        run_script: &Utf8PathBuf::from("<result>/bin/run-<name>-vm"),
+        settings,
+        session_share: &session.join("share"),
+        private_tmp: &session.join("tmp"),
+        module_shares: &[],
+        flag_shares: &flag_shares,
+        disk_image: disk_image.as_deref(),
+        memory_backend: None,
+        env: &host.env,
+    });
+    println!(
+        "# run (<result> and <name> come from the build; the module's shares (home, nix profile,"
+    );
+    println!(
+        "# extraMounts), its disk image and, with --memory, its memory backend are added after"
+    );
+    println!("# it, the shares before the --mount shares)");
+    let assignments = command
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", quote::quote(v)));
+    let words: Vec<String> = assignments
+        .chain(std::iter::once(quote::quote(command.program.as_str())))
+        .chain(command.args.iter().map(|a| quote::quote(a)))
+        .collect();
+    println!("{}", words.join(" "));
+    Ok(0)
+}
