@@ -15,10 +15,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
 
 /// The choice, before any file is touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,16 +193,10 @@ pub fn try_lock(image: &Utf8Path) -> Result<Option<File>> {
         .write(true)
         .open(&lock_path)
         .with_context(|| format!("could not open {lock_path}; check its permissions"))?;
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(file));
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(err).with_context(|| format!("could not lock {lock_path}"))
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(file)),
+        Err(Errno::WOULDBLOCK) => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("could not lock {lock_path}")),
     }
 }
 

@@ -8,24 +8,21 @@
 //! to the default in the child.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+
+use signal_hook::consts::SIGINT;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn note(_signal: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
 /// Installs the noting handler for SIGINT (idempotent).
 pub fn install() {
-    // SAFETY: `note` is async-signal-safe (one atomic store); the sigaction
-    // struct is zeroed and then filled in completely before use.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = note as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-    }
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // sigaction(2) refuses only a signal it does not know or one no
+        // handler may take, and SIGINT is neither; were it to fail anyway,
+        // Ctrl-C would end nixos-shell as it ends any program.
+        let _ = signal_hook::flag::register(SIGINT, &INTERRUPTED);
+    });
 }
 
 /// Whether SIGINT arrived since [`install`].

@@ -9,9 +9,16 @@
 //! `error:` on is held back ([`Filter`]) for the caller to judge.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::{fcntl_setfd, FdFlags};
+use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+use rustix::termios::{
+    tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, OutputModes,
+};
 
 /// How the line that ends a failed nix run starts.
 const ERROR: &str = "error:";
@@ -22,8 +29,7 @@ const ERROR: &str = "error:";
 /// side is closed once nix has started: only then does reading end when nix
 /// (and whatever inherited its stderr) is gone.
 pub fn spawn(mut command: Command) -> std::io::Result<(Child, Box<dyn Read + Send>)> {
-    // SAFETY: isatty only inspects the descriptor.
-    let terminal = unsafe { libc::isatty(libc::STDERR_FILENO) } == 1;
+    let terminal = std::io::stderr().is_terminal();
     if let Some((master, slave)) = terminal.then(open_pty).flatten() {
         command.stderr(Stdio::from(slave));
         let child = command.spawn()?;
@@ -43,45 +49,31 @@ pub fn spawn(mut command: Command) -> std::io::Result<(Child, Box<dyn Read + Sen
 /// through unchanged (no `\n` -> `\r\n`: our own terminal does that), both
 /// ends closed on exec. `None` when the system has none to give.
 fn open_pty() -> Option<(OwnedFd, OwnedFd)> {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let sized = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    let (mut master, mut slave): (RawFd, RawFd) = (-1, -1);
-    let size_ptr: *mut libc::winsize = if sized {
-        &mut size
-    } else {
-        std::ptr::null_mut()
-    };
-    // SAFETY: valid out-pointers; a null name, termios and (when unknown)
-    // size are allowed. `*mut` pointers fit both Linux's `*const` and the
-    // BSDs' `*mut` parameters.
-    let rc = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut::<libc::c_char>(),
-            std::ptr::null_mut::<libc::termios>(),
-            size_ptr,
-        )
-    };
-    if rc != 0 {
-        return None;
+    let (master, slave) = open_pty_pair().ok()?;
+    // Like openpty(3), a size or mode the slave refuses leaves it as the
+    // system made it: nix still runs, only its progress bar may look off.
+    if let Ok(size) = tcgetwinsize(std::io::stderr()) {
+        let _ = tcsetwinsize(&slave, size);
     }
-    // SAFETY: openpty returned two fresh descriptors we now own.
-    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-    for fd in [&master, &slave] {
-        // SAFETY: fcntl on a descriptor we own.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    // SAFETY: tcgetattr fills the zeroed struct; tcsetattr reads it back.
-    unsafe {
-        let mut termios: libc::termios = std::mem::zeroed();
-        if libc::tcgetattr(slave.as_raw_fd(), &mut termios) == 0 {
-            termios.c_oflag &= !libc::OPOST;
-            libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &termios);
-        }
+    if let Ok(mut termios) = tcgetattr(&slave) {
+        termios.output_modes.remove(OutputModes::OPOST);
+        let _ = tcsetattr(&slave, OptionalActions::Now, &termios);
     }
     Some((master, slave))
+}
+
+/// openpty(3) without its options: a new master and its slave, neither
+/// becoming our controlling terminal.
+fn open_pty_pair() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    // Not every system's posix_openpt takes O_CLOEXEC, so it is set after.
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+    fcntl_setfd(&master, FdFlags::CLOEXEC)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname(&master, Vec::new())?;
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let slave = rustix::fs::open(name.as_c_str(), flags, Mode::empty())?;
+    Ok((master, slave))
 }
 
 /// Copies `source` to `sink` through a [`Filter`] until the end; returns
@@ -255,7 +247,7 @@ mod tests {
         impl Read for Eio<'_> {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 if self.0.is_empty() {
-                    return Err(std::io::Error::from_raw_os_error(libc::EIO));
+                    return Err(rustix::io::Errno::IO.into());
                 }
                 let n = self.0.len().min(buf.len()).min(3);
                 buf[..n].copy_from_slice(&self.0[..n]);
