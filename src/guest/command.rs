@@ -91,13 +91,18 @@ pub fn run_on_console(console: &Utf8Path, command: &str, facts: &HostFacts) -> a
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(tty));
-    // SAFETY: only async-signal-safe calls (setsid, ioctl) between fork and
-    // exec; stdin is already the console when the closure runs.
+    // SAFETY: the closure runs between fork and exec, where only
+    // async-signal-safe calls may be made; it makes two system calls,
+    // setsid(2) and ioctl(2), which take no lock and allocate nothing, and
+    // turns their errno into an `io::Error` without allocating. Standard
+    // input is already the console when it runs.
     unsafe {
         child.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::process::setsid()?;
+            // rustix's `ioctl_tiocsctty` passes 0, which fails when the
+            // console is another session's controlling terminal, as busybox
+            // init makes it for the role's own session; 1 takes it over,
+            // which root may.
             if libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
                 return Err(std::io::Error::last_os_error());
             }

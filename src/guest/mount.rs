@@ -4,6 +4,7 @@ use std::ffi::CString;
 
 use anyhow::Context;
 use camino::Utf8Path;
+use rustix::mount::MountFlags;
 
 use crate::schema::facts::GuestMount;
 use crate::schema::manifest::CacheMode;
@@ -39,24 +40,14 @@ pub fn mount_9p(
         .with_context(|| format!("cannot create mount point {target} for share {tag}"))?;
     let source = CString::new(tag).context("a 9p tag contains a NUL byte")?;
     let target_c = CString::new(target.as_str()).context("a guest path contains a NUL byte")?;
-    let fstype = CString::new("9p").context("constant")?;
     let data = CString::new(options).context("mount options contain a NUL byte")?;
-    let flags = if read_only { libc::MS_RDONLY } else { 0 };
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives
-    // the call.
-    let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target_c.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
+    let flags = if read_only {
+        MountFlags::RDONLY
+    } else {
+        MountFlags::empty()
     };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        anyhow::bail!("cannot mount share {tag} at {target} ({options}): {err}");
-    }
+    rustix::mount::mount(&source, &target_c, c"9p", flags, data.as_c_str())
+        .with_context(|| format!("cannot mount share {tag} at {target} ({options})"))?;
     Ok(())
 }
 

@@ -2,7 +2,9 @@
 
 use std::process::Command;
 
+use anyhow::Context;
 use camino::Utf8Path;
+use rustix::system::{reboot, RebootCommand};
 
 /// Present when systemd is the init system.
 const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
@@ -11,8 +13,7 @@ const SYSTEMD_RUNTIME: &str = "/run/systemd/system";
 /// (an orderly shutdown; `--no-block` because this runs inside a unit that
 /// the shutdown itself waits for), else with reboot(2) directly.
 pub fn power_off() -> anyhow::Result<()> {
-    // SAFETY: sync(2) has no preconditions.
-    unsafe { libc::sync() };
+    rustix::fs::sync();
     if Utf8Path::new(SYSTEMD_RUNTIME).is_dir() {
         let status = Command::new("systemctl")
             .args(["--no-block", "poweroff"])
@@ -23,11 +24,7 @@ pub fn power_off() -> anyhow::Result<()> {
             Err(err) => eprintln!("nixos-shell-guest: warning: cannot run systemctl: {err}"),
         }
     }
-    // SAFETY: reboot(2) with a valid command; it returns only on failure.
-    let rc = unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_POWER_OFF) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        anyhow::bail!("cannot power off: {err}");
-    }
+    // reboot(2) returns only when it fails.
+    reboot(RebootCommand::PowerOff).context("cannot power off")?;
     Ok(())
 }
