@@ -7,12 +7,14 @@
 //!   installs), a systemd unit of the NixOS module runs it before the console
 //!   login to apply those facts: see [`guest`].
 //!
-//! Both roles share the data formats in [`schema`]. `main` only picks the
-//! role, runs it and turns an error chain into one line and an exit status.
+//! Both roles share the data formats in [`schema`] and the shell quoting in
+//! [`shell`]. `main` only picks the role, runs it and turns an error chain
+//! into one line and an exit status.
 
 mod cli;
 mod guest;
 mod host;
+mod shell;
 
 // The shared documents live in the library, so tests read them too.
 use nixos_shell::schema;

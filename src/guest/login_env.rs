@@ -9,25 +9,29 @@ use anyhow::Context;
 use camino::Utf8Path;
 
 use crate::schema::facts::HostFacts;
+use crate::shell::single_quote;
 
-/// The script for `facts`. Every value is single-quoted, so no host string
-/// is ever expanded by the guest's shell.
+/// The script for `facts`. The login shell sources it with `sh`'s rules:
+/// every value is single-quoted, so no host string is ever expanded by it.
 pub fn script(facts: &HostFacts) -> String {
     let mut lines = vec![
         "# Written by nixos-shell-guest from the host facts; sourced by the login shell."
             .to_owned(),
-        format!("export HOME={}", quote(facts.home.as_str())),
-        format!("export USER={}", quote(&facts.user)),
+        format!("export HOME={}", single_quote(facts.home.as_str())),
+        format!("export USER={}", single_quote(&facts.user)),
     ];
     if let Some(term) = &facts.term {
-        lines.push(format!("export TERM={}", quote(term)));
+        lines.push(format!("export TERM={}", single_quote(term)));
     }
     if let Some(path) = &facts.path {
-        lines.push(format!("export PATH={}\"${{PATH:+:$PATH}}\"", quote(path)));
+        lines.push(format!(
+            "export PATH={}\"${{PATH:+:$PATH}}\"",
+            single_quote(path)
+        ));
     }
     lines.push(format!(
         "cd {} 2>/dev/null || cd \"$HOME\" 2>/dev/null",
-        quote(facts.cwd.as_str())
+        single_quote(facts.cwd.as_str())
     ));
     if let Some(size) = facts.terminal {
         lines.push(format!(
@@ -38,11 +42,6 @@ pub fn script(facts: &HostFacts) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
-}
-
-/// `value` as one single-quoted `sh` word.
-pub fn quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', r"'\''"))
 }
 
 /// Writes the script to `path` (parents created), readable by everyone.
@@ -97,12 +96,6 @@ mod tests {
              cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
              if [ -t 0 ]; then stty rows 40 cols 132 2>/dev/null; fi\n"
         );
-    }
-
-    #[test]
-    fn quotes_survive_single_quotes_and_expansions() {
-        assert_eq!(quote("it's $HOME `x`"), r"'it'\''s $HOME `x`'");
-        assert_eq!(quote(""), "''");
     }
 
     #[test]
