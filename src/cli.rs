@@ -70,7 +70,9 @@ pub struct HostArgs {
     #[arg(long)]
     pub ephemeral: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
-    #[arg(short = 'c', long, value_name = "CMD")]
+    // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
+    // would hand `-x` to QEMU.
+    #[arg(short = 'c', long, value_name = "CMD", allow_hyphen_values = true)]
     pub command: Option<String>,
 
     /// Flags passed through to every `nix build` (listed last in --help,

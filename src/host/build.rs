@@ -77,6 +77,9 @@ pub struct Step {
     /// Said when this step's result is the one used: which of two
     /// configurations in the directory runs.
     pub note: Option<String>,
+    /// Said when this step, the last, finds no configuration and its nix
+    /// process did not say why in our words.
+    pub if_missing: String,
 }
 
 /// The builds to try, in order: each runs only when the ones before it
@@ -115,7 +118,9 @@ pub fn realise(plan: &Plan) -> Result<Realised> {
                     identity: step.identity.clone(),
                 });
             }
-            Outcome::MissingAttribute(message) => missing = Some(message),
+            Outcome::MissingAttribute(message) => {
+                missing = Some(message.unwrap_or_else(|| step.if_missing.clone()))
+            }
             Outcome::Failed(code) => return Ok(Realised::Failed(code)),
             Outcome::Interrupted => return Ok(Realised::Interrupted),
         }
@@ -173,6 +178,7 @@ pub fn plan(
                 build: legacy(path)?,
                 identity: installable.identity(),
                 note: None,
+                if_missing: format!("{path} builds no system.build.nixos-shell; report this"),
             }],
         }),
         Installable::Flake {
@@ -188,10 +194,20 @@ pub fn plan(
                     flake.display()
                 )
             });
+            let system = settings.guest_system.as_deref().unwrap_or("<system>");
+            let if_missing = format!(
+                "{} provides no nixosConfigurations.{name}.config.system.build.nixos-shell, and \
+                 this nixos-shell does not know where its NixOS module is to look for \
+                 nixosConfigurations.{name}, nixosModules.{name} or \
+                 packages.{system}.nixosConfigurations.{name} without it: set NIXOS_SHELL_MODULE, \
+                 or make the configuration with nixos-shell's lib.mkVm",
+                flake.display()
+            );
             let step = |build: NixBuild| Step {
                 build,
                 identity: identity.clone(),
                 note: note.clone(),
+                if_missing: if_missing.clone(),
             };
             let fallback = locations.module().map(|module| {
                 let build = NixBuild::expr(FLAKE_FALLBACK_NIX, out_link)
@@ -233,6 +249,9 @@ pub fn plan(
                             "{}/flake.nix provides no {name}; running {file}",
                             flake.display()
                         )),
+                        if_missing: format!(
+                            "{file} builds no system.build.nixos-shell; report this"
+                        ),
                     });
                 }
             }

@@ -28,12 +28,7 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
         }
     }
     let flag_shares = launch::flag_shares(&settings.mounts);
-    let disk_image = match disk::plan(
-        &host.env,
-        settings.ephemeral,
-        settings.disk.as_deref(),
-        None,
-    ) {
+    let disk_image = match disk::plan(&host.env, settings.ephemeral, settings.disk_path(), None) {
         DiskPlan::Ephemeral => Some(session.join("<name>.qcow2")),
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,

@@ -10,11 +10,15 @@
 
 use std::collections::BTreeMap;
 
+use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::settings::{MountFlag, Settings};
+use super::settings::{check_guest_path, MountFlag, Settings};
 use crate::schema::facts::{self, GuestMount};
 use crate::schema::manifest::{CacheMode, Manifest, MemoryBackend};
+
+/// The tag of the home share.
+const HOME_TAG: &str = "home";
 
 /// A host directory exported to QEMU (`-virtfs`) under a tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +58,7 @@ pub fn module_shares(
     let mut shares = Vec::new();
     if mounts.mount_home && !no_home {
         shares.push(Share {
-            tag: "home".to_owned(),
+            tag: HOME_TAG.to_owned(),
             host: home.to_owned(),
             guest: home.to_owned(),
             cache: Some(mounts.cache),
@@ -93,6 +97,31 @@ pub fn flag_shares(flags: &[MountFlag]) -> Vec<Share> {
             read_only: flag.read_only,
         })
         .collect()
+}
+
+/// Fails with one line when the shares cannot all be mounted as asked: a
+/// home of `/` (it would share the host's whole root, read-write), a
+/// module share at a reserved guest path, or two shares at one guest path.
+pub fn check_shares(module_shares: &[Share], flag_shares: &[Share]) -> Result<()> {
+    for share in module_shares {
+        if share.tag == HOME_TAG && share.host == "/" {
+            bail!("HOME is /, and sharing it would share the host's whole root; set HOME to your home directory, or pass --no-home");
+        }
+        check_guest_path(&share.guest)
+            .with_context(|| format!("the module's share of {}", share.host))?;
+    }
+    let all: Vec<&Share> = module_shares.iter().chain(flag_shares).collect();
+    for (n, share) in all.iter().enumerate() {
+        if let Some(other) = all[..n].iter().find(|other| other.guest == share.guest) {
+            bail!(
+                "{} and {} would both be shared at {} in the guest; give the --mount another guest path (HOST:GUEST)",
+                other.host,
+                share.host,
+                share.guest
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The guest's mounts of `shares` for the host facts, parents before

@@ -57,7 +57,8 @@ pub fn run(args: HostArgs) -> Result<u8> {
     // Read.
     let host = Host::read()?;
     let settings = Settings::from_args(args, &host.cwd)?;
-    disk::refuse_conflict(&host.env, settings.ephemeral, settings.disk.as_deref())?;
+    disk::refuse_conflict(&host.env, settings.ephemeral, settings.disk_path())?;
+    settings.check_host()?;
 
     // Resolve and plan.
     let installable = resolve::resolve(settings.config.as_deref(), &host.cwd)?;
@@ -94,7 +95,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let manifest = &built.manifest;
     let disk = disk::choose(
         &host.env,
-        (settings.ephemeral, settings.disk.as_deref()),
+        (settings.ephemeral, settings.disk_path()),
         manifest.disk_image.as_deref(),
         &manifest.name,
         &identity,
@@ -104,6 +105,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let module_shares =
         launch::module_shares(manifest, &host.home, profile.as_deref(), settings.no_home);
     let flag_shares = launch::flag_shares(&settings.mounts);
+    launch::check_shares(&module_shares, &flag_shares)?;
     let host_system = settings.host_system.as_deref().unwrap_or(&host.system);
     session.write_facts(&facts::compose(
         &host,

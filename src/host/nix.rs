@@ -50,9 +50,8 @@ pub enum Outcome {
     /// The store path built (the first output `out`).
     Built(Utf8PathBuf),
     /// The configuration does not exist: nix said an installable's attribute
-    /// is missing, or our lookup found none. What to tell the user if no
-    /// other build follows.
-    MissingAttribute(String),
+    /// is missing (`None`), or our lookup found none and said so.
+    MissingAttribute(Option<String>),
     /// nix failed; its message was shown; this is its exit status.
     Failed(u8),
     /// Ctrl-C stopped it.
@@ -172,20 +171,17 @@ impl NixBuild {
             return parse_output(&stdout).map(Outcome::Built);
         }
         let plain = nix_output::held_lines(&held);
-        if let Target::Installable(installable) = &self.target {
-            if plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE)) {
-                return Ok(Outcome::MissingAttribute(format!(
-                    "{installable} does not exist and this nixos-shell cannot look further: set \
-                     NIXOS_SHELL_MODULE, or build the configuration with nixos-shell's lib.mkVm"
-                )));
-            }
+        if matches!(self.target, Target::Installable(_))
+            && plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE))
+        {
+            return Ok(Outcome::MissingAttribute(None));
         }
         if let Some(own) = plain
             .iter()
             .find_map(|l| l.trim_start().strip_prefix(OWN_ERROR))
         {
             if own.contains(NOT_PROVIDED) {
-                return Ok(Outcome::MissingAttribute(own.to_owned()));
+                return Ok(Outcome::MissingAttribute(Some(own.to_owned())));
             }
             if self.flags.show_trace {
                 show(&held);

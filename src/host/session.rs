@@ -72,8 +72,13 @@ impl Session {
         let path = self.share().join(RESULT_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
+            // QEMU's own errors (a port in use, a locked or broken disk
+            // image) end it with a failure before any guest runs.
+            Err(_) if vm_status != 0 => bail!(
+                "QEMU failed (status {vm_status}) before the command ran; its message is above"
+            ),
             Err(_) => bail!(
-                "the VM ended (status {vm_status}) without reporting the command's status ({path} is missing); \
+                "the VM ended without reporting the command's status ({path} is missing); \
                  check the console output above, and that the configuration includes the nixos-shell module"
             ),
         };

@@ -4,10 +4,13 @@
 //! `--cores`) lives here, each returning one-line errors that say what was
 //! wrong and what to write instead.
 
-use anyhow::{bail, Result};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+
+use anyhow::{bail, Context, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use crate::cli::{HostArgs, NixFlags};
+use crate::schema::facts;
 
 /// What a run does; the flags that choose it exclude each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,11 +41,17 @@ pub struct Settings {
     pub forwards: Vec<Forward>,
     pub mounts: Vec<MountFlag>,
     pub no_home: bool,
-    /// `--disk`, absolute.
-    pub disk: Option<Utf8PathBuf>,
+    pub disk: Option<DiskFlag>,
     pub ephemeral: bool,
     pub command: Option<String>,
     pub qemu_args: Vec<String>,
+}
+
+/// `--disk`: the path as given (for messages) and absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskFlag {
+    pub spec: String,
+    pub path: Utf8PathBuf,
 }
 
 /// One `--forward`.
@@ -96,7 +105,15 @@ impl Settings {
             .mount
             .iter()
             .map(|spec| parse_mount(spec, cwd))
-            .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<MountFlag>>>()?;
+        for (n, mount) in mounts.iter().enumerate() {
+            if mounts[..n].iter().any(|other| other.guest == mount.guest) {
+                bail!(
+                    "two --mount flags share to {}; give each its own guest path (HOST:GUEST)",
+                    mount.guest
+                );
+            }
+        }
         Ok(Settings {
             config: args.flake.or(args.config),
             nix: args.nix,
@@ -109,7 +126,10 @@ impl Settings {
             forwards,
             mounts,
             no_home: args.no_home,
-            disk: args.disk.map(|p| absolute(cwd, &p)),
+            disk: args.disk.map(|p| DiskFlag {
+                path: absolute(cwd, &p),
+                spec: p.into_string(),
+            }),
             ephemeral: args.ephemeral,
             command: args.command,
             qemu_args: args.qemu_args,
@@ -154,8 +174,22 @@ pub fn parse_memory(spec: &str) -> Result<String> {
     if number == 0 {
         bail!("--memory {spec:?} is zero; give the VM some memory, e.g. 2G");
     }
+    // QEMU takes sizes in bytes as 64-bit numbers; far below that, no
+    // machine it emulates addresses more than a few PiB.
+    let mib = if unit == "G" {
+        number.checked_mul(1024)
+    } else {
+        Some(number)
+    };
+    if mib.is_none_or(|mib| mib > MAX_MEMORY_MIB) {
+        bail!("--memory {spec:?} is more memory than a VM can have; write e.g. 2G");
+    }
     Ok(format!("{number}{unit}"))
 }
+
+/// The largest `--memory`, in MiB: 4 PiB, the most an x86-64 guest's
+/// 52-bit physical addresses reach.
+const MAX_MEMORY_MIB: u64 = 4 << 30;
 
 /// `--cores`: a positive integer.
 pub fn parse_cores(spec: &str) -> Result<u32> {
@@ -183,8 +217,11 @@ pub fn parse_forward(spec: &str) -> Result<Forward> {
         [address, host, guest] => (*address, *host, *guest),
         _ => bail!("--forward {spec:?} lacks a port; {usage}"),
     };
-    if address.is_empty() || address.contains([',', ' ']) {
-        bail!("--forward {spec:?} has a malformed address {address:?}; {usage}");
+    if address.parse::<Ipv4Addr>().is_err() {
+        bail!(
+            "--forward {spec:?}: {address:?} is not an IPv4 address (QEMU's user network forwards \
+             IPv4 only; names are not resolved); {usage}"
+        );
     }
     let port = |text: &str| match text.parse::<u16>() {
         Ok(n) if n > 0 => Ok(n),
@@ -200,17 +237,71 @@ pub fn parse_forward(spec: &str) -> Result<Forward> {
     })
 }
 
-/// `--mount HOST[:GUEST][:ro]`: HOST must be an existing directory (relative
-/// to `cwd`); GUEST, absolute, defaults to HOST's absolute path.
+impl Forward {
+    /// Fails with one line if QEMU could not listen on the host side: the
+    /// port is taken, or below 1024 for a user who is not root. Tried with
+    /// a bind of our own, before anything is built, rather than learnt from
+    /// QEMU after the build.
+    pub fn check_free(&self) -> Result<()> {
+        let address: SocketAddr = (self.address.parse::<Ipv4Addr>()?, self.host_port).into();
+        let bound = if self.udp {
+            UdpSocket::bind(address).map(drop)
+        } else {
+            TcpListener::bind(address).map(drop)
+        };
+        let proto = if self.udp { "udp" } else { "tcp" };
+        match bound {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => bail!(
+                "--forward: {proto} port {} on {} is in use; stop what listens there or pick another port",
+                self.host_port,
+                self.address
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+                "--forward: {proto} port {} is below 1024 and needs root; pick a port from 1024 up",
+                self.host_port
+            ),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrNotAvailable => bail!(
+                "--forward: {} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one of its own",
+                self.address
+            ),
+            Err(err) => {
+                Err(err).with_context(|| format!("--forward: cannot listen on {address} ({proto})"))
+            }
+        }
+    }
+}
+
+/// `--mount HOST[:GUEST][:ro|:rw]`, exactly: HOST must be an existing
+/// directory (relative to `cwd`); GUEST, absolute, defaults to HOST's
+/// absolute path and must be a place a share may go
+/// ([`check_guest_path`]). Anything else is refused, since a misread mode
+/// would share a directory writable that the user wanted read-only.
 pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<MountFlag> {
     let usage = "write HOST[:GUEST][:ro], e.g. --mount ./src:/src:ro";
-    let (rest, read_only) = match spec.strip_suffix(":ro") {
-        Some(rest) => (rest, true),
-        None => (spec.strip_suffix(":rw").unwrap_or(spec), false),
+    let mode = |mode: &str| {
+        match mode {
+        "ro" => Ok(true),
+        "rw" => Ok(false),
+        _ => Err(anyhow::anyhow!(
+            "--mount {spec:?}: unknown mode {mode:?}; the mode is ro (read-only) or rw (the default)"
+        )),
+    }
     };
-    let (host, guest) = match rest.split_once(':') {
-        Some((host, guest)) => (host, Some(guest)),
-        None => (rest, None),
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host, guest, read_only) = match parts.as_slice() {
+        [host] => (*host, None, false),
+        [host, "ro" | "rw"] => (*host, None, mode(parts[1])?),
+        [host, guest] if guest.starts_with('/') => (*host, Some(*guest), false),
+        [_, other] => bail!(
+            "--mount {spec:?}: {other:?} is neither an absolute guest path nor a mode (ro, rw); {usage}"
+        ),
+        [host, guest, read_only] => (*host, Some(*guest), mode(read_only)?),
+        _ => bail!(
+            "--mount {spec:?} has more ':' than HOST:GUEST:MODE; a path containing ':' cannot be \
+             given to --mount: share it through a symlink whose path has none, or with \
+             nixos-shell.mounts.extraMounts in the VM's module"
+        ),
     };
     if host.is_empty() {
         bail!("--mount {spec:?} names no host directory; {usage}");
@@ -227,6 +318,7 @@ pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<MountFlag> {
         Some(guest) => bail!("--mount {spec:?}: the guest path {guest:?} is not absolute; {usage}"),
         None => host.clone(),
     };
+    check_guest_path(&guest).with_context(|| format!("--mount {spec:?}"))?;
     Ok(MountFlag {
         host,
         guest,
@@ -234,9 +326,79 @@ pub fn parse_mount(spec: &str, cwd: &Utf8Path) -> Result<MountFlag> {
     })
 }
 
+/// Fails if no share may be mounted at `guest`: the root, the Nix store
+/// (the guest's own system lives there), or the guest role's directory.
+pub fn check_guest_path(guest: &Utf8Path) -> Result<()> {
+    let reserved = |dir: &str| guest == dir || guest.starts_with(dir);
+    if guest == "/" || guest == "/nix" || reserved("/nix/store") {
+        bail!("{guest} holds the guest's own system and cannot be a share's guest path; pick another, e.g. /mnt/NAME");
+    }
+    if reserved(facts::GUEST_DIR) {
+        bail!(
+            "{guest} is nixos-shell's own directory in the guest and cannot be a share's guest path; pick another, e.g. /mnt/NAME"
+        );
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// `--disk`'s absolute path.
+    pub fn disk_path(&self) -> Option<&Utf8Path> {
+        self.disk.as_ref().map(|d| d.path.as_path())
+    }
+
+    /// The checks that look at the machine (ports, files), run before
+    /// anything is built so that their errors come first.
+    pub fn check_host(&self) -> Result<()> {
+        for forward in &self.forwards {
+            forward.check_free()?;
+        }
+        if let Some(disk) = &self.disk {
+            check_disk(&disk.path, &disk.spec)?;
+        }
+        Ok(())
+    }
+}
+
+/// `--disk PATH`: a path where the run script may create a new image, or
+/// an existing qcow2 image. Anything else (a text file, a device, a raw
+/// image) would be handed to the guest as a writable disk and overwritten.
+pub fn check_disk(disk: &Utf8Path, spec: &str) -> Result<()> {
+    if spec.is_empty() {
+        bail!("--disk needs a path: a new file (created) or a qcow2 image");
+    }
+    let meta = match std::fs::metadata(disk) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => {
+            return Err(err).with_context(|| format!("--disk {spec:?}: cannot read {disk}"))
+        }
+    };
+    if meta.is_dir() {
+        bail!("--disk {spec:?}: {disk} is a directory; name an image file in it, e.g. {disk}/vm.qcow2");
+    }
+    let mut magic = [0u8; 4];
+    let is_qcow2 = meta.is_file()
+        && std::fs::File::open(disk)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+        && magic == QCOW2_MAGIC;
+    if !is_qcow2 {
+        bail!(
+            "--disk {spec:?}: {disk} is not a qcow2 image and would be overwritten as the VM's disk; \
+             pass a new path (it is created) or an image from `qemu-img create -f qcow2`"
+        );
+    }
+    Ok(())
+}
+
+/// The first bytes of every qcow2 image: "QFI" and 0xfb.
+const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     fn err<T: std::fmt::Debug>(result: Result<T>) -> String {
         format!("{:#}", result.unwrap_err())
@@ -283,7 +445,34 @@ mod tests {
         assert!(err(parse_forward("0:80")).contains("\"0\" is not a port"));
         assert!(err(parse_forward("70000:80")).contains("is not a port"));
         assert!(err(parse_forward("80:80/sctp")).contains("unknown protocol \"sctp\""));
-        assert!(err(parse_forward(":80:80")).contains("malformed address"));
+        assert!(err(parse_forward(":80:80")).contains("\"\" is not an IPv4 address"));
+        // Regression: names and IPv6 reached QEMU, which failed after the build.
+        assert!(err(parse_forward("localhost:80:80")).contains("is not an IPv4 address"));
+        assert!(err(parse_forward("[::1]:80:80")).contains("is not an IPv4 address"));
+    }
+
+    #[test]
+    fn a_forward_to_a_taken_port_is_refused_before_the_build() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let forward = parse_forward(&format!("{port}:80")).unwrap();
+        assert_eq!(
+            err(forward.check_free()),
+            format!("--forward: tcp port {port} on 127.0.0.1 is in use; stop what listens there or pick another port")
+        );
+        drop(taken);
+        forward.check_free().unwrap();
+        let elsewhere = parse_forward("192.0.2.7:8080:80").unwrap();
+        assert!(err(elsewhere.check_free()).contains("is not an address of this machine"));
+    }
+
+    #[test]
+    fn absurd_memory_is_refused() {
+        assert!(
+            err(parse_memory("18446744073709551615G")).contains("more memory than a VM can have")
+        );
+        assert!(err(parse_memory("99999999999999999999")).contains("not a memory size"));
+        assert_eq!(parse_memory("4096G").unwrap(), "4096G");
     }
 
     #[test]
@@ -314,8 +503,94 @@ mod tests {
             )
         );
         assert!(err(parse_mount("file", cwd)).contains("is not a directory"));
-        assert!(err(parse_mount("src:rel", cwd)).contains("is not absolute"));
+        assert!(err(parse_mount("src:rel:ro", cwd)).contains("is not absolute"));
         assert!(err(parse_mount(":/x", cwd)).contains("names no host directory"));
+        assert!(!parse_mount("src:/x:rw", cwd).unwrap().read_only);
+        assert!(parse_mount("src:ro", cwd).unwrap().read_only);
+    }
+
+    /// Regression: `HOST:/data:RO` shared HOST read-write at `/data:RO`,
+    /// and a guest write overwrote the host's file.
+    #[test]
+    fn only_the_documented_mount_forms_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir(cwd.join("src")).unwrap();
+        assert_eq!(
+            err(parse_mount("src:/data:RO", cwd)),
+            "--mount \"src:/data:RO\": unknown mode \"RO\"; the mode is ro (read-only) or rw (the default)"
+        );
+        assert!(err(parse_mount("src:/data:readonly", cwd)).contains("unknown mode \"readonly\""));
+        assert!(
+            err(parse_mount("src:data", cwd)).contains("neither an absolute guest path nor a mode")
+        );
+        assert!(
+            err(parse_mount("src:/a:b:ro", cwd)).contains("a path containing ':' cannot be given")
+        );
+    }
+
+    #[test]
+    fn shares_stay_out_of_the_guests_system_and_of_each_others_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir(cwd.join("src")).unwrap();
+        for guest in ["/", "/nix", "/nix/store", "/nix/store/x"] {
+            assert!(
+                err(parse_mount(&format!("src:{guest}"), cwd))
+                    .contains("holds the guest's own system"),
+                "{guest}"
+            );
+        }
+        for guest in ["/run/nixos-shell", "/run/nixos-shell/session"] {
+            assert!(
+                err(parse_mount(&format!("src:{guest}"), cwd))
+                    .contains("nixos-shell's own directory"),
+                "{guest}"
+            );
+        }
+        assert!(parse_mount("src:/nix/var/x", cwd).is_ok());
+        let args = HostArgs::try_parse_from([
+            "nixos-shell",
+            "--mount",
+            &format!("{cwd}/src:/a"),
+            "--mount",
+            &format!("{cwd}:/a"),
+        ])
+        .unwrap();
+        assert_eq!(
+            err(Settings::from_args(args, cwd)),
+            "two --mount flags share to /a; give each its own guest path (HOST:GUEST)"
+        );
+    }
+
+    /// Regression: an existing text file, /dev/null or random bytes were
+    /// handed to the guest as a writable raw disk and overwritten.
+    #[test]
+    fn a_disk_is_a_new_path_or_a_qcow2_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(cwd.join("notes.txt"), "my notes").unwrap();
+        std::fs::write(cwd.join("vm.qcow2"), b"QFI\xfb\0\0\0\x03").unwrap();
+        check_disk(&cwd.join("new.qcow2"), "new.qcow2").unwrap();
+        check_disk(&cwd.join("vm.qcow2"), "vm.qcow2").unwrap();
+        for (path, spec) in [
+            (cwd.join("notes.txt"), "notes.txt"),
+            ("/dev/null".into(), "/dev/null"),
+        ] {
+            assert!(
+                err(check_disk(&path, spec)).contains("is not a qcow2 image"),
+                "{spec}"
+            );
+        }
+        assert!(err(check_disk(cwd, ".")).contains("is a directory"));
+        assert_eq!(
+            err(check_disk(cwd, "")),
+            "--disk needs a path: a new file (created) or a qcow2 image"
+        );
+        assert_eq!(
+            std::fs::read_to_string(cwd.join("notes.txt")).unwrap(),
+            "my notes"
+        );
     }
 
     #[test]

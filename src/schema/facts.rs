@@ -27,6 +27,10 @@ pub const FACTS_FILE: &str = "facts.json";
 /// The guest's answer's file name inside the session share.
 pub const RESULT_FILE: &str = "result.json";
 
+/// The guest role's own directory: everything it writes in the guest is
+/// under it, so no share may be mounted there.
+pub const GUEST_DIR: &str = "/run/nixos-shell";
+
 /// Where the guest role mounts the session share.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
 pub const GUEST_SESSION_DIR: &str = "/run/nixos-shell/session";
