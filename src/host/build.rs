@@ -99,8 +99,8 @@ pub enum Realised {
     },
     /// nix failed and said why; its exit status.
     Failed(u8),
-    /// Ctrl-C stopped the build.
-    Interrupted,
+    /// A signal stopped the build; its number.
+    Signalled(i32),
 }
 
 /// Runs the plan's steps until one builds, and reads what it built; the
@@ -122,7 +122,7 @@ pub fn realise(plan: &Plan) -> Result<Realised> {
                 missing = Some(message.unwrap_or_else(|| step.if_missing.clone()))
             }
             Outcome::Failed(code) => return Ok(Realised::Failed(code)),
-            Outcome::Interrupted => return Ok(Realised::Interrupted),
+            Outcome::Signalled(signal) => return Ok(Realised::Signalled(signal)),
         }
     }
     match missing {

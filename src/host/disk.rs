@@ -106,7 +106,14 @@ pub fn plan(
 pub struct Disk {
     /// `NIX_DISK_IMAGE` to set; `None` leaves the run script's choice.
     pub image: Option<Utf8PathBuf>,
-    _lock: Option<File>,
+    lock: Option<File>,
+}
+
+impl Disk {
+    /// The lock file, held while this lives (and by whoever inherits it).
+    pub fn lock(&self) -> Option<&File> {
+        self.lock.as_ref()
+    }
 }
 
 /// Chooses the disk image of a VM whose manifest names `manifest_image`
@@ -124,7 +131,7 @@ pub fn choose(
 ) -> Result<Disk> {
     let (ephemeral_flag, disk) = flags;
     refuse_without_image(manifest_image, ephemeral_flag, disk)?;
-    let unlocked = |image| Disk { image, _lock: None };
+    let unlocked = |image| Disk { image, lock: None };
     match plan(env, ephemeral_flag, disk, manifest_image) {
         DiskPlan::LeaveAlone => Ok(unlocked(None)),
         DiskPlan::Ephemeral => Ok(unlocked(Some(ephemeral))),
@@ -144,7 +151,7 @@ pub fn choose(
             match try_lock(&image)? {
                 Some(lock) => Ok(Disk {
                     image: Some(image),
-                    _lock: Some(lock),
+                    lock: Some(lock),
                 }),
                 None => {
                     eprintln!("nixos-shell: {image} is in use by another nixos-shell; this VM gets a temporary disk image");

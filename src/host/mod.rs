@@ -12,7 +12,9 @@
 //!    VM command, [`facts`] the host facts the guest reads from the
 //!    [`session`] directory.
 //! 6. run: [`vm`] runs the VM in this terminal ([`terminal`] saves and
-//!    restores it; [`interrupt`] survives Ctrl-C during the build).
+//!    restores it). Throughout, [`signals`] passes the signals that end a
+//!    session to the child of the moment and keeps nixos-shell alive to
+//!    clean up after it.
 //!
 //! [`dry_run`] prints steps 3 and 5 instead; [`generate`] prints shell
 //! completions and the man page for packagers, before anything else.
@@ -23,7 +25,6 @@ mod disk;
 mod dry_run;
 mod facts;
 mod generate;
-mod interrupt;
 mod launch;
 mod nix;
 mod nix_output;
@@ -32,6 +33,7 @@ mod resolve;
 mod result;
 mod session;
 mod settings;
+mod signals;
 mod terminal;
 mod vm;
 
@@ -52,7 +54,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
             .context("could not write to standard output")?;
         return Ok(0);
     }
-    interrupt::install();
+    signals::install();
 
     // Read.
     let host = Host::read()?;
@@ -83,7 +85,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let (built, identity) = match build::realise(&plan)? {
         Realised::Built { build, identity } => (build, identity),
         Realised::Failed(code) => return Ok(code),
-        Realised::Interrupted => return Ok(interrupt::EXIT_INTERRUPTED),
+        Realised::Signalled(signal) => return Ok(signals::exit_status(signal)),
     };
     if settings.mode == Mode::BuildOnly {
         println!("{}", built.run_script);
@@ -128,10 +130,13 @@ pub fn run(args: HostArgs) -> Result<u8> {
     });
 
     // Run.
-    let status = vm::start(&command)?;
-    let code = match settings.command {
-        None => status,
-        Some(_) => session.command_status(status)?,
+    if let Some(signal) = signals::received() {
+        return Ok(signals::exit_status(signal));
+    }
+    let code = match (vm::start(&command, disk.lock())?, &settings.command) {
+        (vm::Ended::Signalled(signal), _) => signals::exit_status(signal),
+        (vm::Ended::Exited(status), None) => status,
+        (vm::Ended::Exited(status), Some(_)) => session.command_status(status)?,
     };
     drop(disk);
     session.close()?;

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
-use super::{interrupt, nix_output};
+use super::{nix_output, signals};
 use crate::cli::NixFlags;
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
@@ -54,8 +54,8 @@ pub enum Outcome {
     MissingAttribute(Option<String>),
     /// nix failed; its message was shown; this is its exit status.
     Failed(u8),
-    /// Ctrl-C stopped it.
-    Interrupted,
+    /// A signal sent to nixos-shell (or Ctrl-C) stopped it; its number.
+    Signalled(i32),
 }
 
 impl NixBuild {
@@ -147,6 +147,7 @@ impl NixBuild {
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
+        signals::die_with_parent(&mut command);
         let (mut child, stderr) = nix_output::spawn(command).map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
@@ -154,16 +155,27 @@ impl NixBuild {
             _ => anyhow::Error::new(err).context("could not start `nix`"),
         })?;
         let forwarder = std::thread::spawn(move || nix_output::forward(stderr, std::io::stderr()));
-        let mut stdout = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            std::io::Read::read_to_string(&mut out, &mut stdout)
-                .context("could not read nix's output")?;
-        }
-        let status = child.wait().context("could not wait for `nix`")?;
+        // Read on a thread, so that this one waits for nix and passes it
+        // the signals nixos-shell catches meanwhile.
+        let reader = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut stdout = String::new();
+                std::io::Read::read_to_string(&mut out, &mut stdout).map(|_| stdout)
+            })
+        });
+        let status = signals::wait(&mut child).context("could not wait for `nix`")?;
+        let stdout = match reader.map(|reader| reader.join()) {
+            Some(Ok(read)) => read.context("could not read nix's output")?,
+            Some(Err(_)) => bail!("reading nix's output failed; report this"),
+            None => String::new(),
+        };
         let held = forwarder.join().unwrap_or_default();
 
-        if interrupt::interrupted() || signal_of(&status) == Some(libc::SIGINT) {
-            return Ok(Outcome::Interrupted);
+        if let Some(signal) = signals::received() {
+            return Ok(Outcome::Signalled(signal));
+        }
+        if signal_of(&status) == Some(libc::SIGINT) {
+            return Ok(Outcome::Signalled(libc::SIGINT));
         }
         if status.success() {
             // Lines such as `error (ignored): ...` may come before success.
