@@ -10,7 +10,7 @@ use super::build::Plan;
 use super::context::Host;
 use super::disk::{self, DiskPlan};
 use super::launch::{self, Launch};
-use super::quote;
+use crate::shell as quote;
 use super::settings::Settings;
 
 /// Prints the builds of `plan` and the VM command.

@@ -28,7 +28,6 @@ mod generate;
 mod launch;
 mod nix;
 mod nix_output;
-mod quote;
 mod resolve;
 mod result;
 mod session;

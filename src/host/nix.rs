@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 
+use signal_hook::consts::SIGINT;
+
 use super::{nix_output, signals};
 use crate::cli::NixFlags;
 
@@ -174,8 +176,8 @@ impl NixBuild {
         if let Some(signal) = signals::received() {
             return Ok(Outcome::Signalled(signal));
         }
-        if signal_of(&status) == Some(libc::SIGINT) {
-            return Ok(Outcome::Signalled(libc::SIGINT));
+        if signal_of(&status) == Some(SIGINT) {
+            return Ok(Outcome::Signalled(SIGINT));
         }
         if status.success() {
             // Lines such as `error (ignored): ...` may come before success.

@@ -20,12 +20,11 @@
 //! so the child would no longer stop on it; a handler is reset in the child.
 
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use rustix::process::{kill_process, set_parent_process_death_signal, Pid, Signal};
+use rustix::process::{kill_process, Pid, Signal};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -83,16 +82,23 @@ pub fn exit_status(signal: i32) -> u8 {
 }
 
 /// Gives `command`'s process TERM when nixos-shell dies, however it dies.
+/// Linux only: other systems have no parent-death signal, and a child
+/// outlives a nixos-shell killed outright there.
+#[cfg(target_os = "linux")]
 pub fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
     // memory of the parent; it is all that runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            set_parent_process_death_signal(Some(Signal::TERM))?;
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM))?;
             Ok(())
         });
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+pub fn die_with_parent(_command: &mut Command) {}
 
 /// Waits for `child` to end, passing it every signal nixos-shell catches
 /// meanwhile; its exit status.
