@@ -1,15 +1,17 @@
 //! Integration tests, built as one binary. They drive the real `nix`
-//! (offline, against fixtures the tests write) and a real QEMU VM.
+//! (offline, against fixtures the tests write) and a real QEMU VM, with the
+//! fixtures and the harness of the test-support crate (`support`).
 
 mod cli;
 mod flake;
 mod module;
-mod support;
 mod vm;
 
-// The benchmark's pure helpers (a `harness = false` bench cannot run its own
-// unit tests): its shell-word splitter and its statistics.
-#[path = "../benches/costs/stats.rs"]
-mod bench_stats;
-#[path = "../benches/costs/words.rs"]
-mod bench_words;
+use nixos_shell_test_support as support;
+
+/// The binary under test and its checkout, for the support crate's
+/// fixtures: these `env!`s name them only in this package's own tests.
+const PATHS: support::Paths = support::Paths::new(
+    env!("CARGO_BIN_EXE_nixos-shell"),
+    env!("CARGO_MANIFEST_DIR"),
+);

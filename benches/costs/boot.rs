@@ -6,10 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use crate::stats::{ratios, summarize};
-use crate::support::vm::{Console, Era};
+use nixos_shell_test_support::stats::{ratios, summarize};
+use nixos_shell_test_support::vm::{Console, Era};
+use nixos_shell_test_support::vm_fixture::{self, Fixture};
+
 use crate::table::{Row, Unit};
-use crate::{guarded, like, measured, proc, vm_fixture, Bench, BOOT_TIMEOUT};
+use crate::{guarded, like, measured, proc, Bench, BOOT_TIMEOUT, PATHS};
 
 impl Bench {
     pub(crate) fn boot(&self) -> Vec<Row> {
@@ -56,7 +58,7 @@ impl Bench {
         // kernel, the busybox initramfs with the guest role) and a manifest
         // sharing home and one extra directory. The 9p era's script: the
         // figures in BENCHMARKS.md were taken with it.
-        let fx = vm_fixture::Fixture::new(Era::NineP);
+        let fx = Fixture::new(PATHS, Era::NineP);
         let image = fx.path("tmp/bare.qcow2");
         // The real nix on PATH, as in the nix figures: not the fixture's
         // call-counting wrapper.

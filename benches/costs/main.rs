@@ -8,7 +8,8 @@
 //! the other (their order alternating), so drift in the machine's load
 //! touches both sides. Everything runs offline with the real `nix`,
 //! against fixture flakes written by the integration tests' own fixture
-//! code, and boots with the VM tests' QEMU harness (`tests/support/`).
+//! code, and boots with the VM tests' QEMU harness: both are the
+//! test-support crate's (`test-support/`).
 //!
 //! Arguments (after `--`): section names to run only some of them:
 //! `cli`, `warm`, `boot` (boot to command and peak RSS). Environment:
@@ -23,20 +24,8 @@ mod measure;
 mod nix;
 mod overhead;
 mod proc;
-mod stats;
 mod table;
 mod warm;
-mod words;
-
-// The integration tests' fixtures, reused rather than copied: `support`
-// holds the nix fixture (a fixture `<nixpkgs/nixos>`, module and `mkVm`)
-// and the QEMU harness; `vm_fixture` the flake the VM tests boot.
-#[allow(dead_code)]
-#[path = "../../tests/support/mod.rs"]
-mod support;
-#[allow(dead_code)]
-#[path = "../../tests/vm/fixture.rs"]
-mod vm_fixture;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -44,16 +33,22 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use nixos_shell_test_support::nix_fixture::NixFixture;
+use nixos_shell_test_support::{stats, Paths};
 
 use nix::NixWrapper;
-use support::nix_fixture::NixFixture;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
 const SECTIONS: [&str; 3] = ["cli", "warm", "boot"];
 
-/// The CLI under test, built by cargo for this benchmark.
-const CLI: &str = env!("CARGO_BIN_EXE_nixos-shell");
+/// The CLI under test, built by cargo for this benchmark, and its checkout,
+/// for the test-support crate's fixtures: these `env!`s name them only in
+/// this package's own benches and tests.
+const PATHS: Paths = Paths::new(
+    env!("CARGO_BIN_EXE_nixos-shell"),
+    env!("CARGO_MANIFEST_DIR"),
+);
 
 /// Runs per figure, by how long one run takes.
 const FAST_RUNS: usize = 31;
@@ -178,7 +173,7 @@ impl Tool {
     fn ours() -> Tool {
         Tool {
             name: "nixos-shell",
-            program: PathBuf::from(CLI),
+            program: PATHS.cli().to_owned(),
             ours: true,
         }
     }
@@ -214,7 +209,7 @@ struct Flakes {
 
 impl Flakes {
     fn new() -> Result<Flakes> {
-        let fixture = NixFixture::new();
+        let fixture = NixFixture::new(PATHS);
         let vm = |modules: &str| {
             format!("{{ nixosConfigurations.vm = mkVm {{ modules = [ {{ system.name = \"vm\"; }} {modules} ]; }}; }}")
         };

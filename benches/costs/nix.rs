@@ -7,6 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use nixos_shell_test_support::fs::on_path;
+use nixos_shell_test_support::nix::NIX_CONF;
+use nixos_shell_test_support::shell::quote;
 
 /// The nix commands the wrapper stands in for: `nix` and the legacy ones a
 /// script might call instead.
@@ -21,21 +24,16 @@ const NIX_COMMANDS: &[&str] = &[
 
 /// The directory on `PATH` that holds the real `nix`.
 pub fn real_nix_dir() -> Result<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .find(|dir| dir.join("nix").is_file())
+    on_path("nix")
+        .and_then(|nix| nix.parent().map(Path::to_owned))
         .context("`nix` is not on PATH: install Nix (Debian: apt-get install nix-bin)")
 }
 
 /// `NIX_CONFIG` for every nix the benchmark starts, directly or through a
-/// CLI: the tests' settings (`tests/support/nix.conf`: flakes on, offline,
-/// builds as root without build users) and an empty flake registry.
+/// CLI: the tests' settings (flakes on, offline, builds as root without
+/// build users) and an empty flake registry.
 pub fn offline_config(registry: &Path) -> String {
-    format!(
-        "{}flake-registry = {}\n",
-        include_str!("../../tests/support/nix.conf"),
-        registry.display()
-    )
+    format!("{NIX_CONF}flake-registry = {}\n", registry.display())
 }
 
 /// Writes the empty flake registry `offline_config` points at.
@@ -67,8 +65,8 @@ impl NixWrapper {
             // NUL-separated, the command's name first.
             let script = format!(
                 "#!/bin/sh\nf={log}/$(date +%s%N).$$\nprintf '%s\\0' {name} \"$@\" > \"$f\"\nexec {real} \"$@\"\n",
-                log = shell_quote(&log.to_string_lossy()),
-                real = shell_quote(&real.to_string_lossy()),
+                log = quote(&log.to_string_lossy()),
+                real = quote(&real.to_string_lossy()),
             );
             let file = bin.join(name);
             fs::write(&file, script)?;
@@ -109,9 +107,4 @@ impl NixWrapper {
         }
         Ok(calls)
     }
-}
-
-/// `s` in single quotes for `sh`.
-pub fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }

@@ -6,9 +6,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::stats::{differences, summarize};
+use nixos_shell_test_support::dry_run;
+use nixos_shell_test_support::stats::{differences, summarize};
+
 use crate::table::{Outcome, Row, Unit};
-use crate::{failed_rows, guarded, measure, measured, words, Bench, Flakes, Tool};
+use crate::{failed_rows, guarded, measure, measured, Bench, Flakes, Tool};
 
 impl Bench {
     pub(crate) fn cli_overhead(&self, flakes: &Flakes, tool: &Tool) -> Vec<Row> {
@@ -115,7 +117,7 @@ impl Bench {
         let build_argv = if tool.ours {
             let mut dry = self.command(flakes, &tool.program, cache)?;
             dry.arg("--dry-run").arg(&flakes.plain);
-            let printed = words::nix_build_argv(&measure::timed(&mut dry)?.stdout)?;
+            let printed = dry_run::nix_build_argv(&measure::timed(&mut dry)?.stdout)?;
             if without_out_link(&printed[1..]) != without_out_link(&logged_build[1..]) {
                 bail!(
                     "--dry-run prints {printed:?} but the run started {logged_build:?}: they must agree"

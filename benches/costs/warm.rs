@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::stats::{ratios, summarize};
+use nixos_shell_test_support::stats::{ratios, summarize};
+
 use crate::table::{Outcome, Row, Unit};
 use crate::{guarded, measure, measured, Bench, Flakes, Tool, OVERRIDES};
 

@@ -3,10 +3,11 @@
 
 use super::{assert_one_line_error, assert_only_error};
 use crate::support::nix_fixture::NixFixture;
+use crate::PATHS;
 
 #[test]
 fn an_empty_directory_says_what_was_looked_for_and_how_to_start() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     let out = fx.run(&[]);
     assert_only_error(&out, "no vm.nix and no flake.nix in ");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -17,7 +18,7 @@ fn an_empty_directory_says_what_was_looked_for_and_how_to_start() {
 
 #[test]
 fn bad_arguments_are_refused_before_nix_runs() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake("{ }");
     let cases: &[(&[&str], &str)] = &[
         (&["missing.nix"], "missing.nix not found"),
@@ -41,7 +42,7 @@ fn bad_arguments_are_refused_before_nix_runs() {
 
 #[test]
 fn version_is_printed_not_booted() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     let out = fx.run(&["--version"]);
     assert!(out.status.success());
     assert_eq!(
@@ -52,7 +53,7 @@ fn version_is_printed_not_booted() {
 
 #[test]
 fn nix_missing_from_path() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake("{ }");
     let mut cli = fx.cli(&[]);
     cli.env("PATH", fx.home());
@@ -62,7 +63,7 @@ fn nix_missing_from_path() {
 
 #[test]
 fn a_build_failure_keeps_nixs_message_and_status() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = mkVm { modules = [ { fixture.fail = true; } ]; }; }"#);
     let out = fx.run(&[]);
     let (calls, exits) = fx.nix_calls();
@@ -77,7 +78,7 @@ fn a_build_failure_keeps_nixs_message_and_status() {
 
 #[test]
 fn a_result_without_a_run_script() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(
         r#"{ nixosConfigurations.vm = mkVm { modules = [ { fixture.runScript = false; } ]; }; }"#,
     );
@@ -87,7 +88,7 @@ fn a_result_without_a_run_script() {
 
 #[test]
 fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     let build = fx.waiting_build();
     let mut cli = fx.cli(&[]);
     std::os::unix::process::CommandExt::process_group(&mut cli, 0);
@@ -104,7 +105,7 @@ fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
 
 #[test]
 fn a_disk_flag_beside_nix_disk_image_is_refused_not_ignored() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = mkVm { }; }"#);
     let image = fx.root.join("mine.qcow2");
     for (args, flag) in [

@@ -2,7 +2,9 @@
 //! is built for each CONFIG, by how many nix processes.
 
 use super::{assert_one_line_error, assert_only_error};
-use crate::support::nix_fixture::{host_system, NixFixture};
+use crate::support::nix::host_system;
+use crate::support::nix_fixture::NixFixture;
+use crate::PATHS;
 
 const MKVM: &str = r#"{
       nixosConfigurations.vm = mkVm { modules = [ { system.name = "flakevm"; } ]; };
@@ -18,7 +20,7 @@ fn built(fx: &NixFixture) -> String {
 
 #[test]
 fn vm_nix_alone_is_one_legacy_build() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
     let out = fx.run(&[]);
     assert!(out.status.success());
@@ -34,7 +36,7 @@ fn vm_nix_alone_is_one_legacy_build() {
 /// nix process, and one line says which of the two ran.
 #[test]
 fn a_flake_beside_vm_nix_wins_and_says_so() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
     fx.flake(MKVM);
     let out = fx.run(&[]);
@@ -55,7 +57,7 @@ fn a_flake_beside_vm_nix_wins_and_says_so() {
 /// A project's own flake without a `vm` does not hide the vm.nix beside it.
 #[test]
 fn a_flake_without_vm_leaves_vm_nix_to_run() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.write("vm.nix", r#"{ system.name = "legacy"; }"#);
     fx.flake(r#"{ nixosConfigurations.other = mkVm { modules = [ ]; }; }"#);
     let out = fx.run(&[]);
@@ -77,7 +79,7 @@ fn a_flake_without_vm_leaves_vm_nix_to_run() {
 
 #[test]
 fn without_vm_nix_the_flakes_vm_builds_by_attribute_in_one_pure_process() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(MKVM);
     let out = fx.run(&[]);
     assert!(out.status.success());
@@ -97,7 +99,7 @@ fn without_vm_nix_the_flakes_vm_builds_by_attribute_in_one_pure_process() {
 
 #[test]
 fn a_file_argument_an_attribute_and_flake_option() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(MKVM);
     fx.write(
         "other.nix",
@@ -117,7 +119,7 @@ fn a_file_argument_an_attribute_and_flake_option() {
 
 #[test]
 fn a_flake_in_a_subdirectory() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake_in("sub", MKVM);
     assert!(fx.run(&["./sub#second"]).status.success());
     assert_eq!(built(&fx), "run-second-vm");
@@ -125,7 +127,7 @@ fn a_flake_in_a_subdirectory() {
 
 #[test]
 fn a_configuration_without_the_module_is_extended_with_extend_modules() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = nixos { inherit system; modules = [ { system.name = "extended"; } ]; }; }"#);
     let out = fx.run(&[]);
     assert!(out.status.success());
@@ -139,7 +141,7 @@ fn a_configuration_without_the_module_is_extended_with_extend_modules() {
 
 #[test]
 fn a_configuration_with_only_override_is_overridden() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(
         r#"let
           overridable = args: builtins.removeAttrs (nixos args) [ "extendModules" ]
@@ -153,7 +155,7 @@ fn a_configuration_with_only_override_is_overridden() {
 
 #[test]
 fn a_configuration_that_cannot_be_extended_names_mkvm_and_make_overridable() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = { config = (nixos { inherit system; }).config; }; }"#);
     let out = fx.run(&[]);
     assert_only_error(&out, "nixosConfigurations.vm of ");
@@ -167,7 +169,7 @@ fn a_configuration_that_cannot_be_extended_names_mkvm_and_make_overridable() {
 
 #[test]
 fn a_nixos_module_is_evaluated_with_nixpkgs() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosModules.vm = { system.name = "frommodule"; }; }"#);
     assert!(fx.run(&[]).status.success());
     assert_eq!(built(&fx), "run-frommodule-vm");
@@ -176,7 +178,7 @@ fn a_nixos_module_is_evaluated_with_nixpkgs() {
 
 #[test]
 fn packages_system_nixos_configurations() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(
         r#"{ packages.${system}.nixosConfigurations.vm = nixos { inherit system; modules = [ { system.name = "packaged"; } ]; }; }"#,
     );
@@ -186,7 +188,7 @@ fn packages_system_nixos_configurations() {
 
 #[test]
 fn a_missing_attribute_lists_what_was_tried() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(MKVM);
     let out = fx.run(&[".#nope"]);
     assert_only_error(
@@ -202,7 +204,7 @@ fn a_missing_attribute_lists_what_was_tried() {
 
 #[test]
 fn without_the_module_path_a_missing_attribute_says_what_to_set() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = nixos { inherit system; }; }"#);
     let mut cli = fx.cli(&[]);
     cli.env_remove("NIXOS_SHELL_MODULE");
@@ -212,7 +214,7 @@ fn without_the_module_path_a_missing_attribute_says_what_to_set() {
 
 #[test]
 fn legacy_mode_without_nixpkgs_says_what_to_set() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.write("vm.nix", "{ }");
     let mut cli = fx.cli(&[]);
     cli.env_remove("NIX_PATH");

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::assert_one_line_error;
 use crate::support::nix_fixture::{stdout, NixFixture};
+use crate::PATHS;
 
 fn mkvm(config: &str) -> String {
     format!(r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ ({config}) ]; }}; }}"#)
@@ -19,7 +20,7 @@ fn session_share(root: &Path) -> String {
 
 #[test]
 fn the_run_script_gets_the_documented_arguments_and_environment() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "box"; }"#));
     std::fs::create_dir(fx.work().join("data")).unwrap();
     let mut cli = fx.cli(&[
@@ -126,7 +127,7 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
 /// the configured size, and QEMU refuses a `-m` that differs from it.
 #[test]
 fn memory_replaces_the_run_scripts_memory_backend_when_the_manifest_names_one() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(
         r#"{ fixture.memoryBackend = { id = "mem0"; size = 256; }; }"#,
     ));
@@ -155,7 +156,7 @@ fn memory_replaces_the_run_scripts_memory_backend_when_the_manifest_names_one() 
 
 #[test]
 fn module_mounts_no_home_and_the_users_tmpdir() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     let srv = fx.work().join("srv");
     std::fs::create_dir(&srv).unwrap();
     fx.flake(&mkvm(&format!(
@@ -190,7 +191,7 @@ fn module_mounts_no_home_and_the_users_tmpdir() {
 
 #[test]
 fn disk_images_user_ephemeral_given_and_locked() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "disk"; }"#));
     let mut cli = fx.cli(&[]);
     cli.env("NIX_DISK_IMAGE", "/mine.qcow2");
@@ -247,7 +248,7 @@ fn disk_images_user_ephemeral_given_and_locked() {
 /// than silently ignored, before the VM starts.
 #[test]
 fn a_disk_flag_is_refused_for_a_vm_without_a_disk_image() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ fixture.diskImage = null; }"#));
     for args in [&["--ephemeral"][..], &["--disk", "d.qcow2"]] {
         let out = fx.run(args);
@@ -261,7 +262,7 @@ fn a_disk_flag_is_refused_for_a_vm_without_a_disk_image() {
 
 #[test]
 fn exit_status_is_the_run_scripts_or_the_commands() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm("{ }"));
     let mut cli = fx.cli(&[]);
     cli.env("NIXOS_SHELL_TEST_EXIT", "5");
@@ -281,7 +282,7 @@ fn exit_status_is_the_run_scripts_or_the_commands() {
 
 #[test]
 fn a_replaced_run_script_gets_the_terminal_and_decides_the_status() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.write_run_script("#!/bin/sh\necho from the vm\nexit 9\n");
     fx.flake(&mkvm("{ }"));
     let out = fx.run(&[]);
@@ -291,7 +292,7 @@ fn a_replaced_run_script_gets_the_terminal_and_decides_the_status() {
 
 #[test]
 fn the_out_link_is_private_unless_asked_for() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "kept"; }"#));
     assert!(fx.run(&["--out-link", "keep"]).status.success());
     let link = fx.work().join("keep");
@@ -303,7 +304,7 @@ fn the_out_link_is_private_unless_asked_for() {
 
 #[test]
 fn build_only_prints_the_run_script_and_starts_nothing() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "only"; }"#));
     let out = fx.run(&["--build-only", ".#vm"]);
     assert!(out.status.success());
@@ -320,7 +321,7 @@ fn build_only_prints_the_run_script_and_starts_nothing() {
 
 #[test]
 fn dry_run_prints_the_commands_and_runs_nothing() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm("{ }"));
     let out = fx.run(&[
         "--dry-run",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::support::nix_fixture::NixFixture;
 use crate::support::vm::Console;
+use crate::PATHS;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -23,7 +24,7 @@ fn in_terminal(fx: &NixFixture, args: &[&str]) -> Console {
 
 #[test]
 fn a_missing_attribute_still_falls_back_and_nix_draws_on_the_terminal() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     // A message only this fixture's build prints, so nix builds it anew.
     let token = format!("built in {}", fx.root.display());
     fx.flake(&format!(
@@ -53,7 +54,7 @@ fn a_missing_attribute_still_falls_back_and_nix_draws_on_the_terminal() {
 
 #[test]
 fn a_failed_build_shows_nixs_error_and_our_own_errors_stay_one_line() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = mkVm { modules = [ { fixture.fail = true; } ]; }; }"#);
     let mut console = in_terminal(&fx, &[]);
     console.expect("fixture build failed on purpose", TIMEOUT);
@@ -64,7 +65,7 @@ fn a_failed_build_shows_nixs_error_and_our_own_errors_stay_one_line() {
     assert_ne!(exits[0], 0);
     assert!(console.transcript().contains(ERASE_BAR));
 
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosConfigurations.vm = { config = (nixos { inherit system; }).config; }; }"#);
     let mut console = in_terminal(&fx, &[]);
     console.expect("lib.makeOverridable", TIMEOUT);
@@ -127,7 +128,7 @@ fn screen_lines(text: &str) -> Vec<String> {
 
 #[test]
 fn ctrl_c_typed_during_the_build_exits_130_and_leaves_nothing() {
-    let fx = NixFixture::new();
+    let fx = NixFixture::new(PATHS);
     let build = fx.waiting_build();
     let mut console = in_terminal(&fx, &[]);
     build.wait_until_started(|| format!(":\n{}", console.transcript()));

@@ -4,13 +4,13 @@
 
 use nixos_shell::schema::manifest::{Manifest, MANIFEST_PATH};
 
-use crate::support::nix_fixture::host_system;
+use crate::support::nix::host_system;
 use crate::support::our_flake::OurFlake;
-use crate::support::standin::checkout;
 use crate::support::vm::Era;
+use crate::PATHS;
 
 fn example_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(checkout().join("examples"))
+    let mut names: Vec<String> = std::fs::read_dir(PATHS.checkout().join("examples"))
         .expect("read examples/")
         .flatten()
         .filter_map(|e| {
@@ -29,7 +29,7 @@ fn every_example_builds_its_nixos_shell_in_both_eras() {
     let names = example_names();
     assert!(names.len() >= 10, "{names:?}");
     for era in Era::ALL {
-        let world = OurFlake::new(era, "#!/bin/sh\n# the run script of @name@\n");
+        let world = OurFlake::new(PATHS, era, "#!/bin/sh\n# the run script of @name@\n");
         let attribute =
             |name: &str| format!("nixosConfigurations.{name}.config.system.build.nixos-shell");
         // Where each one's run script runs: a darwin host's cannot be built

@@ -3,11 +3,12 @@
 
 use crate::support::our_flake::OurFlake;
 use crate::support::vm::{Console, Era, RunScript, BOOT_TIMEOUT};
+use crate::PATHS;
 
 #[test]
 fn after_flake_init_plain_nixos_shell_and_dot_vm_run_the_templates_flake_in_a_path_with_a_space() {
     for era in Era::ALL {
-        let world = OurFlake::new(era, &RunScript::new(era, "vm").nix_template());
+        let world = OurFlake::new(PATHS, era, &RunScript::new(PATHS, era, "vm").nix_template());
         let project = world.project("my first vm");
         assert!(project.join("flake.nix").is_file() && project.join("vm.nix").is_file());
         for config in [None, Some(".#vm")] {

@@ -102,17 +102,14 @@ fn a_tmpfs_root_has_no_disk_image() {
 
 /// The MD5 of `text` as the module hashes guest paths, from nix itself.
 fn md5_hex(text: &str) -> u128 {
-    let out = std::process::Command::new(
-        crate::support::nix_fixture::real_nix().with_file_name("nix-instantiate"),
-    )
-    .args(["--eval", "--expr"])
-    .arg(format!(
-        "builtins.hashString \"md5\" {}",
-        serde_json::Value::from(text)
-    ))
-    .env("NIX_CONFIG", crate::support::nix_fixture::NIX_CONF)
-    .output()
-    .expect("run nix-instantiate");
+    let out = crate::support::nix::command("nix-instantiate")
+        .args(["--eval", "--expr"])
+        .arg(format!(
+            "builtins.hashString \"md5\" {}",
+            serde_json::Value::from(text)
+        ))
+        .output()
+        .expect("run nix-instantiate");
     let hex = String::from_utf8_lossy(&out.stdout)
         .trim()
         .trim_matches('"')

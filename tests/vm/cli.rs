@@ -13,8 +13,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::fixture::{self, Fixture, COLS, DATA_GUEST_PATH, ROWS};
 use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT, MEMORY_MIB};
+use crate::support::vm_fixture::{self as fixture, Fixture, COLS, DATA_GUEST_PATH, ROWS};
+use crate::PATHS;
 
 /// One `#[test]` per scenario and era: `nine_p::NAME` and `virtiofs::NAME`
 /// call the scenario function `NAME(era)`.
@@ -70,7 +71,7 @@ fn power_off(fx: &Fixture, vm: &mut Console) {
 }
 
 fn home_is_mounted_at_the_hosts_path_both_ways(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     std::fs::write(fx.home().join("from-host"), "written on the host\n").unwrap();
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
@@ -88,7 +89,7 @@ fn home_is_mounted_at_the_hosts_path_both_ways(era: Era) {
 }
 
 fn the_login_environment_has_the_hosts_cwd_term_and_size(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     // Root's keys come from the same host facts; checked on the way.
     std::fs::create_dir_all(fx.home().join(".ssh")).unwrap();
     std::fs::write(
@@ -114,7 +115,7 @@ fn the_login_environment_has_the_hosts_cwd_term_and_size(era: Era) {
 }
 
 fn read_only_mounts_refuse_writes_and_leave_the_host_files_untouched(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     std::fs::write(fx.path("data/file"), "module data\n").unwrap();
     std::fs::write(fx.path("extra/file"), "mounted by flag\n").unwrap();
     let mount = format!("{}:/mnt/extra:ro", path_str(&fx.path("extra")));
@@ -144,7 +145,7 @@ fn read_only_mounts_refuse_writes_and_leave_the_host_files_untouched(era: Era) {
 }
 
 fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     let mut vm = fx.start(&["--command", "echo \"output-$((6*7)) in $(pwd)\"; exit 7"]);
     vm.expect(
         &format!("output-42 in {}", path_str(&fx.cwd())),
@@ -156,7 +157,7 @@ fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status(era: Er
 /// In the virtiofs era the run script's memory backend has the script's
 /// size, which QEMU holds a later `-m` to: the CLI brings its own backend.
 fn memory_and_cores_flags_size_the_guest(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     let mut vm = fx.start(&[
         "--memory",
         "512",
@@ -219,7 +220,7 @@ fn http_get(port: u16, timeout: Duration) -> String {
 }
 
 fn a_forwarded_port_reaches_a_server_in_the_guest(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     let port = free_port();
     let forward = format!("127.0.0.1:{port}:80");
     let mut vm = fx.start(&["--forward", &forward]);
@@ -235,7 +236,7 @@ fn a_forwarded_port_reaches_a_server_in_the_guest(era: Era) {
 }
 
 fn ephemeral_leaves_no_disk_image_behind(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     let mut vm = fx.start(&["--ephemeral"]);
     vm.wait_for_shell();
     let images = fixture::disk_images(fx.path("").as_path());
@@ -254,7 +255,7 @@ fn ephemeral_leaves_no_disk_image_behind(era: Era) {
 /// at /tmp/xchg and SHARED_DIR at /tmp/shared, over the era's file system.
 /// The user's TMPDIR and USE_TMPDIR reach the script, so its xchg is known.
 fn the_run_scripts_own_shares_reach_the_guest(era: Era) {
-    let fx = Fixture::new(era);
+    let fx = Fixture::new(PATHS, era);
     let tmpdir = fx.path("script-tmp");
     let shared = fx.path("shared");
     std::fs::create_dir_all(tmpdir.join("xchg")).unwrap();
@@ -309,7 +310,7 @@ fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
 
 #[test]
 fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
-    let fx = Fixture::new(Era::NineP);
+    let fx = Fixture::new(PATHS, Era::NineP);
     let pty = Pty::open(ROWS, COLS);
     let before = pty.termios();
     let mut vm = Console::spawn_on(pty, fx.command(&[]), Some(Permit::acquire(1)));
@@ -331,7 +332,7 @@ fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
 
 #[test]
 fn poweroff_ends_the_vm_with_status_0() {
-    let fx = Fixture::new(Era::NineP);
+    let fx = Fixture::new(PATHS, Era::NineP);
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
     power_off(&fx, &mut vm);
@@ -339,7 +340,7 @@ fn poweroff_ends_the_vm_with_status_0() {
 
 #[test]
 fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
-    let fx = Fixture::new(Era::NineP);
+    let fx = Fixture::new(PATHS, Era::NineP);
     let permit = Permit::acquire(2);
     let mut first = fx.start_with(&[], Some(permit));
     let mut second = fx.start_with(&[], None);
@@ -360,6 +361,7 @@ fn malformed_host_facts_still_reach_the_guests_shell() {
     // The run script replaces the facts the CLI wrote, as a nixos-shell that
     // does not match the guest's could.
     let fx = Fixture::with_prelude(
+        PATHS,
         Era::NineP,
         r#"for arg in "$@"; do
   case "$arg" in

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::json;
 
 use crate::support::vm::{self, Console, Era, RunScript, BOOT_TIMEOUT};
+use crate::PATHS;
 
 /// A host side for one VM: a home with a project directory, a read-only
 /// share and the session directory.
@@ -57,7 +58,7 @@ impl Host {
     /// session share.
     fn boot(&self, session: bool) -> Console {
         let script = self.path("run-vm");
-        RunScript::new(Era::NineP, "vm").write(&script);
+        RunScript::new(PATHS, Era::NineP, "vm").write(&script);
         let mut command = Command::new(&script);
         command
             .current_dir(self.base.path())

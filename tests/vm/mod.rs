@@ -5,13 +5,14 @@
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
 //! - `cli`: the scenarios, driven by the real CLI through a fixture
-//!   flake (`fixture`) built by the real `nix`, each in both eras.
+//!   flake (`support::vm_fixture`) built by the real `nix`, each in both
+//!   eras.
 //! - `run_script`: the virtiofs era's script on the host with a stand-in
 //!   QEMU: its daemons start before QEMU and never outlive it.
-//! - `harness`: the harness' own pure parts.
+//!
+//! The harness' own pure parts (module order, templates, the run script's
+//! text) are tested in the support crate, beside them.
 
 mod cli;
-mod fixture;
 mod guest_role;
-mod harness;
 mod run_script;

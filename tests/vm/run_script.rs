@@ -4,12 +4,13 @@
 //! not outlive a QEMU that never reached them (virtiofsd only ends by
 //! itself when a connected QEMU goes away). No VM boots here.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::fs::write_executable;
 use crate::support::vm::{kill_virtiofsd_under, Era, RunScript};
+use crate::PATHS;
 
 const STAND_IN_QEMU: &str = include_str!("stand-in-qemu.sh");
 
@@ -26,12 +27,9 @@ struct Seen {
 /// and `shared` as SHARED_DIR, the stand-in QEMU first on PATH.
 fn run(base: &Path, tmpdir: &Path, shared: &Path) -> Seen {
     let bin = base.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let qemu = bin.join("qemu-system-x86_64");
-    std::fs::write(&qemu, STAND_IN_QEMU).unwrap();
-    std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&bin.join("qemu-system-x86_64"), STAND_IN_QEMU);
     let script = base.join("run-vm-vm");
-    RunScript::new(Era::Virtiofs, "vm").write(&script);
+    RunScript::new(PATHS, Era::Virtiofs, "vm").write(&script);
     let image = base.join("vm.qcow2");
     std::fs::write(&image, "").unwrap();
     let record = base.join("record");

@@ -1,8 +1,13 @@
-//! Reading back the shell-quoted command lines `nixos-shell --dry-run`
-//! prints: a POSIX word splitter (quotes, backslashes, `VAR=value`
-//! prefixes) and the choice of the `nix build` line.
+//! `sh` words: [`quote`] makes one from any text, for the scripts the
+//! fixtures write; [`split`] reads a line of them back, for the command
+//! lines `nixos-shell --dry-run` prints.
 
 use anyhow::{bail, Result};
+
+/// `value` as one single-quoted `sh` word.
+pub fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
 
 /// The words of one line of `sh` input: single quotes, double quotes (with
 /// `\"`, `\\`, `\$` and `` \` `` escapes) and backslashes outside quotes.
@@ -67,36 +72,11 @@ pub fn split(line: &str) -> Result<Vec<String>> {
     Ok(words)
 }
 
-/// The argv of the `nix build` command among the lines `nixos-shell
-/// --dry-run` printed: the first line whose first word (after any
-/// `NAME=value` assignments) is `nix` or a path ending in `/nix`, and whose
-/// subcommand is `build`.
-pub fn nix_build_argv(dry_run: &str) -> Result<Vec<String>> {
-    for line in dry_run.lines() {
-        let Ok(words) = split(line.trim()) else {
-            continue;
-        };
-        let argv: Vec<String> = words.into_iter().skip_while(|w| is_assignment(w)).collect();
-        let is_nix = argv
-            .first()
-            .is_some_and(|w| w == "nix" || w.ends_with("/nix"));
-        if is_nix && argv.iter().any(|w| w == "build") {
-            return Ok(argv);
-        }
-    }
-    bail!("no `nix build` line in the --dry-run output:\n{dry_run}")
-}
-
-fn is_assignment(word: &str) -> bool {
-    word.split_once('=').is_some_and(|(name, _)| {
-        !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    /// Texts that need quoting in every way `sh` can trip on.
+    const AWKWARD: [&str; 6] = ["", "it's", "a b", "$HOME `x` \\", "''", "\"q\" ; *"];
+
     #[test]
     fn splits_like_sh() {
         assert_eq!(
@@ -108,29 +88,17 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_nix_build_of_a_dry_run() {
-        let printed = "# build\n\
-            nix build --extra-experimental-features 'nix-command flakes' --json \
-            --out-link '<private-temp-dir>/result' 'path:/x#nixosConfigurations.vm.config.system.build.nixos-shell'\n\
-            # run\n\
-            QEMU_NET_OPTS=hostfwd=tcp:127.0.0.1:8080-:80 USE_TMPDIR=1 '<result>/bin/run-<name>-vm' -m 1G\n";
-        assert_eq!(
-            super::nix_build_argv(printed).unwrap(),
-            [
-                "nix",
-                "build",
-                "--extra-experimental-features",
-                "nix-command flakes",
-                "--json",
-                "--out-link",
-                "<private-temp-dir>/result",
-                "path:/x#nixosConfigurations.vm.config.system.build.nixos-shell",
-            ]
-        );
-        assert_eq!(
-            super::nix_build_argv("NIX_PATH=x /usr/bin/nix build y").unwrap(),
-            ["/usr/bin/nix", "build", "y"]
-        );
-        assert!(super::nix_build_argv("nix eval x\n").is_err());
+    fn a_quoted_word_is_the_text_itself_to_sh_and_to_split() {
+        assert_eq!(super::quote("it's"), r"'it'\''s'");
+        for text in AWKWARD {
+            let word = super::quote(text);
+            assert_eq!(super::split(&word).unwrap(), [text], "{word}");
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf %s {word}"))
+                .output()
+                .expect("run /bin/sh");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), text, "{word}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! The harness' shell text lives in `.sh` files beside the code, with
+//! The fixtures' shell text lives in `.sh` files beside the code, with
 //! `@name@` placeholders (the syntax of nixpkgs' `substituteAll`) that
 //! [`fill`] replaces, so a reader sees each script as the shell will.
 
@@ -38,4 +38,26 @@ pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill;
+
+    #[test]
+    fn templates_fill_each_placeholder_and_leave_other_at_signs_alone() {
+        assert_eq!(
+            fill(
+                "exec @cmd@ \"$@\" user@host @cmd@@x@",
+                &[("cmd", "qemu @x@"), ("x", "!")]
+            ),
+            "exec qemu @x@ \"$@\" user@host qemu @x@!"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "no value for it")]
+    fn a_template_placeholder_without_a_value_is_a_harness_error() {
+        fill("@missing@", &[]);
+    }
 }

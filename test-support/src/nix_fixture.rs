@@ -12,6 +12,9 @@
 //! work/fixture/run-vm           the run script every build installs as bin/run-<name>-vm
 //! ```
 //!
+//! (`bin/nix` is `nix_fixture/nix.sh`, the default run script
+//! `nix_fixture/run-vm.sh`.)
+//!
 //! The fixture module builds `system.build.nixos-shell` with `/bin/sh`: the run
 //! script above plus `share/nixos-shell/manifest.json` from `config.fixture.*`.
 //! The default run script records its arguments, environment and cwd into
@@ -29,22 +32,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The nix settings of every nix the tests and the benchmark start: offline
-/// (no substituters), flakes on, and builds that work as root on a Debian
-/// `nix-bin` without `nix-setup-systemd` (no `nixbld` group, so no build
-/// users; no sandbox, since the fixtures build with the host's `/bin/sh`).
-pub const NIX_CONF: &str = include_str!("nix.conf");
-
-/// The real nix; tests fail (never skip) without it.
-pub fn real_nix() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let candidate = Path::new(dir).join("nix");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("`nix` is not on PATH: these tests drive the real nix; install it (Debian: apt-get install nix-bin)");
-}
+use crate::fs::{copy_dir, write_executable};
+use crate::nix::{host_system, offline_config, real_nix};
+use crate::shell::quote;
+use crate::template::fill;
+use crate::Paths;
 
 const NIXOS: &str = r#"# Fixture <nixpkgs/nixos>: modules are paths, functions or attrsets with
 # `imports`; their results are merged recursively, later ones winning.
@@ -130,26 +122,8 @@ in
 }
 "#;
 
-const RECORDING_RUN_SCRIPT: &str = r#"#!/bin/sh
-# Fixture run script: records what nixos-shell handed over.
-rec="${NIXOS_SHELL_TEST_RECORD:?}"
-: > "$rec"
-printf 'cwd %s\n' "$PWD" >> "$rec"
-printf 'script %s\n' "$0" >> "$rec"
-for a in "$@"; do printf 'arg %s\n' "$a" >> "$rec"; done
-env | LC_ALL=C sort | sed 's/^/env /' >> "$rec"
-session=
-for a in "$@"; do
-  case "$a" in *mount_tag=nixos-shell*) session=${a#local,path=}; session=${session%%,*};; esac
-done
-if [ -n "$session" ]; then
-  cp "$session/facts.json" "$rec.facts.json"
-  if [ -z "${NIXOS_SHELL_TEST_NO_RESULT:-}" ] && grep -q '"command": "' "$session/facts.json"; then
-    printf '{"version":1,"exitCode":%s}' "${NIXOS_SHELL_TEST_GUEST_EXIT:-0}" > "$session/result.json"
-  fi
-fi
-exit "${NIXOS_SHELL_TEST_EXIT:-0}"
-"#;
+const RECORDING_RUN_SCRIPT: &str = include_str!("nix_fixture/run-vm.sh");
+const NIX_WRAPPER: &str = include_str!("nix_fixture/nix.sh");
 
 /// The prelude of every fixture flake's outputs.
 const FLAKE_PRELUDE: &str = r#"
@@ -162,17 +136,13 @@ const FLAKE_PRELUDE: &str = r#"
 pub struct NixFixture {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
-}
-
-impl Default for NixFixture {
-    fn default() -> Self {
-        Self::new()
-    }
+    paths: Paths,
 }
 
 impl NixFixture {
-    /// Writes the fixture tree; panics when nix is missing.
-    pub fn new() -> NixFixture {
+    /// Writes the fixture tree for the CLI of `paths`; panics when nix is
+    /// missing.
+    pub fn new(paths: Paths) -> NixFixture {
         let nix = real_nix();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_owned();
@@ -187,16 +157,21 @@ impl NixFixture {
         write("work/fixture/nixpkgs/nixos/default.nix", NIXOS);
         write("work/fixture/module/default.nix", MODULE);
         write("work/fixture/run-vm", RECORDING_RUN_SCRIPT);
-        write(
-            "bin/nix",
-            &format!(
-                "#!/bin/sh\nprintf 'call %s\\n' \"$(printf '%s ' \"$@\" | tr '\\n' ' ')\" >> '{log}'\n'{nix}' \"$@\"\nrc=$?\necho \"exit $rc\" >> '{log}'\nexit $rc\n",
-                log = root.join("nix.log").display(),
-                nix = nix.display()
+        write_executable(
+            &root.join("bin/nix"),
+            &fill(
+                NIX_WRAPPER,
+                &[
+                    ("log", &quote(&root.join("nix.log").to_string_lossy())),
+                    ("nix", &quote(&nix.to_string_lossy())),
+                ],
             ),
         );
-        make_executable(&root.join("bin/nix"));
-        NixFixture { _dir: dir, root }
+        NixFixture {
+            _dir: dir,
+            root,
+            paths,
+        }
     }
 
     /// The CLI's cwd.
@@ -209,7 +184,6 @@ impl NixFixture {
         self.root.join("tmp")
     }
 
-    /// What the CLI left in its TMPDIR.
     /// Writes a flake whose build nix has never seen (a fresh path in it)
     /// and that waits a minute after touching a marker file: for
     /// interrupting a build that is under way. Wait with
@@ -232,6 +206,7 @@ impl NixFixture {
         WaitingBuild { _dir: dir, started }
     }
 
+    /// What the CLI left in its TMPDIR.
     pub fn leftovers(&self) -> Vec<String> {
         std::fs::read_dir(self.tmp())
             .unwrap()
@@ -263,9 +238,7 @@ impl NixFixture {
 
     /// Replaces the run script every later build installs.
     pub fn write_run_script(&self, text: &str) {
-        let path = self.run_script();
-        std::fs::write(&path, text).unwrap();
-        make_executable(&path);
+        write_executable(&self.run_script(), text);
     }
 
     /// Writes `work/<dir>/flake.nix` (dir "" = work) with the given outputs
@@ -296,7 +269,7 @@ impl NixFixture {
 
     /// The CLI, ready to run in `work/` with a clean, offline environment.
     pub fn cli(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nixos-shell"));
+        let mut command = Command::new(self.paths.cli());
         command
             .args(args)
             .current_dir(self.work())
@@ -308,7 +281,7 @@ impl NixFixture {
                 "PATH",
                 format!("{}:/usr/bin:/bin", self.root.join("bin").display()),
             )
-            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"))
+            .env("NIX_CONFIG", offline_config())
             .env(
                 "NIX_PATH",
                 format!("nixpkgs={}", self.work().join("fixture/nixpkgs").display()),
@@ -404,30 +377,6 @@ impl Record {
     /// The session dir's root (the parent of TMPDIR).
     pub fn session_root(&self) -> PathBuf {
         Path::new(&self.env["TMPDIR"]).parent().unwrap().to_owned()
-    }
-}
-
-/// This machine's Nix platform, as the CLI computes it.
-pub fn host_system() -> String {
-    format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// Copies the directory `from` to `to` (created).
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 

@@ -12,18 +12,22 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::nix_fixture::{copy_dir, real_nix, NIX_CONF};
-use super::standin::{checkout, StandIn};
-use super::vm::Era;
+use crate::fs::copy_dir;
+use crate::nix::{offline_config, real_nix};
+use crate::standin::StandIn;
+use crate::vm::Era;
+use crate::Paths;
 
-/// What `flake.nix` reads from the checkout.
-const FLAKE_FILES: [&str; 10] = [
+/// What `flake.nix` reads from the checkout (the package's Cargo workspace
+/// includes this crate).
+const FLAKE_FILES: [&str; 11] = [
     "flake.nix",
     "flake.lock",
     "package.nix",
     "Cargo.toml",
     "Cargo.lock",
     "src",
+    "test-support",
     "nixosModules",
     "templates",
     "examples",
@@ -36,18 +40,20 @@ pub struct OurFlake {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub flake: PathBuf,
+    paths: Paths,
 }
 
 impl OurFlake {
-    /// The world for `era`, whose VMs run `run_vm` (see [`StandIn::write`]).
-    pub fn new(era: Era, run_vm: &str) -> OurFlake {
+    /// The world for `era` around the checkout and CLI of `paths`, whose
+    /// VMs run `run_vm` (see [`StandIn::write`]).
+    pub fn new(paths: Paths, era: Era, run_vm: &str) -> OurFlake {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let root = dir.path().to_owned();
-        let standin = StandIn::write(&root.join("nixpkgs"), era, run_vm);
+        let standin = StandIn::write(paths, &root.join("nixpkgs"), era, run_vm);
         let flake = root.join("nixos-shell");
         std::fs::create_dir_all(&flake).expect("create the checkout's copy");
         for file in FLAKE_FILES {
-            let from = checkout().join(file);
+            let from = paths.checkout().join(file);
             if from.is_dir() {
                 copy_dir(&from, &flake.join(file));
             } else {
@@ -62,6 +68,7 @@ impl OurFlake {
             _dir: dir,
             root,
             flake,
+            paths,
         };
         world.nix_ok(
             &[
@@ -83,7 +90,7 @@ impl OurFlake {
             .args(args)
             .current_dir(cwd)
             .env("HOME", self.root.join("home"))
-            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"))
+            .env("NIX_CONFIG", offline_config())
             .output()
             .expect("run nix");
         eprintln!(
@@ -131,7 +138,7 @@ impl OurFlake {
     /// and TERM, nix offline, and nothing that tells nixos-shell where its
     /// module or nixpkgs are (a flake needs neither).
     pub fn cli(&self, args: &[&str], cwd: &Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_nixos-shell"));
+        let mut command = Command::new(self.paths.cli());
         let path = format!(
             "{}:/usr/bin:/bin",
             real_nix().parent().expect("nix's dir").display()
@@ -145,7 +152,7 @@ impl OurFlake {
             .env("TMPDIR", self.root.join("tmp"))
             .env("TERM", "xterm-newcomer")
             .env("PATH", path)
-            .env("NIX_CONFIG", format!("{NIX_CONF}flake-registry =\n"));
+            .env("NIX_CONFIG", offline_config());
         command
     }
 }

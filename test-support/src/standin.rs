@@ -1,4 +1,5 @@
-//! The stand-in nixpkgs (`tests/support/standin-nixpkgs/`, see its README):
+//! The stand-in nixpkgs (`standin-nixpkgs/` beside this crate's sources,
+//! see its README):
 //! nixpkgs' real `lib/` and module system, NixOS's option declarations for
 //! what the project's module touches, and `qemu-vm.nix` in one [`Era`], so
 //! that tests evaluate and build the project's real NixOS module with the
@@ -8,19 +9,18 @@
 //! sets `NIXPKGS_LIB`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::nix_fixture::{copy_dir, real_nix, NIX_CONF};
-use super::vm::Era;
+use crate::fs::copy_dir;
+use crate::nix;
+use crate::vm::Era;
+use crate::Paths;
 
-/// The checkout, whose `nixosModules/`, `flake.nix`, ... the tests use.
-pub fn checkout() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+/// The stand-in's tree, which [`StandIn::write`] copies.
+const TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/standin-nixpkgs");
 
 /// nixpkgs' `lib/` directory; fails the test with one line saying how to
 /// provide it.
-pub fn nixpkgs_lib() -> PathBuf {
+fn nixpkgs_lib() -> PathBuf {
     if let Some(dir) = std::env::var_os("NIXPKGS_LIB").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         assert!(
@@ -30,10 +30,8 @@ pub fn nixpkgs_lib() -> PathBuf {
         );
         return dir;
     }
-    let nix = real_nix();
-    let out = Command::new(nix.with_file_name("nix-instantiate"))
+    let out = nix::command("nix-instantiate")
         .args(["--eval", "--expr", "toString <nixpkgs/lib>"])
-        .env("NIX_CONFIG", NIX_CONF)
         .output()
         .expect("run nix-instantiate");
     let found = String::from_utf8_lossy(&out.stdout)
@@ -50,14 +48,16 @@ pub fn nixpkgs_lib() -> PathBuf {
 /// A stand-in nixpkgs tree written into a directory.
 pub struct StandIn {
     pub root: PathBuf,
+    paths: Paths,
 }
 
 impl StandIn {
     /// Writes the stand-in into `root` with qemu-vm.nix of `era` and
     /// `run_vm` as the run script template (`@name@`, `@memorySize@` and
-    /// `@cores@` are the configuration's).
-    pub fn write(root: &Path, era: Era, run_vm: &str) -> StandIn {
-        copy_dir(&checkout().join("tests/support/standin-nixpkgs"), root);
+    /// `@cores@` are the configuration's); its nixos-shell package is the
+    /// binary of `paths`, and it evaluates the module of their checkout.
+    pub fn write(paths: Paths, root: &Path, era: Era, run_vm: &str) -> StandIn {
+        copy_dir(Path::new(TREE), root);
         copy_dir(&nixpkgs_lib(), &root.join("lib"));
         let write = |rel: &str, text: &str| {
             std::fs::write(root.join(rel), text)
@@ -71,9 +71,10 @@ impl StandIn {
             ),
         );
         write("run-vm", run_vm);
-        write("nixos-shell-binary", env!("CARGO_BIN_EXE_nixos-shell"));
+        write("nixos-shell-binary", &paths.cli().to_string_lossy());
         StandIn {
             root: root.to_owned(),
+            paths,
         }
     }
 
@@ -83,7 +84,11 @@ impl StandIn {
         format!(
             "(import {root}/nixos/lib/eval-config.nix {{\n  system = \"x86_64-linux\";\n  modules = [ {module_dir} ({module}) ];\n}})",
             root = self.root.display(),
-            module_dir = checkout().join("nixosModules/nixos-shell").display(),
+            module_dir = self
+                .paths
+                .checkout()
+                .join("nixosModules/nixos-shell")
+                .display(),
         )
     }
 
@@ -95,7 +100,7 @@ impl StandIn {
             "let eval = {}; inherit (eval) config options; in {expr}",
             self.configuration(module)
         );
-        let out = nix_command("nix-instantiate")
+        let out = nix::command("nix-instantiate")
             .args(["--eval", "--strict", "--json", "--expr", &text])
             .output()
             .expect("run nix-instantiate");
@@ -112,7 +117,7 @@ impl StandIn {
             "{}.config.system.build.nixos-shell",
             self.configuration(module)
         );
-        let out = nix_command("nix-build")
+        let out = nix::command("nix-build")
             .args(["--no-out-link", "--expr", &text])
             .output()
             .expect("run nix-build");
@@ -121,11 +126,4 @@ impl StandIn {
         }
         Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
     }
-}
-
-/// One of nix's commands, beside the real `nix`, with the tests' settings.
-fn nix_command(name: &str) -> Command {
-    let mut command = Command::new(real_nix().with_file_name(name));
-    command.env("NIX_CONFIG", NIX_CONF);
-    command
 }

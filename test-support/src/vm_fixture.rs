@@ -1,10 +1,11 @@
 //! The fixture flake of the CLI-driven VM tests: a flake whose
 //! `nixosConfigurations.vm` is our flake's `lib.mkVm` with the real NixOS
 //! module, evaluated with nixpkgs' real module system against the stand-in
-//! nixpkgs of one [`Era`] (`support::our_flake`). So the module's own
+//! nixpkgs of one [`Era`] ([`crate::our_flake`]). So the module's own
 //! `system.build.nixos-shell` wraps the harness' run script of that era and
 //! writes the manifest the CLI reads: the module-to-CLI contract is tested
-//! end to end. The VM shares home and one read-only extra directory.
+//! end to end. The VM shares home and one read-only extra directory. The
+//! benchmark's boot figures start the same VM.
 //!
 //! Beside the [`NixFixture`] tree (`work/` holds the flake, `home/` is HOME,
 //! `tmp/` TMPDIR):
@@ -18,9 +19,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::nix_fixture::NixFixture;
-use crate::support::our_flake::OurFlake;
-use crate::support::vm::{self, Console, Era, Permit, RunScript};
+use crate::nix_fixture::NixFixture;
+use crate::our_flake::OurFlake;
+use crate::vm::{self, Console, Era, Permit, RunScript};
+use crate::Paths;
 
 /// The extra mount the module declares.
 pub const DATA_GUEST_PATH: &str = "/srv/data";
@@ -33,19 +35,23 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A fixture whose run script starts the VM as NixOS' of `era` would.
-    pub fn new(era: Era) -> Fixture {
-        Fixture::with_prelude(era, "")
+    /// A fixture for the CLI and checkout of `paths` whose run script
+    /// starts the VM as NixOS' of `era` would.
+    pub fn new(paths: Paths, era: Era) -> Fixture {
+        Fixture::with_prelude(paths, era, "")
     }
 
     /// A fixture whose run script runs `prelude` (sh) first.
-    pub fn with_prelude(era: Era, prelude: &str) -> Fixture {
+    pub fn with_prelude(paths: Paths, era: Era, prelude: &str) -> Fixture {
         let world = OurFlake::new(
+            paths,
             era,
-            &RunScript::new(era, "vm").prelude(prelude).nix_template(),
+            &RunScript::new(paths, era, "vm")
+                .prelude(prelude)
+                .nix_template(),
         );
         let fixture = Fixture {
-            nix: NixFixture::new(),
+            nix: NixFixture::new(paths),
             _world: world,
         };
         for dir in ["home/project", "data", "extra"] {

@@ -7,14 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use super::template::fill;
 use super::SHELL_READY;
+use crate::fs::{on_path, write_executable};
+use crate::template::fill;
 
 /// The guest's address on QEMU's user network, and its gateway.
 const GUEST_IP: &str = "10.0.2.15/24";
@@ -42,62 +42,35 @@ const MODULES: [&str; 12] = [
 /// What every VM test boots.
 #[derive(Debug)]
 pub struct Assets {
+    /// The binary whose guest role the initramfs holds.
+    pub guest: PathBuf,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
 }
 
-/// The kernel and the initramfs, built on first use.
-pub fn assets() -> &'static Assets {
+/// The kernel and an initramfs holding `guest` (the built nixos-shell),
+/// built on first use. One test binary tests one build of nixos-shell, so
+/// the first call's `guest` is every call's.
+pub fn assets(guest: &Path) -> &'static Assets {
     static ASSETS: OnceLock<Assets> = OnceLock::new();
-    ASSETS.get_or_init(build_assets)
-}
-
-fn guest_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nixos-shell"))
-}
-
-/// `program`'s path on PATH.
-fn find_program(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    let assets = ASSETS.get_or_init(|| build_assets(guest));
+    assert_eq!(
+        assets.guest, guest,
+        "the VM harness was asked for two different nixos-shell binaries"
+    );
+    assets
 }
 
 /// Fails the test unless `program` is on PATH.
-pub fn require_program(program: &str, package: &str) {
+fn require_program(program: &str, package: &str) {
     assert!(
-        find_program(program).is_some(),
+        on_path(program).is_some(),
         "{program} is missing: the VM tests need it; install the Debian package {package} \
          (apt-get install {package})"
     );
 }
 
-/// The virtiofsd the virtiofs-era run script starts, by absolute path (as
-/// qemu-vm.nix names its store path): the tests' environments, like the
-/// CLI's, need not have it on PATH. Debian 12 has no package for it; later
-/// distributions install it as /usr/libexec/virtiofsd.
-pub fn virtiofsd() -> PathBuf {
-    static VIRTIOFSD: OnceLock<PathBuf> = OnceLock::new();
-    VIRTIOFSD
-        .get_or_init(|| {
-            find_program("virtiofsd")
-                .or_else(|| {
-                    let libexec = PathBuf::from("/usr/libexec/virtiofsd");
-                    libexec.is_file().then_some(libexec)
-                })
-                .unwrap_or_else(|| {
-                    panic!(
-                        "virtiofsd is missing: the virtiofs-era VM tests' run script starts it; \
-                         install it with `cargo install virtiofsd` (after apt-get install \
-                         libseccomp-dev libcap-ng-dev pkg-config) and put ~/.cargo/bin on PATH"
-                    )
-                })
-        })
-        .clone()
-}
-
-fn build_assets() -> Assets {
+fn build_assets(binary: &Path) -> Assets {
     require_program("qemu-system-x86_64", "qemu-system-x86");
     require_program("qemu-img", "qemu-utils");
     require_program("cpio", "cpio");
@@ -108,8 +81,7 @@ fn build_assets() -> Assets {
          package busybox-static"
     );
     let (kernel, version) = find_kernel();
-    let binary = guest_binary();
-    let meta = std::fs::metadata(&binary)
+    let meta = std::fs::metadata(binary)
         .unwrap_or_else(|err| panic!("cannot stat the guest binary {}: {err}", binary.display()));
     let mtime = meta
         .modified()
@@ -146,13 +118,17 @@ fn build_assets() -> Assets {
             .tempdir_in(&cache)
             .expect("create a staging directory");
         let tree = staging.path().join("root");
-        build_tree(&tree, busybox, &binary, &version);
+        build_tree(&tree, busybox, binary, &version);
         let archive = staging.path().join("initramfs.cpio");
         pack_cpio(&tree, &archive);
         std::fs::create_dir_all(&dir).expect("create the harness directory");
         std::fs::rename(&archive, &initramfs).expect("move the initramfs into place");
     }
-    Assets { kernel, initramfs }
+    Assets {
+        guest: binary.to_owned(),
+        kernel,
+        initramfs,
+    }
 }
 
 /// A hash of what the harness itself puts into the initramfs, so that a
@@ -210,7 +186,7 @@ fn module_name(path: &str) -> String {
 
 /// The files of `wanted` and their dependencies, dependencies first, from
 /// the text of modules.dep; modules listed in `builtin` need no file.
-pub fn module_load_order(modules_dep: &str, builtin: &str, wanted: &[&str]) -> Vec<String> {
+fn module_load_order(modules_dep: &str, builtin: &str, wanted: &[&str]) -> Vec<String> {
     let deps: BTreeMap<String, (String, Vec<String>)> = modules_dep
         .lines()
         .filter_map(|line| {
@@ -309,16 +285,9 @@ fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
     write(&tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
     write(&tree.join("etc/group"), "root:x:0:\n");
     write(&tree.join("etc/profile"), &profile());
-    write(&tree.join("init"), &init_script());
+    write_executable(&tree.join("init"), &init_script());
     write(&tree.join("etc/inittab"), INITTAB);
-    write(&tree.join("bin/login-shell"), LOGIN_SHELL);
-    std::fs::set_permissions(
-        tree.join("bin/login-shell"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .expect("make /bin/login-shell executable");
-    std::fs::set_permissions(tree.join("init"), std::fs::Permissions::from_mode(0o755))
-        .expect("make /init executable");
+    write_executable(&tree.join("bin/login-shell"), LOGIN_SHELL);
 }
 
 /// The initramfs' own files, as `.sh` templates beside this module.
@@ -379,4 +348,27 @@ fn copy(from: &Path, to: &Path) {
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", path.display()));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn modules_come_after_their_dependencies_once_each() {
+        let dep = "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n\
+                   kernel/net/9p/9pnet.ko:\n\
+                   kernel/fs/netfs/netfs.ko:\n\
+                   kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio_ring.ko\n\
+                   kernel/drivers/virtio/virtio_ring.ko:\n";
+        let builtin = "kernel/drivers/virtio/virtio.ko\n";
+        assert_eq!(
+            super::module_load_order(dep, builtin, &["virtio", "9pnet_virtio", "9p"]),
+            [
+                "kernel/net/9p/9pnet.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/net/9p/9pnet_virtio.ko",
+                "kernel/fs/netfs/netfs.ko",
+                "kernel/fs/9p/9p.ko",
+            ]
+        );
+    }
 }

@@ -1,0 +1,68 @@
+//! What nixos-shell's integration tests (`tests/`) and its benchmark
+//! (`benches/costs/`) share, one module per concern:
+//!
+//! - [`nix`]: the real `nix` and the settings every nix they start runs
+//!   with (offline, builds as root without build users).
+//! - [`nix_fixture`]: the CLI against the real nix, offline, with fixture
+//!   flakes, a fixture `<nixpkgs>` and a run script that records what it
+//!   was handed.
+//! - [`standin`] and [`our_flake`]: the stand-in nixpkgs (`standin-nixpkgs/`
+//!   beside this crate's sources) under which the project's real NixOS
+//!   module and its own `flake.nix` evaluate and build.
+//! - [`vm`]: the real-QEMU harness: kernel and initramfs, NixOS's run script
+//!   in both eras of its shares, a console on a pseudo-terminal, VM slots.
+//! - [`vm_fixture`]: the fixture flake the CLI-driven VM tests and the boot
+//!   figures of the benchmark start.
+//! - [`shell`], `template`, [`fs`]: quoting and splitting `sh` words,
+//!   `@name@` templates for the `.sh` files, and small file helpers.
+//! - [`stats`] and [`dry_run`]: the benchmark's pure helpers, here so that
+//!   `cargo test --workspace` runs their tests (a `harness = false` bench
+//!   cannot).
+//!
+//! Everything fails the test (panics) on a missing tool, with a message that
+//! says how to install it; nothing is skipped.
+
+pub mod dry_run;
+pub mod fs;
+pub mod nix;
+pub mod nix_fixture;
+pub mod our_flake;
+pub mod shell;
+pub mod standin;
+pub mod stats;
+mod template;
+pub mod vm;
+pub mod vm_fixture;
+
+use std::path::Path;
+
+/// Where the code under test is: the built `nixos-shell` and the checkout
+/// it was built from. Only the root package's own tests and benches know
+/// them (`env!("CARGO_BIN_EXE_nixos-shell")` and `env!("CARGO_MANIFEST_DIR")`
+/// mean these paths only when compiled there), so each of them makes this
+/// value once, as a constant, and hands it to the fixtures that run the CLI
+/// or read the checkout.
+#[derive(Debug, Clone, Copy)]
+pub struct Paths {
+    cli: &'static str,
+    checkout: &'static str,
+}
+
+impl Paths {
+    /// `cli`: the binary (`env!("CARGO_BIN_EXE_nixos-shell")`); `checkout`:
+    /// the directory of the root `Cargo.toml` (`env!("CARGO_MANIFEST_DIR")`).
+    pub const fn new(cli: &'static str, checkout: &'static str) -> Paths {
+        Paths { cli, checkout }
+    }
+
+    /// The built `nixos-shell`, which is also the guest role in the VMs.
+    pub fn cli(self) -> &'static Path {
+        Path::new(self.cli)
+    }
+
+    /// The checkout, whose `nixosModules/`, `flake.nix`, `examples/`, ...
+    /// the tests use.
+    pub fn checkout(self) -> &'static Path {
+        Path::new(self.checkout)
+    }
+}

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Fixture run script: records what nixos-shell handed over.
+rec="${NIXOS_SHELL_TEST_RECORD:?}"
+: > "$rec"
+printf 'cwd %s\n' "$PWD" >> "$rec"
+printf 'script %s\n' "$0" >> "$rec"
+for a in "$@"; do printf 'arg %s\n' "$a" >> "$rec"; done
+env | LC_ALL=C sort | sed 's/^/env /' >> "$rec"
+session=
+for a in "$@"; do
+  case "$a" in *mount_tag=nixos-shell*) session=${a#local,path=}; session=${session%%,*};; esac
+done
+if [ -n "$session" ]; then
+  cp "$session/facts.json" "$rec.facts.json"
+  if [ -z "${NIXOS_SHELL_TEST_NO_RESULT:-}" ] && grep -q '"command": "' "$session/facts.json"; then
+    printf '{"version":1,"exitCode":%s}' "${NIXOS_SHELL_TEST_GUEST_EXIT:-0}" > "$session/result.json"
+  fi
+fi
+exit "${NIXOS_SHELL_TEST_EXIT:-0}"

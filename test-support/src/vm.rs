@@ -1,0 +1,45 @@
+//! The real-QEMU harness: Debian's kernel, a busybox initramfs holding the
+//! guest role, a fixture of NixOS's run script in both eras of its shared
+//! directories, and a console driven through a pseudo-terminal.
+//!
+//! - `assets` checks the host tools and builds the initramfs once per test
+//!   run (`assets.rs`; the initramfs' own files are in `initramfs/`). The
+//!   guest's init mounts the run script's `xchg` and `shared` shares over
+//!   virtiofs or 9p, whichever the script offers.
+//! - [`RunScript`] writes a script that follows the contract of NixOS's
+//!   `bin/run-<name>-vm` (nixos/modules/virtualisation/qemu-vm.nix) in an
+//!   [`Era`]: 9p (`-virtfs`) or virtiofs (a `virtiofsd` per share, started
+//!   by the script; `run_script.rs`, text in `run_script/`). CLI tests put it
+//!   into a fixture flake's output.
+//! - `virtiofsd` finds the daemon the virtiofs era starts, and kills any
+//!   that outlived a test.
+//! - [`Console`] runs a command (the script, or the CLI) on a fresh
+//!   pseudo-terminal, records its output and kills its process group on
+//!   drop. At most `MAX_VMS` run at once (`slots.rs`): TCG is slow and the
+//!   machine small.
+//!
+//! Every missing tool is a test failure naming how to install it: a Debian
+//! package, or for virtiofsd (no Debian 12 package) `cargo install
+//! virtiofsd`.
+
+mod assets;
+mod console;
+mod run_script;
+mod slots;
+mod virtiofsd;
+
+use std::time::Duration;
+
+pub use console::{Console, Pty};
+pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};
+pub use slots::Permit;
+pub use virtiofsd::kill_virtiofsd_under;
+
+/// Generous bound for a TCG boot on a loaded 2-core machine.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Bound for one shell command in a booted guest.
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Printed by the initramfs' `/etc/profile` once the login shell has sourced
+/// the login environment: the console is ready for commands.
+pub(crate) const SHELL_READY: &str = "nixos-shell-test: login shell ready";

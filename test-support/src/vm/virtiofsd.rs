@@ -1,0 +1,59 @@
+//! The virtiofsd the virtiofs era's run script starts: where it is, and
+//! killing those a test's VM left behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::fs::on_path;
+
+/// The virtiofsd the virtiofs-era run script starts, by absolute path (as
+/// qemu-vm.nix names its store path): the tests' environments, like the
+/// CLI's, need not have it on PATH. Debian 12 has no package for it; later
+/// distributions install it as /usr/libexec/virtiofsd.
+pub fn virtiofsd() -> PathBuf {
+    static VIRTIOFSD: OnceLock<PathBuf> = OnceLock::new();
+    VIRTIOFSD
+        .get_or_init(|| {
+            on_path("virtiofsd")
+                .or_else(|| {
+                    let libexec = PathBuf::from("/usr/libexec/virtiofsd");
+                    libexec.is_file().then_some(libexec)
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "virtiofsd is missing: the virtiofs-era VM tests' run script starts it; \
+                         install it with `cargo install virtiofsd` (after apt-get install \
+                         libseccomp-dev libcap-ng-dev pkg-config) and put ~/.cargo/bin on PATH"
+                    )
+                })
+        })
+        .clone()
+}
+
+/// Kills every running virtiofsd that mentions `path` (as its shared
+/// directory or socket) and returns their command lines: a test asserts
+/// the list is empty once its VM has ended, and one that fails still
+/// leaves no daemon running (nor holding cargo's output open).
+pub fn kill_virtiofsd_under(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let program = cmdline.split(' ').next().unwrap_or("");
+        if program.ends_with("virtiofsd") && cmdline.contains(&needle) {
+            // SAFETY: signals a daemon this test's run script started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            found.push(cmdline.trim_end().to_owned());
+        }
+    }
+    found
+}
