@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use nixos_shell_test_support::stats::{ratios, summarize};
+use nixos_shell_test_support::stats::ratios;
 use nixos_shell_test_support::vm::{Console, Era};
 use nixos_shell_test_support::vm_fixture::{self, Fixture};
 
 use crate::table::{Row, Unit};
-use crate::{guarded, like, measured, proc, Bench, BOOT_TIMEOUT, PATHS};
+use crate::{guarded, like, proc, Bench, BOOT_TIMEOUT, PATHS};
 
 impl Bench {
     pub(crate) fn boot(&self) -> Vec<Row> {
@@ -32,23 +32,10 @@ impl Bench {
             .collect();
         let rss: Vec<f64> = series.peak_rss.iter().map(|b| *b as f64).collect();
         vec![
-            Row::new(
-                labels[0].clone(),
-                Unit::Seconds,
-                measured(summarize(&series.ours)),
-            ),
-            Row::new(
-                labels[1].clone(),
-                Unit::Seconds,
-                measured(summarize(&series.bare)),
-            ),
-            Row::new(
-                labels[2].clone(),
-                Unit::Ratio,
-                measured(summarize(&overhead)),
-            )
-            .goal("<= 0.10", |v| v <= 0.10),
-            Row::new(labels[3].clone(), Unit::Bytes, measured(summarize(&rss)))
+            Row::measured(labels[0].clone(), Unit::Seconds, &series.ours),
+            Row::measured(labels[1].clone(), Unit::Seconds, &series.bare),
+            Row::measured(labels[2].clone(), Unit::Ratio, &overhead).goal("<= 0.10", |v| v <= 0.10),
+            Row::measured(labels[3].clone(), Unit::Bytes, &rss)
                 .goal("< 10 MiB", |v| v < 10.0 * 1024.0 * 1024.0),
         ]
     }

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use nixos_shell_test_support::nix_fixture::NixFixture;
-use nixos_shell_test_support::{stats, Paths};
+use nixos_shell_test_support::Paths;
 
 use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
@@ -322,12 +322,5 @@ impl Bench {
             .tempdir_in(self.root.path())?
             .keep();
         Ok(dir)
-    }
-}
-
-fn measured(summary: Option<stats::Summary>) -> Outcome {
-    match summary {
-        Some(s) => Outcome::Measured(s),
-        None => Outcome::Failed("no runs".into()),
     }
 }

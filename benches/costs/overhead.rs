@@ -7,10 +7,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use nixos_shell_test_support::dry_run;
-use nixos_shell_test_support::stats::{differences, summarize};
+use nixos_shell_test_support::stats::differences;
 
 use crate::table::{Outcome, Row, Unit};
-use crate::{failed_rows, guarded, measure, measured, Bench, Flakes, Tool};
+use crate::{failed_rows, guarded, measure, Bench, Flakes, Tool};
 
 impl Bench {
     pub(crate) fn cli_overhead(&self, flakes: &Flakes, tool: &Tool) -> Vec<Row> {
@@ -47,11 +47,7 @@ impl Bench {
             rows.extend(failed_rows(&labels[1..], &err));
             return rows;
         }
-        let mut count = Row::new(
-            labels[0].clone(),
-            Unit::Count,
-            measured(summarize(&[calls.len() as f64])),
-        );
+        let mut count = Row::measured(labels[0].clone(), Unit::Count, &[calls.len() as f64]);
         if tool.ours {
             count = count.goal("= 1", |v| v == 1.0);
         }
@@ -61,22 +57,18 @@ impl Bench {
             Ok(series) => series,
             Err(rows) => return std::iter::once(count).chain(rows).collect(),
         };
-        let mut overhead = Row::new(
+        let mut overhead = Row::measured(
             labels[3].clone(),
             Unit::Seconds,
-            measured(summarize(&differences(&cli, &direct))),
+            &differences(&cli, &direct),
         );
         if tool.ours {
             overhead = overhead.goal("< 5 ms", |v| v < 0.005);
         }
         vec![
             count,
-            Row::new(labels[1].clone(), Unit::Seconds, measured(summarize(&cli))),
-            Row::new(
-                labels[2].clone(),
-                Unit::Seconds,
-                measured(summarize(&direct)),
-            ),
+            Row::measured(labels[1].clone(), Unit::Seconds, &cli),
+            Row::measured(labels[2].clone(), Unit::Seconds, &direct),
             overhead,
         ]
     }

@@ -1,7 +1,7 @@
 //! The markdown table the benchmark prints: one row per figure, with its
 //! median, min, max, number of runs, and the goal it is held to.
 
-use nixos_shell_test_support::stats::Summary;
+use nixos_shell_test_support::stats::{summarize, Summary};
 
 /// How a figure's numbers read.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,6 +52,16 @@ impl Row {
             outcome,
             goal: None,
         }
+    }
+
+    /// A figure taken several times: the median, min and max of `values`,
+    /// or a failure when there are none.
+    pub fn measured(figure: impl Into<String>, unit: Unit, values: &[f64]) -> Row {
+        let outcome = match summarize(values) {
+            Some(s) => Outcome::Measured(s),
+            None => Outcome::Failed("no runs".into()),
+        };
+        Row::new(figure, unit, outcome)
     }
 
     /// Holds the row to a goal, judged on the median by `met`.

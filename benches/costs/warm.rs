@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use nixos_shell_test_support::stats::{ratios, summarize};
+use nixos_shell_test_support::stats::ratios;
 
 use crate::table::{Outcome, Row, Unit};
-use crate::{guarded, measure, measured, Bench, Flakes, Tool, OVERRIDES};
+use crate::{guarded, measure, Bench, Flakes, Tool, OVERRIDES};
 
 impl Bench {
     pub(crate) fn warm_start(&self, flakes: &Flakes, tool: &Tool) -> Vec<Row> {
@@ -33,20 +33,12 @@ impl Bench {
             Err(rows) => return rows,
         };
         let mut rows = vec![
-            Row::new(
-                labels[0].clone(),
-                Unit::Seconds,
-                measured(summarize(&series.cold)),
-            ),
-            Row::new(
-                labels[1].clone(),
-                Unit::Seconds,
-                measured(summarize(&series.warm)),
-            ),
-            Row::new(
+            Row::measured(labels[0].clone(), Unit::Seconds, &series.cold),
+            Row::measured(labels[1].clone(), Unit::Seconds, &series.warm),
+            Row::measured(
                 labels[2].clone(),
                 Unit::Ratio,
-                measured(summarize(&ratios(&series.warm, &series.cold))),
+                &ratios(&series.warm, &series.cold),
             ),
         ];
         if tool.ours {
@@ -64,18 +56,18 @@ impl Bench {
                 )
                 .goal_met("yes", cached),
             );
-            rows.push(Row::new(
+            rows.push(Row::measured(
                 labels[4].clone(),
                 Unit::Seconds,
-                measured(summarize(&series.overrides)),
+                &series.overrides,
             ));
             // A re-evaluation would make this ratio cold / warm, about 70;
             // equal within noise is 1 give or take a fifth.
             rows.push(
-                Row::new(
+                Row::measured(
                     labels[5].clone(),
                     Unit::Ratio,
-                    measured(summarize(&ratios(&series.overrides, &series.warm))),
+                    &ratios(&series.overrides, &series.warm),
                 )
                 .goal("0.8 to 1.25 (no re-evaluation)", |v| {
                     (0.8..=1.25).contains(&v)
