@@ -11,11 +11,23 @@ const MKVM: &str = r#"{
       nixosConfigurations.second = mkVm { modules = [ { system.name = "second"; } ]; };
     }"#;
 
+/// The name of the run script the last run started, from the nix store.
 fn built(fx: &NixFixture) -> String {
     let script = fx.record().script;
     let name = script.rsplit('/').next().unwrap().to_owned();
     assert!(script.starts_with("/nix/store/"), "{script}");
     name
+}
+
+/// Runs the CLI with `args`, which must succeed; [`built`] of that run.
+fn built_by(fx: &NixFixture, args: &[&str]) -> String {
+    let out = fx.run(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built(fx)
 }
 
 #[test]
@@ -105,15 +117,11 @@ fn a_file_argument_an_attribute_and_flake_option() {
         "other.nix",
         r#"{ config, ... }: { system.name = "other"; }"#,
     );
-    assert!(fx.run(&["other.nix"]).status.success());
-    assert_eq!(built(&fx), "run-other-vm");
-    assert!(fx.run(&[".#second"]).status.success());
-    assert_eq!(built(&fx), "run-second-vm");
-    assert!(fx.run(&["--flake", ".#vm"]).status.success());
-    assert_eq!(built(&fx), "run-flakevm-vm");
+    assert_eq!(built_by(&fx, &["other.nix"]), "run-other-vm");
+    assert_eq!(built_by(&fx, &[".#second"]), "run-second-vm");
+    assert_eq!(built_by(&fx, &["--flake", ".#vm"]), "run-flakevm-vm");
     let path_ref = format!("path:{}#second", fx.work().display());
-    assert!(fx.run(&[&path_ref]).status.success());
-    assert_eq!(built(&fx), "run-second-vm");
+    assert_eq!(built_by(&fx, &[&path_ref]), "run-second-vm");
     assert_eq!(fx.nix_calls().0, 4);
 }
 
@@ -121,8 +129,7 @@ fn a_file_argument_an_attribute_and_flake_option() {
 fn a_flake_in_a_subdirectory() {
     let fx = NixFixture::new(PATHS);
     fx.flake_in("sub", MKVM);
-    assert!(fx.run(&["./sub#second"]).status.success());
-    assert_eq!(built(&fx), "run-second-vm");
+    assert_eq!(built_by(&fx, &["./sub#second"]), "run-second-vm");
 }
 
 #[test]
@@ -148,8 +155,7 @@ fn a_configuration_with_only_override_is_overridden() {
             // { override = f: overridable (args // f args); };
         in { nixosConfigurations.vm = overridable { inherit system; modules = [ { system.name = "overridden"; } ]; }; }"#,
     );
-    assert!(fx.run(&[]).status.success());
-    assert_eq!(built(&fx), "run-overridden-vm");
+    assert_eq!(built_by(&fx, &[]), "run-overridden-vm");
     assert_eq!(fx.nix_calls().0, 2);
 }
 
@@ -171,8 +177,7 @@ fn a_configuration_that_cannot_be_extended_names_mkvm_and_make_overridable() {
 fn a_nixos_module_is_evaluated_with_nixpkgs() {
     let fx = NixFixture::new(PATHS);
     fx.flake(r#"{ nixosModules.vm = { system.name = "frommodule"; }; }"#);
-    assert!(fx.run(&[]).status.success());
-    assert_eq!(built(&fx), "run-frommodule-vm");
+    assert_eq!(built_by(&fx, &[]), "run-frommodule-vm");
     assert_eq!(fx.nix_calls().0, 2);
 }
 
@@ -182,8 +187,7 @@ fn packages_system_nixos_configurations() {
     fx.flake(
         r#"{ packages.${system}.nixosConfigurations.vm = nixos { inherit system; modules = [ { system.name = "packaged"; } ]; }; }"#,
     );
-    assert!(fx.run(&[]).status.success());
-    assert_eq!(built(&fx), "run-packaged-vm");
+    assert_eq!(built_by(&fx, &[]), "run-packaged-vm");
 }
 
 #[test]
