@@ -13,17 +13,11 @@ in
       default = 16384;
       description = "The msize (maximum packet size) passed to 9p file systems, in bytes.";
     };
+    # The shares of qemu-vm-common.nix, each with the security model 9p
+    # gives it (the two declarations merge).
     sharedDirectories = mkOption {
       type = types.attrsOf (
         types.submodule {
-          options.source = mkOption {
-            type = types.str;
-            description = "The path of the directory to share, can be a shell variable.";
-          };
-          options.target = mkOption {
-            type = types.path;
-            description = "The mount point of the directory inside the virtual machine.";
-          };
           options.securityModel = mkOption {
             type = types.enum [
               "passthrough"
@@ -36,8 +30,6 @@ in
           };
         }
       );
-      default = { };
-      description = "Directories shared with the virtual machine over 9p; the name is the mount tag.";
     };
   };
 }

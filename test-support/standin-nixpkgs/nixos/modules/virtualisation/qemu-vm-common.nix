@@ -74,6 +74,22 @@ in
       defaultText = lib.literalExpression "pkgs";
       description = "Package set for the host-specific packages of the VM runner.";
     };
+    sharedDirectories = mkOption {
+      type = types.attrsOf (
+        types.submodule {
+          options.source = mkOption {
+            type = types.str;
+            description = "The path of the directory to share, can be a shell variable.";
+          };
+          options.target = mkOption {
+            type = types.path;
+            description = "The mount point of the directory inside the virtual machine.";
+          };
+        }
+      );
+      default = { };
+      description = "Directories shared with the virtual machine (over 9p or virtiofs, by era); the name is the tag.";
+    };
     forwardPorts = mkOption {
       type = types.listOf (
         types.submodule {

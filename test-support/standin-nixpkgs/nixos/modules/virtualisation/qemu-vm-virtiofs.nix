@@ -16,22 +16,6 @@ in
   ];
 
   options.virtualisation = {
-    sharedDirectories = mkOption {
-      type = types.attrsOf (
-        types.submodule {
-          options.source = mkOption {
-            type = types.str;
-            description = "The path of the directory to share, can be a shell variable.";
-          };
-          options.target = mkOption {
-            type = types.path;
-            description = "The mount point of the directory inside the virtual machine.";
-          };
-        }
-      );
-      default = { };
-      description = "Directories shared with the virtual machine over virtiofs; the name is the tag.";
-    };
     qemu.enableSharedMemory = mkOption {
       type = types.bool;
       default = true;
