@@ -46,6 +46,7 @@ impl Bench {
         // sharing home and one extra directory. The 9p era's script: the
         // figures in BENCHMARKS.md were taken with it.
         let fx = Fixture::new(PATHS, Era::NineP);
+        let script = fx.built_run_script();
         let image = fx.path("tmp/bare.qcow2");
         // The real nix on PATH, as in the nix figures: not the fixture's
         // call-counting wrapper.
@@ -74,7 +75,7 @@ impl Bench {
         // disk image of its own (nixos-shell gives it one too); the console
         // is told to power off as soon as the login shell is up.
         let bare = || -> Result<f64> {
-            let mut cmd = like(&fx.command(&[]), fx.nix.run_script());
+            let mut cmd = like(&fx.command(&[]), &script);
             cmd.env("NIX_DISK_IMAGE", &image).env("PATH", &path);
             let start = Instant::now();
             let mut console = Console::spawn(cmd, vm_fixture::ROWS, vm_fixture::COLS);

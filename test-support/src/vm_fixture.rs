@@ -31,7 +31,7 @@ pub struct Fixture {
     /// The fixture underneath: the flake in `work/`, HOME, TMPDIR.
     pub nix: NixFixture,
     /// Our flake and the stand-in nixpkgs the fixture flake builds with.
-    _world: OurFlake,
+    world: OurFlake,
 }
 
 impl Fixture {
@@ -52,13 +52,13 @@ impl Fixture {
         );
         let fixture = Fixture {
             nix: NixFixture::new(paths),
-            _world: world,
+            world,
         };
         for dir in ["home/project", "data", "extra"] {
             std::fs::create_dir_all(fixture.path(dir)).expect("create a fixture dir");
         }
         let data = serde_json::Value::from(fixture.path("data").to_string_lossy()).to_string();
-        let flake = serde_json::Value::from(format!("path:{}", fixture._world.flake.display()));
+        let flake = serde_json::Value::from(format!("path:{}", fixture.world.flake.display()));
         fixture.nix.write(
             "flake.nix",
             &format!(
@@ -89,9 +89,31 @@ impl Fixture {
             ),
         );
         fixture
-            ._world
+            .world
             .nix_ok(&["flake", "lock"], &fixture.nix.work());
         fixture
+    }
+
+    /// The run script of the fixture flake's VM (`bin/run-vm-vm` of its
+    /// `system.build.nixos-shell`), built with the real nix: the VM
+    /// nixos-shell starts, to start without it.
+    pub fn built_run_script(&self) -> PathBuf {
+        let installable = format!(
+            "path:{}#nixosConfigurations.vm.config.system.build.nixos-shell",
+            self.nix.work().display()
+        );
+        let built = self.world.nix_ok(
+            &["build", "--no-link", "--json", &installable],
+            &self.nix.work(),
+        );
+        let results: serde_json::Value =
+            serde_json::from_slice(&built.stdout).expect("nix build printed JSON");
+        let out = results[0]["outputs"]["out"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no out path in nix build's {results}"));
+        let script = Path::new(out).join("bin/run-vm-vm");
+        assert!(script.is_file(), "no run script at {}", script.display());
+        script
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
