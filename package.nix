@@ -27,6 +27,9 @@ let
     ./Cargo.toml
     ./Cargo.lock
     ./src
+    # A workspace member (the tests' support crate): cargo reads its
+    # manifest to load the workspace, even for the binary alone.
+    ./test-support
   ];
 
   # The module as the CLI hands it to Nix in legacy mode. It carries this

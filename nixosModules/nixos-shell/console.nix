@@ -7,7 +7,7 @@
   ...
 }:
 let
-  mkVMDefault = lib.mkOverride 900;
+  mkVMDefault = lib.mkOverride (import ./lib.nix).defaultPriority;
 in
 {
   config = lib.mkMerge [

@@ -17,7 +17,7 @@ let
   # command's references (this nixpkgs' source, the module).
   guestRole = "${cfg.package.guest or cfg.package}/bin/nixos-shell-guest";
   # Written by the guest role; see src/schema/facts.rs.
-  loginEnv = "/run/nixos-shell/login-env.sh";
+  inherit ((import ./lib.nix).guestPaths) loginEnv;
 in
 {
   systemd.services.nixos-shell-guest = {

@@ -1,6 +1,60 @@
-# Pure helpers of the nixos-shell module. They use builtins only, so that
-# checks/eval/ can test them with a bare `nix-instantiate`, without nixpkgs.
+# Pure helpers of the nixos-shell module and of the CLI's own Nix
+# expressions (src/host/legacy.nix, src/host/flake-fallback.nix), so that
+# each fact is written once. They use builtins only, so that checks/eval/
+# can test them with a bare `nix-instantiate`, without nixpkgs.
 {
+  /**
+    The priority of nixos-shell's defaults (`lib.mkOverride`): above
+    NixOS's own (`mkDefault`, 1000), below any plain setting of the user
+    (100). The original nixos-shell used the same.
+  */
+  defaultPriority = 900;
+
+  /**
+    Where the guest role writes in the guest. src/schema/facts.rs names the
+    same paths for the Rust side; a test compares the two.
+  */
+  guestPaths = {
+    loginEnv = "/run/nixos-shell/login-env.sh";
+    authorizedKeysDir = "/run/nixos-shell/authorized-keys";
+  };
+
+  /**
+    The nixpkgs the CLI's expressions evaluate a VM with: `preferred` (a
+    flake's own input) when given, else `<nixpkgs>` from the search path,
+    else `builtIn` (the nixpkgs the CLI was packaged with, "" for none),
+    else an error with `message`.
+  */
+  nixpkgsPath =
+    {
+      preferred ? null,
+      builtIn,
+      message,
+    }:
+    let
+      fromSearchPath = builtins.tryEval (builtins.findFile builtins.nixPath "nixpkgs");
+    in
+    if preferred != null then
+      preferred
+    else if fromSearchPath.success then
+      toString fromSearchPath.value
+    else if builtIn != "" then
+      builtIn
+    else
+      throw message;
+
+  /**
+    The modules that make a VM run on `hostSystem` (`--host-system`; ""
+    for the guest's own platform): its run script built with that
+    platform's package set.
+  */
+  hostModules =
+    hostSystem:
+    if hostSystem == "" then
+      [ ]
+    else
+      [ ({ pkgs, ... }: { virtualisation.host.pkgs = import pkgs.path { system = hostSystem; }; }) ];
+
   /**
     The 9p mount tag of the extra mount at guest path `name`: "a" followed by
     the MD5 of the name, cut to 31 bytes (QEMU takes tags shorter than 32

@@ -3,6 +3,9 @@
 # /run/nixos-shell/authorized-keys/<user> when the VM starts; never into a
 # home directory, since the host's home is shared with the VM.
 { ... }:
+let
+  inherit ((import ./lib.nix).guestPaths) authorizedKeysDir;
+in
 {
-  services.openssh.authorizedKeysFiles = [ "/run/nixos-shell/authorized-keys/%u" ];
+  services.openssh.authorizedKeysFiles = [ "${authorizedKeysDir}/%u" ];
 }

@@ -10,8 +10,8 @@ use super::build::Plan;
 use super::context::Host;
 use super::disk::{self, DiskPlan};
 use super::launch::{self, Launch};
-use crate::shell as quote;
 use super::settings::Settings;
+use crate::shell as quote;
 
 /// Prints the builds of `plan` and the VM command.
 pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) -> Result<u8> {

@@ -43,12 +43,8 @@ let
       builtins.getFlake flakeRef;
   flakeName = if flakeDir != "" then flakeDir else flakeRef;
   system = if guestSystem != "" then guestSystem else builtins.currentSystem;
-  hostModules =
-    if hostSystem == "" then
-      [ ]
-    else
-      [ ({ pkgs, ... }: { virtualisation.host.pkgs = import pkgs.path { system = hostSystem; }; }) ];
-  shellModules = [ (/. + module) ] ++ hostModules;
+  shellLib = import ((/. + module) + "/lib.nix");
+  shellModules = [ (/. + module) ] ++ shellLib.hostModules hostSystem;
 
   extend =
     attribute: configuration:
@@ -63,16 +59,11 @@ let
     else
       throw "nixos-shell: ${attribute} of ${flakeName} can be neither extended (it has no extendModules) nor overridden (no override); build it with nixos-shell's lib.mkVm, or wrap the function that makes it in lib.makeOverridable";
 
-  fromSearchPath = builtins.tryEval (builtins.findFile builtins.nixPath "nixpkgs");
-  nixpkgsPath =
-    if flake ? inputs.nixpkgs then
-      toString flake.inputs.nixpkgs
-    else if fromSearchPath.success then
-      toString fromSearchPath.value
-    else if nixpkgs != "" then
-      nixpkgs
-    else
-      throw "nixos-shell: ${flakeName} has no nixpkgs input to evaluate nixosModules.${name} with, and <nixpkgs> is not in the search path; add a nixpkgs input, set NIX_PATH=nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
+  nixpkgsPath = shellLib.nixpkgsPath {
+    preferred = if flake ? inputs.nixpkgs then toString flake.inputs.nixpkgs else null;
+    builtIn = nixpkgs;
+    message = "nixos-shell: ${flakeName} has no nixpkgs input to evaluate nixosModules.${name} with, and <nixpkgs> is not in the search path; add a nixpkgs input, set NIX_PATH=nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
+  };
   fromModule =
     nixosModule:
     import "${nixpkgsPath}/nixos" {

@@ -17,26 +17,19 @@
   hostSystem ? "",
 }:
 let
-  fromSearchPath = builtins.tryEval (builtins.findFile builtins.nixPath "nixpkgs");
-  nixpkgsPath =
-    if fromSearchPath.success then
-      toString fromSearchPath.value
-    else if nixpkgs != "" then
-      nixpkgs
-    else
-      throw "nixos-shell: <nixpkgs> is not in the Nix search path; set NIX_PATH=nixpkgs=/path/to/nixpkgs, pass -I nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
-  hostModules =
-    if hostSystem == "" then
-      [ ]
-    else
-      [ ({ pkgs, ... }: { virtualisation.host.pkgs = import pkgs.path { system = hostSystem; }; }) ];
+  shellLib = import ((/. + module) + "/lib.nix");
+  nixpkgsPath = shellLib.nixpkgsPath {
+    builtIn = nixpkgs;
+    message = "nixos-shell: <nixpkgs> is not in the Nix search path; set NIX_PATH=nixpkgs=/path/to/nixpkgs, pass -I nixpkgs=..., or set NIXOS_SHELL_NIXPKGS";
+  };
   nixos = import "${nixpkgsPath}/nixos" (
     {
       configuration = {
         imports = [
           (/. + configuration)
           (/. + module)
-        ] ++ hostModules;
+        ]
+        ++ shellLib.hostModules hostSystem;
       };
     }
     // (if guestSystem == "" then { } else { system = guestSystem; })

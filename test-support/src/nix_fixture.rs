@@ -8,7 +8,8 @@
 //! nix.log                       "call" per nix process, "exit N" when it ends
 //! work/                         the CLI's cwd: vm.nix, flake.nix, ... as a test writes them
 //! work/fixture/nixpkgs/nixos/   a fixture <nixpkgs/nixos>: a tiny module system
-//! work/fixture/module/          a fixture nixos-shell module (NIXOS_SHELL_MODULE)
+//! work/fixture/module/          a fixture nixos-shell module (NIXOS_SHELL_MODULE),
+//!                               beside the real module's lib.nix
 //! work/fixture/run-vm           the run script every build installs as bin/run-<name>-vm
 //! ```
 //!
@@ -156,6 +157,13 @@ impl NixFixture {
         }
         write("work/fixture/nixpkgs/nixos/default.nix", NIXOS);
         write("work/fixture/module/default.nix", MODULE);
+        // The CLI's own expressions import the module's lib.nix (shared
+        // helpers): the real one, beside the fixture module.
+        std::fs::copy(
+            paths.checkout().join("nixosModules/nixos-shell/lib.nix"),
+            root.join("work/fixture/module/lib.nix"),
+        )
+        .expect("copy the module's lib.nix");
         write("work/fixture/run-vm", RECORDING_RUN_SCRIPT);
         write_executable(
             &root.join("bin/nix"),

@@ -168,3 +168,42 @@ fn an_extra_mount_at_a_relative_path_or_at_the_root_fails_the_build_with_its_nam
         );
     }
 }
+
+/// The guest paths are written once on each side: Rust's constants (which
+/// the guest role writes to) and the module's lib.nix (which sshd and the
+/// login shells read from) must agree.
+#[test]
+fn the_module_reads_the_guest_paths_the_guest_role_writes() {
+    use nixos_shell::schema::facts::{GUEST_AUTHORIZED_KEYS_DIR, GUEST_DIR, GUEST_LOGIN_ENV};
+    let (_dir, standin) = standin(Era::NineP);
+    let lib = crate::PATHS
+        .checkout()
+        .join("nixosModules/nixos-shell/lib.nix");
+    let expr = format!(
+        "{{
+          keys = config.services.openssh.authorizedKeysFiles;
+          init = config.environment.loginShellInit;
+          paths = (import {}).guestPaths;
+        }}",
+        lib.display()
+    );
+    let got = standin.eval("{ }", &expr).unwrap();
+    assert_eq!(
+        got["keys"],
+        json!([format!("{GUEST_AUTHORIZED_KEYS_DIR}/%u")])
+    );
+    assert!(
+        got["init"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(". {GUEST_LOGIN_ENV}")),
+        "{got}"
+    );
+    assert_eq!(
+        got["paths"],
+        json!({"loginEnv": GUEST_LOGIN_ENV, "authorizedKeysDir": GUEST_AUTHORIZED_KEYS_DIR})
+    );
+    assert!(
+        GUEST_LOGIN_ENV.starts_with(GUEST_DIR) && GUEST_AUTHORIZED_KEYS_DIR.starts_with(GUEST_DIR)
+    );
+}

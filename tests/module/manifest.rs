@@ -1,12 +1,11 @@
 //! The manifest the module really builds, in both eras, decoded with the
 //! CLI's own `Manifest` type.
 
-use nixos_shell::schema::manifest::{
-    CacheMode, ExtraMount, Manifest, MemoryBackend, MANIFEST_PATH,
-};
+use nixos_shell::schema::manifest::{CacheMode, Manifest, MemoryBackend, MANIFEST_PATH};
 
 use super::standin;
 use crate::support::vm::Era;
+use crate::PATHS;
 
 fn built_manifest(era: Era, module: &str) -> Manifest {
     let (_dir, standin) = standin(era);
@@ -21,67 +20,53 @@ fn built_manifest(era: Era, module: &str) -> Manifest {
     manifest
 }
 
-const MOUNTS: &str = r#"{
-  system.name = "dev";
-  virtualisation.memorySize = 768;
-  nixos-shell.mounts = {
-    mountHomeReadOnly = true;
-    cache = "mmap";
-    extraMounts = {
-      "/srv/data" = "/data";
-      "/var/www" = { target = "/srv/www"; cache = "none"; readOnly = true; };
-      "/var" = /srv/var;
-    };
-  };
-}"#;
+/// The configuration whose manifest is known in advance, and that
+/// manifest: the same pair `nix flake check` compares (checks/manifest.nix).
+fn known() -> (String, Manifest) {
+    let checks = PATHS.checkout().join("checks/manifest");
+    let expected = std::fs::read_to_string(checks.join("expected.json")).expect("expected.json");
+    let expected = serde_json::from_str(&expected).expect("expected.json is a manifest");
+    (
+        format!("import {}", checks.join("module.nix").display()),
+        expected,
+    )
+}
 
 #[test]
 fn the_manifest_carries_the_shares_with_their_coerced_targets_cache_modes_and_tags() {
-    let manifest = built_manifest(Era::NineP, MOUNTS);
-    assert_eq!(manifest.version, 2);
-    assert_eq!(manifest.name, "dev");
-    assert_eq!(manifest.system, "x86_64-linux");
-    assert_eq!(manifest.disk_image.as_deref(), Some("./dev.qcow2"));
-    assert!(manifest.inherit_path);
-    let mounts = &manifest.mounts;
-    assert!(mounts.mount_home && mounts.mount_home_read_only && mounts.mount_nix_profile);
-    assert_eq!(mounts.cache, CacheMode::Mmap);
-    assert_eq!(mounts.msize, 512000);
-    let tag = |path: &str| format!("a{:x}", md5_hex(path))[..31].to_owned();
+    let (module, expected) = known();
+    for era in Era::ALL {
+        let mut manifest = built_manifest(era, &module);
+        manifest.memory_backend = None;
+        assert_eq!(manifest, expected, "{} era", era.name());
+    }
+    // Spelled out, what the expected manifest says about the shares.
+    let extra = &expected.mounts.extra_mounts;
     assert_eq!(
-        mounts.extra_mounts,
-        [
-            ExtraMount {
-                guest_path: "/srv/data".into(),
-                target: "/data".into(),
-                tag: tag("/srv/data"),
-                cache: CacheMode::Mmap,
-                read_only: false,
-            },
-            ExtraMount {
-                guest_path: "/var".into(),
-                // A path stays the host's path, never copied to the store.
-                target: "/srv/var".into(),
-                tag: tag("/var"),
-                cache: CacheMode::Mmap,
-                read_only: false,
-            },
-            ExtraMount {
-                guest_path: "/var/www".into(),
-                target: "/srv/www".into(),
-                tag: "ae4d04fcf8f1486030e6781b8ac0087".to_owned(),
-                cache: CacheMode::None,
-                read_only: true,
-            },
-        ]
+        extra
+            .iter()
+            .map(|m| m.guest_path.as_str())
+            .collect::<Vec<_>>(),
+        ["/srv/data", "/var", "/var/www"],
+        "sorted by guest path"
     );
+    assert_eq!(extra[1].target, "/srv/var", "a path stays the host's path");
+    assert_eq!(extra[0].cache, CacheMode::Mmap, "the default cache mode");
+    assert!(extra[2].read_only && extra[2].cache == CacheMode::None);
+    for mount in extra {
+        assert_eq!(
+            mount.tag,
+            format!("a{:x}", md5_hex(mount.guest_path.as_str()))[..31]
+        );
+    }
 }
 
 #[test]
 fn the_memory_backend_is_named_exactly_in_the_virtiofs_era() {
-    assert_eq!(built_manifest(Era::NineP, MOUNTS).memory_backend, None);
+    let (module, _) = known();
+    assert_eq!(built_manifest(Era::NineP, &module).memory_backend, None);
     assert_eq!(
-        built_manifest(Era::Virtiofs, MOUNTS).memory_backend,
+        built_manifest(Era::Virtiofs, &module).memory_backend,
         Some(MemoryBackend {
             id: "mem0".to_owned(),
             size: 768
