@@ -103,6 +103,29 @@ fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
     assert!(!fx.record_path().exists());
 }
 
+/// Regression: SIGTERM during the build killed nixos-shell and left nix
+/// building; it later wrote its out-link (a GC root) into the leaked
+/// session directory. Sent to nixos-shell alone, as `kill PID` does.
+#[test]
+fn term_during_the_build_stops_nix_exits_143_and_nothing_is_written_afterwards() {
+    let fx = NixFixture::new(PATHS);
+    let build = fx.waiting_build();
+    let mut child = fx.cli(&[]).spawn().unwrap();
+    build.wait_until_started(String::new);
+    let pid = i32::try_from(child.id()).unwrap();
+    // SAFETY: signals the nixos-shell this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    // nix was stopped and waited for, and nothing appears in TMPDIR while
+    // the build would still have run.
+    let nix = crate::support::vm::processes_under(&fx.root, "/nix");
+    assert!(nix.is_empty(), "nix outlived nixos-shell: {nix:?}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+    assert!(!fx.record_path().exists());
+}
+
 #[test]
 fn a_disk_flag_beside_nix_disk_image_is_refused_not_ignored() {
     let fx = NixFixture::new(PATHS);

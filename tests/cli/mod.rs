@@ -4,6 +4,7 @@
 
 mod errors;
 mod generate;
+mod refusals;
 mod resolution;
 mod run;
 mod terminal;

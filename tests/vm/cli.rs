@@ -298,7 +298,7 @@ fn the_run_scripts_own_shares_reach_the_guest(era: Era) {
     );
 }
 
-fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
+pub fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
     a.c_iflag == b.c_iflag
         && a.c_oflag == b.c_oflag
         && a.c_cflag == b.c_cflag

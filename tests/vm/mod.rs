@@ -7,6 +7,8 @@
 //! - `cli`: the scenarios, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
+//! - `signals`: signals sent to nixos-shell while its VM runs, and
+//!   nixos-shell killed outright: nothing survives or is left behind.
 //! - `run_script`: the virtiofs era's script on the host with a stand-in
 //!   QEMU: its daemons start before QEMU and never outlive it.
 //!
@@ -16,3 +18,4 @@
 mod cli;
 mod guest_role;
 mod run_script;
+mod signals;

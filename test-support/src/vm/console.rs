@@ -141,6 +141,14 @@ impl Console {
         }
     }
 
+    /// The process id of what runs on the terminal (nixos-shell).
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("the child is there until drop")
+            .id()
+    }
+
     /// Everything the terminal showed so far.
     pub fn transcript(&self) -> String {
         let (lock, _) = &*self.transcript;

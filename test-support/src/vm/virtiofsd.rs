@@ -35,6 +35,26 @@ pub fn virtiofsd() -> PathBuf {
 /// the list is empty once its VM has ended, and one that fails still
 /// leaves no daemon running (nor holding cargo's output open).
 pub fn kill_virtiofsd_under(path: &Path) -> Vec<String> {
+    kill_processes_under(path, "virtiofsd")
+}
+
+/// Kills every running process whose program's name ends with `program`
+/// and whose command line mentions `path`, and returns their command
+/// lines (see [`kill_virtiofsd_under`]).
+pub fn kill_processes_under(path: &Path, program: &str) -> Vec<String> {
+    processes_under(path, program)
+        .into_iter()
+        .map(|(pid, cmdline)| {
+            // SAFETY: signals a process this test's VM started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            cmdline
+        })
+        .collect()
+}
+
+/// The running processes whose program's name ends with `program` and
+/// whose command line mentions `path`: their ids and command lines.
+pub fn processes_under(path: &Path, program: &str) -> Vec<(libc::pid_t, String)> {
     let needle = path.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -48,11 +68,9 @@ pub fn kill_virtiofsd_under(path: &Path) -> Vec<String> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        let program = cmdline.split(' ').next().unwrap_or("");
-        if program.ends_with("virtiofsd") && cmdline.contains(&needle) {
-            // SAFETY: signals a daemon this test's run script started.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            found.push(cmdline.trim_end().to_owned());
+        let name = cmdline.split(' ').next().unwrap_or("");
+        if name.ends_with(program) && cmdline.contains(&needle) {
+            found.push((pid, cmdline.trim_end().to_owned()));
         }
     }
     found
