@@ -132,10 +132,18 @@ pub fn run(args: HostArgs) -> Result<u8> {
     if let Some(signal) = signals::received() {
         return Ok(signals::exit_status(signal));
     }
-    let code = match (vm::start(&command, disk.lock())?, &settings.command) {
+    let ended = vm::start(&command, disk.lock())?;
+    let qemu_failed = |status| vm::failure_hint(status, disk.image.as_deref());
+    let code = match (ended, &settings.command) {
         (vm::Ended::Signalled(signal), _) => signals::exit_status(signal),
-        (vm::Ended::Exited(status), None) => status,
-        (vm::Ended::Exited(status), Some(_)) => session.command_status(status)?,
+        (vm::Ended::Exited(0), None) => 0,
+        (vm::Ended::Exited(status), None) => {
+            eprintln!("nixos-shell: {}", qemu_failed(status));
+            status
+        }
+        (vm::Ended::Exited(status), Some(_)) => {
+            session.command_status(status, &qemu_failed(status))?
+        }
     };
     drop(disk);
     session.close()?;

@@ -67,16 +67,15 @@ impl Session {
     }
 
     /// The guest command's status from `result.json` in the session share,
-    /// once the VM ended with `vm_status`.
-    pub fn command_status(&self, vm_status: u8) -> Result<u8> {
+    /// once the VM ended with `vm_status`; `qemu_failed` says what to do
+    /// when QEMU itself failed before any guest ran.
+    pub fn command_status(&self, vm_status: u8, qemu_failed: &str) -> Result<u8> {
         let path = self.share().join(RESULT_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             // QEMU's own errors (a port in use, a locked or broken disk
             // image) end it with a failure before any guest runs.
-            Err(_) if vm_status != 0 => bail!(
-                "QEMU failed (status {vm_status}) before the command ran; its message is above"
-            ),
+            Err(_) if vm_status != 0 => bail!("{qemu_failed}"),
             Err(_) => bail!(
                 "the VM ended without reporting the command's status ({path} is missing); \
                  check the console output above, and that the configuration includes the nixos-shell module"

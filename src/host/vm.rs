@@ -45,3 +45,17 @@ pub fn start(command: &VmCommand, disk_lock: Option<&File>) -> Result<Ended> {
         None => Ended::Exited(nix::exit_code(&status)),
     })
 }
+
+/// What to say when QEMU ended with a failure `status`: QEMU said why
+/// above; a disk image it could not use (corrupt, locked, not qcow2) is the
+/// usual cause, with a way out that loses nothing.
+pub fn failure_hint(status: u8, disk_image: Option<&camino::Utf8Path>) -> String {
+    let mut hint = format!("QEMU failed (status {status}); its message is above");
+    if let Some(image) = disk_image {
+        hint.push_str(&format!(
+            "; if it is about the disk image, check it with `qemu-img check {}`, or run with --ephemeral",
+            crate::shell::quote(image.as_str())
+        ));
+    }
+    hint
+}

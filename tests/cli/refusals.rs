@@ -191,9 +191,17 @@ fn a_vm_that_fails_to_start_says_qemu_failed_not_that_the_module_is_missing() {
     let out = fx.run(&["-c", "true"]);
     assert_one_line_error(
         &out,
-        "QEMU failed (status 1) before the command ran; its message is above",
+        "QEMU failed (status 1); its message is above; if it is about the disk image, \
+         check it with `qemu-img check ",
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Could not open disk"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Could not open disk"), "{stderr}");
+    assert!(stderr.contains("`, or run with --ephemeral"), "{stderr}");
+    assert!(!stderr.contains("nixos-shell module"), "{stderr}");
+    // Without --command: the same line, and QEMU's status.
+    let out = fx.run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_line_error(&out, "QEMU failed (status 1); its message is above");
     assert!(fx.leftovers().is_empty());
 }
 
