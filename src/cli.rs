@@ -17,7 +17,8 @@ use clap::{ArgAction, Parser};
                   End the VM with `Ctrl-a x` or `poweroff`."
 )]
 pub struct HostArgs {
-    /// A module file or a flake reference with an attribute (`.#vm`).
+    /// A module file, a flake reference with an attribute (`.#vm`), or a
+    /// build result of `system.build.nixos-shell` (`./result`).
     #[arg(value_name = "CONFIG")]
     pub config: Option<String>,
 

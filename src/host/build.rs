@@ -22,6 +22,7 @@ use super::nix::{NixBuild, Outcome};
 use super::resolve::Installable;
 use super::result::BuildResult;
 use super::settings::Settings;
+use crate::cli::NixFlags;
 
 /// The legacy-mode expression: a module file with <nixpkgs/nixos>.
 pub const LEGACY_NIX: &str = include_str!("legacy.nix");
@@ -82,11 +83,27 @@ pub struct Step {
     pub if_missing: String,
 }
 
-/// The builds to try, in order: each runs only when the ones before it
-/// report their attribute missing.
+/// What to do to get a build result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub steps: Vec<Step>,
+pub enum Plan {
+    /// The builds to try, in order: each runs only when the ones before it
+    /// report their attribute missing.
+    Build(Vec<Step>),
+    /// A build result given as CONFIG: nothing to build or evaluate.
+    Ready {
+        result: Utf8PathBuf,
+        identity: String,
+    },
+}
+
+impl Plan {
+    /// The builds to try; none for a build result.
+    pub fn steps(&self) -> &[Step] {
+        match self {
+            Plan::Build(steps) => steps,
+            Plan::Ready { .. } => &[],
+        }
+    }
 }
 
 /// How the plan ended.
@@ -106,8 +123,14 @@ pub enum Realised {
 /// Runs the plan's steps until one builds, and reads what it built; the
 /// first nix failure ends it.
 pub fn realise(plan: &Plan) -> Result<Realised> {
+    if let Plan::Ready { result, identity } = plan {
+        return Ok(Realised::Built {
+            build: BuildResult::read(result)?,
+            identity: identity.clone(),
+        });
+    }
     let mut missing = None;
-    for step in &plan.steps {
+    for step in plan.steps() {
         match step.build.run()? {
             Outcome::Built(result) => {
                 if let Some(note) = &step.note {
@@ -173,14 +196,23 @@ pub fn plan(
         Ok(systems(build))
     };
     match installable {
-        Installable::File { path } => Ok(Plan {
-            steps: vec![Step {
-                build: legacy(path)?,
+        Installable::Built { path } => {
+            if settings.nix != NixFlags::default() || settings.out_link.is_some() {
+                bail!(
+                    "{path} is a build result and needs no nix: drop the flags for nix and --out-link"
+                );
+            }
+            Ok(Plan::Ready {
+                result: path.clone(),
                 identity: installable.identity(),
-                note: None,
-                if_missing: format!("{path} builds no system.build.nixos-shell; report this"),
-            }],
-        }),
+            })
+        }
+        Installable::File { path } => Ok(Plan::Build(vec![Step {
+            build: legacy(path)?,
+            identity: installable.identity(),
+            note: None,
+            if_missing: format!("{path} builds no system.build.nixos-shell; report this"),
+        }])),
         Installable::Flake {
             flake,
             name,
@@ -255,7 +287,7 @@ pub fn plan(
                     });
                 }
             }
-            Ok(Plan { steps })
+            Ok(Plan::Build(steps))
         }
     }
 }
@@ -312,16 +344,16 @@ mod tests {
     #[test]
     fn a_flake_builds_its_attribute_then_the_full_lookup() {
         let plan = plan_for(&flake("/p", None), &["-L"]);
-        assert_eq!(plan.steps.len(), 2);
+        assert_eq!(plan.steps().len(), 2);
         assert_eq!(
-            tail(&plan.steps[0].build),
+            tail(&plan.steps()[0].build),
             [
                 "--print-build-logs",
                 "/p#nixosConfigurations.vm.config.system.build.nixos-shell"
             ]
         );
         assert_eq!(
-            tail(&plan.steps[1].build),
+            tail(&plan.steps()[1].build),
             [
                 "--print-build-logs",
                 "--impure",
@@ -342,7 +374,7 @@ mod tests {
             ]
         );
         assert!(plan
-            .steps
+            .steps()
             .iter()
             .all(|s| s.identity == "/p#vm" && s.note.is_none()));
     }
@@ -350,31 +382,31 @@ mod tests {
     #[test]
     fn a_flake_in_a_directory_nix_cannot_parse_is_built_from_inside_and_read_as_a_path() {
         let plan = plan_for(&flake("/my proj", None), &[]);
-        let attribute = &plan.steps[0].build;
+        let attribute = &plan.steps()[0].build;
         assert_eq!(attribute.cwd(), Some(Utf8Path::new("/my proj")));
         assert_eq!(
             tail(attribute),
             [".#nixosConfigurations.vm.config.system.build.nixos-shell"]
         );
-        let argv = plan.steps[1].build.argv();
+        let argv = plan.steps()[1].build.argv();
         assert!(argv
             .windows(3)
             .any(|w| w == ["--argstr", "flakeDir", "/my proj"]));
-        assert_eq!(plan.steps[1].build.cwd(), None);
+        assert_eq!(plan.steps()[1].build.cwd(), None);
     }
 
     #[test]
     fn a_vm_nix_beside_the_flake_is_built_last_and_says_so() {
         let plan = plan_for(&flake("/p", Some("/p/vm.nix")), &[]);
-        assert_eq!(plan.steps.len(), 3);
+        assert_eq!(plan.steps().len(), 3);
         assert_eq!(
-            plan.steps[0].note.as_deref(),
+            plan.steps()[0].note.as_deref(),
             Some(
                 "/p/flake.nix and /p/vm.nix both exist: running the flake's vm \
                  (`nixos-shell /p/vm.nix` runs the module file)"
             )
         );
-        let last = &plan.steps[2];
+        let last = &plan.steps()[2];
         assert!(last
             .build
             .argv()
@@ -388,10 +420,32 @@ mod tests {
     }
 
     #[test]
+    fn a_build_result_needs_no_nix_and_refuses_flags_for_it() {
+        let built = Installable::Built {
+            path: "/w/result".into(),
+        };
+        assert_eq!(
+            plan_for(&built, &["--memory", "1G"]),
+            Plan::Ready {
+                result: "/w/result".into(),
+                identity: "built:/w/result".to_owned()
+            }
+        );
+        for args in [&["-L"][..], &["--out-link", "/x"]] {
+            let err =
+                plan(&built, &settings(args), &located(), "/t".into(), "/".into()).unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                "/w/result is a build result and needs no nix: drop the flags for nix and --out-link"
+            );
+        }
+    }
+
+    #[test]
     fn guest_system_goes_straight_to_the_full_lookup() {
         let plan = plan_for(&flake("/p", None), &["--guest-system", "aarch64-linux"]);
-        assert_eq!(plan.steps.len(), 1);
-        let argv = plan.steps[0].build.argv();
+        assert_eq!(plan.steps().len(), 1);
+        let argv = plan.steps()[0].build.argv();
         assert!(argv
             .windows(3)
             .any(|w| w == ["--argstr", "guestSystem", "aarch64-linux"]));
@@ -403,9 +457,9 @@ mod tests {
             path: "/p/vm.nix".into(),
         };
         let plan = plan_for(&file, &["--host-system", "x86_64-darwin"]);
-        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(plan.steps().len(), 1);
         assert_eq!(
-            tail(&plan.steps[0].build),
+            tail(&plan.steps()[0].build),
             [
                 "--impure",
                 "--argstr",

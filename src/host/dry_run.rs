@@ -15,7 +15,10 @@ use crate::shell as quote;
 
 /// Prints the builds of `plan` and the VM command.
 pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) -> Result<u8> {
-    for (n, step) in plan.steps.iter().enumerate() {
+    if let Plan::Ready { result, .. } = plan {
+        println!("# no build: {result} is a build result");
+    }
+    for (n, step) in plan.steps().iter().enumerate() {
         if n == 0 {
             println!("# build");
         } else {

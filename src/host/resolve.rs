@@ -5,6 +5,8 @@
 //!   `./vm.nix` is built only when the flake provides no `vm`;
 //! - CONFIG with `#`, or starting with a flake scheme (`github:`, `path:`,
 //!   `git+https:`, ...): a flake reference and an attribute (default `vm`);
+//! - a build result of `system.build.nixos-shell` (`./result`, a store
+//!   path): run as it is, without nix;
 //! - otherwise a module file, which must exist.
 //!
 //! The result, [`Installable`], renders back into what nix is given. A local
@@ -17,6 +19,7 @@ use anyhow::{bail, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
 use super::settings::absolute;
+use crate::schema::manifest::MANIFEST_PATH;
 
 /// Where the project lives, for the "how to start" hint.
 pub const TEMPLATE_FLAKE: &str = "github:OWNER/nixos-shell";
@@ -42,6 +45,9 @@ const FLAKE_SCHEMES: &[&str] = &[
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Installable {
+    /// A build result of `system.build.nixos-shell` (a store path, or a
+    /// link to one such as `./result`): nothing to build or evaluate.
+    Built { path: Utf8PathBuf },
     /// A NixOS module file, evaluated against `<nixpkgs/nixos>`.
     File { path: Utf8PathBuf },
     /// A flake and the name looked up in its outputs; `or_file` is the
@@ -175,7 +181,7 @@ impl Installable {
     /// and eval-cached. `None` for a file.
     pub fn attribute_installable(&self, cwd: &Utf8Path) -> Option<NixFlakeRef> {
         match self {
-            Installable::File { .. } => None,
+            Installable::File { .. } | Installable::Built { .. } => None,
             Installable::Flake { flake, name, .. } => {
                 let nix = flake.for_nix(cwd);
                 Some(NixFlakeRef {
@@ -194,6 +200,9 @@ impl Installable {
     pub fn identity(&self) -> String {
         match self {
             Installable::File { path } => format!("file:{path}"),
+            // The path as given, not where it points: `./result` keeps its
+            // disk image across rebuilds.
+            Installable::Built { path } => format!("built:{path}"),
             Installable::Flake { flake, name, .. } => format!("{}#{name}", flake.display()),
         }
     }
@@ -235,6 +244,9 @@ pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
         return flake(config, config, DEFAULT_ATTRIBUTE, cwd);
     }
     let path = absolute(cwd, Utf8Path::new(config));
+    if path.join(MANIFEST_PATH).is_file() {
+        return Ok(Installable::Built { path });
+    }
     if path.is_dir() && !path.join("default.nix").exists() {
         if path.join("flake.nix").exists() {
             bail!("{config} is a flake directory, not a module file; run `nixos-shell {config}#{DEFAULT_ATTRIBUTE}`");

@@ -154,6 +154,51 @@ fn memory_replaces_the_run_scripts_memory_backend_when_the_manifest_names_one() 
     );
 }
 
+/// `nix build` once, or receive a closure with `nix copy`: the build result
+/// runs with every run-time flag and no nix process at all.
+#[test]
+fn a_build_result_runs_without_nix() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm(r#"{ system.name = "built"; }"#));
+    let out = fx.run(&["--build-only", "--out-link", "result"]);
+    assert!(out.status.success());
+    let calls = fx.nix_calls().0;
+    let out = fx.run(&[
+        "./result",
+        "--memory",
+        "1G",
+        "--forward",
+        "8080:80",
+        "-c",
+        "true",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fx.nix_calls().0, calls, "nix ran for a build result");
+    let record = fx.record();
+    assert!(
+        record.script.ends_with("/bin/run-built-vm"),
+        "{}",
+        record.script
+    );
+    assert_eq!(record.args[..2], ["-m", "1G"]);
+    assert_eq!(
+        record.env["QEMU_NET_OPTS"],
+        "hostfwd=tcp:127.0.0.1:8080-:80"
+    );
+    // The store path itself works too; flags for nix have nothing to do.
+    let store_path = std::fs::canonicalize(fx.work().join("result")).unwrap();
+    assert!(fx.run(&[store_path.to_str().unwrap()]).status.success());
+    assert_eq!(fx.nix_calls().0, calls);
+    super::assert_only_error(
+        &fx.run(&["./result", "-L"]),
+        "is a build result and needs no nix: drop the flags for nix and --out-link",
+    );
+}
+
 #[test]
 fn module_mounts_no_home_and_the_users_tmpdir() {
     let fx = NixFixture::new(PATHS);
