@@ -1,6 +1,7 @@
-//! Running the host's `--command` on the console: `/bin/sh -c CMD` in a new
-//! session whose controlling terminal is the console (so Ctrl-C reaches it),
-//! in the host's cwd, with the host's HOME, USER, TERM and PATH.
+//! Running the host's `--command` on the console: `SHELL -c CMD` (the
+//! user's shell when the guest has it, else `/bin/sh`) in a new session
+//! whose controlling terminal is the console (so Ctrl-C reaches it), in the
+//! host's cwd, with the host's HOME, USER, TERM and PATH.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -16,7 +17,7 @@ use crate::schema::facts::HostFacts;
 /// shell reports a command it cannot execute).
 pub const FAILED_TO_START: i32 = 126;
 
-/// The shell that runs the command.
+/// The shell that runs the command when the user's is not in the guest.
 const SHELL: &str = "/bin/sh";
 
 /// Where a NixOS guest keeps its programs: a systemd unit's own `PATH` lacks
@@ -70,9 +71,16 @@ pub fn working_dir(facts: &HostFacts, is_dir: impl Fn(&Utf8Path) -> bool) -> Utf
         .to_owned()
 }
 
-/// Runs `command` on `console` and waits for it; returns its exit status,
+/// Runs `command` with `shell` (else `/bin/sh`) on `console` and waits for
+/// it, `guest_path` being the guest's `PATH`; returns its exit status,
 /// `128 + N` when signal N ended it.
-pub fn run_on_console(console: &Utf8Path, command: &str, facts: &HostFacts) -> anyhow::Result<i32> {
+pub fn run_on_console(
+    console: &Utf8Path,
+    command: &str,
+    facts: &HostFacts,
+    shell: Option<&Utf8Path>,
+    guest_path: &str,
+) -> anyhow::Result<i32> {
     let tty = OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,14 +88,13 @@ pub fn run_on_console(console: &Utf8Path, command: &str, facts: &HostFacts) -> a
         .with_context(|| format!("cannot open the console {console} to run the command"))?;
     let stdin = tty.try_clone().context("cannot duplicate the console")?;
     let stdout = tty.try_clone().context("cannot duplicate the console")?;
-    let own_path = std::env::var("PATH").ok();
-    let guest_path = guest_path(own_path.as_deref(), |dir| Utf8Path::new(dir).is_dir());
-    let mut child = Command::new(SHELL);
+    let shell = shell.unwrap_or(Utf8Path::new(SHELL));
+    let mut child = Command::new(shell);
     child
         .arg("-c")
         .arg(command)
         .current_dir(working_dir(facts, |dir| dir.is_dir()))
-        .envs(environment(facts, Some(&guest_path)))
+        .envs(environment(facts, Some(guest_path)))
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(tty));
@@ -111,7 +118,7 @@ pub fn run_on_console(console: &Utf8Path, command: &str, facts: &HostFacts) -> a
     }
     let status = child
         .status()
-        .with_context(|| format!("cannot run {SHELL} -c {command:?} on {console}"))?;
+        .with_context(|| format!("cannot run {shell} -c {command:?} on {console}"))?;
     Ok(status
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))

@@ -13,7 +13,11 @@ use crate::shell::single_quote;
 
 /// The script for `facts`. The login shell sources it with `sh`'s rules:
 /// every value is single-quoted, so no host string is ever expanded by it.
-pub fn script(facts: &HostFacts) -> String {
+/// With `shell` (the user's, see `guest::shell`), an interactive login
+/// becomes that shell at the end, once: the variable it exports keeps the
+/// new shell's own login init, which sources this file again, from doing it
+/// twice.
+pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     let mut lines = vec![
         "# Written by nixos-shell-guest from the host facts; sourced by the login shell."
             .to_owned(),
@@ -39,10 +43,19 @@ pub fn script(facts: &HostFacts) -> String {
             size.rows, size.cols
         ));
     }
+    if let Some(shell) = shell {
+        lines.push(format!(
+            "if [ -z \"${{{BECAME}:-}}\" ] && [ -t 0 ]; then export {BECAME}=1; exec {} -l; fi",
+            single_quote(shell.as_str())
+        ));
+    }
     let mut text = lines.join("\n");
     text.push('\n');
     text
 }
+
+/// Set once the login has become the user's shell.
+const BECAME: &str = "NIXOS_SHELL_USER_SHELL";
 
 /// Writes the script to `path` (parents created), readable by everyone.
 pub fn install(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
@@ -69,7 +82,7 @@ mod tests {
     #[test]
     fn minimal_facts_set_home_user_and_cwd() {
         assert_eq!(
-            script(&facts()),
+            script(&facts(), None),
             "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
              export HOME='/home/alice'\n\
              export USER='alice'\n\
@@ -87,7 +100,7 @@ mod tests {
             cols: 132,
         });
         assert_eq!(
-            script(&facts),
+            script(&facts, None),
             "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
              export HOME='/home/alice'\n\
              export USER='alice'\n\
@@ -99,9 +112,24 @@ mod tests {
     }
 
     #[test]
+    fn an_interactive_login_becomes_the_users_shell_once() {
+        let text = script(
+            &facts(),
+            Some(Utf8Path::new("/run/current-system/sw/bin/zsh")),
+        );
+        assert!(
+            text.ends_with(
+                "if [ -z \"${NIXOS_SHELL_USER_SHELL:-}\" ] && [ -t 0 ]; then \
+             export NIXOS_SHELL_USER_SHELL=1; exec '/run/current-system/sw/bin/zsh' -l; fi\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_hostile_cwd_stays_one_word() {
         let mut facts = facts();
         facts.cwd = "/tmp/a'; rm -rf /; '".into();
-        assert!(script(&facts).contains(r"cd '/tmp/a'\''; rm -rf /; '\''' 2>/dev/null"));
+        assert!(script(&facts, None).contains(r"cd '/tmp/a'\''; rm -rf /; '\''' 2>/dev/null"));
     }
 }

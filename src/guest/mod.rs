@@ -35,6 +35,8 @@ mod report;
 mod session;
 #[cfg(target_os = "linux")]
 mod shares;
+#[cfg(target_os = "linux")]
+mod shell;
 
 #[cfg(target_os = "linux")]
 use camino::Utf8Path;
@@ -103,15 +105,31 @@ fn apply(
     }
     let keys_file = Utf8Path::new(GUEST_AUTHORIZED_KEYS_DIR).join(KEYS_USER);
     reporter.check(keys::install(&keys_file, &facts.authorized_keys));
+    let own_path = std::env::var("PATH").ok();
+    let guest_path = command::guest_path(own_path.as_deref(), |dir| Utf8Path::new(dir).is_dir());
+    let shell = match shell::choose(facts, guest_path.split(':'), |path| path.is_file()) {
+        shell::Choice::Use(path) => Some(path),
+        shell::Choice::Keep => None,
+        shell::Choice::Missing(line) => {
+            reporter.warn(&line);
+            None
+        }
+    };
     reporter.check(login_env::install(
         Utf8Path::new(GUEST_LOGIN_ENV),
-        &login_env::script(facts),
+        &login_env::script(facts, shell.as_deref()),
     ));
     if let Some(size) = facts.terminal {
         reporter.check(console::set_size(&args.console, size));
     }
     if let Some(command) = &facts.command {
-        let exit_code = match command::run_on_console(&args.console, command, facts) {
+        let exit_code = match command::run_on_console(
+            &args.console,
+            command,
+            facts,
+            shell.as_deref(),
+            &guest_path,
+        ) {
             Ok(code) => code,
             Err(err) => {
                 reporter.warn(&format!("{err:#}"));

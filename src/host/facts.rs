@@ -19,6 +19,7 @@ pub fn compose(
     host: &Host,
     manifest: &Manifest,
     host_system: &str,
+    shell_store_path: Option<&Utf8Path>,
     authorized_keys: Vec<String>,
     mounts: Vec<GuestMount>,
     command: Option<String>,
@@ -31,6 +32,9 @@ pub fn compose(
     let shell = env
         .get("SHELL")
         .and_then(|s| Utf8Path::new(s).file_name().map(str::to_owned));
+    let shell_path = shell_store_path
+        .filter(|_| manifest.system == host_system)
+        .map(Utf8Path::to_owned);
     HostFacts {
         version: FACTS_VERSION,
         user: host.user.clone(),
@@ -39,11 +43,22 @@ pub fn compose(
         term: env.get("TERM").cloned(),
         path,
         shell,
+        shell_path,
         terminal: host.terminal,
         authorized_keys,
         mounts,
         command,
     }
+}
+
+/// Where `$SHELL` leads when that is a Nix store path (through links such
+/// as `/run/current-system/sw/bin/zsh`): a binary a guest of the host's
+/// platform can run through the shared store.
+pub fn shell_store_path(env: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+    let shell = env.get("SHELL")?;
+    let real = std::fs::canonicalize(shell).ok()?;
+    let real = Utf8PathBuf::from_path_buf(real).ok()?;
+    real.starts_with("/nix/store/").then_some(real)
 }
 
 /// The user's nix profile directory: `~/.local/state/nix/profiles`, else
@@ -135,10 +150,12 @@ mod tests {
 
     fn facts(host: &Host, manifest: &Manifest, host_system: &str) -> HostFacts {
         let keys = vec!["ssh-ed25519 AAA a@b".to_owned()];
+        let zsh = Some(Utf8Path::new("/nix/store/x-zsh/bin/zsh"));
         compose(
             host,
             manifest,
             host_system,
+            zsh,
             keys,
             vec![],
             Some("make".to_owned()),
@@ -164,12 +181,20 @@ mod tests {
         assert_eq!(facts.term.as_deref(), Some("xterm"));
         assert_eq!(facts.path.as_deref(), Some("/bin"));
         assert_eq!(facts.shell.as_deref(), Some("zsh"));
+        assert_eq!(
+            facts.shell_path.as_deref(),
+            Some(Utf8Path::new("/nix/store/x-zsh/bin/zsh"))
+        );
         assert_eq!(facts.command.as_deref(), Some("make"));
         assert_eq!(facts.authorized_keys, ["ssh-ed25519 AAA a@b"]);
         assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
 
         let other = super::tests::facts(&alice, &manifest("aarch64-linux", true), "x86_64-linux");
         assert_eq!(other.path, None);
+        assert_eq!(
+            other.shell_path, None,
+            "another platform cannot run the host's shell"
+        );
         let off = super::tests::facts(&alice, &manifest("x86_64-linux", false), "x86_64-linux");
         assert_eq!(off.path, None);
         let bare = super::tests::facts(&host(&[], "/"), &manifest("x", true), "x");

@@ -112,6 +112,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
         &host,
         manifest,
         host_system,
+        facts::shell_store_path(&host.env).as_deref(),
         facts::authorized_keys(&host.home, &host.env),
         launch::guest_mounts(module_shares.iter().chain(&flag_shares), manifest),
         settings.command.clone(),

@@ -66,6 +66,11 @@ pub struct HostFacts {
     /// The name of the user's login shell (`bash`, `zsh`, ...), from `$SHELL`.
     #[serde(default)]
     pub shell: Option<String>,
+    /// That shell's binary in the Nix store, when `$SHELL` leads there and
+    /// host and guest run the same platform: the guest runs it through the
+    /// shared store when its configuration has no such shell of its own.
+    #[serde(default)]
+    pub shell_path: Option<Utf8PathBuf>,
     /// The host terminal's size, when the CLI runs in a terminal; applied to
     /// the guest console so full-screen programs fit without `resize`.
     #[serde(default)]

@@ -378,3 +378,44 @@ done"#,
     assert_eq!(status, 0, "{out}");
     power_off(&fx, &mut vm);
 }
+
+/// The user's shell: the guest's own when it has it (here busybox's ash at
+/// /bin/ash), for the console login and for --command.
+#[test]
+fn the_users_shell_runs_the_login_and_the_command() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let mut login = fx.command(&[]);
+    login.env("SHELL", "/usr/local/bin/ash");
+    let mut vm = Console::spawn(login, ROWS, COLS);
+    vm.wait_for_shell();
+    // The harness' login shell is `/bin/sh -l`; busybox's ash is found on
+    // the guest's PATH (/sbin or /bin).
+    let (out, _) = vm.sh("echo \"zero=$0\"");
+    let zero = out.lines().find(|l| l.starts_with("zero=")).unwrap_or_default();
+    assert!(zero.trim_end().ends_with("bin/ash"), "{out}");
+    power_off(&fx, &mut vm);
+
+    let mut command = fx.command(&["-c", "echo \"command-zero=$0\""]);
+    command.env("SHELL", "/usr/local/bin/ash");
+    let mut vm = Console::spawn(command, ROWS, COLS);
+    vm.expect("command-zero=", BOOT_TIMEOUT);
+    let zero = vm.expect("\n", BOOT_TIMEOUT);
+    assert!(zero.trim_end().ends_with("bin/ash"), "{zero:?}");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+}
+
+/// A shell the guest cannot run leaves the login shell, and one line says
+/// why and what to add.
+#[test]
+fn a_shell_the_guest_lacks_is_named_and_the_login_still_starts() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let mut login = fx.command(&[]);
+    login.env("SHELL", "/usr/bin/zsh");
+    let mut vm = Console::spawn(login, ROWS, COLS);
+    vm.expect("your shell zsh is not in this VM", BOOT_TIMEOUT);
+    vm.wait_for_shell();
+    let (out, _) = vm.sh("echo \"zero=$0\"");
+    let zero = out.lines().find(|l| l.starts_with("zero=")).unwrap_or_default();
+    assert_eq!(zero.trim_end(), "zero=/bin/sh", "{out}");
+    power_off(&fx, &mut vm);
+}
