@@ -4,7 +4,8 @@
 # memory backend, which depends on the nixpkgs revision, is checked against
 # the run script itself: the manifest names one exactly when the script
 # passes one (nixpkgs since its shares moved to virtiofs), with the script's
-# id and size.
+# id and size. The shares are virtiofs on a Linux host, with the host
+# package's virtiofsd (a store path, so checked apart), and 9p elsewhere.
 {
   self,
   pkgs,
@@ -16,12 +17,17 @@ let
   };
   build = vm.config.system.build.nixos-shell;
   inherit (vm.config.virtualisation) memorySize;
+  inherit (pkgs.stdenv.hostPlatform) isLinux;
+  protocol = if isLinux then "virtiofs" else "9p";
+  virtiofsd = if isLinux then ''"${pkgs.virtiofsd}/bin/virtiofsd"'' else "null";
 in
 pkgs.runCommand "nixos-shell-manifest" { nativeBuildInputs = [ pkgs.jq ]; } ''
   manifest=${build}/share/nixos-shell/manifest.json
-  jq -S '.system = "${pkgs.stdenv.hostPlatform.system}"' ${./manifest/expected.json} > expected.json
-  jq -S 'del(.memoryBackend)' "$manifest" > manifest.json
+  jq -S '.system = "${pkgs.stdenv.hostPlatform.system}" | .mounts.protocol = "${protocol}"' \
+    ${./manifest/expected.json} > expected.json
+  jq -S 'del(.memoryBackend, .mounts.virtiofsd)' "$manifest" > manifest.json
   diff -u expected.json manifest.json
+  test "$(jq -c .mounts.virtiofsd "$manifest")" = '${virtiofsd}'
   test -x ${build}/bin/run-dev-vm
   if grep -q 'memory-backend-memfd,id=mem0,size=${toString memorySize}M' ${build}/bin/run-dev-vm; then
     backend='{"id":"mem0","size":${toString memorySize}}'

@@ -68,9 +68,12 @@
     about a VM without evaluating it again. Field names are the option names.
 
     `mounts` is the value of `config.nixos-shell.mounts`; `msize` the 9p
-    msize the guest mounts the shares with; `memoryBackend` the shared
-    memory backend the run script gives QEMU (`{ id, size }`, size in MiB),
-    or null.
+    msize the guest mounts the shares with; `virtiofsd` the daemon the CLI
+    starts per share when `mounts.protocol` is "virtiofs" (a path, else
+    null); `memorySize` the guest's memory in MiB, the size of the shared
+    memory backend the CLI adds for virtiofs when the run script has none;
+    `memoryBackend` the shared memory backend the run script gives QEMU
+    (`{ id, size }`, size in MiB), or null.
   */
   mkManifest =
     {
@@ -80,15 +83,18 @@
       inheritPath,
       mounts,
       msize,
+      virtiofsd,
+      memorySize,
       memoryBackend,
     }:
     {
-      version = 2;
+      version = 3;
       inherit
         name
         system
         diskImage
         inheritPath
+        memorySize
         memoryBackend
         ;
       mounts = {
@@ -97,8 +103,10 @@
           mountHomeReadOnly
           mountNixProfile
           cache
+          protocol
           ;
         inherit msize;
+        virtiofsd = if mounts.protocol == "virtiofs" then virtiofsd else null;
         # Sorted by guest path, so a parent comes before its children.
         extraMounts = map (
           guestPath:

@@ -24,6 +24,10 @@ let
     inherit (config.virtualisation) diskImage;
     inherit (cfg) inheritPath mounts;
     inherit (cfg.mounts) msize;
+    inherit (config.virtualisation) memorySize;
+    # The host's virtiofsd: the CLI runs it on the host, next to QEMU. Only
+    # forced for virtiofs, so a 9p VM (a darwin host) never needs it.
+    virtiofsd = "${hostPkgs.virtiofsd}/bin/virtiofsd";
     # Since nixpkgs shares the store over virtiofs, its run script backs the
     # guest's memory with a shared memfd of `memorySize` MiB, named mem0
     # (qemu-vm.nix, `virtualisation.qemu.enableSharedMemory`); older

@@ -94,7 +94,8 @@ fn apply(
     reporter: &Reporter,
 ) {
     for share in &facts.mounts {
-        if !tags.iter().any(|tag| tag == &share.tag) {
+        let nine_p = share.protocol == crate::schema::manifest::Protocol::NineP;
+        if nine_p && !tags.iter().any(|tag| tag == &share.tag) {
             reporter.warn(&format!(
                 "share {} for {} was not passed to QEMU; not mounted",
                 share.tag, share.guest_path

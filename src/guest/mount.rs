@@ -1,4 +1,5 @@
-//! Mounting one 9p share with mount(2).
+//! Mounting one share with mount(2): 9p by tag through QEMU's virtio
+//! transport, or virtiofs by the tag of its `vhost-user-fs-pci` device.
 
 use std::ffi::CString;
 
@@ -7,7 +8,7 @@ use camino::Utf8Path;
 use rustix::mount::MountFlags;
 
 use crate::schema::facts::GuestMount;
-use crate::schema::manifest::CacheMode;
+use crate::schema::manifest::{CacheMode, Protocol};
 
 /// The 9p mount options for a share, in the form NixOS' own
 /// `virtualisation.fileSystems` entries use.
@@ -19,14 +20,24 @@ pub fn options(msize: u64, cache: CacheMode) -> String {
 }
 
 /// Mounts a share the host facts list at its guest path (created when
-/// missing), read-only when asked.
+/// missing), read-only when asked. A virtiofs share has no options: the
+/// host's virtiofsd chose its caching.
 pub fn mount_share(share: &GuestMount) -> anyhow::Result<()> {
-    mount_9p(
-        &share.tag,
-        &share.guest_path,
-        &options(share.msize, share.cache),
-        share.read_only,
-    )
+    match share.protocol {
+        Protocol::NineP => mount_9p(
+            &share.tag,
+            &share.guest_path,
+            &options(share.msize, share.cache),
+            share.read_only,
+        ),
+        Protocol::Virtiofs => mount(
+            c"virtiofs",
+            &share.tag,
+            &share.guest_path,
+            "",
+            share.read_only,
+        ),
+    }
 }
 
 /// Mounts the 9p share `tag` at `target`.
@@ -36,9 +47,21 @@ pub fn mount_9p(
     options: &str,
     read_only: bool,
 ) -> anyhow::Result<()> {
+    mount(c"9p", tag, target, options, read_only)
+}
+
+/// Mounts the share `tag` of file system `fs` at `target`, created when
+/// missing.
+fn mount(
+    fs: &std::ffi::CStr,
+    tag: &str,
+    target: &Utf8Path,
+    options: &str,
+    read_only: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(target)
         .with_context(|| format!("cannot create mount point {target} for share {tag}"))?;
-    let source = CString::new(tag).context("a 9p tag contains a NUL byte")?;
+    let source = CString::new(tag).context("a share's tag contains a NUL byte")?;
     let target_c = CString::new(target.as_str()).context("a guest path contains a NUL byte")?;
     let data = CString::new(options).context("mount options contain a NUL byte")?;
     let flags = if read_only {
@@ -46,8 +69,12 @@ pub fn mount_9p(
     } else {
         MountFlags::empty()
     };
-    rustix::mount::mount(&source, &target_c, c"9p", flags, data.as_c_str())
-        .with_context(|| format!("cannot mount share {tag} at {target} ({options})"))?;
+    rustix::mount::mount(&source, &target_c, fs, flags, data.as_c_str()).with_context(|| {
+        format!(
+            "cannot mount the {} share {tag} at {target} ({options})",
+            fs.to_string_lossy()
+        )
+    })?;
     Ok(())
 }
 

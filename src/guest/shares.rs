@@ -1,5 +1,7 @@
 //! Finding the 9p shares QEMU offers: the mount tags the kernel's
-//! `9pnet_virtio` driver lists in sysfs.
+//! `9pnet_virtio` driver lists in sysfs. virtiofs shares are not looked
+//! for: kernels list their tags only since Linux 6.9, so the guest role
+//! mounts them and reports a failure.
 
 use std::process::{Command, Stdio};
 
@@ -10,9 +12,9 @@ pub const SYSFS_9P_DRIVER: &str = "/sys/bus/virtio/drivers/9pnet_virtio";
 
 /// The kernel modules the shares need; loaded best effort (they may be
 /// built in, already loaded, or loaded by the initrd).
-const MODULES: [&str; 2] = ["9pnet_virtio", "9p"];
+const MODULES: [&str; 3] = ["9pnet_virtio", "9p", "virtiofs"];
 
-/// Loads the 9p modules with `modprobe`, ignoring every failure: a missing
+/// Loads the shares' modules with `modprobe`, ignoring every failure: a missing
 /// module shows up later as a missing tag or a failed mount.
 pub fn load_modules() {
     for module in MODULES {

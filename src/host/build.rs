@@ -106,8 +106,10 @@ impl Plan {
     }
 }
 
-/// How the plan ended.
+/// How the plan ended. Made once per run and taken apart at once, so the
+/// size of `Built` (the whole manifest) costs nothing worth a box.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
 pub enum Realised {
     /// The build result, read, and the identity of the configuration it is.
     Built {

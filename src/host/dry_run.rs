@@ -45,6 +45,8 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
         flag_shares: &flag_shares,
         disk_image: disk_image.as_deref(),
         memory_backend: None,
+        memory_size: None,
+        daemons: &[],
         env: &host.env,
     });
     println!(

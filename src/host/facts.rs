@@ -119,7 +119,7 @@ pub fn keys_from(texts: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::schema::facts::TerminalSize;
-    use crate::schema::manifest::{CacheMode, Mounts};
+    use crate::schema::manifest::{CacheMode, Mounts, Protocol};
 
     fn manifest(system: &str, inherit_path: bool) -> Manifest {
         Manifest {
@@ -129,10 +129,13 @@ mod tests {
             disk_image: None,
             inherit_path,
             memory_backend: None,
+            memory_size: None,
             mounts: Mounts {
                 mount_home: true,
                 mount_home_read_only: false,
                 mount_nix_profile: true,
+                protocol: Protocol::NineP,
+                virtiofsd: None,
                 cache: CacheMode::Loose,
                 msize: 1,
                 extra_mounts: vec![],

@@ -3,10 +3,14 @@
 //! after `$QEMU_OPTS`, so later ones win).
 //!
 //! Arguments, in order: `-m` (--memory, with a memory backend of that size
-//! when the run script has one), `-smp` (--cores), the session share, one
-//! `-virtfs` per share (the module's: home, nix profile, extraMounts; then
-//! each --mount), then the user's `-- QEMU_ARGS`. Environment: only what
-//! the user did not set, or appended to what they did (`QEMU_NET_OPTS`).
+//! when the run script has one or virtiofs needs one), a shared memory
+//! backend of the VM's size when virtiofs needs one and neither the run
+//! script nor --memory brings it, `-smp` (--cores), the session share, then
+//! per share (the module's: home, nix profile, extraMounts; then each
+//! --mount) one `-virtfs` (9p) or the `vhost-user-fs-pci` device of its
+//! virtiofsd (`host::virtiofs`), then the user's `-- QEMU_ARGS`.
+//! Environment: only what the user did not set, or appended to what they
+//! did (`QEMU_NET_OPTS`).
 
 use std::collections::BTreeMap;
 
@@ -14,13 +18,15 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::settings::{check_guest_path, MountFlag, Settings};
+use super::virtiofs::Daemon;
 use crate::schema::facts::{self, GuestMount};
 use crate::schema::manifest::{CacheMode, Manifest, MemoryBackend};
 
 /// The tag of the home share.
 const HOME_TAG: &str = "home";
 
-/// A host directory exported to QEMU (`-virtfs`) under a tag.
+/// A host directory exported to QEMU (`-virtfs`, or through a virtiofsd)
+/// under a tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub tag: String,
@@ -138,6 +144,7 @@ pub fn guest_mounts<'a>(
             cache: share.cache.unwrap_or(manifest.mounts.cache),
             read_only: share.read_only,
             msize: manifest.mounts.msize,
+            protocol: manifest.mounts.protocol,
         })
         .collect();
     mounts.sort_by_key(|m| m.guest_path.components().count());
@@ -168,6 +175,13 @@ pub struct Launch<'a> {
     pub disk_image: Option<&'a Utf8Path>,
     /// The shared memory backend the run script passes, from the manifest.
     pub memory_backend: Option<&'a MemoryBackend>,
+    /// The VM's memory in MiB (the manifest's `memorySize`): the size of the
+    /// backend virtiofs needs when neither the run script nor --memory
+    /// brings one.
+    pub memory_size: Option<u64>,
+    /// The virtiofsd of each share, in the shares' order, when the shares
+    /// are virtiofs (`host::virtiofs::plan`); empty for 9p.
+    pub daemons: &'a [Daemon],
     /// The environment nixos-shell was started with.
     pub env: &'a BTreeMap<String, String>,
 }
@@ -195,11 +209,19 @@ pub fn compose(launch: &Launch) -> VmCommand {
         env.insert("NIX_DISK_IMAGE".to_owned(), image.to_string());
     }
 
+    // virtiofsd maps the guest's memory: it must be a shared backend.
+    let needs_shared_memory = !launch.daemons.is_empty();
     let mut args = Vec::new();
     if let Some(memory) = &settings.memory {
         args.extend(["-m".to_owned(), memory.clone()]);
-        if launch.memory_backend.is_some() {
+        if launch.memory_backend.is_some() || needs_shared_memory {
             args.extend(memory_backend_args(memory));
+        }
+    } else if needs_shared_memory && launch.memory_backend.is_none() {
+        // The run script's own (9p era) has none; one of the size its `-m`
+        // gives, which QEMU holds the backend to.
+        if let Some(size) = launch.memory_size {
+            args.extend(memory_backend_args(&format!("{size}M")));
         }
     }
     if let Some(cores) = settings.cores {
@@ -209,8 +231,14 @@ pub fn compose(launch: &Launch) -> VmCommand {
         "-virtfs".to_owned(),
         virtfs(launch.session_share, facts::SESSION_TAG, false),
     ]);
-    for share in launch.module_shares.iter().chain(launch.flag_shares) {
-        args.extend(["-virtfs".to_owned(), share.virtfs()]);
+    if launch.daemons.is_empty() {
+        for share in launch.module_shares.iter().chain(launch.flag_shares) {
+            args.extend(["-virtfs".to_owned(), share.virtfs()]);
+        }
+    } else {
+        for daemon in launch.daemons {
+            args.extend(daemon.qemu_args());
+        }
     }
     args.extend(settings.qemu_args.iter().cloned());
     VmCommand {
@@ -224,7 +252,8 @@ pub fn compose(launch: &Launch) -> VmCommand {
 const MEMORY_BACKEND_ID: &str = "nixos-shell-mem";
 
 /// A shared memory backend of `memory` (a `-m` value with its unit, from
-/// `settings::parse_memory`) that replaces the run script's. QEMU refuses
+/// `settings::parse_memory`) that replaces the run script's, if it has
+/// one. QEMU refuses
 /// a `-m` other than the backend's size, and the script's object cannot be
 /// resized or defined twice; a later `-machine memory-backend=` wins, and
 /// the script's unused memfd costs nothing (it is never touched). The
@@ -242,7 +271,7 @@ fn memory_backend_args(memory: &str) -> [String; 4] {
 mod tests {
     use super::*;
     use crate::host::settings::{parse_forward, Mode, Settings};
-    use crate::schema::manifest::{ExtraMount, Mounts};
+    use crate::schema::manifest::{ExtraMount, Mounts, Protocol};
 
     fn manifest() -> Manifest {
         Manifest {
@@ -252,10 +281,13 @@ mod tests {
             disk_image: Some("./nixos.qcow2".to_owned()),
             inherit_path: true,
             memory_backend: None,
+            memory_size: Some(500),
             mounts: Mounts {
                 mount_home: true,
                 mount_home_read_only: false,
                 mount_nix_profile: true,
+                protocol: Protocol::NineP,
+                virtiofsd: None,
                 cache: CacheMode::Loose,
                 msize: 16384,
                 extra_mounts: vec![ExtraMount {
@@ -312,6 +344,8 @@ mod tests {
             flag_shares,
             disk_image: Some("/state/nixos.qcow2".into()),
             memory_backend,
+            memory_size: Some(500),
+            daemons: &[],
             env,
         }
     }
@@ -421,6 +455,78 @@ mod tests {
                 "memory-backend=nixos-shell-mem",
                 "-smp",
                 "2"
+            ]
+        );
+    }
+
+    fn daemons(module: &[Share]) -> Vec<Daemon> {
+        let mut mounts = manifest().mounts;
+        mounts.protocol = Protocol::Virtiofs;
+        crate::host::virtiofs::plan(&mounts, module, "/s/vfs".into())
+    }
+
+    #[test]
+    fn virtiofs_shares_get_their_daemons_devices_and_a_backend_of_the_vms_size() {
+        let mut settings = settings();
+        settings.memory = None;
+        settings.cores = None;
+        settings.qemu_args.clear();
+        let module = module_shares(&manifest(), "/home/a".into(), None, false);
+        let daemons = daemons(&module);
+        let env = BTreeMap::new();
+        let mut launch = launch(&settings, &module, &[], None, &env);
+        launch.daemons = &daemons;
+        assert_eq!(
+            compose(&launch).args,
+            [
+                "-object",
+                "memory-backend-memfd,id=nixos-shell-mem,size=500M,share=on",
+                "-machine",
+                "memory-backend=nixos-shell-mem",
+                "-virtfs",
+                "local,path=/s/share,security_model=none,mount_tag=nixos-shell",
+                "-chardev",
+                "socket,id=vfs-home,path=/s/vfs/home.sock",
+                "-device",
+                "vhost-user-fs-pci,queue-size=1024,chardev=vfs-home,tag=home",
+                "-chardev",
+                "socket,id=vfs-awww,path=/s/vfs/awww.sock",
+                "-device",
+                "vhost-user-fs-pci,queue-size=1024,chardev=vfs-awww,tag=awww",
+            ]
+        );
+        // The run script's own backend serves as it is.
+        let backend = MemoryBackend {
+            id: "mem0".to_owned(),
+            size: 500,
+        };
+        launch.memory_backend = Some(&backend);
+        assert_eq!(
+            compose(&launch).args[..2],
+            [
+                "-virtfs",
+                "local,path=/s/share,security_model=none,mount_tag=nixos-shell"
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_brings_a_backend_of_its_size_for_virtiofs_shares() {
+        let settings = settings();
+        let module = module_shares(&manifest(), "/home/a".into(), None, false);
+        let daemons = daemons(&module);
+        let env = BTreeMap::new();
+        let mut launch = launch(&settings, &module, &[], None, &env);
+        launch.daemons = &daemons;
+        assert_eq!(
+            compose(&launch).args[..6],
+            [
+                "-m",
+                "2G",
+                "-object",
+                "memory-backend-memfd,id=nixos-shell-mem,size=2G,share=on",
+                "-machine",
+                "memory-backend=nixos-shell-mem",
             ]
         );
     }

@@ -9,10 +9,11 @@
 //! 4. build: [`build::realise`] runs them and reads the [`result`]: its run
 //!    script and manifest.
 //! 5. compose: [`disk`] picks the disk image, [`launch`] the shares and the
-//!    VM command, [`facts`] the host facts the guest reads from the
-//!    [`session`] directory.
-//! 6. run: [`vm`] runs the VM in this terminal ([`terminal`] saves and
-//!    restores it). Throughout, [`signals`] passes the signals that end a
+//!    VM command, [`virtiofs`] the shares' daemons, [`facts`] the host facts
+//!    the guest reads from the [`session`] directory.
+//! 6. run: [`virtiofs`] starts the daemons, [`vm`] runs the VM in this
+//!    terminal ([`terminal`] saves and restores it), then the daemons are
+//!    stopped. Throughout, [`signals`] passes the signals that end a
 //!    session to the child of the moment and keeps nixos-shell alive to
 //!    clean up after it.
 //!
@@ -34,6 +35,7 @@ mod session;
 mod settings;
 mod signals;
 mod terminal;
+mod virtiofs;
 mod vm;
 
 use std::io::Write;
@@ -117,6 +119,18 @@ pub fn run(args: HostArgs) -> Result<u8> {
         launch::guest_mounts(module_shares.iter().chain(&flag_shares), manifest),
         settings.command.clone(),
     ))?;
+    let sockets = virtiofs::SocketDir::create(
+        &session.virtiofs_sockets(),
+        module_shares
+            .iter()
+            .chain(&flag_shares)
+            .map(|s| s.tag.as_str()),
+    )?;
+    let daemons = virtiofs::plan(
+        &manifest.mounts,
+        module_shares.iter().chain(&flag_shares),
+        sockets.path(),
+    );
     let command = launch::compose(&launch::Launch {
         run_script: &built.run_script,
         settings: &settings,
@@ -126,6 +140,8 @@ pub fn run(args: HostArgs) -> Result<u8> {
         flag_shares: &flag_shares,
         disk_image: disk.image.as_deref(),
         memory_backend: manifest.memory_backend.as_ref(),
+        memory_size: manifest.memory_size,
+        daemons: &daemons,
         env: &host.env,
     });
 
@@ -133,7 +149,13 @@ pub fn run(args: HostArgs) -> Result<u8> {
     if let Some(signal) = signals::received() {
         return Ok(signals::exit_status(signal));
     }
+    let running = virtiofs::start(
+        manifest.mounts.virtiofsd.as_deref(),
+        &daemons,
+        virtiofs::Owner::current(),
+    )?;
     let ended = vm::start(&command, disk.lock())?;
+    drop(running);
     let qemu_failed = |status| vm::failure_hint(status, disk.image.as_deref());
     let code = match (ended, &settings.command) {
         (vm::Ended::Signalled(signal), _) => signals::exit_status(signal),

@@ -69,7 +69,7 @@ fn read_manifest(result: &Utf8Path) -> Result<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::manifest::{CacheMode, ExtraMount, Mounts};
+    use crate::schema::manifest::{CacheMode, ExtraMount, Mounts, Protocol};
 
     fn manifest() -> Manifest {
         Manifest {
@@ -79,10 +79,13 @@ mod tests {
             disk_image: Some("./nixos.qcow2".to_owned()),
             inherit_path: true,
             memory_backend: None,
+            memory_size: None,
             mounts: Mounts {
                 mount_home: true,
                 mount_home_read_only: false,
                 mount_nix_profile: true,
+                protocol: Protocol::NineP,
+                virtiofsd: None,
                 cache: CacheMode::Loose,
                 msize: 16384,
                 extra_mounts: vec![ExtraMount {

@@ -6,6 +6,7 @@
 //!   result        the out-link holding the build while the VM runs
 //!   share/        the session share (tag `nixos-shell`): facts.json, result.json
 //!   tmp/          TMPDIR of the run script (unless the user set TMPDIR and USE_TMPDIR)
+//!   virtiofs/     the virtiofsd sockets, when their paths fit (see `host::virtiofs`)
 //!   <name>.qcow2  the --ephemeral disk image
 //! ```
 
@@ -52,6 +53,10 @@ impl Session {
 
     pub fn tmp(&self) -> Utf8PathBuf {
         self.root.join("tmp")
+    }
+
+    pub fn virtiofs_sockets(&self) -> Utf8PathBuf {
+        self.root.join("virtiofs")
     }
 
     pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {

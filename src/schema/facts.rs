@@ -15,7 +15,7 @@
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::CacheMode;
+use super::manifest::{CacheMode, Protocol};
 
 /// The facts version this crate writes and understands.
 pub const FACTS_VERSION: u32 = 1;
@@ -95,11 +95,11 @@ pub struct TerminalSize {
     pub cols: u16,
 }
 
-/// One 9p share the CLI passed to QEMU, as the guest mounts it.
+/// One share the CLI passed to QEMU, as the guest mounts it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GuestMount {
-    /// The 9p mount tag QEMU was given.
+    /// The mount tag QEMU (9p) or the virtiofs device was given.
     pub tag: String,
     /// Where to mount it in the guest (created when missing).
     pub guest_path: Utf8PathBuf,
@@ -110,6 +110,11 @@ pub struct GuestMount {
     pub read_only: bool,
     /// 9p `msize` in bytes.
     pub msize: u64,
+    /// How the share reaches the guest. Facts without it (an older host)
+    /// mean 9p; an older guest ignores it and mounts 9p, and says so when
+    /// that fails, so the facts' version stays the same.
+    #[serde(default)]
+    pub protocol: Protocol,
 }
 
 /// What the guest hands back after running [`HostFacts::command`].

@@ -20,14 +20,16 @@ pub const MANIFEST_PATH: &str = "share/nixos-shell/manifest.json";
 
 /// The newest manifest version this crate understands. Version 2 added
 /// [`Manifest::memory_backend`]; a version-1 manifest has none, which is
-/// what it meant.
-pub const MANIFEST_VERSION: u32 = 2;
+/// what it meant. Version 3 added [`Mounts::protocol`] with
+/// [`Mounts::virtiofsd`], and [`Manifest::memory_size`]; versions 1 and 2
+/// shared over 9p only, which is what their missing protocol means.
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
-    /// Schema version; this crate reads `1` and `2`.
+    /// Schema version; this crate reads `1` to `3`.
     pub version: u32,
     /// `config.system.name`: names the run script (`run-<name>-vm`) and the
     /// default disk image.
@@ -54,6 +56,11 @@ pub struct Manifest {
     /// `--memory` must bring a backend of its own.
     #[serde(default)]
     pub memory_backend: Option<MemoryBackend>,
+    /// `virtualisation.memorySize` in MiB (version 3): the size of the
+    /// shared memory backend virtiofs shares need when the run script
+    /// brings none.
+    #[serde(default)]
+    pub memory_size: Option<u64>,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together
@@ -78,6 +85,13 @@ pub struct Mounts {
     pub mount_home_read_only: bool,
     /// Share the user's nix profile at the same path in the guest.
     pub mount_nix_profile: bool,
+    /// How the shares reach the guest; 9p before version 3.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// The host's `virtiofsd`, which the CLI starts once per share when
+    /// [`Mounts::protocol`] is virtiofs; `None` for 9p.
+    #[serde(default)]
+    pub virtiofsd: Option<Utf8PathBuf>,
     /// The default 9p cache mode for every share.
     pub cache: CacheMode,
     /// 9p `msize` (bytes) used when mounting the shares.
@@ -105,7 +119,21 @@ pub struct ExtraMount {
     pub read_only: bool,
 }
 
-/// A 9p cache mode (see the kernel's `Documentation/filesystems/9p.rst`).
+/// `nixos-shell.mounts.protocol`: how a share reaches the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Protocol {
+    /// One `virtiofsd` per share, a `vhost-user-fs-pci` device in QEMU.
+    #[serde(rename = "virtiofs")]
+    Virtiofs,
+    /// QEMU's own 9p server (`-virtfs`); what manifests before version 3
+    /// mean.
+    #[default]
+    #[serde(rename = "9p")]
+    NineP,
+}
+
+/// A 9p cache mode (see the kernel's `Documentation/filesystems/9p.rst`);
+/// over virtiofs it picks virtiofsd's `--cache` (see `host::virtiofs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
@@ -170,6 +198,40 @@ mod tests {
                 size: 1024
             })
         );
+    }
+
+    #[test]
+    fn version_3_names_the_protocol_and_older_versions_mean_9p() {
+        let json = r#"{"version": 3, "name": "n", "system": "x86_64-linux",
+          "memorySize": 768, "memoryBackend": null,
+          "mounts": {"mountHome": true, "mountNixProfile": false,
+                     "cache": "loose", "msize": 512000, "protocol": "virtiofs",
+                     "virtiofsd": "/nix/store/x-virtiofsd/bin/virtiofsd"}}"#;
+        let manifest: Manifest = serde_json::from_str(json).unwrap();
+        assert_eq!(manifest.mounts.protocol, Protocol::Virtiofs);
+        assert_eq!(
+            manifest.mounts.virtiofsd.as_deref(),
+            Some("/nix/store/x-virtiofsd/bin/virtiofsd".into())
+        );
+        assert_eq!(manifest.memory_size, Some(768));
+        let json = json.replace(r#""protocol": "virtiofs","#, r#""protocol": "9p","#);
+        let manifest: Manifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(manifest.mounts.protocol, Protocol::NineP);
+        for version in [1, 2] {
+            let json = format!(
+                r#"{{"version": {version}, "name": "n", "system": "x86_64-linux",
+                   "mounts": {{"mountHome": true, "mountNixProfile": false,
+                              "cache": "loose", "msize": 512000}}}}"#
+            );
+            let manifest: Manifest = serde_json::from_str(&json).unwrap();
+            assert_eq!(
+                manifest.mounts.protocol,
+                Protocol::NineP,
+                "version {version}"
+            );
+            assert_eq!(manifest.mounts.virtiofsd, None);
+            assert_eq!(manifest.memory_size, None);
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ impl StandIn {
         );
         write("run-vm", run_vm);
         write("nixos-shell-binary", &paths.cli().to_string_lossy());
+        // The stand-in's virtiofsd package execs this one (none: it says so).
+        let virtiofsd = crate::vm::find_virtiofsd().unwrap_or_default();
+        write("virtiofsd-binary", &virtiofsd.to_string_lossy());
         StandIn {
             root: root.to_owned(),
             paths,

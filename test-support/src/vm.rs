@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use console::{Console, Pty};
 pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};
 pub use slots::Permit;
-pub use virtiofsd::{kill_processes_under, kill_virtiofsd_under, processes_under};
+pub use virtiofsd::{find_virtiofsd, kill_processes_under, kill_virtiofsd_under, processes_under};
 
 /// Generous bound for a TCG boot on a loaded 2-core machine.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);

@@ -27,6 +27,43 @@ use crate::Paths;
 /// The extra mount the module declares.
 pub const DATA_GUEST_PATH: &str = "/srv/data";
 
+/// `nixos-shell.mounts.protocol`: how the CLI's shares reach the guest,
+/// whatever the run script's era does with its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shares {
+    Virtiofs,
+    NineP,
+}
+
+impl Shares {
+    /// The option's value, and the guest's file system type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shares::Virtiofs => "virtiofs",
+            Shares::NineP => "9p",
+        }
+    }
+}
+
+/// How the fixture's module shares: the protocol (`None`: the module's
+/// default) and the home's cache mode.
+#[derive(Debug, Clone, Copy)]
+pub struct ShareOptions {
+    pub protocol: Option<Shares>,
+    pub cache: &'static str,
+}
+
+impl Default for ShareOptions {
+    /// The module's default protocol; uncached, so that the host sees the
+    /// guest's writes at once.
+    fn default() -> ShareOptions {
+        ShareOptions {
+            protocol: None,
+            cache: "none",
+        }
+    }
+}
+
 pub struct Fixture {
     /// The fixture underneath: the flake in `work/`, HOME, TMPDIR.
     pub nix: NixFixture,
@@ -41,8 +78,29 @@ impl Fixture {
         Fixture::with_prelude(paths, era, "")
     }
 
+    /// A fixture whose shares use `protocol`.
+    pub fn with_protocol(paths: Paths, era: Era, protocol: Shares) -> Fixture {
+        Fixture::with_shares(
+            paths,
+            era,
+            ShareOptions {
+                protocol: Some(protocol),
+                ..ShareOptions::default()
+            },
+        )
+    }
+
+    /// A fixture whose module shares as `shares` says.
+    pub fn with_shares(paths: Paths, era: Era, shares: ShareOptions) -> Fixture {
+        Fixture::build(paths, era, "", shares)
+    }
+
     /// A fixture whose run script runs `prelude` (sh) first.
     pub fn with_prelude(paths: Paths, era: Era, prelude: &str) -> Fixture {
+        Fixture::build(paths, era, prelude, ShareOptions::default())
+    }
+
+    fn build(paths: Paths, era: Era, prelude: &str, shares: ShareOptions) -> Fixture {
         let world = OurFlake::new(
             paths,
             era,
@@ -59,6 +117,10 @@ impl Fixture {
         }
         let data = serde_json::Value::from(fixture.path("data").to_string_lossy()).to_string();
         let flake = serde_json::Value::from(format!("path:{}", fixture.world.flake.display()));
+        let protocol = shares
+            .protocol
+            .map(|p| format!("protocol = \"{}\";", p.name()))
+            .unwrap_or_default();
         fixture.nix.write(
             "flake.nix",
             &format!(
@@ -73,7 +135,8 @@ impl Fixture {
         virtualisation.memorySize = {memory};
         nixos-shell.mounts = {{
           mountNixProfile = false;
-          cache = "none";
+          cache = "{cache}";
+          {protocol}
           extraMounts."{DATA_GUEST_PATH}" = {{
             target = {data};
             cache = "loose";
@@ -86,6 +149,7 @@ impl Fixture {
 }}
 "#,
                 memory = vm::MEMORY_MIB,
+                cache = shares.cache,
             ),
         );
         fixture

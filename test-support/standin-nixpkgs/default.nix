@@ -74,7 +74,26 @@ let
 
     kmod = stub "kmod";
     git = stub "git";
-    virtiofsd = stub "virtiofsd";
+    # A wrapper that execs the test machine's real virtiofsd (named by
+    # ./virtiofsd-binary, which the harness writes), so that the CLI runs
+    # the path the manifest names, as it does with nixpkgs' package.
+    virtiofsd =
+      let
+        real = if builtins.pathExists ./virtiofsd-binary then builtins.readFile ./virtiofsd-binary else "";
+        body =
+          if real == "" then
+            ''echo "virtiofsd is missing on this machine: cargo install virtiofsd" >&2; exit 127''
+          else
+            ''exec '${real}' "$@"'';
+      in
+      runCommand "virtiofsd" { } ''
+        mkdir -p $out/bin
+        cat > $out/bin/virtiofsd <<'EOF'
+        #!/bin/sh
+        ${body}
+        EOF
+        chmod +x $out/bin/virtiofsd
+      '';
     linuxPackages = {
       kernel = stub "linux";
     };

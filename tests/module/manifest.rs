@@ -1,7 +1,7 @@
 //! The manifest the module really builds, in both eras, decoded with the
 //! CLI's own `Manifest` type.
 
-use nixos_shell::schema::manifest::{CacheMode, Manifest, MemoryBackend, MANIFEST_PATH};
+use nixos_shell::schema::manifest::{CacheMode, Manifest, MemoryBackend, Protocol, MANIFEST_PATH};
 
 use super::standin;
 use crate::support::vm::Era;
@@ -38,6 +38,8 @@ fn the_manifest_carries_the_shares_with_their_coerced_targets_cache_modes_and_ta
     for era in Era::ALL {
         let mut manifest = built_manifest(era, &module);
         manifest.memory_backend = None;
+        // A store path: checked by virtiofs_shares_name_the_hosts_virtiofsd.
+        manifest.mounts.virtiofsd = None;
         assert_eq!(manifest, expected, "{} era", era.name());
     }
     // Spelled out, what the expected manifest says about the shares.
@@ -77,6 +79,68 @@ fn the_memory_backend_is_named_exactly_in_the_virtiofs_era() {
         "{ virtualisation.qemu.enableSharedMemory = false; }",
     );
     assert_eq!(off.memory_backend, None);
+}
+
+/// Virtiofs by default on a Linux host, in both eras, with the host
+/// package set's virtiofsd, which the stand-in's execs the real one: the
+/// path the CLI starts, as it would start nixpkgs'.
+#[test]
+fn virtiofs_shares_name_the_hosts_virtiofsd() {
+    for era in Era::ALL {
+        let manifest = built_manifest(era, "{ }");
+        assert_eq!(manifest.version, 3);
+        assert_eq!(
+            manifest.mounts.protocol,
+            Protocol::Virtiofs,
+            "{} era",
+            era.name()
+        );
+        assert_eq!(
+            manifest.memory_size,
+            Some(500),
+            "the module's default memory"
+        );
+        let virtiofsd = manifest.mounts.virtiofsd.expect("a virtiofsd");
+        assert!(
+            virtiofsd.starts_with("/nix/store/") && virtiofsd.ends_with("bin/virtiofsd"),
+            "{virtiofsd}"
+        );
+        if crate::support::vm::find_virtiofsd().is_some() {
+            let out = std::process::Command::new(&virtiofsd)
+                .arg("--version")
+                .output()
+                .expect("run the manifest's virtiofsd");
+            assert!(
+                out.status.success() && String::from_utf8_lossy(&out.stdout).contains("virtiofsd"),
+                "{virtiofsd} --version: {out:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn nine_p_shares_need_no_virtiofsd() {
+    let manifest = built_manifest(Era::Virtiofs, r#"{ nixos-shell.mounts.protocol = "9p"; }"#);
+    assert_eq!(manifest.mounts.protocol, Protocol::NineP);
+    assert_eq!(manifest.mounts.virtiofsd, None);
+}
+
+/// virtiofsd runs on Linux only: a darwin host's VM shares over 9p unless
+/// told otherwise.
+#[test]
+fn a_darwin_host_defaults_to_9p() {
+    let (_dir, standin) = super::standin(Era::Virtiofs);
+    let darwin = r#"{ pkgs, ... }: {
+      virtualisation.host.pkgs = import pkgs.path { system = "aarch64-darwin"; };
+    }"#;
+    let protocol = standin
+        .eval(darwin, "config.nixos-shell.mounts.protocol")
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(protocol, "9p");
+    let linux = standin
+        .eval("{ }", "config.nixos-shell.mounts.protocol")
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(linux, "virtiofs");
 }
 
 #[test]

@@ -8,13 +8,20 @@
 //! must work with the nixpkgs users build with, before and after qemu-vm.nix
 //! moved its shares to virtiofs. Scenarios that do not touch what changed
 //! between the eras (the terminal, two VMs, the facts) run in the 9p era.
+//!
+//! The share scenarios (home both ways, read-only shares, --mount) run in
+//! each era over each protocol of the CLI's own shares
+//! (`nixos-shell.mounts.protocol`, [`Shares`]): `<era>::<protocol>::NAME`.
+//! The other scenarios share with the module's default, virtiofs.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::vm::processes_under;
 use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT, MEMORY_MIB};
-use crate::support::vm_fixture::{self as fixture, Fixture, COLS, DATA_GUEST_PATH, ROWS};
+use crate::support::vm_fixture::{self as fixture, Fixture, Shares, COLS, DATA_GUEST_PATH, ROWS};
 use crate::PATHS;
 
 /// One `#[test]` per scenario and era: `nine_p::NAME` and `virtiofs::NAME`
@@ -36,10 +43,38 @@ macro_rules! in_both_eras {
     };
 }
 
-in_both_eras!(
+/// One `#[test]` per share scenario, era and protocol:
+/// `<era>_era::<protocol>_shares::NAME` call `NAME(era, protocol)`.
+macro_rules! in_each_era_over_each_protocol {
+    ($($scenario:ident),* $(,)?) => {
+        in_each_era_over_each_protocol!(@era nine_p_era, NineP, $($scenario),*);
+        in_each_era_over_each_protocol!(@era virtiofs_era, Virtiofs, $($scenario),*);
+    };
+    (@era $module:ident, $era:ident, $($scenario:ident),*) => {
+        mod $module {
+            mod virtiofs_shares {
+                $(#[test]
+                fn $scenario() {
+                    super::super::$scenario(super::super::Era::$era, super::super::Shares::Virtiofs)
+                })*
+            }
+            mod nine_p_shares {
+                $(#[test]
+                fn $scenario() {
+                    super::super::$scenario(super::super::Era::$era, super::super::Shares::NineP)
+                })*
+            }
+        }
+    };
+}
+
+in_each_era_over_each_protocol!(
     home_is_mounted_at_the_hosts_path_both_ways,
-    the_login_environment_has_the_hosts_cwd_term_and_size,
     read_only_mounts_refuse_writes_and_leave_the_host_files_untouched,
+);
+
+in_both_eras!(
+    the_login_environment_has_the_hosts_cwd_term_and_size,
     command_output_reaches_the_terminal_and_its_status_is_the_exit_status,
     memory_and_cores_flags_size_the_guest,
     a_forwarded_port_reaches_a_server_in_the_guest,
@@ -70,12 +105,38 @@ fn power_off(fx: &Fixture, vm: &mut Console) {
     expect_exit(fx, vm, 0);
 }
 
-fn home_is_mounted_at_the_hosts_path_both_ways(era: Era) {
-    let fx = Fixture::new(PATHS, era);
+/// Fails unless the guest has `guest_path` mounted over `protocol`, and a
+/// virtiofsd serves `host_dir` exactly when that is virtiofs.
+fn assert_shared_over(vm: &mut Console, guest_path: &str, host_dir: &Path, protocol: Shares) {
+    let (out, status) = vm.sh(&format!("grep ' {guest_path} ' /proc/mounts"));
+    assert_eq!(status, 0, "{guest_path} is not mounted: {out}");
+    assert!(
+        out.contains(&format!(" {guest_path} {} ", protocol.name())),
+        "{guest_path} is not a {} mount: {out}",
+        protocol.name()
+    );
+    let option = format!("--shared-dir={}", host_dir.display());
+    let daemons: Vec<String> = processes_under(host_dir, "virtiofsd")
+        .into_iter()
+        .map(|(_, cmdline)| cmdline)
+        .filter(|cmdline| cmdline.split(' ').any(|word| word == option))
+        .collect();
+    assert_eq!(
+        daemons.len(),
+        usize::from(protocol == Shares::Virtiofs),
+        "{} shares of {}, virtiofsd serving it: {daemons:?}",
+        protocol.name(),
+        host_dir.display()
+    );
+}
+
+fn home_is_mounted_at_the_hosts_path_both_ways(era: Era, protocol: Shares) {
+    let fx = Fixture::with_protocol(PATHS, era, protocol);
     std::fs::write(fx.home().join("from-host"), "written on the host\n").unwrap();
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
     let home = path_str(&fx.home());
+    assert_shared_over(&mut vm, &home, &fx.home(), protocol);
     let (out, status) = vm.sh(&format!("cat '{home}/from-host'"));
     assert_eq!(status, 0, "{out}");
     assert!(out.contains("written on the host"), "{out}");
@@ -85,6 +146,12 @@ fn home_is_mounted_at_the_hosts_path_both_ways(era: Era) {
         std::fs::read_to_string(fx.home().join("from-guest")).unwrap(),
         "written in the guest\n"
     );
+    // What the guest's root creates belongs to the user nixos-shell runs as.
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(fx.home().join("from-guest")).unwrap(),
+    );
+    // SAFETY: getuid has no preconditions.
+    assert_eq!(owner, unsafe { libc::getuid() });
     power_off(&fx, &mut vm);
 }
 
@@ -114,13 +181,15 @@ fn the_login_environment_has_the_hosts_cwd_term_and_size(era: Era) {
     power_off(&fx, &mut vm);
 }
 
-fn read_only_mounts_refuse_writes_and_leave_the_host_files_untouched(era: Era) {
-    let fx = Fixture::new(PATHS, era);
+fn read_only_mounts_refuse_writes_and_leave_the_host_files_untouched(era: Era, protocol: Shares) {
+    let fx = Fixture::with_protocol(PATHS, era, protocol);
     std::fs::write(fx.path("data/file"), "module data\n").unwrap();
     std::fs::write(fx.path("extra/file"), "mounted by flag\n").unwrap();
     let mount = format!("{}:/mnt/extra:ro", path_str(&fx.path("extra")));
     let mut vm = fx.start(&["--mount", &mount]);
     vm.wait_for_shell();
+    assert_shared_over(&mut vm, DATA_GUEST_PATH, &fx.path("data"), protocol);
+    assert_shared_over(&mut vm, "/mnt/extra", &fx.path("extra"), protocol);
     // The manifest's read-only extra mount.
     let (out, status) = vm.sh(&format!("cat {DATA_GUEST_PATH}/file"));
     assert_eq!(status, 0, "{out}");
@@ -352,7 +421,10 @@ fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
         !fx.cwd().join("vm.qcow2").exists(),
         "a disk image was left in the cwd"
     );
-    power_off(&fx, &mut first);
+    // The second VM's daemons still run while the first ends.
+    first.send("poweroff\n");
+    let status = first.wait(BOOT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", first.transcript());
     power_off(&fx, &mut second);
 }
 
@@ -391,7 +463,10 @@ fn the_users_shell_runs_the_login_and_the_command() {
     // The harness' login shell is `/bin/sh -l`; busybox's ash is found on
     // the guest's PATH (/sbin or /bin).
     let (out, _) = vm.sh("echo \"zero=$0\"");
-    let zero = out.lines().find(|l| l.starts_with("zero=")).unwrap_or_default();
+    let zero = out
+        .lines()
+        .find(|l| l.starts_with("zero="))
+        .unwrap_or_default();
     assert!(zero.trim_end().ends_with("bin/ash"), "{out}");
     power_off(&fx, &mut vm);
 
@@ -415,7 +490,10 @@ fn a_shell_the_guest_lacks_is_named_and_the_login_still_starts() {
     vm.expect("your shell zsh is not in this VM", BOOT_TIMEOUT);
     vm.wait_for_shell();
     let (out, _) = vm.sh("echo \"zero=$0\"");
-    let zero = out.lines().find(|l| l.starts_with("zero=")).unwrap_or_default();
+    let zero = out
+        .lines()
+        .find(|l| l.starts_with("zero="))
+        .unwrap_or_default();
     assert_eq!(zero.trim_end(), "zero=/bin/sh", "{out}");
     power_off(&fx, &mut vm);
 }

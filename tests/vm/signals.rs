@@ -2,7 +2,9 @@
 //! `kill`, `timeout`, a service manager): the VM ends, no QEMU or virtiofsd
 //! survives, the session (with its ephemeral disk image) is removed, the
 //! terminal is restored and nixos-shell exits 128+N. Killed outright,
-//! nixos-shell takes QEMU with it.
+//! nixos-shell takes QEMU and its virtiofsd daemons with it. The fixture
+//! shares home over virtiofs (the module's default), so every run here
+//! has a daemon of nixos-shell's own to stop.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,16 @@ use crate::support::vm::{
 };
 use crate::support::vm_fixture::{Fixture, COLS, ROWS};
 use crate::PATHS;
+
+/// Fails unless nixos-shell's virtiofsd serves the home: the daemon whose
+/// end the tests check.
+fn assert_serves_home(fx: &Fixture) {
+    let daemons = processes_under(&fx.home(), "virtiofsd");
+    assert!(
+        !daemons.is_empty(),
+        "no virtiofsd serves the home while the VM runs"
+    );
+}
 
 /// Sends `signal` to nixos-shell alone (not its process group: what
 /// `kill PID` does) once the guest's shell is up, and checks that nothing
@@ -25,6 +37,7 @@ fn a_signal_ends_the_run_cleanly(era: Era, signal: i32) {
         !fx.nix.leftovers().is_empty(),
         "the session should exist now"
     );
+    assert_serves_home(&fx);
     let pid = i32::try_from(vm.pid()).unwrap();
     // SAFETY: signals the nixos-shell this test started.
     assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
@@ -81,19 +94,22 @@ fn term_ends_a_virtiofs_era_vm_and_its_daemons() {
 }
 
 /// SIGKILL cannot be caught: QEMU gets TERM as its parent-death signal,
-/// which the run script's `exec` keeps.
+/// which the run script's `exec` keeps, and so do nixos-shell's virtiofsd
+/// daemons.
 #[test]
 fn kill_takes_qemu_with_nixos_shell() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let mut vm = fx.start(&[]);
     vm.wait_for_shell();
+    assert_serves_home(&fx);
     let pid = i32::try_from(vm.pid()).unwrap();
     // SAFETY: signals the nixos-shell this test started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     assert_eq!(vm.wait(BOOT_TIMEOUT).code(), None);
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
-        && !processes_under(&fx.nix.root, "qemu-system-x86_64").is_empty()
+        && !(processes_under(&fx.nix.root, "qemu-system-x86_64").is_empty()
+            && processes_under(&fx.nix.root, "virtiofsd").is_empty())
     {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -102,4 +118,5 @@ fn kill_takes_qemu_with_nixos_shell() {
         qemu.is_empty(),
         "QEMU outlived a killed nixos-shell: {qemu:?}"
     );
+    fx.assert_no_virtiofsd_left();
 }

@@ -11,21 +11,25 @@ use crate::fs::on_path;
 /// CLI's, need not have it on PATH. Debian 12 has no package for it; later
 /// distributions install it as /usr/libexec/virtiofsd.
 pub fn virtiofsd() -> PathBuf {
-    static VIRTIOFSD: OnceLock<PathBuf> = OnceLock::new();
+    find_virtiofsd().unwrap_or_else(|| {
+        panic!(
+            "virtiofsd is missing: the virtiofs-era VM tests' run script and nixos-shell's \
+             virtiofs shares start it; install it with `cargo install virtiofsd` (after \
+             apt-get install libseccomp-dev libcap-ng-dev pkg-config) and put ~/.cargo/bin on PATH"
+        )
+    })
+}
+
+/// [`virtiofsd`], or `None` where it is missing: the stand-in nixpkgs'
+/// package wraps it, and tests that build without booting need not have it.
+pub fn find_virtiofsd() -> Option<PathBuf> {
+    static VIRTIOFSD: OnceLock<Option<PathBuf>> = OnceLock::new();
     VIRTIOFSD
         .get_or_init(|| {
-            on_path("virtiofsd")
-                .or_else(|| {
-                    let libexec = PathBuf::from("/usr/libexec/virtiofsd");
-                    libexec.is_file().then_some(libexec)
-                })
-                .unwrap_or_else(|| {
-                    panic!(
-                        "virtiofsd is missing: the virtiofs-era VM tests' run script starts it; \
-                         install it with `cargo install virtiofsd` (after apt-get install \
-                         libseccomp-dev libcap-ng-dev pkg-config) and put ~/.cargo/bin on PATH"
-                    )
-                })
+            on_path("virtiofsd").or_else(|| {
+                let libexec = PathBuf::from("/usr/libexec/virtiofsd");
+                libexec.is_file().then_some(libexec)
+            })
         })
         .clone()
 }

@@ -1,0 +1,484 @@
+//! The virtiofs shares' daemons: one `virtiofsd` per share, started before
+//! QEMU and stopped after it, whichever way the run ends.
+//!
+//! [`plan`] is pure: what each daemon serves, on which socket, and with
+//! which arguments ([`Daemon::argv`], [`Daemon::qemu_args`]). [`SocketDir`]
+//! and [`start`] are the edge: they create the sockets' directory and spawn
+//! the daemons. The daemons are nixos-shell's own children, not QEMU's, so
+//! the signals `signals` passes to the VM do not reach them; [`Running`]
+//! stops and reaps them when it is dropped (after the VM, on an error, after
+//! a signal), and the parent-death signal stops them when nixos-shell is
+//! killed outright.
+//!
+//! Who owns what the guest writes: the daemon runs as the invoking user with
+//! `--sandbox=none` (its namespace sandbox needs privileges users seldom
+//! have, and the user may read their own home anyway). An unprivileged
+//! daemon cannot write as any other user, so it is told to write every
+//! guest user's files as the host user (`--translate-uid
+//! squash-guest:0:UID:...`): what root creates in the shared home in the
+//! guest belongs to the user on the host, and a non-root guest user's
+//! writes work instead of failing. The host's owners reach the guest as
+//! they are, as with 9p. Run as root, the daemon writes as the guest's user.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::launch::Share;
+use super::signals;
+use crate::schema::manifest::{CacheMode, Mounts, Protocol};
+
+/// The longest socket path `bind(2)` takes: `sun_path` is 108 bytes,
+/// NUL included.
+const MAX_SOCKET_PATH: usize = 107;
+
+/// How long a daemon may take to create its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every guest user id: the count of a `--translate-uid` range from 0.
+const ALL_IDS: u32 = u32::MAX;
+
+/// The host user the daemons run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    /// nixos-shell's own user and group.
+    pub fn current() -> Owner {
+        Owner {
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+        }
+    }
+}
+
+/// One daemon: the share it serves and its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Daemon {
+    pub tag: String,
+    pub shared_dir: Utf8PathBuf,
+    pub socket: Utf8PathBuf,
+    pub read_only: bool,
+    pub cache: CacheMode,
+}
+
+impl Daemon {
+    /// virtiofsd's arguments (without the program) for a daemon of `owner`.
+    pub fn argv(&self, owner: Owner) -> Vec<String> {
+        let mut argv = vec![
+            format!("--socket-path={}", self.socket),
+            format!("--shared-dir={}", self.shared_dir),
+            "--sandbox=none".to_owned(),
+            format!("--cache={}", cache_policy(self.cache)),
+            // virtiofsd says a few lines on every start, onto the console
+            // the user is about to get; errors only.
+            "--log-level=error".to_owned(),
+        ];
+        if self.read_only {
+            argv.push("--readonly".to_owned());
+        }
+        if owner.uid != 0 {
+            argv.push(format!(
+                "--translate-uid=squash-guest:0:{}:{ALL_IDS}",
+                owner.uid
+            ));
+            argv.push(format!(
+                "--translate-gid=squash-guest:0:{}:{ALL_IDS}",
+                owner.gid
+            ));
+        }
+        argv
+    }
+
+    /// QEMU's end of the share: the daemon's socket as a character device
+    /// and the `vhost-user-fs-pci` device on it. QEMU splits options at
+    /// commas; a comma in a path is written twice.
+    pub fn qemu_args(&self) -> [String; 4] {
+        let id = self.chardev_id();
+        [
+            "-chardev".to_owned(),
+            format!(
+                "socket,id={id},path={}",
+                self.socket.as_str().replace(',', ",,")
+            ),
+            "-device".to_owned(),
+            format!(
+                "vhost-user-fs-pci,queue-size=1024,chardev={id},tag={}",
+                self.tag
+            ),
+        ]
+    }
+
+    fn chardev_id(&self) -> String {
+        format!("vfs-{}", self.tag)
+    }
+}
+
+/// virtiofsd's `--cache` for a share's cache mode: `none` promises to see
+/// every change made on the host at once, which only `never` keeps; the 9p
+/// modes that cache (`loose`, `fscache`, `mmap`) trade that for speed, as
+/// `auto` does (cached, revalidated after a timeout).
+pub fn cache_policy(cache: CacheMode) -> &'static str {
+    match cache {
+        CacheMode::None => "never",
+        CacheMode::Loose | CacheMode::Fscache | CacheMode::Mmap => "auto",
+    }
+}
+
+/// The daemons for `shares` when the manifest's shares are virtiofs (none
+/// for 9p), their sockets in `socket_dir`; pure.
+pub fn plan<'a>(
+    mounts: &Mounts,
+    shares: impl IntoIterator<Item = &'a Share>,
+    socket_dir: &Utf8Path,
+) -> Vec<Daemon> {
+    if mounts.protocol != Protocol::Virtiofs {
+        return Vec::new();
+    }
+    shares
+        .into_iter()
+        .map(|share| Daemon {
+            tag: share.tag.clone(),
+            shared_dir: share.host.clone(),
+            socket: socket_dir.join(format!("{}.sock", share.tag)),
+            read_only: share.read_only,
+            cache: share.cache.unwrap_or(mounts.cache),
+        })
+        .collect()
+}
+
+/// The directory of the daemons' sockets: `preferred` (in the session
+/// directory) when the longest socket path fits `sun_path`, else a short
+/// private directory under /tmp, removed when this is dropped. A long
+/// TMPDIR is common enough (macOS-style per-user temp dirs, nested
+/// sessions) to need the fallback.
+pub struct SocketDir {
+    path: Utf8PathBuf,
+    _private: Option<tempfile::TempDir>,
+}
+
+impl SocketDir {
+    /// Creates the directory for sockets named `<tag>.sock`.
+    pub fn create<'a>(
+        preferred: &Utf8Path,
+        tags: impl IntoIterator<Item = &'a str>,
+    ) -> Result<SocketDir> {
+        let longest = tags.into_iter().map(str::len).max().unwrap_or(0);
+        let fits =
+            |dir: &Utf8Path| dir.as_str().len() + 1 + longest + ".sock".len() <= MAX_SOCKET_PATH;
+        if fits(preferred) {
+            std::fs::create_dir_all(preferred)
+                .with_context(|| format!("could not create {preferred}"))?;
+            return Ok(SocketDir {
+                path: preferred.to_owned(),
+                _private: None,
+            });
+        }
+        let private = tempfile::Builder::new()
+            .prefix("nixos-shell.")
+            .tempdir_in("/tmp")
+            .context("could not create a directory for virtiofsd's sockets in /tmp")?;
+        let path = Utf8PathBuf::from_path_buf(private.path().to_owned())
+            .map_err(|p| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
+        if !fits(&path) {
+            bail!("the virtiofs socket path {path}/… is longer than 107 bytes; shorten the share tags");
+        }
+        Ok(SocketDir {
+            path,
+            _private: Some(private),
+        })
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+}
+
+/// The running daemons; stopped and reaped when dropped.
+pub struct Running {
+    children: Vec<Child>,
+}
+
+/// Starts one `program` per daemon and waits for each socket, since QEMU
+/// fails on a socket that is not there yet.
+pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Result<Running> {
+    let mut running = Running {
+        children: Vec::new(),
+    };
+    if daemons.is_empty() {
+        return Ok(running);
+    }
+    let Some(program) = program else {
+        bail!("the manifest asks for virtiofs shares but names no virtiofsd; rebuild the VM with this nixos-shell's module, or set nixos-shell.mounts.protocol = \"9p\"");
+    };
+    for daemon in daemons {
+        // A socket left by a daemon that died would look ready.
+        let _ = std::fs::remove_file(&daemon.socket);
+        let mut command = Command::new(program);
+        command
+            .args(daemon.argv(owner))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        // Its own process group: Ctrl-C typed before QEMU takes the
+        // terminal must not stop a share under the VM; nixos-shell stops
+        // the daemons itself.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        signals::die_with_parent(&mut command);
+        let child = command.spawn().map_err(|err| match err.kind() {
+            std::io::ErrorKind::NotFound => anyhow::anyhow!(
+                "virtiofsd {program} does not exist; build the VM again (it brings virtiofsd), or set nixos-shell.mounts.protocol = \"9p\""
+            ),
+            _ => anyhow::Error::new(err).context(format!("could not start virtiofsd {program}")),
+        })?;
+        running.children.push(child);
+    }
+    let deadline = Instant::now() + START_TIMEOUT;
+    for (daemon, child) in daemons.iter().zip(&mut running.children) {
+        while !daemon.socket.exists() {
+            if let Some(status) = child.try_wait().context("could not wait for virtiofsd")? {
+                bail!(
+                    "virtiofsd could not serve {} ({status}); its message is above, or set nixos-shell.mounts.protocol = \"9p\"",
+                    daemon.shared_dir
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "virtiofsd did not create {} within {}s; check that it runs ({program} --help)",
+                    daemon.socket,
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(running)
+}
+
+impl Drop for Running {
+    /// TERM to each daemon still running (one QEMU reached ends with QEMU;
+    /// one it never reached waits forever), then reaps it; KILL for one
+    /// that does not end soon.
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            if let Ok(None) = child.try_wait() {
+                if let Some(pid) = i32::try_from(child.id())
+                    .ok()
+                    .and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for child in &mut self.children {
+            while let Ok(None) = child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::manifest::{ExtraMount, Mounts};
+
+    fn mounts(protocol: Protocol) -> Mounts {
+        Mounts {
+            mount_home: true,
+            mount_home_read_only: false,
+            mount_nix_profile: false,
+            protocol,
+            virtiofsd: Some("/nix/store/v/bin/virtiofsd".into()),
+            cache: CacheMode::Loose,
+            msize: 512000,
+            extra_mounts: vec![ExtraMount {
+                guest_path: "/var/www".into(),
+                target: "/srv/www".into(),
+                tag: "awww".to_owned(),
+                cache: CacheMode::None,
+                read_only: true,
+            }],
+        }
+    }
+
+    fn shares() -> Vec<Share> {
+        vec![
+            Share {
+                tag: "home".to_owned(),
+                host: "/home/a".into(),
+                guest: "/home/a".into(),
+                cache: Some(CacheMode::Loose),
+                read_only: false,
+            },
+            Share {
+                tag: "mount0".to_owned(),
+                host: "/data,x".into(),
+                guest: "/data".into(),
+                cache: None,
+                read_only: true,
+            },
+        ]
+    }
+
+    #[test]
+    fn one_daemon_per_share_with_its_socket_in_the_directory() {
+        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), "/s/vfs".into());
+        assert_eq!(
+            daemons,
+            [
+                Daemon {
+                    tag: "home".to_owned(),
+                    shared_dir: "/home/a".into(),
+                    socket: "/s/vfs/home.sock".into(),
+                    read_only: false,
+                    cache: CacheMode::Loose,
+                },
+                Daemon {
+                    tag: "mount0".to_owned(),
+                    shared_dir: "/data,x".into(),
+                    socket: "/s/vfs/mount0.sock".into(),
+                    read_only: true,
+                    cache: CacheMode::Loose,
+                },
+            ]
+        );
+        assert!(plan(&mounts(Protocol::NineP), &shares(), "/s/vfs".into()).is_empty());
+    }
+
+    #[test]
+    fn a_users_daemon_writes_every_guest_users_files_as_that_user() {
+        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), "/s/vfs".into());
+        assert_eq!(
+            daemons[1].argv(Owner {
+                uid: 1000,
+                gid: 100
+            }),
+            [
+                "--socket-path=/s/vfs/mount0.sock",
+                "--shared-dir=/data,x",
+                "--sandbox=none",
+                "--cache=auto",
+                "--log-level=error",
+                "--readonly",
+                "--translate-uid=squash-guest:0:1000:4294967295",
+                "--translate-gid=squash-guest:0:100:4294967295",
+            ]
+        );
+        assert_eq!(
+            daemons[0].argv(Owner { uid: 0, gid: 0 }),
+            [
+                "--socket-path=/s/vfs/home.sock",
+                "--shared-dir=/home/a",
+                "--sandbox=none",
+                "--cache=auto",
+                "--log-level=error",
+            ]
+        );
+    }
+
+    #[test]
+    fn qemu_reaches_the_daemon_through_a_vhost_user_fs_device() {
+        let daemon = Daemon {
+            tag: "home".to_owned(),
+            shared_dir: "/home/a".into(),
+            socket: "/s,1/home.sock".into(),
+            read_only: false,
+            cache: CacheMode::None,
+        };
+        assert_eq!(
+            daemon.qemu_args(),
+            [
+                "-chardev",
+                "socket,id=vfs-home,path=/s,,1/home.sock",
+                "-device",
+                "vhost-user-fs-pci,queue-size=1024,chardev=vfs-home,tag=home",
+            ]
+        );
+    }
+
+    #[test]
+    fn cache_none_never_caches_and_the_others_cache() {
+        assert_eq!(cache_policy(CacheMode::None), "never");
+        for cache in [CacheMode::Loose, CacheMode::Fscache, CacheMode::Mmap] {
+            assert_eq!(cache_policy(cache), "auto");
+        }
+    }
+
+    #[test]
+    fn a_long_session_path_gets_its_sockets_in_a_short_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let short = root.join("vfs");
+        let sockets =
+            SocketDir::create(&short, ["home", "a0123456789abcdef0123456789abcd"]).unwrap();
+        assert_eq!(sockets.path(), short);
+        assert!(short.is_dir());
+        let long = root.join("x".repeat(80));
+        let sockets = SocketDir::create(&long, ["a0123456789abcdef0123456789abcd"]).unwrap();
+        let path = sockets.path().to_owned();
+        assert!(path.as_str().starts_with("/tmp/nixos-shell."), "{path}");
+        assert!(path.as_str().len() + 37 <= MAX_SOCKET_PATH);
+        drop(sockets);
+        assert!(!path.exists(), "the private directory outlived its use");
+    }
+
+    #[test]
+    fn running_daemons_are_stopped_and_reaped_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        // A stand-in daemon: creates its "socket" and waits to be stopped.
+        let program = root.join("virtiofsd");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\nfor a; do case $a in --socket-path=*) : > \"${a#*=}\";; esac; done\nexec sleep 60\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &program,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), root);
+        let running = start(Some(&program), &daemons, Owner::current()).unwrap();
+        let pids: Vec<u32> = running.children.iter().map(Child::id).collect();
+        assert_eq!(pids.len(), 2);
+        drop(running);
+        for pid in pids {
+            assert!(
+                !Utf8Path::new(&format!("/proc/{pid}")).exists(),
+                "daemon {pid} still runs or was not reaped"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_virtiofsd_says_what_to_do() {
+        let daemons = plan(
+            &mounts(Protocol::Virtiofs),
+            &shares(),
+            "/nonexistent".into(),
+        );
+        let Err(err) = start(
+            Some("/nonexistent/virtiofsd".into()),
+            &daemons,
+            Owner::current(),
+        ) else {
+            panic!("a missing virtiofsd started");
+        };
+        assert_eq!(
+            err.to_string(),
+            "virtiofsd /nonexistent/virtiofsd does not exist; build the VM again (it brings virtiofsd), or set nixos-shell.mounts.protocol = \"9p\""
+        );
+    }
+}
