@@ -55,7 +55,10 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
     println!(
         "# extraMounts), its disk image and, with --memory, its memory backend are added after"
     );
-    println!("# it, the shares before the --mount shares)");
+    println!("# it, the shares before the --mount shares; over virtiofs, the build's default on a");
+    println!(
+        "# Linux host, each share is a virtiofsd and a vhost-user-fs device instead of -virtfs)"
+    );
     let assignments = command
         .env
         .iter()

@@ -145,6 +145,22 @@ mod tests {
     }
 
     #[test]
+    fn a_mount_without_a_protocol_is_9p_and_virtiofs_is_named() {
+        let json = r#"{"tag": "home", "guestPath": "/home/a", "cache": "loose",
+                       "msize": 512000}"#;
+        let mount: GuestMount = serde_json::from_str(json).unwrap();
+        assert_eq!(mount.protocol, Protocol::NineP);
+        let mount = GuestMount {
+            protocol: Protocol::Virtiofs,
+            ..mount
+        };
+        let json = serde_json::to_value(&mount).unwrap();
+        assert_eq!(json["protocol"], "virtiofs");
+        let again: GuestMount = serde_json::from_value(json).unwrap();
+        assert_eq!(again, mount);
+    }
+
+    #[test]
     fn result_uses_camel_case() {
         let result = GuestResult {
             version: 1,
