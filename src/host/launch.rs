@@ -227,6 +227,11 @@ pub fn compose(launch: &Launch) -> VmCommand {
     if let Some(cores) = settings.cores {
         args.extend(["-smp".to_owned(), cores.to_string()]);
     }
+    // The session share is 9p whatever the other shares use: the guest
+    // role finds it by the tag 9p lists in sysfs on any kernel (virtiofs
+    // tags only since Linux 6.9), so a VM started without nixos-shell is
+    // told apart without a failing mount; it carries two small files, so
+    // speed does not matter, and it needs no daemon.
     args.extend([
         "-virtfs".to_owned(),
         virtfs(launch.session_share, facts::SESSION_TAG, false),

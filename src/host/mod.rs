@@ -120,6 +120,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
         settings.command.clone(),
     ))?;
     let sockets = virtiofs::SocketDir::create(
+        &manifest.mounts,
         &session.virtiofs_sockets(),
         module_shares
             .iter()

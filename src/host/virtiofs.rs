@@ -163,11 +163,19 @@ pub struct SocketDir {
 }
 
 impl SocketDir {
-    /// Creates the directory for sockets named `<tag>.sock`.
+    /// Creates the directory for sockets named `<tag>.sock` when `mounts`
+    /// are virtiofs; 9p shares need none, and `preferred` is only named.
     pub fn create<'a>(
+        mounts: &Mounts,
         preferred: &Utf8Path,
         tags: impl IntoIterator<Item = &'a str>,
     ) -> Result<SocketDir> {
+        if mounts.protocol != Protocol::Virtiofs {
+            return Ok(SocketDir {
+                path: preferred.to_owned(),
+                _private: None,
+            });
+        }
         let longest = tags.into_iter().map(str::len).max().unwrap_or(0);
         let fits =
             |dir: &Utf8Path| dir.as_str().len() + 1 + longest + ".sock".len() <= MAX_SOCKET_PATH;
@@ -420,17 +428,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         let short = root.join("vfs");
-        let sockets =
-            SocketDir::create(&short, ["home", "a0123456789abcdef0123456789abcd"]).unwrap();
+        let virtiofs = mounts(Protocol::Virtiofs);
+        let sockets = SocketDir::create(
+            &virtiofs,
+            &short,
+            ["home", "a0123456789abcdef0123456789abcd"],
+        )
+        .unwrap();
         assert_eq!(sockets.path(), short);
         assert!(short.is_dir());
         let long = root.join("x".repeat(80));
-        let sockets = SocketDir::create(&long, ["a0123456789abcdef0123456789abcd"]).unwrap();
+        let sockets =
+            SocketDir::create(&virtiofs, &long, ["a0123456789abcdef0123456789abcd"]).unwrap();
         let path = sockets.path().to_owned();
         assert!(path.as_str().starts_with("/tmp/nixos-shell."), "{path}");
         assert!(path.as_str().len() + 37 <= MAX_SOCKET_PATH);
         drop(sockets);
         assert!(!path.exists(), "the private directory outlived its use");
+        let nine_p = SocketDir::create(&mounts(Protocol::NineP), &long, ["home"]).unwrap();
+        assert_eq!(nine_p.path(), long);
+        assert!(!long.exists(), "9p shares need no sockets");
     }
 
     #[test]
