@@ -90,13 +90,7 @@ fn nix_system(arch: &str, os: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::host::test_data::env;
 
     #[test]
     fn user_and_home_have_one_rule_each() {

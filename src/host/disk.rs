@@ -210,13 +210,7 @@ pub fn try_lock(image: &Utf8Path) -> Result<Option<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::host::test_data::env;
 
     #[test]
     fn plans() {

@@ -118,37 +118,23 @@ pub fn keys_from(texts: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::test_data;
     use crate::schema::facts::TerminalSize;
-    use crate::schema::manifest::{CacheMode, Mounts, Protocol};
 
     fn manifest(system: &str, inherit_path: bool) -> Manifest {
         Manifest {
-            version: 2,
-            name: "nixos".to_owned(),
             system: system.to_owned(),
-            disk_image: None,
             inherit_path,
-            memory_backend: None,
-            memory_size: None,
-            mounts: Mounts {
-                mount_home: true,
-                mount_home_read_only: false,
-                mount_nix_profile: true,
-                protocol: Protocol::NineP,
-                virtiofsd: None,
-                cache: CacheMode::Loose,
-                msize: 1,
-                extra_mounts: vec![],
-            },
+            ..test_data::manifest()
         }
     }
 
     fn host(pairs: &[(&str, &str)], cwd: &str) -> Host {
-        let env = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Host::from_parts(env, cwd.into(), Some(TerminalSize { rows: 24, cols: 80 }))
+        Host::from_parts(
+            test_data::env(pairs),
+            cwd.into(),
+            Some(TerminalSize { rows: 24, cols: 80 }),
+        )
     }
 
     fn facts(host: &Host, manifest: &Manifest, host_system: &str) -> HostFacts {

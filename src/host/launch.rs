@@ -276,35 +276,8 @@ fn memory_backend_args(memory: &str) -> [String; 4] {
 mod tests {
     use super::*;
     use crate::host::settings::{parse_forward, Mode, Settings};
-    use crate::schema::manifest::{ExtraMount, Mounts, Protocol};
-
-    fn manifest() -> Manifest {
-        Manifest {
-            version: 1,
-            name: "nixos".to_owned(),
-            system: "x86_64-linux".to_owned(),
-            disk_image: Some("./nixos.qcow2".to_owned()),
-            inherit_path: true,
-            memory_backend: None,
-            memory_size: Some(500),
-            mounts: Mounts {
-                mount_home: true,
-                mount_home_read_only: false,
-                mount_nix_profile: true,
-                protocol: Protocol::NineP,
-                virtiofsd: None,
-                cache: CacheMode::Loose,
-                msize: 16384,
-                extra_mounts: vec![ExtraMount {
-                    guest_path: "/var/www".into(),
-                    target: "/srv/www".into(),
-                    tag: "awww".to_owned(),
-                    cache: CacheMode::None,
-                    read_only: true,
-                }],
-            },
-        }
-    }
+    use crate::host::test_data::manifest;
+    use crate::schema::manifest::Protocol;
 
     fn settings() -> Settings {
         Settings {

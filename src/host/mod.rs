@@ -35,6 +35,8 @@ mod session;
 mod settings;
 mod signals;
 mod terminal;
+#[cfg(test)]
+mod test_data;
 mod virtiofs;
 mod vm;
 

@@ -69,35 +69,7 @@ fn read_manifest(result: &Utf8Path) -> Result<Manifest> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::manifest::{CacheMode, ExtraMount, Mounts, Protocol};
-
-    fn manifest() -> Manifest {
-        Manifest {
-            version: 1,
-            name: "nixos".to_owned(),
-            system: "x86_64-linux".to_owned(),
-            disk_image: Some("./nixos.qcow2".to_owned()),
-            inherit_path: true,
-            memory_backend: None,
-            memory_size: None,
-            mounts: Mounts {
-                mount_home: true,
-                mount_home_read_only: false,
-                mount_nix_profile: true,
-                protocol: Protocol::NineP,
-                virtiofsd: None,
-                cache: CacheMode::Loose,
-                msize: 16384,
-                extra_mounts: vec![ExtraMount {
-                    guest_path: "/var/www".into(),
-                    target: "/srv/www".into(),
-                    tag: "awww".to_owned(),
-                    cache: CacheMode::None,
-                    read_only: true,
-                }],
-            },
-        }
-    }
+    use crate::host::test_data::manifest;
 
     #[test]
     fn a_manifest_newer_than_this_cli_is_refused_with_what_to_do() {
