@@ -72,7 +72,8 @@ impl StandIn {
         );
         write("run-vm", run_vm);
         write("nixos-shell-binary", &paths.cli().to_string_lossy());
-        // The stand-in's virtiofsd package execs this one (none: it says so).
+        // The stand-in's virtiofsd package is a copy of this one (none: a
+        // stub that says so).
         let virtiofsd = crate::vm::find_virtiofsd().unwrap_or_default();
         write("virtiofsd-binary", &virtiofsd.to_string_lossy());
         StandIn {

@@ -74,26 +74,28 @@ let
 
     kmod = stub "kmod";
     git = stub "git";
-    # A wrapper that execs the test machine's real virtiofsd (named by
-    # ./virtiofsd-binary, which the harness writes), so that the CLI runs
-    # the path the manifest names, as it does with nixpkgs' package.
+    # The test machine's real virtiofsd (named by ./virtiofsd-binary, which
+    # the harness writes), copied into the store, so that the CLI runs the
+    # path the manifest names, as it does with nixpkgs' package, and any
+    # user can run it. Without one, a stub that says what to do.
     virtiofsd =
       let
         real = if builtins.pathExists ./virtiofsd-binary then builtins.readFile ./virtiofsd-binary else "";
-        body =
-          if real == "" then
-            ''echo "virtiofsd is missing on this machine: cargo install virtiofsd" >&2; exit 127''
-          else
-            ''exec '${real}' "$@"'';
       in
-      runCommand "virtiofsd" { } ''
-        mkdir -p $out/bin
-        cat > $out/bin/virtiofsd <<'EOF'
-        #!/bin/sh
-        ${body}
-        EOF
-        chmod +x $out/bin/virtiofsd
-      '';
+      runCommand "virtiofsd" { } (
+        if real == "" then
+          ''
+            mkdir -p $out/bin
+            printf '#!/bin/sh\necho "virtiofsd is missing on this machine: cargo install virtiofsd" >&2\nexit 127\n' > $out/bin/virtiofsd
+            chmod +x $out/bin/virtiofsd
+          ''
+        else
+          ''
+            mkdir -p $out/bin
+            cp '${real}' $out/bin/virtiofsd
+            chmod 555 $out/bin/virtiofsd
+          ''
+      );
     linuxPackages = {
       kernel = stub "linux";
     };

@@ -82,7 +82,7 @@ fn the_memory_backend_is_named_exactly_in_the_virtiofs_era() {
 }
 
 /// Virtiofs by default on a Linux host, in both eras, with the host
-/// package set's virtiofsd, which the stand-in's execs the real one: the
+/// package set's virtiofsd, which the stand-in copies from the real one: the
 /// path the CLI starts, as it would start nixpkgs'.
 #[test]
 fn virtiofs_shares_name_the_hosts_virtiofsd() {

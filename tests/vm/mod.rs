@@ -9,6 +9,8 @@
 //!   eras.
 //! - `signals`: signals sent to nixos-shell while its VM runs, and
 //!   nixos-shell killed outright: nothing survives or is left behind.
+//! - `unprivileged`: an ordinary user runs a built VM; its virtiofsd runs
+//!   as that user, and what the guest's root writes in the home is theirs.
 //! - `run_script`: the virtiofs era's script on the host with a stand-in
 //!   QEMU: its daemons start before QEMU and never outlive it.
 //!
@@ -19,3 +21,4 @@ mod cli;
 mod guest_role;
 mod run_script;
 mod signals;
+mod unprivileged;
