@@ -299,24 +299,16 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::manifest::{ExtraMount, Mounts};
+    use crate::host::test_data;
+    use crate::schema::manifest::Mounts;
 
+    /// The sample manifest's shares over `protocol`, with a virtiofsd.
     fn mounts(protocol: Protocol) -> Mounts {
         Mounts {
-            mount_home: true,
-            mount_home_read_only: false,
-            mount_nix_profile: false,
             protocol,
             virtiofsd: Some("/nix/store/v/bin/virtiofsd".into()),
-            cache: CacheMode::Loose,
-            msize: 512000,
-            extra_mounts: vec![ExtraMount {
-                guest_path: "/var/www".into(),
-                target: "/srv/www".into(),
-                tag: "awww".to_owned(),
-                cache: CacheMode::None,
-                read_only: true,
-            }],
+            mount_nix_profile: false,
+            ..test_data::manifest().mounts
         }
     }
 
