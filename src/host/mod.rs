@@ -63,7 +63,10 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let host = Host::read()?;
     let settings = Settings::from_args(args, &host.cwd)?;
     disk::refuse_conflict(&host.env, settings.ephemeral, settings.disk_path())?;
-    settings.check_host()?;
+    // Ports and disks matter only to a VM that starts.
+    if settings.mode == Mode::Run {
+        settings.check_host()?;
+    }
 
     // Resolve and plan.
     let installable = resolve::resolve(settings.config.as_deref(), &host.cwd)?;

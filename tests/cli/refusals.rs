@@ -135,6 +135,16 @@ fn a_forward_qemu_could_not_listen_on_is_refused_before_the_build() {
         assert_only_error(&fx.run(&["--forward", spec]), "is not an IPv4 address");
     }
     assert_nothing_ran(&fx);
+    // Only a VM that starts needs the port: a build or a dry run does not.
+    assert!(fx
+        .run(&["--dry-run", "--forward", &format!("{port}:80")])
+        .status
+        .success());
+    assert!(fx
+        .run(&["--build-only", "--forward", &format!("{port}:80")])
+        .status
+        .success());
+    drop(taken);
 }
 
 /// Ports below 1024 need root: tried as the unprivileged user `nobody`.

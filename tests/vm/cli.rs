@@ -462,12 +462,8 @@ fn the_users_shell_runs_the_login_and_the_command() {
     vm.wait_for_shell();
     // The harness' login shell is `/bin/sh -l`; busybox's ash is found on
     // the guest's PATH (/sbin or /bin).
-    let (out, _) = vm.sh("echo \"zero=$0\"");
-    let zero = out
-        .lines()
-        .find(|l| l.starts_with("zero="))
-        .unwrap_or_default();
-    assert!(zero.trim_end().ends_with("bin/ash"), "{out}");
+    let zero = login_shell(&mut vm);
+    assert!(zero.ends_with("bin/ash"), "{zero}");
     power_off(&fx, &mut vm);
 
     let mut command = fx.command(&["-c", "echo \"command-zero=$0\""]);
@@ -489,11 +485,17 @@ fn a_shell_the_guest_lacks_is_named_and_the_login_still_starts() {
     let mut vm = Console::spawn(login, ROWS, COLS);
     vm.expect("your shell zsh is not in this VM", BOOT_TIMEOUT);
     vm.wait_for_shell();
-    let (out, _) = vm.sh("echo \"zero=$0\"");
-    let zero = out
-        .lines()
-        .find(|l| l.starts_with("zero="))
-        .unwrap_or_default();
-    assert_eq!(zero.trim_end(), "zero=/bin/sh", "{out}");
+    let zero = login_shell(&mut vm);
+    assert_eq!(zero, "/bin/sh");
     power_off(&fx, &mut vm);
+}
+
+/// The guest login shell's `$0`.
+fn login_shell(vm: &mut Console) -> String {
+    let (out, _) = vm.sh("echo \"zero=$0\"");
+    out.lines()
+        .find_map(|l| l.strip_prefix("zero="))
+        .unwrap_or_else(|| panic!("no zero= line in {out:?}"))
+        .trim_end()
+        .to_owned()
 }
