@@ -151,6 +151,10 @@ pub struct GuestArgs {
     /// terminal; the module passes `nixos-shell.console.device`.
     #[arg(long)]
     pub console: Utf8PathBuf,
+    /// Instead of applying the host facts, keep the console at the host
+    /// terminal's size while the VM runs (a unit of its own).
+    #[arg(long)]
+    pub follow_resizes: bool,
 }
 
 #[cfg(test)]

@@ -53,6 +53,23 @@ in
     };
   };
 
+  # The console follows the host terminal's size while the VM runs: the
+  # follower reads each size from the resize port of nixos-shell's
+  # virtio-serial device and sets it on the console, whose foreground
+  # program gets SIGWINCH. A unit of its own, not ordered after the guest
+  # role, which may be running an interactive --command all along. Only the
+  # console in nixos-shell's terminal has that terminal's size.
+  systemd.services.nixos-shell-resize = lib.mkIf cfg.console.enable {
+    description = "Keep the console at the size of nixos-shell's terminal";
+    wantedBy = [ "multi-user.target" ];
+    serviceConfig = {
+      ExecStart = "${guestRole} --console ${cfg.console.device} --follow-resizes";
+      # A VM started without nixos-shell has no resize port; the follower
+      # says so in the journal, not on the console.
+      StandardError = "journal";
+    };
+  };
+
   # Login shells start where the user started nixos-shell, with the host's
   # HOME, TERM and PATH (see nixos-shell.inheritPath) and terminal size.
   environment.loginShellInit = ''

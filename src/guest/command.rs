@@ -1,17 +1,26 @@
-//! Running the host's `--command` on the console: `SHELL -c CMD` (the
-//! user's shell when the guest has it, else `/bin/sh`) in a new session
-//! whose controlling terminal is the console (so Ctrl-C reaches it), in the
-//! host's cwd, with the host's HOME, USER, TERM and PATH.
+//! Running the host's `--command`: `SHELL -c CMD` (the user's shell when
+//! the guest has it, else `/bin/sh`) in a new session, in the host's cwd,
+//! with the host's HOME, USER, TERM and PATH; on the console as its
+//! controlling terminal (so Ctrl-C reaches it), or with its streams on the
+//! virtio-serial ports (`schema::facts::CommandIo`).
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 
 use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::pipe::PipeFlags;
 
+use super::ports;
 use crate::schema::facts::HostFacts;
+use crate::schema::ports::Port;
 
 /// The status reported when the command could not be started at all (as a
 /// shell reports a command it cannot execute).
@@ -71,9 +80,58 @@ pub fn working_dir(facts: &HostFacts, is_dir: impl Fn(&Utf8Path) -> bool) -> Utf
         .to_owned()
 }
 
+/// `shell -c command` (else `/bin/sh`) in the host's cwd with the host's
+/// variables, `guest_path` being the guest's `PATH`.
+fn shell_command(
+    command: &str,
+    facts: &HostFacts,
+    shell: Option<&Utf8Path>,
+    guest_path: &str,
+) -> Command {
+    let mut child = Command::new(shell.unwrap_or(Utf8Path::new(SHELL)));
+    child
+        .arg("-c")
+        .arg(command)
+        .current_dir(working_dir(facts, |dir| dir.is_dir()))
+        .envs(environment(facts, Some(guest_path)));
+    child
+}
+
+/// Starts the command in a session of its own; with `take_console`, its
+/// standard input (the console) becomes its controlling terminal, so that
+/// Ctrl-C typed there reaches it.
+fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::Result<Child> {
+    // SAFETY: the closure runs between fork and exec, where only
+    // async-signal-safe calls may be made; it makes at most two system
+    // calls, setsid(2) and ioctl(2), which take no lock and allocate
+    // nothing, and turns their errno into an `io::Error` without
+    // allocating. Standard input is already the console when it runs.
+    unsafe {
+        child.pre_exec(move || {
+            rustix::process::setsid()?;
+            // rustix's `ioctl_tiocsctty` passes 0, which fails when the
+            // console is another session's controlling terminal, as busybox
+            // init makes it for the role's own session; 1 takes it over,
+            // which root may.
+            if take_console && libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    child.spawn()
+}
+
+/// The exit status of `status`: `128 + N` when signal N ended it.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(FAILED_TO_START)
+}
+
 /// Runs `command` with `shell` (else `/bin/sh`) on `console` and waits for
-/// it, `guest_path` being the guest's `PATH`; returns its exit status,
-/// `128 + N` when signal N ended it.
+/// it, `guest_path` being the guest's `PATH`; returns its exit status.
 pub fn run_on_console(
     console: &Utf8Path,
     command: &str,
@@ -88,41 +146,111 @@ pub fn run_on_console(
         .with_context(|| format!("cannot open the console {console} to run the command"))?;
     let stdin = tty.try_clone().context("cannot duplicate the console")?;
     let stdout = tty.try_clone().context("cannot duplicate the console")?;
-    let shell = shell.unwrap_or(Utf8Path::new(SHELL));
-    let mut child = Command::new(shell);
+    let mut child = shell_command(command, facts, shell, guest_path);
     child
-        .arg("-c")
-        .arg(command)
-        .current_dir(working_dir(facts, |dir| dir.is_dir()))
-        .envs(environment(facts, Some(guest_path)))
         .stdin(Stdio::from(stdin))
         .stdout(Stdio::from(stdout))
         .stderr(Stdio::from(tty));
-    // SAFETY: the closure runs between fork and exec, where only
-    // async-signal-safe calls may be made; it makes two system calls,
-    // setsid(2) and ioctl(2), which take no lock and allocate nothing, and
-    // turns their errno into an `io::Error` without allocating. Standard
-    // input is already the console when it runs.
-    unsafe {
-        child.pre_exec(|| {
-            rustix::process::setsid()?;
-            // rustix's `ioctl_tiocsctty` passes 0, which fails when the
-            // console is another session's controlling terminal, as busybox
-            // init makes it for the role's own session; 1 takes it over,
-            // which root may.
-            if libc::ioctl(0, libc::TIOCSCTTY, 1) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    let status = spawn_in_new_session(child, true)
+        .and_then(|mut child| child.wait())
+        .with_context(|| format!("cannot run {command:?} on {console}"))?;
+    Ok(exit_code(status))
+}
+
+/// Runs `command` like [`run_on_console`], its standard streams on the
+/// virtio-serial ports [`Port::STDIO`]: nixos-shell's own on the host.
+///
+/// Standard input is the port itself (it reads as end of file once the
+/// host's input ends). Output goes through a pipe that a relay thread
+/// copies to the port, for two reasons: a write to a port whose host end is
+/// gone blocks forever, while the relay sees the hang-up and closes the
+/// pipe, so the command gets SIGPIPE as in a pipeline on the host; and the
+/// relay's blocking writes return only once QEMU has the bytes, so all of
+/// them are out before the guest powers off.
+pub fn run_with_ports(
+    command: &str,
+    facts: &HostFacts,
+    shell: Option<&Utf8Path>,
+    guest_path: &str,
+) -> anyhow::Result<i32> {
+    let open = |port: Port, write: bool| -> anyhow::Result<File> {
+        let device = ports::wait_for(port).with_context(|| {
+            format!(
+                "the host passes the command's streams on virtio ports, but the guest has no port {}",
+                port.name()
+            )
+        })?;
+        OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(&device)
+            .with_context(|| format!("cannot open the port {device}"))
+    };
+    let stdin = open(Port::Stdin, false)?;
+    let stdout = open(Port::Stdout, true)?;
+    let stderr = open(Port::Stderr, true)?;
+    let (out_read, out_write) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).context("cannot create a pipe")?;
+    let (err_read, err_write) =
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).context("cannot create a pipe")?;
+    let mut child = shell_command(command, facts, shell, guest_path);
+    child
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(out_write))
+        .stderr(Stdio::from(err_write));
+    // Spawned and dropped at once, so that the pipes' write ends are the
+    // command's alone and read as closed when it ends.
+    let spawned = spawn_in_new_session(child, false);
+    let mut running = spawned.with_context(|| format!("cannot run {command:?}"))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let relays: Vec<_> = [(out_read, stdout), (err_read, stderr)]
+        .into_iter()
+        .map(|(pipe, port)| {
+            let done = Arc::clone(&done);
+            thread::spawn(move || relay(File::from(pipe), port, &done))
+        })
+        .collect();
+    let status = running.wait().context("cannot wait for the command")?;
+    done.store(true, Ordering::Relaxed);
+    for relay in relays {
+        let _ = relay.join();
     }
-    let status = child
-        .status()
-        .with_context(|| format!("cannot run {shell} -c {command:?} on {console}"))?;
-    Ok(status
-        .code()
-        .or_else(|| status.signal().map(|signal| 128 + signal))
-        .unwrap_or(FAILED_TO_START))
+    Ok(exit_code(status))
+}
+
+/// How long a relay waits for more output once the command has ended: what
+/// the command wrote is in the pipe at once; a process it left running may
+/// keep writing, and the VM must still power off.
+const DRAIN_WAIT: Timespec = Timespec {
+    tv_sec: 0,
+    tv_nsec: 50_000_000,
+};
+
+/// Copies `pipe` to `port` until the pipe ends, the host stops reading, or
+/// `done` is set and the pipe has stayed empty for [`DRAIN_WAIT`].
+fn relay(mut pipe: File, mut port: File, done: &AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut ready = [PollFd::new(&pipe, PollFlags::IN)];
+        if !matches!(poll(&mut ready, Some(&DRAIN_WAIT)), Ok(n) if n > 0) {
+            if done.load(Ordering::Relaxed) {
+                return;
+            }
+            continue;
+        }
+        let n = match pipe.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut writable = [PollFd::new(&port, PollFlags::OUT)];
+        let hung_up = match poll(&mut writable, None) {
+            Ok(_) => writable[0].revents().contains(PollFlags::HUP),
+            Err(_) => true,
+        };
+        if hung_up || port.write_all(&buf[..n]).is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

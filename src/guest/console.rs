@@ -6,7 +6,7 @@ use camino::Utf8Path;
 use rustix::fs::{Mode, OFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
 
-use crate::schema::facts::TerminalSize;
+use crate::schema::ports::TerminalSize;
 
 pub fn set_size(console: &Utf8Path, size: TerminalSize) -> anyhow::Result<()> {
     // Without O_NOCTTY the console would become the guest role's own

@@ -70,7 +70,7 @@ pub fn install(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::facts::TerminalSize;
+    use crate::schema::ports::TerminalSize;
 
     fn facts() -> HostFacts {
         serde_json::from_str(

@@ -6,7 +6,13 @@
 //! QEMU (9p tag [`SESSION_TAG`](crate::schema::facts::SESSION_TAG)), reads the host facts from it and applies
 //! them one step at a time: mount the shares, install root's authorized keys,
 //! write the login environment, size the console and, when the host asked
-//! for a command, run it on the console, hand its status back and power off.
+//! for a command, run it (on the console, or with its streams on the
+//! virtio-serial ports of `schema::ports`), hand its status back and power
+//! off.
+//!
+//! With `--follow-resizes` the same binary is the resize follower instead
+//! ([`resize`]): a second unit that keeps the console at the host
+//! terminal's size for as long as the VM runs.
 //!
 //! The role never stops the boot: a VM started without nixos-shell has no
 //! session share and the role does nothing; malformed facts are reported on
@@ -28,9 +34,13 @@ mod login_env;
 #[cfg(target_os = "linux")]
 mod mount;
 #[cfg(target_os = "linux")]
+mod ports;
+#[cfg(target_os = "linux")]
 mod power;
 #[cfg(target_os = "linux")]
 mod report;
+#[cfg(target_os = "linux")]
+mod resize;
 #[cfg(target_os = "linux")]
 mod session;
 #[cfg(target_os = "linux")]
@@ -43,7 +53,7 @@ use camino::Utf8Path;
 
 use crate::cli::GuestArgs;
 #[cfg(target_os = "linux")]
-use crate::schema::facts::{GUEST_AUTHORIZED_KEYS_DIR, GUEST_LOGIN_ENV, SESSION_TAG};
+use crate::schema::facts::{CommandIo, GUEST_AUTHORIZED_KEYS_DIR, GUEST_LOGIN_ENV, SESSION_TAG};
 #[cfg(target_os = "linux")]
 use report::Reporter;
 
@@ -54,13 +64,16 @@ const KEYS_USER: &str = "root";
 /// On any other system (a macOS host): no guest role.
 #[cfg(not(target_os = "linux"))]
 pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
-    let _ = args.console;
+    let _ = (args.console, args.follow_resizes);
     anyhow::bail!("the guest role runs only in a Linux guest")
 }
 
 #[cfg(target_os = "linux")]
 pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
     let reporter = Reporter;
+    if args.follow_resizes {
+        return Ok(resize::follow(&args.console, &reporter));
+    }
     shares::load_modules();
     let tags = shares::discover(Utf8Path::new(shares::SYSFS_9P_DRIVER));
     if !tags.iter().any(|tag| tag == SESSION_TAG) {
@@ -124,13 +137,14 @@ fn apply(
         reporter.check(console::set_size(&args.console, size));
     }
     if let Some(command) = &facts.command {
-        let exit_code = match command::run_on_console(
-            &args.console,
-            command,
-            facts,
-            shell.as_deref(),
-            &guest_path,
-        ) {
+        let shell = shell.as_deref();
+        let ran = match facts.command_io {
+            CommandIo::Console => {
+                command::run_on_console(&args.console, command, facts, shell, &guest_path)
+            }
+            CommandIo::Ports => command::run_with_ports(command, facts, shell, &guest_path),
+        };
+        let exit_code = match ran {
             Ok(code) => code,
             Err(err) => {
                 reporter.warn(&format!("{err:#}"));

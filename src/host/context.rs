@@ -4,12 +4,14 @@
 //! every part of a run sees the same values, and tests build one by hand.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::terminal;
-use crate::schema::facts::TerminalSize;
+use crate::schema::facts::CommandIo;
+use crate::schema::ports::TerminalSize;
 
 /// What the host is like for this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub struct Host {
     pub system: String,
     /// The controlling terminal's size, when there is one.
     pub terminal: Option<TerminalSize>,
+    /// Whether nixos-shell's standard input and output are both a terminal:
+    /// then `--command` runs on the console, interactive; otherwise its
+    /// streams are nixos-shell's own, byte for byte.
+    pub interactive: bool,
 }
 
 impl Host {
@@ -51,7 +57,8 @@ impl Host {
         let env: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        Ok(Host::from_parts(env, cwd, terminal::size()))
+        let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        Ok(Host::from_parts(env, cwd, terminal::size(), interactive))
     }
 
     /// The host of an environment and a directory; pure.
@@ -59,6 +66,7 @@ impl Host {
         env: BTreeMap<String, String>,
         cwd: Utf8PathBuf,
         terminal: Option<TerminalSize>,
+        interactive: bool,
     ) -> Host {
         let user = env
             .get("USER")
@@ -77,6 +85,18 @@ impl Host {
             home,
             system: nix_system(std::env::consts::ARCH, std::env::consts::OS),
             terminal,
+            interactive,
+        }
+    }
+}
+
+impl Host {
+    /// Where `--command`'s streams go in this run.
+    pub fn command_io(&self) -> CommandIo {
+        if self.interactive {
+            CommandIo::Console
+        } else {
+            CommandIo::Ports
         }
     }
 }
@@ -94,7 +114,7 @@ mod tests {
 
     #[test]
     fn user_and_home_have_one_rule_each() {
-        let host = |pairs| Host::from_parts(env(pairs), "/w".into(), None);
+        let host = |pairs| Host::from_parts(env(pairs), "/w".into(), None, true);
         assert_eq!(host(&[("USER", "a"), ("LOGNAME", "b")]).user, "a");
         assert_eq!(host(&[("LOGNAME", "b")]).user, "b");
         assert_eq!(host(&[("USER", "")]).user, "root");

@@ -10,6 +10,7 @@ use super::build::Plan;
 use super::context::Host;
 use super::disk::{self, DiskPlan};
 use super::launch::{self, Launch};
+use super::ports;
 use super::settings::Settings;
 use crate::shell as quote;
 
@@ -36,6 +37,11 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,
     };
+    let command_io = settings.command.as_ref().map(|_| host.command_io());
+    let ports = ports::sockets(
+        &ports::needed(command_io, host.terminal.is_some()),
+        &session.join("sockets"),
+    );
     let command = launch::compose(&Launch {
         run_script: &Utf8PathBuf::from("<result>/bin/run-<name>-vm"),
         settings,
@@ -47,6 +53,7 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
         memory_backend: None,
         memory_size: None,
         daemons: &[],
+        ports: &ports,
         env: &host.env,
     });
     println!(

@@ -47,6 +47,7 @@ pub fn compose(
         terminal: host.terminal,
         authorized_keys,
         mounts,
+        command_io: host.command_io(),
         command,
     }
 }
@@ -119,7 +120,8 @@ pub fn keys_from(texts: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::host::test_data;
-    use crate::schema::facts::TerminalSize;
+    use crate::schema::facts::CommandIo;
+    use crate::schema::ports::TerminalSize;
 
     fn manifest(system: &str, inherit_path: bool) -> Manifest {
         Manifest {
@@ -134,6 +136,7 @@ mod tests {
             test_data::env(pairs),
             cwd.into(),
             Some(TerminalSize { rows: 24, cols: 80 }),
+            true,
         )
     }
 
@@ -175,6 +178,7 @@ mod tests {
             Some(Utf8Path::new("/nix/store/x-zsh/bin/zsh"))
         );
         assert_eq!(facts.command.as_deref(), Some("make"));
+        assert_eq!(facts.command_io, CommandIo::Console);
         assert_eq!(facts.authorized_keys, ["ssh-ed25519 AAA a@b"]);
         assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
 
@@ -186,6 +190,12 @@ mod tests {
         );
         let off = super::tests::facts(&alice, &manifest("x86_64-linux", false), "x86_64-linux");
         assert_eq!(off.path, None);
+        let piped = Host {
+            interactive: false,
+            ..alice.clone()
+        };
+        let piped = super::tests::facts(&piped, &manifest("x86_64-linux", true), "x86_64-linux");
+        assert_eq!(piped.command_io, CommandIo::Ports);
         let bare = super::tests::facts(&host(&[], "/"), &manifest("x", true), "x");
         assert_eq!((bare.user.as_str(), bare.home.as_str()), ("root", "/root"));
     }

@@ -8,7 +8,8 @@
 //! script nor --memory brings it, `-smp` (--cores), the session share, then
 //! per share (the module's: home, nix profile, extraMounts; then each
 //! --mount) one `-virtfs` (9p) or the `vhost-user-fs-pci` device of its
-//! virtiofsd (`host::virtiofs`), then the user's `-- QEMU_ARGS`.
+//! virtiofsd (`host::virtiofs`), then the virtio-serial ports of the run
+//! (`host::ports`), then the user's `-- QEMU_ARGS`.
 //! Environment: only what the user did not set, or appended to what they
 //! did (`QEMU_NET_OPTS`).
 
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::ports::{self, PortSocket};
 use super::settings::{check_guest_path, MountFlag, Settings};
 use super::virtiofs::Daemon;
 use crate::schema::facts::{self, GuestMount};
@@ -182,6 +184,8 @@ pub struct Launch<'a> {
     /// The virtiofsd of each share, in the shares' order, when the shares
     /// are virtiofs (`host::virtiofs::plan`); empty for 9p.
     pub daemons: &'a [Daemon],
+    /// The virtio-serial ports of the run (`host::ports::plan`).
+    pub ports: &'a [PortSocket],
     /// The environment nixos-shell was started with.
     pub env: &'a BTreeMap<String, String>,
 }
@@ -245,6 +249,7 @@ pub fn compose(launch: &Launch) -> VmCommand {
             args.extend(daemon.qemu_args());
         }
     }
+    args.extend(ports::qemu_args(launch.ports));
     args.extend(settings.qemu_args.iter().cloned());
     VmCommand {
         program: launch.run_script.to_owned(),
@@ -324,6 +329,7 @@ mod tests {
             memory_backend,
             memory_size: Some(500),
             daemons: &[],
+            ports: &[],
             env,
         }
     }

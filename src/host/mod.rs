@@ -9,11 +9,12 @@
 //! 4. build: [`build::realise`] runs them and reads the [`result`]: its run
 //!    script and manifest.
 //! 5. compose: [`disk`] picks the disk image, [`launch`] the shares and the
-//!    VM command, [`virtiofs`] the shares' daemons, [`facts`] the host facts
-//!    the guest reads from the [`session`] directory.
-//! 6. run: [`virtiofs`] starts the daemons, [`vm`] runs the VM in this
-//!    terminal ([`terminal`] saves and restores it), then the daemons are
-//!    stopped. Throughout, [`signals`] passes the signals that end a
+//!    VM command, [`virtiofs`] the shares' daemons, [`ports`] the
+//!    virtio-serial ports (their sockets in [`sockets`]), [`facts`] the host
+//!    facts the guest reads from the [`session`] directory.
+//! 6. run: [`ports`] listens, [`virtiofs`] starts the daemons, [`vm`] runs
+//!    the VM in this terminal ([`terminal`] saves and restores it), then the
+//!    daemons are stopped and the ports' output drained. Throughout, [`signals`] passes the signals that end a
 //!    session to the child of the moment and keeps nixos-shell alive to
 //!    clean up after it.
 //!
@@ -29,11 +30,13 @@ mod generate;
 mod launch;
 mod nix;
 mod nix_output;
+mod ports;
 mod resolve;
 mod result;
 mod session;
 mod settings;
 mod signals;
+mod sockets;
 mod terminal;
 #[cfg(test)]
 mod test_data;
@@ -45,10 +48,16 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::HostArgs;
+use crate::schema::facts::CommandIo;
+use crate::schema::manifest::Protocol;
 use build::{Locations, Realised};
 use context::Host;
 use session::Session;
 use settings::{Mode, Settings};
+use sockets::SocketDir;
+
+/// How much of the console a command that ended without its status shows.
+const CONSOLE_TAIL_LINES: usize = 20;
 
 pub fn run(args: HostArgs) -> Result<u8> {
     if let Some(text) = generate::requested(&args)? {
@@ -124,19 +133,23 @@ pub fn run(args: HostArgs) -> Result<u8> {
         launch::guest_mounts(module_shares.iter().chain(&flag_shares), manifest),
         settings.command.clone(),
     ))?;
-    let sockets = virtiofs::SocketDir::create(
-        &manifest.mounts,
-        &session.virtiofs_sockets(),
-        module_shares
-            .iter()
-            .chain(&flag_shares)
-            .map(|s| s.tag.as_str()),
-    )?;
+    let command_io = settings.command.as_ref().map(|_| host.command_io());
+    let ports = ports::needed(command_io, host.terminal.is_some());
+    let virtiofs_tags = module_shares
+        .iter()
+        .chain(&flag_shares)
+        .filter(|_| manifest.mounts.protocol == Protocol::Virtiofs)
+        .map(|s| virtiofs::socket_name(&s.tag));
+    let socket_names: Vec<String> = virtiofs_tags
+        .chain(ports.iter().map(|&p| ports::socket_name(p)))
+        .collect();
+    let sockets = SocketDir::create(&session.sockets(), socket_names.iter().map(String::as_str))?;
     let daemons = virtiofs::plan(
         &manifest.mounts,
         module_shares.iter().chain(&flag_shares),
         sockets.path(),
     );
+    let ports = ports::sockets(&ports, sockets.path());
     let command = launch::compose(&launch::Launch {
         run_script: &built.run_script,
         settings: &settings,
@@ -148,6 +161,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
         memory_backend: manifest.memory_backend.as_ref(),
         memory_size: manifest.memory_size,
         daemons: &daemons,
+        ports: &ports,
         env: &host.env,
     });
 
@@ -155,13 +169,20 @@ pub fn run(args: HostArgs) -> Result<u8> {
     if let Some(signal) = signals::received() {
         return Ok(signals::exit_status(signal));
     }
+    let console_log = session.console_log();
+    let console = match command_io {
+        Some(CommandIo::Ports) => vm::Console::Log(&console_log),
+        _ => vm::Console::Terminal,
+    };
+    let serving = ports::listen(&ports)?.serve()?;
     let running = virtiofs::start(
         manifest.mounts.virtiofsd.as_deref(),
         &daemons,
         virtiofs::Owner::current(),
     )?;
-    let ended = vm::start(&command, disk.lock())?;
+    let ended = vm::start(&command, disk.lock(), console)?;
     drop(running);
+    serving.finish();
     let qemu_failed = |status| vm::failure_hint(status, disk.image.as_deref());
     let code = match (ended, &settings.command) {
         (vm::Ended::Signalled(signal), _) => signals::exit_status(signal),
@@ -171,7 +192,14 @@ pub fn run(args: HostArgs) -> Result<u8> {
             status
         }
         (vm::Ended::Exited(status), Some(_)) => {
-            session.command_status(status, &qemu_failed(status))?
+            let result = session.command_status(status, &qemu_failed(status));
+            if let (Err(_), vm::Console::Log(log)) = (&result, console) {
+                eprintln!(
+                    "nixos-shell: the VM's console ended with:\n{}",
+                    vm::console_tail(log, CONSOLE_TAIL_LINES)
+                );
+            }
+            result?
         }
     };
     drop(disk);

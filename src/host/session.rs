@@ -6,7 +6,8 @@
 //!   result        the out-link holding the build while the VM runs
 //!   share/        the session share (tag `nixos-shell`): facts.json, result.json
 //!   tmp/          TMPDIR of the run script (unless the user set TMPDIR and USE_TMPDIR)
-//!   virtiofs/     the virtiofsd sockets, when their paths fit (see `host::virtiofs`)
+//!   sockets/      the virtiofsd and virtio port sockets, when their paths fit (see `host::sockets`)
+//!   console.log   the guest console, when --command's streams are nixos-shell's own
 //!   <name>.qcow2  the --ephemeral disk image
 //! ```
 
@@ -55,8 +56,12 @@ impl Session {
         self.root.join("tmp")
     }
 
-    pub fn virtiofs_sockets(&self) -> Utf8PathBuf {
-        self.root.join("virtiofs")
+    pub fn sockets(&self) -> Utf8PathBuf {
+        self.root.join("sockets")
+    }
+
+    pub fn console_log(&self) -> Utf8PathBuf {
+        self.root.join("console.log")
     }
 
     pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {

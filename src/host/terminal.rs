@@ -6,7 +6,7 @@ use std::fs::File;
 
 use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, OptionalActions, Termios};
 
-use crate::schema::facts::TerminalSize;
+use crate::schema::ports::TerminalSize;
 
 /// Restores the saved terminal settings when dropped.
 pub struct SavedTerminal {

@@ -2,13 +2,13 @@
 //! QEMU and stopped after it, whichever way the run ends.
 //!
 //! [`plan`] is pure: what each daemon serves, on which socket, and with
-//! which arguments ([`Daemon::argv`], [`Daemon::qemu_args`]). [`SocketDir`]
-//! and [`start`] are the edge: they create the sockets' directory and spawn
-//! the daemons. The daemons are nixos-shell's own children, not QEMU's, so
-//! the signals `signals` passes to the VM do not reach them; [`Running`]
-//! stops and reaps them when it is dropped (after the VM, on an error, after
-//! a signal), and the parent-death signal stops them when nixos-shell is
-//! killed outright.
+//! which arguments ([`Daemon::argv`], [`Daemon::qemu_args`]). [`start`] is
+//! the edge: it spawns the daemons, whose sockets go in the run's
+//! `host::sockets` directory. The daemons are nixos-shell's own children,
+//! not QEMU's, so the signals `signals` passes to the VM do not reach them;
+//! [`Running`] stops and reaps them when it is dropped (after the VM, on an
+//! error, after a signal), and the parent-death signal stops them when
+//! nixos-shell is killed outright.
 //!
 //! Who owns what the guest writes: the daemon runs as the invoking user with
 //! `--sandbox=none` (its namespace sandbox needs privileges users seldom
@@ -29,10 +29,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::launch::Share;
 use super::signals;
 use crate::schema::manifest::{CacheMode, Mounts, Protocol};
-
-/// The longest socket path `bind(2)` takes: `sun_path` is 108 bytes,
-/// NUL included.
-const MAX_SOCKET_PATH: usize = 107;
 
 /// How long a daemon may take to create its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -130,6 +126,11 @@ pub fn cache_policy(cache: CacheMode) -> &'static str {
     }
 }
 
+/// The file name of the socket of the daemon serving the share `tag`.
+pub fn socket_name(tag: &str) -> String {
+    format!("{tag}.sock")
+}
+
 /// The daemons for `shares` when the manifest's shares are virtiofs (none
 /// for 9p), their sockets in `socket_dir`; pure.
 pub fn plan<'a>(
@@ -145,66 +146,11 @@ pub fn plan<'a>(
         .map(|share| Daemon {
             tag: share.tag.clone(),
             shared_dir: share.host.clone(),
-            socket: socket_dir.join(format!("{}.sock", share.tag)),
+            socket: socket_dir.join(socket_name(&share.tag)),
             read_only: share.read_only,
             cache: share.cache.unwrap_or(mounts.cache),
         })
         .collect()
-}
-
-/// The directory of the daemons' sockets: `preferred` (in the session
-/// directory) when the longest socket path fits `sun_path`, else a short
-/// private directory under /tmp, removed when this is dropped. A long
-/// TMPDIR is common enough (macOS-style per-user temp dirs, nested
-/// sessions) to need the fallback.
-pub struct SocketDir {
-    path: Utf8PathBuf,
-    _private: Option<tempfile::TempDir>,
-}
-
-impl SocketDir {
-    /// Creates the directory for sockets named `<tag>.sock` when `mounts`
-    /// are virtiofs; 9p shares need none, and `preferred` is only named.
-    pub fn create<'a>(
-        mounts: &Mounts,
-        preferred: &Utf8Path,
-        tags: impl IntoIterator<Item = &'a str>,
-    ) -> Result<SocketDir> {
-        if mounts.protocol != Protocol::Virtiofs {
-            return Ok(SocketDir {
-                path: preferred.to_owned(),
-                _private: None,
-            });
-        }
-        let longest = tags.into_iter().map(str::len).max().unwrap_or(0);
-        let fits =
-            |dir: &Utf8Path| dir.as_str().len() + 1 + longest + ".sock".len() <= MAX_SOCKET_PATH;
-        if fits(preferred) {
-            std::fs::create_dir_all(preferred)
-                .with_context(|| format!("could not create {preferred}"))?;
-            return Ok(SocketDir {
-                path: preferred.to_owned(),
-                _private: None,
-            });
-        }
-        let private = tempfile::Builder::new()
-            .prefix("nixos-shell.")
-            .tempdir_in("/tmp")
-            .context("could not create a directory for virtiofsd's sockets in /tmp")?;
-        let path = Utf8PathBuf::from_path_buf(private.path().to_owned())
-            .map_err(|p| anyhow::anyhow!("{} is not UTF-8", p.display()))?;
-        if !fits(&path) {
-            bail!("the virtiofs socket path {path}/… is longer than 107 bytes; shorten the share tags");
-        }
-        Ok(SocketDir {
-            path,
-            _private: Some(private),
-        })
-    }
-
-    pub fn path(&self) -> &Utf8Path {
-        &self.path
-    }
 }
 
 /// The running daemons; stopped and reaped when dropped.
@@ -413,33 +359,6 @@ mod tests {
         for cache in [CacheMode::Loose, CacheMode::Fscache, CacheMode::Mmap] {
             assert_eq!(cache_policy(cache), "auto");
         }
-    }
-
-    #[test]
-    fn a_long_session_path_gets_its_sockets_in_a_short_private_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Utf8Path::from_path(dir.path()).unwrap();
-        let short = root.join("vfs");
-        let virtiofs = mounts(Protocol::Virtiofs);
-        let sockets = SocketDir::create(
-            &virtiofs,
-            &short,
-            ["home", "a0123456789abcdef0123456789abcd"],
-        )
-        .unwrap();
-        assert_eq!(sockets.path(), short);
-        assert!(short.is_dir());
-        let long = root.join("x".repeat(80));
-        let sockets =
-            SocketDir::create(&virtiofs, &long, ["a0123456789abcdef0123456789abcd"]).unwrap();
-        let path = sockets.path().to_owned();
-        assert!(path.as_str().starts_with("/tmp/nixos-shell."), "{path}");
-        assert!(path.as_str().len() + 37 <= MAX_SOCKET_PATH);
-        drop(sockets);
-        assert!(!path.exists(), "the private directory outlived its use");
-        let nine_p = SocketDir::create(&mounts(Protocol::NineP), &long, ["home"]).unwrap();
-        assert_eq!(nine_p.path(), long);
-        assert!(!long.exists(), "9p shares need no sockets");
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Running the VM command in this terminal: the edge where the composed
-//! [`VmCommand`] becomes QEMU's process. The terminal's settings are saved
-//! before QEMU puts it in raw mode and restored after, whatever happened;
-//! signals sent to nixos-shell reach the VM (`signals`), and the VM dies
-//! with nixos-shell.
+//! Running the VM command: the edge where the composed [`VmCommand`]
+//! becomes QEMU's process. Its console is this terminal, or a log file when
+//! `--command`'s streams are nixos-shell's own ([`Console`]). The terminal's
+//! settings are saved before QEMU puts it in raw mode and restored after,
+//! whatever happened; signals sent to nixos-shell reach the VM (`signals`),
+//! and the VM dies with nixos-shell.
 
 use std::fs::File;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
+use camino::Utf8Path;
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
 use super::launch::VmCommand;
@@ -22,9 +24,20 @@ pub enum Ended {
     Signalled(i32),
 }
 
+/// Where the VM's console (QEMU's standard input and output, which the
+/// module gives the guest console and the monitor) goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console<'a> {
+    /// nixos-shell's own: the terminal.
+    Terminal,
+    /// Written to this file, with an input that never ends and never says
+    /// anything: the boot messages stay out of the command's output.
+    Log(&'a Utf8Path),
+}
+
 /// Runs the VM. `disk_lock` is the lock of its disk image: the VM inherits
 /// it, so the lock lasts as long as QEMU does, even past nixos-shell.
-pub fn start(command: &VmCommand, disk_lock: Option<&File>) -> Result<Ended> {
+pub fn start(command: &VmCommand, disk_lock: Option<&File>, console: Console) -> Result<Ended> {
     if let Some(lock) = disk_lock {
         let flags = fcntl_getfd(lock).context("could not read the disk lock's flags")?;
         fcntl_setfd(lock, flags - FdFlags::CLOEXEC)
@@ -33,10 +46,19 @@ pub fn start(command: &VmCommand, disk_lock: Option<&File>) -> Result<Ended> {
     let saved = terminal::SavedTerminal::save();
     let mut vm = Command::new(&command.program);
     vm.args(&command.args).envs(&command.env);
+    if let Console::Log(log) = console {
+        let log = File::create(log).with_context(|| format!("could not create {log}"))?;
+        vm.stdin(Stdio::piped()).stdout(log);
+    }
     signals::die_with_parent(&mut vm);
+    // The console's input, held open until QEMU ends (an end of file would
+    // close the console's host side).
     let status = vm
         .spawn()
-        .and_then(|mut child| signals::wait(&mut child))
+        .and_then(|mut child| {
+            let _input = child.stdin.take();
+            signals::wait(&mut child)
+        })
         .with_context(|| format!("could not run {}", command.program));
     drop(saved);
     let status = status?;
@@ -49,7 +71,7 @@ pub fn start(command: &VmCommand, disk_lock: Option<&File>) -> Result<Ended> {
 /// What to say when QEMU ended with a failure `status`: QEMU said why
 /// above; a disk image it could not use (corrupt, locked, not qcow2) is the
 /// usual cause, with a way out that loses nothing.
-pub fn failure_hint(status: u8, disk_image: Option<&camino::Utf8Path>) -> String {
+pub fn failure_hint(status: u8, disk_image: Option<&Utf8Path>) -> String {
     let mut hint = format!("QEMU failed (status {status}); its message is above");
     if let Some(image) = disk_image {
         hint.push_str(&format!(
@@ -58,4 +80,13 @@ pub fn failure_hint(status: u8, disk_image: Option<&camino::Utf8Path>) -> String
         ));
     }
     hint
+}
+
+/// The last `lines` lines of the console log `log`, for a command that
+/// ended without its status: what the guest said is the only clue.
+pub fn console_tail(log: &Utf8Path, lines: usize) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -16,6 +16,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{CacheMode, Protocol};
+use super::ports::TerminalSize;
 
 /// The facts version this crate writes and understands.
 pub const FACTS_VERSION: u32 = 1;
@@ -82,17 +83,27 @@ pub struct HostFacts {
     /// Shares to mount, in order (parents before children).
     #[serde(default)]
     pub mounts: Vec<GuestMount>,
-    /// A shell command to run on the console instead of a login; the guest
-    /// then powers off and reports the status in a [`GuestResult`].
+    /// A shell command to run instead of a login; the guest then powers off
+    /// and reports the status in a [`GuestResult`].
     #[serde(default)]
     pub command: Option<String>,
+    /// Where the command's standard streams go.
+    #[serde(default)]
+    pub command_io: CommandIo,
 }
 
-/// The host terminal's size in character cells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TerminalSize {
-    pub rows: u16,
-    pub cols: u16,
+/// Where `--command`'s standard streams go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CommandIo {
+    /// The console, as the command's controlling terminal: nixos-shell's
+    /// stdin and stdout are a terminal, and the command is interactive
+    /// (Ctrl-C reaches it, full-screen programs work).
+    #[default]
+    Console,
+    /// The virtio-serial ports [`Port::STDIO`](super::ports::Port::STDIO),
+    /// byte for byte: nixos-shell runs in a pipeline or with a redirection.
+    Ports,
 }
 
 /// One share the CLI passed to QEMU, as the guest mounts it.

@@ -5,6 +5,8 @@
 //!   shipped inside the build result at [`manifest::MANIFEST_PATH`].
 //! - [`facts`]: what the invoking user's host is like at run time
 //!   (CLI → guest role), and what the guest hands back (guest role → CLI).
+//! - [`ports`]: the virtio-serial ports that carry the terminal's size and
+//!   `--command`'s streams while the VM runs.
 //!
 //! Every document carries a `version`; readers ignore fields they do not know,
 //! so either side may grow without breaking the other.
@@ -23,3 +25,4 @@
 
 pub mod facts;
 pub mod manifest;
+pub mod ports;

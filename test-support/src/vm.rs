@@ -15,7 +15,8 @@
 //!   that outlived a test.
 //! - [`Console`] runs a command (the script, or the CLI) on a fresh
 //!   pseudo-terminal, records its output and kills its process group on
-//!   drop. At most `MAX_VMS` run at once (`slots.rs`): TCG is slow and the
+//!   drop; [`Piped`] runs the CLI with pipes and no terminal, as a script
+//!   does. At most `MAX_VMS` run at once (`slots.rs`): TCG is slow and the
 //!   machine small.
 //!
 //! Every missing tool is a test failure naming how to install it: a Debian
@@ -24,6 +25,7 @@
 
 mod assets;
 mod console;
+mod piped;
 mod run_script;
 mod slots;
 mod virtiofsd;
@@ -31,6 +33,7 @@ mod virtiofsd;
 use std::time::Duration;
 
 pub use console::{Console, Pty};
+pub use piped::{Output, Piped};
 pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};
 pub use slots::Permit;
 pub use virtiofsd::{find_virtiofsd, kill_processes_under, kill_virtiofsd_under, processes_under};

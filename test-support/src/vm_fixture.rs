@@ -21,7 +21,7 @@ use std::process::Command;
 
 use crate::nix_fixture::NixFixture;
 use crate::our_flake::OurFlake;
-use crate::vm::{self, Console, Era, Permit, RunScript};
+use crate::vm::{self, Console, Era, Permit, Piped, RunScript};
 use crate::Paths;
 
 /// The extra mount the module declares.
@@ -214,6 +214,11 @@ impl Fixture {
     /// [`Fixture::start`] under slots the caller holds.
     pub fn start_with(&self, args: &[&str], permit: Option<Permit>) -> Console {
         Console::spawn_with(self.command(args), ROWS, COLS, permit)
+    }
+
+    /// Starts nixos-shell with pipes for its streams and no terminal.
+    pub fn start_piped(&self, args: &[&str]) -> Piped {
+        Piped::spawn(self.command(args))
     }
 
     /// Fails the test if a virtiofsd the run script started still runs:

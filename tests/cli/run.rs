@@ -18,6 +18,29 @@ fn session_share(root: &Path) -> String {
     )
 }
 
+/// The virtio-serial device and ports that carry a command's streams when
+/// nixos-shell's own are not a terminal (as in these tests).
+fn stdio_ports(root: &Path) -> Vec<String> {
+    let mut args = vec![
+        "-device".to_owned(),
+        "virtio-serial,id=nixos-shell-ports".to_owned(),
+    ];
+    for stream in ["stdin", "stdout", "stderr"] {
+        args.extend([
+            "-chardev".to_owned(),
+            format!(
+                "socket,id=nixos-shell-{stream},path={}/sockets/{stream}.port",
+                root.display()
+            ),
+            "-device".to_owned(),
+            format!(
+                "virtserialport,bus=nixos-shell-ports.0,chardev=nixos-shell-{stream},name=org.nixos-shell.{stream}"
+            ),
+        ]);
+    }
+    args
+}
+
 #[test]
 fn the_run_script_gets_the_documented_arguments_and_environment() {
     let fx = NixFixture::new(PATHS);
@@ -71,10 +94,11 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
                 "local,path={},security_model=none,mount_tag=mount0,readonly=on",
                 data.display()
             ),
-            "-snapshot".to_owned(),
-            "-name".to_owned(),
-            "x y".to_owned(),
         ]
+        .into_iter()
+        .chain(stdio_ports(&root))
+        .chain(["-snapshot".to_owned(), "-name".to_owned(), "x y".to_owned()])
+        .collect::<Vec<_>>()
     );
     let env = &record.env;
     assert_eq!(env["QEMU_OPTS"], "-nographic");
@@ -110,6 +134,10 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
         format!("{}:/usr/bin:/bin", fx.root.join("bin").display())
     );
     assert_eq!(facts["command"], "make test");
+    assert_eq!(
+        facts["commandIo"], "ports",
+        "the tests run nixos-shell without a terminal"
+    );
     let mounts = facts["mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 2);
     assert_eq!(mounts[0]["tag"], "mount0");

@@ -136,6 +136,27 @@ fn the_guest_unit_orders_itself_before_logins_but_not_before_sockets() {
     );
 }
 
+/// The resize follower serves the console in nixos-shell's terminal, so it
+/// exists only with that console.
+#[test]
+fn the_resize_follower_runs_for_the_terminal_console_only() {
+    let (_dir, standin) = standin(Era::NineP);
+    let expr = "let units = config.systemd.services; in \
+                if units ? nixos-shell-resize then units.nixos-shell-resize.serviceConfig.ExecStart else null";
+    let with_console = standin.eval("{ }", expr).unwrap();
+    assert!(
+        with_console
+            .as_str()
+            .unwrap()
+            .ends_with("-guest/bin/nixos-shell-guest --console /dev/hvc0 --follow-resizes"),
+        "{with_console}"
+    );
+    let without = standin
+        .eval("{ nixos-shell.console.enable = false; }", expr)
+        .unwrap();
+    assert_eq!(without, serde_json::Value::Null);
+}
+
 #[test]
 fn setting_virtualisation_msize_in_the_virtiofs_era_fails_as_nixpkgs_says() {
     // The module itself never sets it (the defaults test above); a user who

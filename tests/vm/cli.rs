@@ -227,15 +227,20 @@ fn command_output_reaches_the_terminal_and_its_status_is_the_exit_status(era: Er
 /// size, which QEMU holds a later `-m` to: the CLI brings its own backend.
 fn memory_and_cores_flags_size_the_guest(era: Era) {
     let fx = Fixture::new(PATHS, era);
-    let mut vm = fx.start(&[
-        "--memory",
-        "512",
-        "--cores",
-        "2",
-        "--command",
-        "echo \"guest has $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) kB \
+    // Both slots: two vCPUs under TCG want both of this machine's cores; a
+    // second VM beside them has stalled the guest's RCU past the timeout.
+    let mut vm = fx.start_with(
+        &[
+            "--memory",
+            "512",
+            "--cores",
+            "2",
+            "--command",
+            "echo \"guest has $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) kB \
          and $(nproc) cpus.\"",
-    ]);
+        ],
+        Some(Permit::acquire(2)),
+    );
     vm.expect("guest has ", BOOT_TIMEOUT);
     let seen = vm.expect(" cpus.", BOOT_TIMEOUT);
     let words: Vec<&str> = seen.split_whitespace().collect();

@@ -7,6 +7,9 @@
 //! - `cli`: the scenarios, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
+//! - `streams`: the console following the terminal's size, and
+//!   `--command` as a pipe (byte for byte, end of file, a reader that goes
+//!   away).
 //! - `signals`: signals sent to nixos-shell while its VM runs, and
 //!   nixos-shell killed outright: nothing survives or is left behind.
 //! - `unprivileged`: an ordinary user runs a built VM; its virtiofsd runs
@@ -21,4 +24,5 @@ mod cli;
 mod guest_role;
 mod run_script;
 mod signals;
+mod streams;
 mod unprivileged;

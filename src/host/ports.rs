@@ -1,0 +1,346 @@
+//! The CLI's end of the virtio-serial ports (`schema::ports`).
+//!
+//! [`needed`], [`sockets`] and [`qemu_args`] are pure: which ports a run needs, on which
+//! sockets, and QEMU's device for them. [`listen`] binds the sockets before
+//! QEMU starts; [`Listening::serve`] then runs one thread per port while
+//! the VM runs:
+//!
+//! - resize: the terminal's size when QEMU connects, then after every
+//!   SIGWINCH;
+//! - stdin: nixos-shell's standard input, then a half-close (end of file in
+//!   the guest); the socket stays open until QEMU closes it, since a full
+//!   close would be a hang-up that drops what QEMU has not read yet;
+//! - stdout, stderr: to nixos-shell's own, until QEMU closes the socket. When
+//!   writing fails (a reader that went away, as `head` does), the socket is
+//!   closed: the guest sees the hang-up and the command's next write fails,
+//!   as it would in a pipeline on the host.
+//!
+//! [`Serving::finish`] waits, once the VM has ended, until the output
+//! threads have written everything QEMU passed on.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use signal_hook::consts::SIGWINCH;
+use signal_hook::iterator::Signals;
+
+use super::terminal;
+use crate::schema::facts::CommandIo;
+use crate::schema::ports::Port;
+
+/// QEMU's id of the virtio-serial device the ports are on.
+const BUS: &str = "nixos-shell-ports";
+
+/// How long [`Serving::finish`] waits for output once the VM has ended: QEMU
+/// is gone by then, so its sockets read as closed at once; a process that
+/// kept one open must not keep nixos-shell waiting.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a port thread waiting for QEMU's connection checks whether
+/// the VM has ended without connecting.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// One port and its socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSocket {
+    pub port: Port,
+    pub socket: Utf8PathBuf,
+}
+
+/// The file name of a port's socket (next to the virtiofsd sockets, whose
+/// names end in `.sock`).
+pub fn socket_name(port: Port) -> String {
+    format!("{}.port", port.short())
+}
+
+/// The ports of a run whose command (if any) has its streams on
+/// `command_io`, `terminal` telling whether nixos-shell has a controlling
+/// terminal: the resize port when the console is that terminal, the stdio
+/// ports when the command's streams are nixos-shell's own; pure.
+pub fn needed(command_io: Option<CommandIo>, terminal: bool) -> Vec<Port> {
+    match command_io {
+        Some(CommandIo::Ports) => Port::STDIO.to_vec(),
+        None | Some(CommandIo::Console) if terminal => vec![Port::Resize],
+        None | Some(CommandIo::Console) => Vec::new(),
+    }
+}
+
+/// `ports` with their sockets in `socket_dir`; pure.
+pub fn sockets(ports: &[Port], socket_dir: &Utf8Path) -> Vec<PortSocket> {
+    ports
+        .iter()
+        .map(|&port| PortSocket {
+            port,
+            socket: socket_dir.join(socket_name(port)),
+        })
+        .collect()
+}
+
+/// QEMU's arguments for `ports`: a virtio-serial device of nixos-shell's
+/// own (the console's may be absent) with one named port per socket; QEMU
+/// connects to each as a client. A comma in a path is written twice.
+pub fn qemu_args(ports: &[PortSocket]) -> Vec<String> {
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    let mut args = vec!["-device".to_owned(), format!("virtio-serial,id={BUS}")];
+    for PortSocket { port, socket } in ports {
+        let id = format!("nixos-shell-{}", port.short());
+        args.extend([
+            "-chardev".to_owned(),
+            format!("socket,id={id},path={}", socket.as_str().replace(',', ",,")),
+            "-device".to_owned(),
+            format!(
+                "virtserialport,bus={BUS}.0,chardev={id},name={}",
+                port.name()
+            ),
+        ]);
+    }
+    args
+}
+
+/// The bound sockets, waiting for QEMU.
+pub struct Listening {
+    listeners: Vec<(Port, UnixListener)>,
+}
+
+/// Binds a socket per port. Before QEMU starts: QEMU fails on a socket that
+/// is not there.
+pub fn listen(ports: &[PortSocket]) -> Result<Listening> {
+    let mut listeners = Vec::new();
+    for PortSocket { port, socket } in ports {
+        let listener = UnixListener::bind(socket)
+            .with_context(|| format!("could not create the socket {socket}"))?;
+        // Non-blocking, so a thread whose VM ended without connecting stops.
+        listener
+            .set_nonblocking(true)
+            .with_context(|| format!("could not set up the socket {socket}"))?;
+        listeners.push((*port, listener));
+    }
+    Ok(Listening { listeners })
+}
+
+/// The ports being served while the VM runs.
+pub struct Serving {
+    ended: Arc<AtomicBool>,
+    /// One message per output thread when it is done.
+    outputs_done: mpsc::Receiver<()>,
+    outputs: usize,
+}
+
+impl Listening {
+    /// Serves each port on a thread of its own.
+    pub fn serve(self) -> Result<Serving> {
+        let ended = Arc::new(AtomicBool::new(false));
+        let (done, outputs_done) = mpsc::channel();
+        let mut outputs = 0;
+        for (port, listener) in self.listeners {
+            let ended = Arc::clone(&ended);
+            match port {
+                Port::Resize => {
+                    // Registered now, so that no resize between here and
+                    // QEMU's connection is missed.
+                    let signals = Signals::new([SIGWINCH])
+                        .context("could not listen for the terminal's resizes")?;
+                    thread::spawn(move || {
+                        if let Some(stream) = accept(&listener, &ended) {
+                            send_sizes(stream, signals);
+                        }
+                    });
+                }
+                Port::Stdin => {
+                    thread::spawn(move || {
+                        if let Some(stream) = accept(&listener, &ended) {
+                            send_input(stream);
+                        }
+                    });
+                }
+                Port::Stdout | Port::Stderr => {
+                    outputs += 1;
+                    let done = done.clone();
+                    thread::spawn(move || {
+                        if let Some(stream) = accept(&listener, &ended) {
+                            if port == Port::Stdout {
+                                pass_output(stream, std::io::stdout().lock());
+                            } else {
+                                pass_output(stream, std::io::stderr().lock());
+                            }
+                        }
+                        let _ = done.send(());
+                    });
+                }
+            }
+        }
+        Ok(Serving {
+            ended,
+            outputs_done,
+            outputs,
+        })
+    }
+}
+
+impl Serving {
+    /// Once the VM has ended: waits until the command's output is written.
+    pub fn finish(self) {
+        self.ended.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        for _ in 0..self.outputs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.outputs_done.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// QEMU's connection to `listener`; `None` once `ended` says the VM ended
+/// without one.
+fn accept(listener: &UnixListener, ended: &AtomicBool) -> Option<UnixStream> {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => return stream.set_nonblocking(false).ok().map(|()| stream),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                if ended.load(Ordering::Relaxed) {
+                    return None;
+                }
+                thread::sleep(ACCEPT_POLL);
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The terminal's size now, then after each resize, until the guest's end
+/// is gone.
+fn send_sizes(mut stream: UnixStream, mut signals: Signals) {
+    let send = |stream: &mut UnixStream| match terminal::size() {
+        Some(size) => stream.write_all(size.to_line().as_bytes()).is_ok(),
+        None => true,
+    };
+    if !send(&mut stream) {
+        return;
+    }
+    for _ in signals.forever() {
+        if !send(&mut stream) {
+            return;
+        }
+    }
+}
+
+/// nixos-shell's standard input, then end of file; then holds the socket
+/// until QEMU closes it.
+fn send_input(mut stream: UnixStream) {
+    let copied = std::io::copy(&mut std::io::stdin().lock(), &mut stream);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if copied.is_ok() {
+        let mut rest = [0u8; 64];
+        while matches!(stream.read(&mut rest), Ok(n) if n > 0) {}
+    }
+}
+
+/// What QEMU passes on, to `out`, until QEMU closes the socket; closes it
+/// when `out` refuses more.
+fn pass_output(mut stream: UnixStream, mut out: impl Write) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_in_a_terminal_follows_resizes_and_a_piped_command_gets_streams() {
+        assert_eq!(needed(None, true), [Port::Resize]);
+        assert_eq!(needed(Some(CommandIo::Console), true), [Port::Resize]);
+        assert_eq!(needed(None, false), []);
+        assert_eq!(needed(Some(CommandIo::Ports), true), Port::STDIO);
+        assert_eq!(needed(Some(CommandIo::Ports), false), Port::STDIO);
+    }
+
+    #[test]
+    fn qemu_gets_a_device_and_a_named_port_per_socket() {
+        let ports = [PortSocket {
+            port: Port::Stdout,
+            socket: "/s,1/stdout.port".into(),
+        }];
+        assert_eq!(
+            qemu_args(&ports),
+            [
+                "-device",
+                "virtio-serial,id=nixos-shell-ports",
+                "-chardev",
+                "socket,id=nixos-shell-stdout,path=/s,,1/stdout.port",
+                "-device",
+                "virtserialport,bus=nixos-shell-ports.0,chardev=nixos-shell-stdout,name=org.nixos-shell.stdout",
+            ]
+        );
+        assert!(qemu_args(&[]).is_empty());
+    }
+
+    #[test]
+    fn output_is_passed_byte_for_byte_and_a_closed_reader_closes_the_socket() {
+        let (mut qemu, ours) = UnixStream::pair().unwrap();
+        let writer = thread::spawn(move || {
+            qemu.write_all(b"a\nb\r\n\0").unwrap();
+            qemu.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut out = Vec::new();
+        pass_output(ours, &mut out);
+        writer.join().unwrap();
+        assert_eq!(out, b"a\nb\r\n\0");
+
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (mut qemu, ours) = UnixStream::pair().unwrap();
+        qemu.write_all(b"x").unwrap();
+        pass_output(ours, Closed);
+        let mut rest = Vec::new();
+        assert_eq!(
+            qemu.read_to_end(&mut rest).unwrap(),
+            0,
+            "the socket is closed"
+        );
+    }
+
+    #[test]
+    fn a_vm_that_never_connects_ends_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = Utf8Path::from_path(dir.path()).unwrap().join("x.port");
+        let listening = listen(&[PortSocket {
+            port: Port::Stdout,
+            socket,
+        }])
+        .unwrap();
+        let serving = listening.serve().unwrap();
+        let start = Instant::now();
+        serving.finish();
+        assert!(
+            start.elapsed() < DRAIN_TIMEOUT,
+            "finish waited for a VM that never connected"
+        );
+    }
+}
