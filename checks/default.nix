@@ -20,6 +20,7 @@ in
   {
     vm = import ./vm.nix args;
     vm-command = import ./vm-command.nix args;
+    cli = import ./cli.nix args;
     manifest = import ./manifest.nix args;
   }
   // import ./examples.nix (args // { inherit examples; })
