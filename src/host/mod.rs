@@ -14,9 +14,9 @@
 //!    facts the guest reads from the [`session`] directory.
 //! 6. run: [`ports`] listens, [`virtiofs`] starts the daemons, [`vm`] runs
 //!    the VM in this terminal ([`terminal`] saves and restores it), then the
-//!    daemons are stopped and the ports' output drained. Throughout, [`signals`] passes the signals that end a
-//!    session to the child of the moment and keeps nixos-shell alive to
-//!    clean up after it.
+//!    daemons are stopped and the ports' output drained. Throughout,
+//!    [`signals`] passes the signals that end a session to the child of the
+//!    moment and keeps nixos-shell alive to clean up after it.
 //!
 //! [`dry_run`] prints steps 3 and 5 instead; [`generate`] prints shell
 //! completions and the man page for packagers, before anything else.
@@ -49,7 +49,6 @@ use anyhow::{Context, Result};
 
 use crate::cli::HostArgs;
 use crate::schema::facts::CommandIo;
-use crate::schema::manifest::Protocol;
 use build::{Locations, Realised};
 use context::Host;
 use session::Session;
@@ -135,15 +134,12 @@ pub fn run(args: HostArgs) -> Result<u8> {
     ))?;
     let command_io = settings.command.as_ref().map(|_| host.command_io());
     let ports = ports::needed(command_io, host.terminal.is_some());
-    let virtiofs_tags = module_shares
-        .iter()
-        .chain(&flag_shares)
-        .filter(|_| manifest.mounts.protocol == Protocol::Virtiofs)
-        .map(|s| virtiofs::socket_name(&s.tag));
-    let socket_names: Vec<String> = virtiofs_tags
-        .chain(ports.iter().map(|&p| ports::socket_name(p)))
-        .collect();
-    let sockets = SocketDir::create(&session.sockets(), socket_names.iter().map(String::as_str))?;
+    let sockets = SocketDir::create(
+        &session.sockets(),
+        virtiofs::socket_names(&manifest.mounts, module_shares.iter().chain(&flag_shares))
+            .into_iter()
+            .chain(ports.iter().map(|&port| ports::socket_name(port))),
+    )?;
     let daemons = virtiofs::plan(
         &manifest.mounts,
         module_shares.iter().chain(&flag_shares),
@@ -191,16 +187,9 @@ pub fn run(args: HostArgs) -> Result<u8> {
             eprintln!("nixos-shell: {}", qemu_failed(status));
             status
         }
-        (vm::Ended::Exited(status), Some(_)) => {
-            let result = session.command_status(status, &qemu_failed(status));
-            if let (Err(_), vm::Console::Log(log)) = (&result, console) {
-                eprintln!(
-                    "nixos-shell: the VM's console ended with:\n{}",
-                    vm::console_tail(log, CONSOLE_TAIL_LINES)
-                );
-            }
-            result?
-        }
+        (vm::Ended::Exited(status), Some(_)) => session
+            .command_status(status, &qemu_failed(status))
+            .inspect_err(|_| console.show_tail(CONSOLE_TAIL_LINES))?,
     };
     drop(disk);
     session.close()?;

@@ -20,11 +20,15 @@ pub struct SocketDir {
 
 impl SocketDir {
     /// Creates the directory for sockets with these file `names`.
-    pub fn create<'a>(
+    pub fn create(
         preferred: &Utf8Path,
-        names: impl IntoIterator<Item = &'a str>,
+        names: impl IntoIterator<Item = impl AsRef<str>>,
     ) -> Result<SocketDir> {
-        let longest = names.into_iter().map(str::len).max().unwrap_or(0);
+        let longest = names
+            .into_iter()
+            .map(|name| name.as_ref().len())
+            .max()
+            .unwrap_or(0);
         let fits = |dir: &Utf8Path| dir.as_str().len() + 1 + longest <= MAX_SOCKET_PATH;
         if fits(preferred) {
             std::fs::create_dir_all(preferred)

@@ -131,6 +131,21 @@ pub fn socket_name(tag: &str) -> String {
     format!("{tag}.sock")
 }
 
+/// The file names of the daemons' sockets for `shares` when the manifest's
+/// shares are virtiofs (none for 9p).
+pub fn socket_names<'a>(
+    mounts: &Mounts,
+    shares: impl IntoIterator<Item = &'a Share>,
+) -> Vec<String> {
+    if mounts.protocol != Protocol::Virtiofs {
+        return Vec::new();
+    }
+    shares
+        .into_iter()
+        .map(|share| socket_name(&share.tag))
+        .collect()
+}
+
 /// The daemons for `shares` when the manifest's shares are virtiofs (none
 /// for 9p), their sockets in `socket_dir`; pure.
 pub fn plan<'a>(

@@ -82,11 +82,39 @@ pub fn failure_hint(status: u8, disk_image: Option<&Utf8Path>) -> String {
     hint
 }
 
-/// The last `lines` lines of the console log `log`, for a command that
-/// ended without its status: what the guest said is the only clue.
-pub fn console_tail(log: &Utf8Path, lines: usize) -> String {
+impl Console<'_> {
+    /// For a command that ended without its status: the last `lines` lines
+    /// of a logged console on stderr, since what the guest said is the only
+    /// clue. A console in the terminal has shown them already.
+    pub fn show_tail(&self, lines: usize) {
+        if let Console::Log(log) = self {
+            eprintln!(
+                "nixos-shell: the VM's console ended with:\n{}",
+                tail(log, lines)
+            );
+        }
+    }
+}
+
+/// The last `lines` lines of the file `log`, without the console's CRs.
+fn tail(log: &Utf8Path, lines: usize) -> String {
     let text = std::fs::read(log).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_lines_without_carriage_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Utf8Path::from_path(dir.path()).unwrap().join("console.log");
+        std::fs::write(&log, "one\r\ntwo\r\nthree\r\n").unwrap();
+        assert_eq!(tail(&log, 2), "two\nthree");
+        assert_eq!(tail(&log, 5), "one\ntwo\nthree");
+        assert_eq!(tail(&log.with_extension("missing"), 2), "");
+    }
 }
