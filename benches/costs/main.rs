@@ -12,8 +12,9 @@
 //! test-support crate's (`test-support/`).
 //!
 //! Arguments (after `--`): section names to run only some of them:
-//! `cli`, `warm`, `boot` (boot to command and peak RSS), `shares` (the
-//! shared home over 9p and over virtiofs). Environment:
+//! `cli`, `warm`, `boot` (boot to command and peak RSS), `resize` (the
+//! console following the terminal), `shares` (the shared home over 9p and
+//! over virtiofs). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
 //! `NIXOS_SHELL_BENCH_KEEP` set = keep the benchmark's temporary directory.
@@ -25,6 +26,7 @@ mod measure;
 mod nix;
 mod overhead;
 mod proc;
+mod resize;
 mod shares;
 mod table;
 mod warm;
@@ -42,7 +44,7 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 4] = ["cli", "warm", "boot", "shares"];
+const SECTIONS: [&str; 5] = ["cli", "warm", "boot", "resize", "shares"];
 
 /// The CLI under test, built by cargo for this benchmark, and its checkout,
 /// for the test-support crate's fixtures: these `env!`s name them only in
@@ -119,6 +121,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("boot") {
         rows.extend(bench.boot());
+    }
+    if wanted("resize") {
+        rows.extend(bench.resize());
     }
     if wanted("shares") {
         rows.extend(bench.shares());

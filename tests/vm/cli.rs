@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::vm::processes_under;
-use crate::support::vm::{Console, Era, Permit, Pty, BOOT_TIMEOUT, MEMORY_MIB};
+use crate::support::vm::{Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT, MEMORY_MIB};
 use crate::support::vm_fixture::{self as fixture, Fixture, Shares, COLS, DATA_GUEST_PATH, ROWS};
 use crate::PATHS;
 
@@ -454,6 +454,33 @@ done"#,
     let (out, status) = vm.sh("echo alive");
     assert_eq!(status, 0, "{out}");
     power_off(&fx, &mut vm);
+}
+
+/// `nix build` once, or a closure received with `nix copy`: the build
+/// result boots with run-time flags, and nix never runs.
+#[test]
+fn a_built_result_runs_its_command_without_nix() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let script = fx.built_run_script();
+    let result = script.parent().and_then(Path::parent).unwrap();
+    std::os::unix::fs::symlink(result, fx.cwd().join("result")).unwrap();
+    let calls = fx.nix.nix_calls().0;
+    let mut cli = fx.nix.cli(&[
+        "./result",
+        "--memory",
+        "300",
+        "--command",
+        "echo from-the-result; exit 4",
+    ]);
+    cli.current_dir(fx.cwd()).env("SHELL", "/bin/sh");
+    let out = Piped::spawn(cli).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(
+        (out.status.code(), out.stdout.as_slice()),
+        (Some(4), &b"from-the-result\n"[..]),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fx.nix.nix_calls().0, calls, "nix ran for a build result");
 }
 
 /// The user's shell: the guest's own when it has it (here busybox's ash at
