@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use nixos_shell_test_support::vm::{Console, Era};
+use nixos_shell_test_support::vm::{Console, Era, PRINT_SIZE_ON_WINCH, WAITING_FOR_WINCH};
 use nixos_shell_test_support::vm_fixture::{self, Fixture};
 
 use crate::table::{Row, Unit};
@@ -14,12 +14,6 @@ use crate::{guarded, Bench, PATHS};
 
 /// Resizes per figure: one VM serves them all.
 const RESIZES: usize = 21;
-
-/// A foreground program that prints the console's size when SIGWINCH
-/// reaches it and ends; its output is split in the typed line, so only
-/// the output matches.
-const PRINT_SIZE_ON_WINCH: &str = "sh -c 'trap \"echo resized-to \\$(stty size)-; exit\" WINCH; \
-     printf \"waiting-%s\\n\" for-winch; while :; do sleep 0.05; done'\n";
 
 impl Bench {
     pub(crate) fn resize(&self) -> Vec<Row> {
@@ -43,17 +37,11 @@ impl Bench {
         vm.wait_for_shell();
         let mut delays = Vec::new();
         for i in 0..RESIZES {
-            vm.send(PRINT_SIZE_ON_WINCH);
-            vm.expect("waiting-for-winch", crate::BOOT_TIMEOUT);
+            vm.send(&format!("{PRINT_SIZE_ON_WINCH}\n"));
+            vm.expect(WAITING_FOR_WINCH, crate::BOOT_TIMEOUT);
             let (rows, cols) = (20 + (i % 2) as u16 * 10, 80 + i as u16);
-            let size = rustix::termios::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
             let start = Instant::now();
-            rustix::termios::tcsetwinsize(&vm.pty().master, size)?;
+            vm.resize(rows, cols);
             vm.expect(&format!("resized-to {rows} {cols}-"), crate::BOOT_TIMEOUT);
             delays.push(start.elapsed().as_secs_f64());
         }

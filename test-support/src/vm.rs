@@ -43,6 +43,16 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Bound for one shell command in a booted guest.
 pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A foreground program for the guest's shell or `--command` that prints
+/// [`WAITING_FOR_WINCH`], then `resized-to ROWS COLS-` when SIGWINCH reaches
+/// it, and ends. Its output is split in the typed line, so only the output
+/// matches either.
+pub const PRINT_SIZE_ON_WINCH: &str =
+    "sh -c 'trap \"echo resized-to \\$(stty size)-; exit\" WINCH; \
+     printf \"waiting-%s\\n\" for-winch; while :; do sleep 0.05; done'";
+/// What [`PRINT_SIZE_ON_WINCH`] prints once it waits.
+pub const WAITING_FOR_WINCH: &str = "waiting-for-winch";
+
 /// Printed by the initramfs' `/etc/profile` once the login shell has sourced
 /// the login environment: the console is ready for commands.
 pub(crate) const SHELL_READY: &str = "nixos-shell-test: login shell ready";

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::support::vm::{Era, BOOT_TIMEOUT};
+use crate::support::vm::{Era, BOOT_TIMEOUT, PRINT_SIZE_ON_WINCH, WAITING_FOR_WINCH};
 use crate::support::vm_fixture::{Fixture, COLS, ROWS};
 use crate::PATHS;
 
@@ -117,25 +117,6 @@ fn a_reader_that_goes_away_ends_the_command_as_in_a_pipeline() {
     );
 }
 
-/// Resizes the pseudo-terminal nixos-shell runs on, as a terminal emulator
-/// does: the kernel sends SIGWINCH to nixos-shell.
-fn resize(vm: &crate::support::vm::Console, rows: u16, cols: u16) {
-    let size = rustix::termios::Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    rustix::termios::tcsetwinsize(&vm.pty().master, size).expect("resize the terminal");
-}
-
-/// A foreground program in the guest that prints the console's size when
-/// SIGWINCH reaches it, then ends. What it prints is split in the typed
-/// line, so only its output matches [`WAITING`] and `resized-to R C-`.
-const PRINT_SIZE_ON_WINCH: &str = "sh -c 'trap \"echo resized-to \\$(stty size)-; exit\" WINCH; \
-     printf \"waiting-%s\\n\" for-winch; while :; do sleep 0.1; done'";
-const WAITING: &str = "waiting-for-winch";
-
 #[test]
 fn the_login_console_follows_the_terminals_size() {
     let fx = Fixture::new(PATHS, Era::NineP);
@@ -148,12 +129,12 @@ fn the_login_console_follows_the_terminals_size() {
         "{size:?}"
     );
     vm.send(&format!("{PRINT_SIZE_ON_WINCH}\n"));
-    vm.expect(WAITING, RESIZE_TIMEOUT);
+    vm.expect(WAITING_FOR_WINCH, RESIZE_TIMEOUT);
     let started = Instant::now();
-    resize(&vm, 40, 120);
+    vm.resize(40, 120);
     vm.expect("resized-to 40 120-", RESIZE_TIMEOUT);
     eprintln!("the guest saw the resize after {:?}", started.elapsed());
-    resize(&vm, 12, 50);
+    vm.resize(12, 50);
     let (size, _) = vm.sh("stty size");
     assert!(size.trim_end().ends_with("\n12 50"), "{size:?}");
     vm.send("poweroff\n");
@@ -164,8 +145,8 @@ fn the_login_console_follows_the_terminals_size() {
 fn an_interactive_command_follows_the_terminals_size_and_gets_ctrl_c() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let mut vm = fx.start(&["--command", PRINT_SIZE_ON_WINCH]);
-    vm.expect(WAITING, BOOT_TIMEOUT);
-    resize(&vm, 41, 121);
+    vm.expect(WAITING_FOR_WINCH, BOOT_TIMEOUT);
+    vm.resize(41, 121);
     vm.expect("resized-to 41 121-", RESIZE_TIMEOUT);
     assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
 

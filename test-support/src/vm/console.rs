@@ -205,6 +205,20 @@ impl Console {
         }
     }
 
+    /// Resizes the terminal, as a terminal emulator does: the kernel sends
+    /// SIGWINCH to the process in front (nixos-shell).
+    pub fn resize(&self, rows: u16, cols: u16) {
+        let winsize = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: a valid fd and pointer.
+        let rc = unsafe { libc::ioctl(self.pty.master.as_raw_fd(), libc::TIOCSWINSZ, &winsize) };
+        assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
     /// Types `text` into the terminal.
     pub fn send(&mut self, text: &str) {
         self.writer
