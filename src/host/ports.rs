@@ -167,10 +167,12 @@ impl Listening {
                     let done = done.clone();
                     thread::spawn(move || {
                         if let Some(stream) = accept(&listener, &ended) {
+                            // Locked per write, not for good: nixos-shell
+                            // still says things on stderr after the VM.
                             if port == Port::Stdout {
-                                pass_output(stream, std::io::stdout().lock());
+                                pass_output(stream, std::io::stdout());
                             } else {
-                                pass_output(stream, std::io::stderr().lock());
+                                pass_output(stream, std::io::stderr());
                             }
                         }
                         let _ = done.send(());
