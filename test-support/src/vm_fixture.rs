@@ -16,6 +16,7 @@
 //! extra/           a directory for --mount
 //! ```
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,18 +101,44 @@ impl Fixture {
         Fixture::build(paths, era, prelude, ShareOptions::default())
     }
 
-    fn build(paths: Paths, era: Era, prelude: &str, shares: ShareOptions) -> Fixture {
-        let world = OurFlake::new(
-            paths,
-            era,
-            &RunScript::new(paths, era, "vm")
-                .prelude(prelude)
-                .nix_template(),
-        );
-        let fixture = Fixture {
-            nix: NixFixture::new(paths),
-            world,
+    /// A fixture an ordinary user can run: its tree and the VM's kernel and
+    /// initramfs (copied into it) are readable by everyone, wherever the
+    /// checkout and its build cache lie (a checkout under a mode-0700
+    /// directory, as `mktemp -d` makes, is unreadable to other users).
+    pub fn for_another_user(paths: Paths, era: Era, protocol: Shares) -> Fixture {
+        let shares = ShareOptions {
+            protocol: Some(protocol),
+            ..ShareOptions::default()
         };
+        let nix = NixFixture::new(paths);
+        std::fs::set_permissions(&nix.root, std::fs::Permissions::from_mode(0o755))
+            .expect("open the fixture's tree to other users");
+        let assets = nix.root.join(USER_ASSETS);
+        let script = RunScript::new(paths, era, "vm").assets_in(&assets);
+        std::fs::copy(paths.cli(), assets.join("nixos-shell")).expect("copy nixos-shell");
+        Fixture::build_with(nix, paths, era, script, shares)
+    }
+
+    /// The copy of nixos-shell that [`Fixture::for_another_user`] made
+    /// beside the VM's kernel, for that user to run.
+    pub fn user_cli(&self) -> PathBuf {
+        self.path(USER_ASSETS).join("nixos-shell")
+    }
+
+    fn build(paths: Paths, era: Era, prelude: &str, shares: ShareOptions) -> Fixture {
+        let script = RunScript::new(paths, era, "vm").prelude(prelude);
+        Fixture::build_with(NixFixture::new(paths), paths, era, script, shares)
+    }
+
+    fn build_with(
+        nix: NixFixture,
+        paths: Paths,
+        era: Era,
+        script: RunScript,
+        shares: ShareOptions,
+    ) -> Fixture {
+        let world = OurFlake::new(paths, era, &script.nix_template());
+        let fixture = Fixture { nix, world };
         for dir in ["home/project", "data", "extra"] {
             std::fs::create_dir_all(fixture.path(dir)).expect("create a fixture dir");
         }
@@ -229,6 +256,9 @@ impl Fixture {
         assert!(left.is_empty(), "virtiofsd outlived the VM: {left:?}");
     }
 }
+
+/// Where [`Fixture::for_another_user`] puts what another user must read.
+const USER_ASSETS: &str = "vm-assets";
 
 /// The terminal size nixos-shell sees.
 pub const ROWS: u16 = 30;

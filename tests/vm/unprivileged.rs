@@ -3,7 +3,7 @@
 //! (a store root owns), so the test builds the VM as root first and the user
 //! runs the build result, as `nixos-shell /nix/store/...` does without nix.
 
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{chown, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
@@ -33,11 +33,9 @@ fn uid_of(pid: libc::pid_t) -> Option<u32> {
 
 #[test]
 fn an_ordinary_user_shares_home_over_virtiofs_and_owns_what_the_guests_root_writes() {
-    let fx = Fixture::with_protocol(PATHS, Era::NineP, Shares::Virtiofs);
+    let fx = Fixture::for_another_user(PATHS, Era::NineP, Shares::Virtiofs);
     let script = fx.built_run_script();
     let result = script.parent().and_then(Path::parent).unwrap().to_owned();
-    // The fixture's tree is a private temporary directory of root's.
-    std::fs::set_permissions(&fx.nix.root, std::fs::Permissions::from_mode(0o755)).unwrap();
     give_to_user(&fx.home());
     give_to_user(&fx.path("tmp"));
 
@@ -45,7 +43,7 @@ fn an_ordinary_user_shares_home_over_virtiofs_and_owns_what_the_guests_root_writ
     let mut command = Command::new("setpriv");
     command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(PATHS.cli())
+        .arg(fx.user_cli())
         .arg(&result)
         .env_clear()
         .current_dir(fx.cwd());

@@ -14,6 +14,7 @@
 //! nixos-shell's console options). The text is `run_script/run-vm.sh`, with
 //! each era's start-up lines and QEMU options filled in.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::assets::assets;
@@ -90,6 +91,25 @@ impl RunScript {
             },
             prelude: String::new(),
         }
+    }
+
+    /// The same script booting copies of its kernel and initramfs in `dir`
+    /// (created), readable by every user: QEMU run by an ordinary user
+    /// must read them, and the build cache they come from may lie where
+    /// only root can.
+    pub fn assets_in(mut self, dir: &Path) -> RunScript {
+        std::fs::create_dir_all(dir).expect("create the VM assets' directory");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the VM assets' directory");
+        for asset in [&mut self.kernel, &mut self.initramfs] {
+            let name = asset.file_name().expect("an asset has a file name");
+            let copy = dir.join(name);
+            std::fs::copy(&*asset, &copy).expect("copy a VM asset");
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644))
+                .expect("open a VM asset");
+            *asset = copy;
+        }
+        self
     }
 
     /// The same script with `prelude` run first.
