@@ -45,8 +45,9 @@ pub struct HostArgs {
     pub out_link: Option<Utf8PathBuf>,
 
     // --- new ---------------------------------------------------------------
-    /// Print the nix command and the VM command with its environment; run nothing.
-    #[arg(long, conflicts_with = "build_only")]
+    /// Print the nix command and the VM command with its environment (with
+    /// --build-only, the nix command); run nothing.
+    #[arg(long)]
     pub dry_run: bool,
     /// The VM's memory: MiB (`2048`) or with a unit (`512M`, `2G`).
     #[arg(long, value_name = "SIZE")]

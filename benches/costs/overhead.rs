@@ -108,7 +108,7 @@ impl Bench {
         // and checks it against what the run really started.
         let build_argv = if tool.ours {
             let mut dry = self.command(flakes, &tool.program, cache)?;
-            dry.arg("--dry-run").arg(&flakes.plain);
+            dry.arg("--dry-run").args(args);
             let printed = dry_run::nix_build_argv(&measure::timed(&mut dry)?.stdout)?;
             if without_out_link(&printed[1..]) != without_out_link(&logged_build[1..]) {
                 bail!(

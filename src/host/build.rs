@@ -162,7 +162,7 @@ pub fn plan(
     installable: &Installable,
     settings: &Settings,
     locations: &Locations,
-    out_link: &Utf8Path,
+    out_link: Option<&Utf8Path>,
     cwd: &Utf8Path,
 ) -> Result<Plan> {
     let systems = |mut build: NixBuild| {
@@ -337,7 +337,7 @@ mod tests {
             installable,
             &settings(args),
             &located(),
-            "/t/result".into(),
+            Some("/t/result".into()),
             "/".into(),
         )
         .unwrap()
@@ -434,8 +434,14 @@ mod tests {
             }
         );
         for args in [&["-L"][..], &["--out-link", "/x"]] {
-            let err =
-                plan(&built, &settings(args), &located(), "/t".into(), "/".into()).unwrap_err();
+            let err = plan(
+                &built,
+                &settings(args),
+                &located(),
+                Some("/t".into()),
+                "/".into(),
+            )
+            .unwrap_err();
             assert_eq!(
                 format!("{err:#}"),
                 "/w/result is a build result and needs no nix: drop the flags for nix and --out-link"
@@ -490,7 +496,7 @@ mod tests {
         let none = Locations::default();
         let err = format!(
             "{:#}",
-            plan(&file, &settings(&[]), &none, "/t".into(), "/".into()).unwrap_err()
+            plan(&file, &settings(&[]), &none, Some("/t".into()), "/".into()).unwrap_err()
         );
         assert!(err.contains("set NIXOS_SHELL_MODULE"), "{err}");
         let no_nixpkgs = Locations {
@@ -499,7 +505,14 @@ mod tests {
         };
         let err = format!(
             "{:#}",
-            plan(&file, &settings(&[]), &no_nixpkgs, "/t".into(), "/".into()).unwrap_err()
+            plan(
+                &file,
+                &settings(&[]),
+                &no_nixpkgs,
+                Some("/t".into()),
+                "/".into()
+            )
+            .unwrap_err()
         );
         assert!(
             err.starts_with("no nixpkgs to evaluate /p/vm.nix with"),
@@ -509,7 +522,7 @@ mod tests {
             &file,
             &settings(&["-I", "nixpkgs=/x"]),
             &no_nixpkgs,
-            "/t".into(),
+            Some("/t".into()),
             "/".into()
         )
         .is_ok());

@@ -14,8 +14,14 @@ use super::ports;
 use super::settings::Settings;
 use crate::shell as quote;
 
-/// Prints the builds of `plan` and the VM command.
-pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) -> Result<u8> {
+/// Prints the builds of `plan` and, unless `build_only`, the VM command.
+pub fn print(
+    plan: &Plan,
+    settings: &Settings,
+    host: &Host,
+    session: &Utf8Path,
+    build_only: bool,
+) -> Result<u8> {
     if let Plan::Ready { result, .. } = plan {
         println!("# no build: {result} is a build result");
     }
@@ -30,6 +36,9 @@ pub fn print(plan: &Plan, settings: &Settings, host: &Host, session: &Utf8Path) 
             Some(dir) => println!("(cd {} && {command})", quote::quote(dir.as_str())),
             None => println!("{command}"),
         }
+    }
+    if build_only {
+        return Ok(0);
     }
     let flag_shares = launch::flag_shares(&settings.mounts);
     let disk_image = match disk::plan(&host.env, settings.ephemeral, settings.disk_path(), None) {

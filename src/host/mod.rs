@@ -46,6 +46,7 @@ mod vm;
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use camino::Utf8Path;
 
 use crate::cli::HostArgs;
 use crate::schema::facts::CommandIo;
@@ -79,21 +80,38 @@ pub fn run(args: HostArgs) -> Result<u8> {
     // Resolve and plan.
     let installable = resolve::resolve(settings.config.as_deref(), &host.cwd)?;
     let locations = Locations::from_env(&host.env);
-    if settings.mode == Mode::DryRun {
-        let session = camino::Utf8Path::new("<private-temp-dir>");
-        let out_link = settings
-            .out_link
-            .clone()
-            .unwrap_or_else(|| session.join("result"));
-        let plan = build::plan(&installable, &settings, &locations, &out_link, &host.cwd)?;
-        return dry_run::print(&plan, &settings, &host, session);
+    let plan = |out_link: Option<&Utf8Path>| {
+        build::plan(&installable, &settings, &locations, out_link, &host.cwd)
+    };
+    match settings.mode {
+        Mode::DryRun { build_only } => {
+            let session = Utf8Path::new("<private-temp-dir>");
+            let vm_link = (!build_only).then(|| session.join("result"));
+            let plan = plan(settings.out_link.as_deref().or(vm_link.as_deref()))?;
+            return dry_run::print(&plan, &settings, &host, session, build_only);
+        }
+        // Nothing to keep while nothing runs: the result's GC root is
+        // --out-link's, or none.
+        Mode::BuildOnly => {
+            return Ok(
+                match build::realise(&plan(settings.out_link.as_deref())?)? {
+                    Realised::Built { build, .. } => {
+                        println!("{}", build.run_script);
+                        0
+                    }
+                    Realised::Failed(code) => code,
+                    Realised::Signalled(signal) => signals::exit_status(signal),
+                },
+            );
+        }
+        Mode::Run => {}
     }
     let session = Session::create()?;
     let out_link = settings
         .out_link
         .clone()
         .unwrap_or_else(|| session.out_link());
-    let plan = build::plan(&installable, &settings, &locations, &out_link, &host.cwd)?;
+    let plan = plan(Some(&out_link))?;
 
     // Build.
     let (built, identity) = match build::realise(&plan)? {
@@ -101,13 +119,9 @@ pub fn run(args: HostArgs) -> Result<u8> {
         Realised::Failed(code) => return Ok(code),
         Realised::Signalled(signal) => return Ok(signals::exit_status(signal)),
     };
-    if settings.mode == Mode::BuildOnly {
-        println!("{}", built.run_script);
-        session.close()?;
-        return Ok(0);
-    }
 
     // Compose.
+    session.prepare_vm()?;
     let manifest = &built.manifest;
     let disk = disk::choose(
         &host.env,
@@ -171,15 +185,21 @@ pub fn run(args: HostArgs) -> Result<u8> {
         _ => vm::Console::Terminal,
     };
     let serving = ports::listen(&ports)?.serve()?;
-    let running = virtiofs::start(
+    let mut running = virtiofs::start(
         manifest.mounts.virtiofsd.as_deref(),
         &daemons,
         virtiofs::Owner::current(),
     )?;
     let ended = vm::start(&command, disk.lock(), console)?;
+    // A share's daemon that failed is why QEMU did, if it did.
+    let daemon_failed = running.failed();
     drop(running);
     serving.finish();
-    let qemu_failed = |status| vm::failure_hint(status, disk.image.as_deref());
+    let qemu_failed = |status| {
+        daemon_failed
+            .clone()
+            .unwrap_or_else(|| vm::failure_hint(status, disk.image.as_deref()))
+    };
     let code = match (ended, &settings.command) {
         (vm::Ended::Signalled(signal), _) => signals::exit_status(signal),
         (vm::Ended::Exited(0), None) => 0,

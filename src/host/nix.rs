@@ -2,10 +2,12 @@
 //! pure [`NixBuild::argv`] the tests compare exactly, and the thin edge that
 //! runs it ([`NixBuild::run`]).
 //!
-//! Every build is `nix build --json --out-link <path>`: stdout carries the
-//! JSON, parsed here; stderr goes to the user through `nix_output`.
+//! Every build is `nix build --json`, with `--out-link <path>` or
+//! `--no-link`: stdout carries the JSON, parsed here; stderr goes to the
+//! user through `nix_output`.
 
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -14,7 +16,8 @@ use serde::Deserialize;
 
 use signal_hook::consts::SIGINT;
 
-use super::{nix_output, signals};
+use super::nix_output;
+use super::signals::{self, Stream};
 use crate::cli::NixFlags;
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
@@ -32,7 +35,8 @@ const NOT_PROVIDED: &str = " provides none of ";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NixBuild {
     target: Target,
-    out_link: Utf8PathBuf,
+    /// Where nix keeps the result as a GC root; `None` for none.
+    out_link: Option<Utf8PathBuf>,
     flags: NixFlags,
     impure: bool,
     args: Vec<(String, String)>,
@@ -62,19 +66,19 @@ pub enum Outcome {
 
 impl NixBuild {
     /// Builds an installable such as `.#nixosConfigurations.vm.config...`.
-    pub fn installable(installable: impl Into<String>, out_link: &Utf8Path) -> Self {
+    pub fn installable(installable: impl Into<String>, out_link: Option<&Utf8Path>) -> Self {
         Self::new(Target::Installable(installable.into()), out_link)
     }
 
     /// Builds the value of a Nix expression (a function given `--argstr`s).
-    pub fn expr(expr: impl Into<String>, out_link: &Utf8Path) -> Self {
+    pub fn expr(expr: impl Into<String>, out_link: Option<&Utf8Path>) -> Self {
         Self::new(Target::Expr(expr.into()), out_link)
     }
 
-    fn new(target: Target, out_link: &Utf8Path) -> Self {
+    fn new(target: Target, out_link: Option<&Utf8Path>) -> Self {
         NixBuild {
             target,
-            out_link: out_link.to_owned(),
+            out_link: out_link.map(Utf8Path::to_owned),
             flags: NixFlags::default(),
             impure: false,
             args: Vec::new(),
@@ -115,8 +119,11 @@ impl NixBuild {
     pub fn argv(&self) -> Vec<String> {
         let mut argv: Vec<String> = ["nix", "build"].map(String::from).to_vec();
         argv.extend(FEATURES.map(String::from));
-        argv.extend(["--json".to_owned(), "--out-link".to_owned()]);
-        argv.push(self.out_link.to_string());
+        argv.push("--json".to_owned());
+        match &self.out_link {
+            Some(link) => argv.extend(["--out-link".to_owned(), link.to_string()]),
+            None => argv.push("--no-link".to_owned()),
+        }
         argv.extend(flag_argv(&self.flags));
         if self.impure && !self.flags.impure {
             argv.push("--impure".to_owned());
@@ -156,22 +163,26 @@ impl NixBuild {
             ),
             _ => anyhow::Error::new(err).context("could not start `nix`"),
         })?;
-        let forwarder = std::thread::spawn(move || nix_output::forward(stderr, std::io::stderr()));
-        // Read on a thread, so that this one waits for nix and passes it
-        // the signals nixos-shell catches meanwhile.
-        let reader = child.stdout.take().map(|mut out| {
-            std::thread::spawn(move || {
-                let mut stdout = String::new();
-                std::io::Read::read_to_string(&mut out, &mut stdout).map(|_| stdout)
-            })
-        });
-        let status = signals::wait(&mut child).context("could not wait for `nix`")?;
-        let stdout = match reader.map(|reader| reader.join()) {
-            Some(Ok(read)) => read.context("could not read nix's output")?,
-            Some(Err(_)) => bail!("reading nix's output failed; report this"),
-            None => String::new(),
-        };
-        let held = forwarder.join().unwrap_or_default();
+        let stdout = OwnedFd::from(
+            child
+                .stdout
+                .take()
+                .context("nix's stdout pipe is missing; report this")?,
+        );
+        // Both streams are read in this thread while it waits for nix and
+        // passes it the signals nixos-shell catches meanwhile.
+        let mut json = Vec::new();
+        let mut forward = nix_output::Forward::new(std::io::stderr());
+        let status = signals::wait_reading(
+            &mut child,
+            &mut [
+                Stream::new(stdout.as_fd(), &mut |bytes| json.extend_from_slice(bytes)),
+                Stream::new(stderr.as_fd(), &mut |bytes| forward.feed(bytes)),
+            ],
+        )
+        .context("could not wait for `nix`")?;
+        let held = forward.finish();
+        let stdout = String::from_utf8_lossy(&json);
 
         if let Some(signal) = signals::received() {
             return Ok(Outcome::Signalled(signal));
@@ -284,7 +295,7 @@ mod tests {
     fn installable_argv() {
         let build = NixBuild::installable(
             "/p#nixosConfigurations.vm.config.system.build.nixos-shell",
-            "/t/result".into(),
+            Some("/t/result".into()),
         )
         .flags(&NixFlags {
             print_build_logs: true,
@@ -311,7 +322,7 @@ mod tests {
 
     #[test]
     fn expr_argv() {
-        let build = NixBuild::expr("{ a }: a", "/t/result".into())
+        let build = NixBuild::expr("{ a }: a", None)
             .impure()
             .argstr("a", "x")
             .argstr("b", "");
@@ -323,8 +334,7 @@ mod tests {
                 "--extra-experimental-features",
                 "nix-command flakes",
                 "--json",
-                "--out-link",
-                "/t/result",
+                "--no-link",
                 "--impure",
                 "--argstr",
                 "a",

@@ -5,11 +5,11 @@
 //! nix draws its progress bar only when its stderr is a terminal, so when
 //! ours is one, nix gets a pseudo-terminal of the same size as its stderr
 //! ([`spawn`]); otherwise a pipe. Either way the bytes reach our stderr as
-//! they come, except that everything from the first line starting with
-//! `error:` on is held back ([`Filter`]) for the caller to judge.
+//! they come ([`Forward`]), except that everything from the first line
+//! starting with `error:` on is held back ([`Filter`]) for the caller to
+//! judge.
 
-use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 
@@ -28,13 +28,13 @@ const ERROR: &str = "error:";
 /// stderr. The command is consumed so that its copy of the terminal's child
 /// side is closed once nix has started: only then does reading end when nix
 /// (and whatever inherited its stderr) is gone.
-pub fn spawn(mut command: Command) -> std::io::Result<(Child, Box<dyn Read + Send>)> {
+pub fn spawn(mut command: Command) -> std::io::Result<(Child, OwnedFd)> {
     let terminal = std::io::stderr().is_terminal();
     if let Some((master, slave)) = terminal.then(open_pty).flatten() {
         command.stderr(Stdio::from(slave));
         let child = command.spawn()?;
         drop(command);
-        return Ok((child, Box::new(File::from(master))));
+        return Ok((child, master));
     }
     command.stderr(Stdio::piped());
     let mut child = command.spawn()?;
@@ -42,7 +42,7 @@ pub fn spawn(mut command: Command) -> std::io::Result<(Child, Box<dyn Read + Sen
         .stderr
         .take()
         .ok_or_else(|| std::io::Error::other("nix's stderr pipe is missing"))?;
-    Ok((child, Box::new(stderr)))
+    Ok((child, stderr.into()))
 }
 
 /// A pseudo-terminal (master, slave) sized like our stderr, passing bytes
@@ -76,26 +76,33 @@ fn open_pty_pair() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
     Ok((master, slave))
 }
 
-/// Copies `source` to `sink` through a [`Filter`] until the end; returns
-/// the bytes held back. On a pseudo-terminal the end is an error (EIO on
-/// Linux) once nix and every process that inherited its stderr are gone;
-/// any read error ends the copy like the end of a pipe.
-pub fn forward(mut source: impl Read, mut sink: impl Write) -> Vec<u8> {
-    let mut filter = Filter::default();
-    let mut buf = [0u8; 4096];
-    loop {
-        match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let _ = sink.write_all(&filter.feed(&buf[..n]));
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
+/// nix's stderr passed on to `sink` through a [`Filter`], chunk by chunk.
+pub struct Forward<W: Write> {
+    filter: Filter,
+    sink: W,
+}
+
+impl<W: Write> Forward<W> {
+    pub fn new(sink: W) -> Forward<W> {
+        Forward {
+            filter: Filter::default(),
+            sink,
         }
     }
-    let (rest, held) = filter.finish();
-    let _ = sink.write_all(&rest);
-    held
+
+    /// Shows what of `bytes` is to be shown now; a sink that fails only
+    /// loses what nix says.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let _ = self.sink.write_all(&self.filter.feed(bytes));
+    }
+
+    /// At the end of the stream: shows the rest and returns the bytes held
+    /// back.
+    pub fn finish(mut self) -> Vec<u8> {
+        let (rest, held) = self.filter.finish();
+        let _ = self.sink.write_all(&rest);
+        held
+    }
 }
 
 /// Splits nix's stderr into what to show now and what to hold back: from
@@ -242,21 +249,13 @@ mod tests {
     }
 
     #[test]
-    fn forward_copies_until_a_read_error_and_returns_the_held_bytes() {
-        struct Eio<'a>(&'a [u8]);
-        impl Read for Eio<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                if self.0.is_empty() {
-                    return Err(rustix::io::Errno::IO.into());
-                }
-                let n = self.0.len().min(buf.len()).min(3);
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
+    fn forward_shows_what_comes_and_returns_the_held_bytes() {
         let mut shown = Vec::new();
-        let held = forward(Eio(b"copying\nerror: x\n"), &mut shown);
+        let mut forward = Forward::new(&mut shown);
+        for chunk in ["cop", "ying\ner", "ror: x\n"] {
+            forward.feed(chunk.as_bytes());
+        }
+        let held = forward.finish();
         assert_eq!(shown, b"copying\n");
         assert_eq!(held, b"error: x\n");
     }

@@ -19,8 +19,8 @@
 //! threads have written everything QEMU passed on.
 
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
 use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
@@ -42,10 +45,6 @@ const BUS: &str = "nixos-shell-ports";
 /// is gone by then, so its sockets read as closed at once; a process that
 /// kept one open must not keep nixos-shell waiting.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often a port thread waiting for QEMU's connection checks whether
-/// the VM has ended without connecting.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
 
 /// One port and its socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +117,8 @@ pub fn listen(ports: &[PortSocket]) -> Result<Listening> {
     for PortSocket { port, socket } in ports {
         let listener = UnixListener::bind(socket)
             .with_context(|| format!("could not create the socket {socket}"))?;
-        // Non-blocking, so a thread whose VM ended without connecting stops.
+        // Non-blocking: a thread polls it beside the VM's end, and a
+        // connection that went away between the two must not block it.
         listener
             .set_nonblocking(true)
             .with_context(|| format!("could not set up the socket {socket}"))?;
@@ -129,7 +129,10 @@ pub fn listen(ports: &[PortSocket]) -> Result<Listening> {
 
 /// The ports being served while the VM runs.
 pub struct Serving {
-    ended: Arc<AtomicBool>,
+    /// The write end of a pipe whose read end each port thread polls
+    /// beside its listener: closed once the VM has ended, it reads as hung
+    /// up, and a thread still waiting for QEMU's connection stops.
+    ended: OwnedFd,
     /// One message per output thread when it is done.
     outputs_done: mpsc::Receiver<()>,
     outputs: usize,
@@ -138,11 +141,13 @@ pub struct Serving {
 impl Listening {
     /// Serves each port on a thread of its own.
     pub fn serve(self) -> Result<Serving> {
-        let ended = Arc::new(AtomicBool::new(false));
+        let (vm_ended, ended) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
+            .context("could not create a pipe for the ports")?;
+        let vm_ended = Arc::new(vm_ended);
         let (done, outputs_done) = mpsc::channel();
         let mut outputs = 0;
         for (port, listener) in self.listeners {
-            let ended = Arc::clone(&ended);
+            let ended = Arc::clone(&vm_ended);
             match port {
                 Port::Resize => {
                     // Registered now, so that no resize between here and
@@ -191,7 +196,7 @@ impl Listening {
 impl Serving {
     /// Once the VM has ended: waits until the command's output is written.
     pub fn finish(self) {
-        self.ended.store(true, Ordering::Relaxed);
+        drop(self.ended);
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         for _ in 0..self.outputs {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -202,18 +207,30 @@ impl Serving {
     }
 }
 
-/// QEMU's connection to `listener`; `None` once `ended` says the VM ended
-/// without one.
-fn accept(listener: &UnixListener, ended: &AtomicBool) -> Option<UnixStream> {
+/// QEMU's connection to `listener`; `None` once `ended` (the read end of
+/// [`Serving::ended`]) reads as hung up while none came.
+fn accept(listener: &UnixListener, ended: &OwnedFd) -> Option<UnixStream> {
     loop {
+        let mut ready = [
+            PollFd::new(listener, PollFlags::IN),
+            PollFd::new(ended, PollFlags::IN),
+        ];
+        match poll(&mut ready, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+        // A connection that came before the end is still taken: QEMU may
+        // have connected, written and exited in between.
+        if ready[0].revents().is_empty() && !ready[1].revents().is_empty() {
+            return None;
+        }
         match listener.accept() {
             Ok((stream, _)) => return stream.set_nonblocking(false).ok().map(|()| stream),
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                if ended.load(Ordering::Relaxed) {
-                    return None;
-                }
-                thread::sleep(ACCEPT_POLL);
-            }
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => return None,
         }
     }

@@ -1,5 +1,5 @@
 //! The private temp dir of one run, removed when it is dropped (after the
-//! VM, on errors and after Ctrl-C):
+//! VM, on errors and after Ctrl-C); a build alone gets only its out-link:
 //!
 //! ```text
 //! <tmp>/nixos-shell.XXXXXX/
@@ -23,7 +23,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Creates the directory and its `share/` and `tmp/`.
+    /// Creates the directory, empty: a build needs nothing in it but its
+    /// out-link ([`Session::prepare_vm`] adds what a VM needs).
     pub fn create() -> Result<Session> {
         let dir = tempfile::Builder::new()
             .prefix("nixos-shell.")
@@ -32,11 +33,15 @@ impl Session {
         let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).map_err(|p| {
             anyhow::anyhow!("the temp dir {} is not UTF-8; set TMPDIR", p.display())
         })?;
-        for sub in ["share", "tmp"] {
-            std::fs::create_dir(root.join(sub))
-                .with_context(|| format!("could not create {root}/{sub}"))?;
-        }
         Ok(Session { dir, root })
+    }
+
+    /// Creates `share/` and `tmp/`, for a VM to start.
+    pub fn prepare_vm(&self) -> Result<()> {
+        for dir in [self.share(), self.tmp()] {
+            std::fs::create_dir(&dir).with_context(|| format!("could not create {dir}"))?;
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -113,6 +118,8 @@ mod tests {
     fn created_and_removed() {
         let session = Session::create().unwrap();
         let root = session.root().to_owned();
+        assert!(!session.share().exists());
+        session.prepare_vm().unwrap();
         assert!(session.share().is_dir() && session.tmp().is_dir());
         assert_eq!(session.out_link(), root.join("result"));
         session.close().unwrap();

@@ -19,8 +19,9 @@ pub enum Mode {
     Run,
     /// `--build-only`: build, print the run script.
     BuildOnly,
-    /// `--dry-run`: print the commands a run would execute.
-    DryRun,
+    /// `--dry-run`: print the commands a run would execute, or with
+    /// `--build-only` the build alone.
+    DryRun { build_only: bool },
 }
 
 /// Everything the host role needs from the command line, validated.
@@ -88,7 +89,9 @@ impl Settings {
     /// Checks the command line; `cwd` resolves relative paths.
     pub fn from_args(args: HostArgs, cwd: &Utf8Path) -> Result<Settings> {
         let mode = if args.dry_run {
-            Mode::DryRun
+            Mode::DryRun {
+                build_only: args.build_only,
+            }
         } else if args.build_only {
             Mode::BuildOnly
         } else {

@@ -3,8 +3,11 @@
 //!
 //! [`plan`] is pure: what each daemon serves, on which socket, and with
 //! which arguments ([`Daemon::argv`], [`Daemon::qemu_args`]). [`start`] is
-//! the edge: it spawns the daemons, whose sockets go in the run's
-//! `host::sockets` directory. The daemons are nixos-shell's own children,
+//! the edge: it binds each daemon's socket (in the run's `host::sockets`
+//! directory) and spawns the daemon with that listening socket (`--fd`), so
+//! the socket exists before QEMU connects and nothing waits for a daemon to
+//! create it: a connection that comes before the daemon accepts waits in
+//! the socket's backlog. The daemons are nixos-shell's own children,
 //! not QEMU's, so the signals `signals` passes to the VM do not reach them;
 //! [`Running`] stops and reaps them when it is dropped (after the VM, on an
 //! error, after a signal), and the parent-death signal stops them when
@@ -20,18 +23,21 @@
 //! writes work instead of failing. The host's owners reach the guest as
 //! they are, as with 9p. Run as root, the daemon writes as the guest's user.
 
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
 use super::launch::Share;
 use super::signals;
 use crate::schema::manifest::{CacheMode, Mounts, Protocol};
 
-/// How long a daemon may take to create its socket.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a daemon may take to end once told to.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Every guest user id: the count of a `--translate-uid` range from 0.
 const ALL_IDS: u32 = u32::MAX;
@@ -64,10 +70,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// virtiofsd's arguments (without the program) for a daemon of `owner`.
-    pub fn argv(&self, owner: Owner) -> Vec<String> {
+    /// virtiofsd's arguments (without the program) for a daemon of `owner`
+    /// that finds its listening socket on file descriptor `listener`.
+    pub fn argv(&self, owner: Owner, listener: i32) -> Vec<String> {
         let mut argv = vec![
-            format!("--socket-path={}", self.socket),
+            format!("--fd={listener}"),
             format!("--shared-dir={}", self.shared_dir),
             "--sandbox=none".to_owned(),
             format!("--cache={}", cache_policy(self.cache)),
@@ -168,13 +175,13 @@ pub fn plan<'a>(
         .collect()
 }
 
-/// The running daemons; stopped and reaped when dropped.
+/// The running daemons, with the directory each serves; stopped and
+/// reaped when dropped.
 pub struct Running {
-    children: Vec<Child>,
+    children: Vec<(Utf8PathBuf, Child)>,
 }
 
-/// Starts one `program` per daemon and waits for each socket, since QEMU
-/// fails on a socket that is not there yet.
+/// Starts one `program` per daemon, each with its socket already bound.
 pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Result<Running> {
     let mut running = Running {
         children: Vec::new(),
@@ -186,11 +193,17 @@ pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Re
         bail!("the manifest asks for virtiofs shares but names no virtiofsd; rebuild the VM with this nixos-shell's module, or set nixos-shell.mounts.protocol = \"9p\"");
     };
     for daemon in daemons {
-        // A socket left by a daemon that died would look ready.
-        let _ = std::fs::remove_file(&daemon.socket);
+        let listener = UnixListener::bind(&daemon.socket)
+            .with_context(|| format!("could not create the socket {}", daemon.socket))?;
+        // The daemon's copy: not closed on exec. Only this thread spawns
+        // now, and the listener is closed right after, so no other child
+        // inherits it.
+        let flags = fcntl_getfd(&listener).context("could not read a socket's flags")?;
+        fcntl_setfd(&listener, flags - FdFlags::CLOEXEC)
+            .context("could not hand a socket to virtiofsd")?;
         let mut command = Command::new(program);
         command
-            .args(daemon.argv(owner))
+            .args(daemon.argv(owner, listener.as_raw_fd()))
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         // Its own process group: Ctrl-C typed before QEMU takes the
@@ -204,28 +217,33 @@ pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Re
             ),
             _ => anyhow::Error::new(err).context(format!("could not start virtiofsd {program}")),
         })?;
-        running.children.push(child);
-    }
-    let deadline = Instant::now() + START_TIMEOUT;
-    for (daemon, child) in daemons.iter().zip(&mut running.children) {
-        while !daemon.socket.exists() {
-            if let Some(status) = child.try_wait().context("could not wait for virtiofsd")? {
-                bail!(
-                    "virtiofsd could not serve {} ({status}); its message is above, or set nixos-shell.mounts.protocol = \"9p\"",
-                    daemon.shared_dir
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "virtiofsd did not create {} within {}s; check that it runs ({program} --help)",
-                    daemon.socket,
-                    START_TIMEOUT.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        // Now the daemon's alone: once it ends, QEMU's connection fails
+        // instead of waiting in the backlog of a socket nobody serves.
+        drop(listener);
+        running.children.push((daemon.shared_dir.clone(), child));
     }
     Ok(running)
+}
+
+impl Running {
+    /// What to say about daemons that ended with a failure while the VM
+    /// ran (a share QEMU could not use): their shares, or `None`.
+    pub fn failed(&mut self) -> Option<String> {
+        let failed: Vec<String> = self
+            .children
+            .iter_mut()
+            .filter_map(|(dir, child)| match child.try_wait() {
+                Ok(Some(status)) if !status.success() => Some(dir.to_string()),
+                _ => None,
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
+            format!(
+                "virtiofsd could not serve {}; its message is above, or set nixos-shell.mounts.protocol = \"9p\"",
+                failed.join(", ")
+            )
+        })
+    }
 }
 
 impl Drop for Running {
@@ -233,7 +251,7 @@ impl Drop for Running {
     /// one it never reached waits forever), then reaps it; KILL for one
     /// that does not end soon.
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for (_, child) in &mut self.children {
             if let Ok(None) = child.try_wait() {
                 if let Some(pid) = i32::try_from(child.id())
                     .ok()
@@ -243,15 +261,11 @@ impl Drop for Running {
                 }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for child in &mut self.children {
-            while let Ok(None) = child.try_wait() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        for (_, child) in &mut self.children {
+            if !matches!(signals::wait_until(child, deadline), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }
@@ -321,12 +335,15 @@ mod tests {
     fn a_users_daemon_writes_every_guest_users_files_as_that_user() {
         let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), "/s/vfs".into());
         assert_eq!(
-            daemons[1].argv(Owner {
-                uid: 1000,
-                gid: 100
-            }),
+            daemons[1].argv(
+                Owner {
+                    uid: 1000,
+                    gid: 100
+                },
+                3
+            ),
             [
-                "--socket-path=/s/vfs/mount0.sock",
+                "--fd=3",
                 "--shared-dir=/data,x",
                 "--sandbox=none",
                 "--cache=auto",
@@ -337,9 +354,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            daemons[0].argv(Owner { uid: 0, gid: 0 }),
+            daemons[0].argv(Owner { uid: 0, gid: 0 }, 4),
             [
-                "--socket-path=/s/vfs/home.sock",
+                "--fd=4",
                 "--shared-dir=/home/a",
                 "--sandbox=none",
                 "--cache=auto",
@@ -380,13 +397,9 @@ mod tests {
     fn running_daemons_are_stopped_and_reaped_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
-        // A stand-in daemon: creates its "socket" and waits to be stopped.
+        // A stand-in daemon: waits to be stopped.
         let program = root.join("virtiofsd");
-        std::fs::write(
-            &program,
-            "#!/bin/sh\nfor a; do case $a in --socket-path=*) : > \"${a#*=}\";; esac; done\nexec sleep 60\n",
-        )
-        .unwrap();
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
         std::fs::set_permissions(
             &program,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -394,8 +407,27 @@ mod tests {
         .unwrap();
         let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), root);
         let running = start(Some(&program), &daemons, Owner::current()).unwrap();
-        let pids: Vec<u32> = running.children.iter().map(Child::id).collect();
+        let pids: Vec<u32> = running.children.iter().map(|(_, c)| c.id()).collect();
         assert_eq!(pids.len(), 2);
+        for (daemon, pid) in daemons.iter().zip(&pids) {
+            // The daemon holds the listening socket QEMU connects to: its
+            // inode, from the kernel's list of Unix sockets by path, is
+            // among the daemon's open files (inherited before its exec,
+            // which spawn waited for).
+            let sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
+            let inode = sockets
+                .lines()
+                .find(|line| line.ends_with(daemon.socket.as_str()))
+                .and_then(|line| line.split_whitespace().nth(6))
+                .unwrap_or_else(|| panic!("no socket at {}", daemon.socket));
+            let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .unwrap()
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| link.to_string_lossy() == format!("socket:[{inode}]"));
+            assert!(held, "daemon {pid} does not hold {}", daemon.socket);
+            std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+        }
         drop(running);
         for pid in pids {
             assert!(
@@ -407,11 +439,9 @@ mod tests {
 
     #[test]
     fn a_missing_virtiofsd_says_what_to_do() {
-        let daemons = plan(
-            &mounts(Protocol::Virtiofs),
-            &shares(),
-            "/nonexistent".into(),
-        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), root);
         let Err(err) = start(
             Some("/nonexistent/virtiofsd".into()),
             &daemons,

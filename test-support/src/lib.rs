@@ -15,6 +15,7 @@
 //!   figures of the benchmark start.
 //! - [`shell`], `template`, [`fs`]: quoting and splitting `sh` words,
 //!   `@name@` templates for the `.sh` files, and small file helpers.
+//! - [`strace`]: which sleeps nixos-shell's own processes make.
 //! - [`stats`] and [`dry_run`]: the benchmark's pure helpers, here so that
 //!   `cargo test --workspace` runs their tests (a `harness = false` bench
 //!   cannot).
@@ -30,6 +31,7 @@ pub mod our_flake;
 pub mod shell;
 pub mod standin;
 pub mod stats;
+pub mod strace;
 mod template;
 pub mod vm;
 pub mod vm_fixture;

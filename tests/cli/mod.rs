@@ -8,6 +8,7 @@ mod refusals;
 mod resolution;
 mod run;
 mod terminal;
+mod waits;
 
 use std::process::Output;
 

@@ -14,6 +14,8 @@
 //!   nixos-shell killed outright: nothing survives or is left behind.
 //! - `unprivileged`: an ordinary user runs a built VM; its virtiofsd runs
 //!   as that user, and what the guest's root writes in the home is theirs.
+//! - `waits`: nixos-shell's own processes never sleep on a timer while a
+//!   VM runs.
 //! - `run_script`: the virtiofs era's script on the host with a stand-in
 //!   QEMU: its daemons start before QEMU and never outlive it.
 //!
@@ -26,3 +28,4 @@ mod run_script;
 mod signals;
 mod streams;
 mod unprivileged;
+mod waits;
