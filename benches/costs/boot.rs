@@ -1,11 +1,15 @@
 //! The boot figures: `nixos-shell --command true` in the VM tests' QEMU
-//! harness against the same run script started without it, and
-//! nixos-shell's peak resident set while its VM runs.
+//! harness against the same run script started without it, nixos-shell's
+//! peak resident set while its VM runs, and how long it takes to end once
+//! QEMU has.
 
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
+use nixos_shell_test_support::fs::{on_path, write_executable};
+use nixos_shell_test_support::shell::quote;
 use nixos_shell_test_support::stats::ratios;
 use nixos_shell_test_support::vm::{Console, Era};
 use nixos_shell_test_support::vm_fixture::{self, Fixture};
@@ -20,6 +24,7 @@ impl Bench {
             "the same run script without nixos-shell, start to power-off".to_string(),
             "boot-to-command overhead (ours / bare - 1, run by run)".to_string(),
             "nixos-shell: peak RSS while the VM runs (VmHWM)".to_string(),
+            "nixos-shell: from QEMU's exit to its own".to_string(),
         ];
         eprintln!("costs: boot to command");
         let series = match guarded(&labels, || self.try_boot()) {
@@ -37,6 +42,8 @@ impl Bench {
             Row::measured(labels[2].clone(), Unit::Ratio, &overhead).goal("<= 0.10", |v| v <= 0.10),
             Row::measured(labels[3].clone(), Unit::Bytes, &rss)
                 .goal("< 10 MiB", |v| v < 10.0 * 1024.0 * 1024.0),
+            Row::measured(labels[4].clone(), Unit::Seconds, &series.after_qemu)
+                .goal("< 5 ms", |v| v < 0.005),
         ]
     }
 
@@ -49,12 +56,19 @@ impl Bench {
         let script = fx.built_run_script();
         let image = fx.path("tmp/bare.qcow2");
         // The real nix on PATH, as in the nix figures: not the fixture's
-        // call-counting wrapper.
-        let path = self.path_env()?;
+        // call-counting wrapper; and before it QEMU in a wrapper that
+        // writes down when QEMU exits (both runs take it, so that they
+        // stay alike).
+        let qemu_exit = fx.path("tmp/qemu-exit");
+        let path = std::env::join_paths(
+            std::iter::once(self.qemu_wrapper()?).chain(std::env::split_paths(&self.path_env()?)),
+        )?;
 
-        let ours = || -> Result<(f64, u64)> {
+        let ours = || -> Result<(f64, u64, f64)> {
             let mut cmd = fx.command(&["--command", "true"]);
-            cmd.env("NIX_CONFIG", &self.nix_config).env("PATH", &path);
+            cmd.env("NIX_CONFIG", &self.nix_config)
+                .env("PATH", &path)
+                .env(QEMU_EXIT_ENV, &qemu_exit);
             let start = Instant::now();
             let mut console = Console::spawn(cmd, vm_fixture::ROWS, vm_fixture::COLS);
             let pid = proc::only_child(Duration::from_secs(5))?;
@@ -66,9 +80,12 @@ impl Bench {
                     console.transcript()
                 );
             }
+            let qemu_exited: f64 = std::fs::read_to_string(&qemu_exit)?.trim().parse()?;
+            let exited = watched.exited_at.duration_since(UNIX_EPOCH)?.as_secs_f64();
             Ok((
                 watched.exited.duration_since(start).as_secs_f64(),
                 watched.peak_rss,
+                exited - qemu_exited,
             ))
         };
         // The same script started by hand, in the same environment, with a
@@ -93,25 +110,50 @@ impl Bench {
         let mut series = BootSeries::default();
         for i in 0..self.boot_runs {
             eprintln!("costs:   pair {}/{}", i + 1, self.boot_runs);
-            let (o, rss, b) = if i % 2 == 0 {
-                let (o, rss) = ours()?;
-                (o, rss, bare()?)
+            let ((o, rss, after), b) = if i % 2 == 0 {
+                let o = ours()?;
+                (o, bare()?)
             } else {
                 let b = bare()?;
-                let (o, rss) = ours()?;
-                (o, rss, b)
+                (ours()?, b)
             };
             series.ours.push(o);
             series.peak_rss.push(rss);
+            series.after_qemu.push(after);
             series.bare.push(b);
         }
         Ok(series)
     }
+
+    /// A directory holding `qemu-system-x86_64`: the real one run as a
+    /// child, and the moment it exited (bash's `$EPOCHREALTIME`, read
+    /// without starting a process) written to the file `$QEMU_EXIT_ENV`
+    /// names. What the figure measures from there includes this wrapper's
+    /// own exit, so it errs against nixos-shell.
+    fn qemu_wrapper(&self) -> Result<PathBuf> {
+        let real = on_path("qemu-system-x86_64")
+            .context("qemu-system-x86_64 is not on PATH (Debian package qemu-system-x86)")?;
+        let dir = self.root.path().join("qemu-wrapper");
+        std::fs::create_dir_all(&dir)?;
+        write_executable(
+            &dir.join("qemu-system-x86_64"),
+            &format!(
+                "#!/bin/bash\n{} \"$@\"\nstatus=$?\n[ -z \"${{{QEMU_EXIT_ENV}:-}}\" ] || echo \"$EPOCHREALTIME\" > \"${QEMU_EXIT_ENV}\"\nexit $status\n",
+                quote(&real.to_string_lossy())
+            ),
+        );
+        Ok(dir)
+    }
 }
+
+/// The variable naming the file the QEMU wrapper writes its exit time to.
+const QEMU_EXIT_ENV: &str = "NIXOS_SHELL_BENCH_QEMU_EXIT";
 
 #[derive(Default)]
 struct BootSeries {
     ours: Vec<f64>,
     bare: Vec<f64>,
     peak_rss: Vec<u64>,
+    /// From QEMU's exit to nixos-shell's, in seconds.
+    after_qemu: Vec<f64>,
 }

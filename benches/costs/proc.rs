@@ -1,11 +1,14 @@
-//! Watching a running process through /proc: finding the child just
-//! spawned, its peak resident set (`VmHWM`) and the moment it exits.
+//! Watching a running process: finding the child just spawned (through
+//! /proc), its peak resident set (`VmHWM`) and the moment it exits (its
+//! pidfd).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
-/// How often a watched process is looked at.
+/// How often a watched process's memory is looked at.
 pub const POLL: Duration = Duration::from_millis(5);
 
 /// The pid of this process's only living child, waiting up to `timeout`
@@ -42,26 +45,34 @@ fn parent(pid: u32) -> Option<u32> {
 pub struct Watched {
     /// The last `VmHWM` read before the process exited, in bytes.
     pub peak_rss: u64,
-    /// When it was first seen gone or a zombie.
+    /// When it exited (became a zombie), to within the wake-up of a poll.
     pub exited: Instant,
+    /// The same moment on the wall clock, to compare with a time another
+    /// process wrote down.
+    pub exited_at: SystemTime,
 }
 
-/// Polls `pid` every [`POLL`] until it has exited (gone, or a zombie not
-/// reaped yet), recording its peak resident set. `VmHWM` is the kernel's
-/// high-water mark of the resident set, so a poll misses only growth in the
-/// last interval before exit; fails after `timeout`.
+/// Watches `pid` until it exits, reading its peak resident set every
+/// [`POLL`]. `VmHWM` is the kernel's high-water mark of the resident set,
+/// so a read misses only growth in the last interval before exit. The exit
+/// itself is seen at once: the process's pidfd becomes readable when it
+/// exits, and the poll that reads `VmHWM` waits on it. Fails after
+/// `timeout`.
 pub fn watch(pid: u32, timeout: Duration) -> Result<Watched> {
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| anyhow!("{pid} is not a process id"))?;
+    let pidfd = pidfd_open(raw, PidfdFlags::empty())
+        .map_err(|err| anyhow!("cannot watch process {pid}: {err}"))?;
     let deadline = Instant::now() + timeout;
     let mut peak_rss = 0;
+    let interval = Timespec {
+        tv_sec: 0,
+        tv_nsec: POLL.subsec_nanos().into(),
+    };
     loop {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let state = field(&status, "State:");
-        if status.is_empty() || state.starts_with('Z') || state.starts_with('X') {
-            return Ok(Watched {
-                peak_rss,
-                exited: Instant::now(),
-            });
-        }
         if let Some(kb) = field(&status, "VmHWM:")
             .split_whitespace()
             .next()
@@ -69,10 +80,17 @@ pub fn watch(pid: u32, timeout: Duration) -> Result<Watched> {
         {
             peak_rss = peak_rss.max(kb * 1024);
         }
+        let mut ready = [PollFd::new(&pidfd, PollFlags::IN)];
+        if poll(&mut ready, Some(&interval)).is_ok_and(|n| n > 0) {
+            return Ok(Watched {
+                peak_rss,
+                exited: Instant::now(),
+                exited_at: SystemTime::now(),
+            });
+        }
         if Instant::now() >= deadline {
             bail!("process {pid} still runs after {timeout:?}");
         }
-        std::thread::sleep(POLL);
     }
 }
 
