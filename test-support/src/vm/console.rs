@@ -219,12 +219,37 @@ impl Console {
         assert_eq!(rc, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
     }
 
-    /// Types `text` into the terminal.
+    /// Types `text` into the terminal, a few bytes at a time: QEMU's
+    /// multiplexed console (`-chardev stdio,mux=on`) queues input for a
+    /// guest that has not taken it yet in a ring of 32 bytes and
+    /// overwrites it when more come (chardev/char-mux.c, `MUX_BUFFER_SIZE`),
+    /// so a long line typed at once into a busy guest loses characters.
+    /// Each chunk waits until the terminal shows something new (the guest's
+    /// echo), or a moment for a program that does not echo.
     pub fn send(&mut self, text: &str) {
-        self.writer
-            .write_all(text.as_bytes())
-            .and_then(|()| self.writer.flush())
-            .expect("write to the pty");
+        const CHUNK: usize = 16;
+        const ECHO_WAIT: Duration = Duration::from_secs(2);
+        let bytes = text.as_bytes();
+        for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
+            let (lock, ready) = &*self.transcript;
+            let shown = lock.lock().unwrap_or_else(|e| e.into_inner()).len();
+            self.writer
+                .write_all(chunk)
+                .and_then(|()| self.writer.flush())
+                .expect("write to the pty");
+            if (n + 1) * CHUNK >= bytes.len() {
+                break;
+            }
+            let deadline = Instant::now() + ECHO_WAIT;
+            let mut data = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while data.len() == shown && Instant::now() < deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                data = ready
+                    .wait_timeout(data, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
     }
 
     /// Waits for the guest's login shell.
