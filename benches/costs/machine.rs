@@ -4,7 +4,7 @@
 use std::process::Command;
 
 /// One `- name: value` line per fact, ready for BENCHMARKS.md.
-pub fn describe() -> String {
+pub fn describe(checkout: &std::path::Path) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -27,7 +27,14 @@ pub fn describe() -> String {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
         .unwrap_or_else(|| "unknown".into());
+    let checkout = checkout.to_string_lossy();
     let facts = [
+        // The figures are true of this commit; `-dirty` when the tree had
+        // changes that no commit holds.
+        (
+            "commit",
+            first_line("git", &["-C", &checkout, "describe", "--always", "--dirty"]),
+        ),
         ("date (UTC)", first_line("date", &["-u", "+%Y-%m-%d %H:%M"])),
         ("cores (nproc)", cores),
         ("CPU", cpu),
@@ -70,7 +77,7 @@ fn first_line(program: &str, args: &[&str]) -> String {
                 .next()
                 .map(|l| l.trim().to_string())
         })
-        .unwrap_or_else(|| format!("{program} not found"))
+        .unwrap_or_else(|| format!("unknown ({program} failed or is missing)"))
 }
 
 /// CPU time the rest of the machine used while the figures were taken: all

@@ -93,7 +93,7 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let bench = Bench::new()?;
-    let machine = machine::describe();
+    let machine = machine::describe(PATHS.checkout());
     let others = machine::OtherLoad::start();
     let mut rows = Vec::new();
     let tools: Vec<Tool> = std::iter::once(Tool::ours())
