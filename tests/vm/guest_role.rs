@@ -20,7 +20,7 @@ struct Host {
 impl Host {
     fn new() -> Host {
         let base = tempfile::tempdir().expect("create a temp dir");
-        for dir in ["home/project", "ro", "session"] {
+        for dir in ["home/project", "ro", "session", "tmp"] {
             std::fs::create_dir_all(base.path().join(dir)).expect("create a host dir");
         }
         Host { base }
@@ -63,7 +63,9 @@ impl Host {
         command
             .current_dir(self.base.path())
             .env("NIX_DISK_IMAGE", self.path("vm.qcow2"))
-            .env_remove("TMPDIR")
+            // Without USE_TMPDIR the script makes a directory of its own,
+            // as when started by hand: here, not in the machine's /tmp.
+            .env("TMPDIR", self.path("tmp"))
             .env_remove("USE_TMPDIR");
         if session {
             command.args(vm::virtfs(&self.path("session"), "nixos-shell", false));
