@@ -1,4 +1,4 @@
-# `nixos-shell --command`: the guest unit runs the command in the host's cwd
+# `nixos-shell --command`: the command unit runs it in the host's cwd
 # instead of a login, hands its exit status back in result.json and powers
 # the VM off.
 {

@@ -139,23 +139,38 @@ pub struct NixFlags {
     pub offline: bool,
 }
 
-/// `nixos-shell-guest`: run by the module's systemd unit before login.
+/// `nixos-shell-guest`: the guest role, one unit of the module per step.
 #[derive(Debug, Parser)]
 #[command(
     name = "nixos-shell-guest",
     version,
-    about = "Guest role of nixos-shell: mounts the host's shares, installs root's keys, \
-             writes the login environment and runs --command, before the console login"
+    about = "Guest role of nixos-shell: applies the host facts the CLI hands the VM when it starts"
 )]
 pub struct GuestArgs {
-    /// The console a command runs on and whose size follows the host
-    /// terminal; the module passes `nixos-shell.console.device`.
-    #[arg(long)]
-    pub console: Utf8PathBuf,
-    /// Instead of applying the host facts, keep the console at the host
-    /// terminal's size while the VM runs (a unit of its own).
-    #[arg(long)]
-    pub follow_resizes: bool,
+    #[command(subcommand)]
+    pub step: GuestStep,
+}
+
+/// What one unit of the module runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum GuestStep {
+    /// Mount the session share and the shares, install root's keys and
+    /// write root's login environment: early in the boot, before any
+    /// service that may use a share.
+    Prepare,
+    /// Run the host's --command (if it gave one) on CONSOLE or on the
+    /// virtio ports, hand back its status and power off.
+    Command {
+        /// The console the command runs on (`nixos-shell.console.device`).
+        #[arg(long)]
+        console: Utf8PathBuf,
+    },
+    /// Keep CONSOLE at the host terminal's size while the VM runs.
+    FollowResizes {
+        /// The console to size (`nixos-shell.console.device`).
+        #[arg(long)]
+        console: Utf8PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -1,10 +1,8 @@
-# The guest side of the host facts. `nixos-shell-guest` (the guest role of
-# the nixos-shell binary) runs once at boot, before any login is possible:
-# it mounts the session share (9p tag `nixos-shell`) the CLI passes to QEMU,
-# mounts the home and the other shares, installs root's authorized keys,
-# writes the login environment and sizes the console, or runs the user's
-# `--command` on the console and powers the VM off. Without that share (a VM
-# started by hand) it does nothing.
+# The guest side of the host facts: the guest role of the nixos-shell
+# binary (`nixos-shell-guest`), one unit per step (src/guest/mod.rs). The
+# facts come from the session share (9p tag `nixos-shell`) the CLI passes to
+# QEMU; a VM started without it (by its own run script) boots as usual, and
+# no unit fails.
 {
   config,
   lib,
@@ -20,32 +18,64 @@ let
   inherit ((import ./lib.nix).guestPaths) loginEnv;
 in
 {
+  # Mounts the shares (and writes root's keys and login environment) before
+  # every service that might use them. Services with default dependencies
+  # start after sysinit.target, which comes after local-fs.target (systemd's
+  # bootup(7)); this unit sits between the two, as qemu-vm.nix's own
+  # register-nix-paths does (nixos/modules/virtualisation/qemu-vm.nix,
+  # `systemd.services.register-nix-paths`: DefaultDependencies = false,
+  # after local-fs.target, before sysinit.target): after the local file
+  # systems a share may be mounted onto (a separate /home, say), before a
+  # web server on an extraMounts path or anything reading $HOME starts. It
+  # loads the 9p and virtiofs modules itself; systemd-modules-load is only
+  # ordered before sysinit.target, not before local-fs.target.
   systemd.services.nixos-shell-guest = {
-    description = "Apply the host facts of nixos-shell (shares, keys, login environment)";
-    wantedBy = [ "multi-user.target" ];
+    description = "Mount nixos-shell's shares and apply the host facts for root";
+    wantedBy = [ "sysinit.target" ];
     after = [
       "local-fs.target"
       "systemd-modules-load.service"
     ];
-    # Nobody logs in before the facts are applied. Not before sshd.socket:
-    # sockets come before basic.target, which this unit's default
-    # dependencies put before it, so that would be an ordering cycle with
-    # `services.openssh.startWhenNeeded`. A connection accepted before the
-    # keys are written is refused and can be retried; logins on the
-    # consoles wait.
     before = [
-      "getty.target"
-      "getty@tty1.service"
-      "serial-getty@hvc0.service"
-      "systemd-user-sessions.service"
-      "sshd.service"
+      "sysinit.target"
+      "shutdown.target"
     ];
+    conflicts = [ "shutdown.target" ];
+    unitConfig.DefaultDependencies = false;
     # modprobe, for the 9p modules when they are not loaded yet.
     path = [ pkgs.kmod ];
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
-      ExecStart = "${guestRole} --console ${cfg.console.device}";
+      ExecStart = "${guestRole} prepare";
+      StandardOutput = "journal+console";
+      StandardError = "journal+console";
+    };
+  };
+
+  # The user's --command, once the system is up, on the console before its
+  # login prompt (a getty on the same terminal would fight the command for
+  # it), or on nixos-shell's virtio ports; then the VM powers off.
+  systemd.services.nixos-shell-command = {
+    description = "Run nixos-shell's --command";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "nixos-shell-guest.service" ];
+    # The console's getty: serial-getty@hvc0 with nixos-shell's console;
+    # tty1's is getty@tty1, started by logind as autovt@tty1 on a switch to
+    # the terminal (systemd's units/getty@.service.in and autovt@.service
+    # alias; nixos/modules/system/boot/systemd/logind.nix adds
+    # autovt@.service). A unit that is never started orders nothing.
+    before = [
+      "getty.target"
+      "getty@tty1.service"
+      "autovt@tty1.service"
+      "serial-getty@hvc0.service"
+      "systemd-user-sessions.service"
+    ];
+    serviceConfig = {
+      Type = "oneshot";
+      RemainAfterExit = true;
+      ExecStart = "${guestRole} command --console ${cfg.console.device}";
       # A --command may run for as long as the user likes.
       TimeoutStartSec = "infinity";
       StandardOutput = "journal+console";
@@ -56,22 +86,26 @@ in
   # The console follows the host terminal's size while the VM runs: the
   # follower reads each size from the resize port of nixos-shell's
   # virtio-serial device and sets it on the console, whose foreground
-  # program gets SIGWINCH. A unit of its own, not ordered after the guest
-  # role, which may be running an interactive --command all along. Only the
+  # program gets SIGWINCH. A unit of its own, not ordered after the
+  # command, which may be an interactive one that runs all along. Only the
   # console in nixos-shell's terminal has that terminal's size.
   systemd.services.nixos-shell-resize = lib.mkIf cfg.console.enable {
     description = "Keep the console at the size of nixos-shell's terminal";
     wantedBy = [ "multi-user.target" ];
     serviceConfig = {
-      ExecStart = "${guestRole} --console ${cfg.console.device} --follow-resizes";
+      ExecStart = "${guestRole} follow-resizes --console ${cfg.console.device}";
       # A VM started without nixos-shell has no resize port; the follower
       # says so in the journal, not on the console.
       StandardError = "journal";
     };
   };
 
-  # Login shells start where the user started nixos-shell, with the host's
-  # HOME, TERM and PATH (see nixos-shell.inheritPath) and terminal size.
+  # Root's login shells start where the user started nixos-shell, with the
+  # host's HOME, TERM and PATH (see nixos-shell.inheritPath) and terminal
+  # size. NixOS puts this into /etc/profile, which every user's login shell
+  # reads (nixos/modules/programs/bash/bash.nix, environment.etc.profile;
+  # zsh's /etc/zprofile, fish's login config): the script itself applies
+  # the facts to root's logins only.
   environment.loginShellInit = ''
     if [ -r ${loginEnv} ]; then
       . ${loginEnv}

@@ -1,7 +1,12 @@
 //! The login environment: a POSIX `sh` snippet the login shell's profile
 //! sources (the module's shell init, or `/etc/profile` in the tests'
-//! initramfs), so that the console login starts where the user started
+//! initramfs), so that root's console login starts where the user started
 //! nixos-shell, with the host's `HOME`, `USER`, `TERM`, `PATH` and size.
+//!
+//! For root's logins only: the facts are the host user's, and the module's
+//! shell init (`environment.loginShellInit`, which NixOS puts in
+//! `/etc/profile`) runs for every user's login shell. Another user of the
+//! VM (`su - bob`, `ssh bob@vm`) keeps their own home, directory and shell.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -19,8 +24,6 @@ use crate::shell::single_quote;
 /// twice.
 pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     let mut lines = vec![
-        "# Written by nixos-shell-guest from the host facts; sourced by the login shell."
-            .to_owned(),
         format!("export HOME={}", single_quote(facts.home.as_str())),
         format!("export USER={}", single_quote(&facts.user)),
     ];
@@ -49,8 +52,17 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
             single_quote(shell.as_str())
         ));
     }
-    let mut text = lines.join("\n");
-    text.push('\n');
+    let mut text = String::from(
+        "# Written by nixos-shell-guest from the host facts; sourced by every login\n\
+         # shell, applied to root's only.\n\
+         if [ \"$(id -u)\" = 0 ]; then\n",
+    );
+    for line in lines {
+        text.push_str("  ");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.push_str("fi\n");
     text
 }
 
@@ -79,14 +91,37 @@ mod tests {
         .unwrap()
     }
 
+    /// `text` sourced by `sh` as the user `uid` with `HOME=/home/bob`,
+    /// starting in `/`: the `HOME` and directory it ends with.
+    fn sourced_as(uid: u32, text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let env = Utf8Path::from_path(dir.path())
+            .unwrap()
+            .join("login-env.sh");
+        install(&env, text).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            // `id` as the user would see it; every other command is sh's.
+            .arg(format!(
+                "id() {{ echo {uid}; }}; cd /; . '{env}'; printf '%s %s' \"$HOME\" \"$(pwd)\""
+            ))
+            .env("HOME", "/home/bob")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     #[test]
     fn minimal_facts_set_home_user_and_cwd() {
         assert_eq!(
             script(&facts(), None),
-            "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
-             export HOME='/home/alice'\n\
-             export USER='alice'\n\
-             cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n"
+            "# Written by nixos-shell-guest from the host facts; sourced by every login\n\
+             # shell, applied to root's only.\n\
+             if [ \"$(id -u)\" = 0 ]; then\n\
+             \x20 export HOME='/home/alice'\n\
+             \x20 export USER='alice'\n\
+             \x20 cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
+             fi\n"
         );
     }
 
@@ -99,16 +134,14 @@ mod tests {
             rows: 40,
             cols: 132,
         });
-        assert_eq!(
-            script(&facts, None),
-            "# Written by nixos-shell-guest from the host facts; sourced by the login shell.\n\
-             export HOME='/home/alice'\n\
-             export USER='alice'\n\
-             export TERM='xterm-256color'\n\
-             export PATH='/run/wrappers/bin:/home/alice/.nix-profile/bin'\"${PATH:+:$PATH}\"\n\
-             cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
-             if [ -t 0 ]; then stty rows 40 cols 132 2>/dev/null; fi\n"
-        );
+        let text = script(&facts, None);
+        for line in [
+            "  export TERM='xterm-256color'\n",
+            "  export PATH='/run/wrappers/bin:/home/alice/.nix-profile/bin'\"${PATH:+:$PATH}\"\n",
+            "  if [ -t 0 ]; then stty rows 40 cols 132 2>/dev/null; fi\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in {text}");
+        }
     }
 
     #[test]
@@ -119,8 +152,8 @@ mod tests {
         );
         assert!(
             text.ends_with(
-                "if [ -z \"${NIXOS_SHELL_USER_SHELL:-}\" ] && [ -t 0 ]; then \
-             export NIXOS_SHELL_USER_SHELL=1; exec '/run/current-system/sw/bin/zsh' -l; fi\n"
+                "  if [ -z \"${NIXOS_SHELL_USER_SHELL:-}\" ] && [ -t 0 ]; then \
+                 export NIXOS_SHELL_USER_SHELL=1; exec '/run/current-system/sw/bin/zsh' -l; fi\nfi\n"
             ),
             "{text}"
         );
@@ -131,5 +164,14 @@ mod tests {
         let mut facts = facts();
         facts.cwd = "/tmp/a'; rm -rf /; '".into();
         assert!(script(&facts, None).contains(r"cd '/tmp/a'\''; rm -rf /; '\''' 2>/dev/null"));
+    }
+
+    /// Regression: every user's login shell sources the script, and a
+    /// login of another user got the host user's home and directory.
+    #[test]
+    fn the_facts_apply_to_roots_login_and_to_no_one_elses() {
+        let text = script(&facts(), None);
+        assert_eq!(sourced_as(0, &text), "/home/alice /");
+        assert_eq!(sourced_as(1000, &text), "/home/bob /");
     }
 }

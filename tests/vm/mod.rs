@@ -7,6 +7,9 @@
 //! - `cli`: the scenarios, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
+//! - `guest_units`: the guest role's steps in the order the module's units
+//!   run them: services start with the shares mounted, another user's login
+//!   is left alone, and every nixpkgs era boots whatever the shares.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -24,6 +27,7 @@
 
 mod cli;
 mod guest_role;
+mod guest_units;
 mod run_script;
 mod signals;
 mod streams;

@@ -16,6 +16,13 @@ use super::SHELL_READY;
 use crate::fs::{on_path, write_executable};
 use crate::template::fill;
 
+/// A user of the guest other than root, with a home of their own.
+pub const OTHER_USER: &str = "bob";
+
+/// What a stand-in for the services that start after the guest role's
+/// early step found mounted: a copy of /proc/mounts at that moment.
+pub const MOUNTS_SEEN_BY_SERVICES: &str = "/run/mounts-seen-by-services";
+
 /// The guest's address on QEMU's user network, and its gateway.
 const GUEST_IP: &str = "10.0.2.15/24";
 const GATEWAY: &str = "10.0.2.2";
@@ -136,7 +143,15 @@ fn build_assets(binary: &Path) -> Assets {
 fn layout_fingerprint() -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (init_script(), INITTAB, LOGIN_SHELL, profile(), MODULES).hash(&mut hasher);
+    (
+        init_script(),
+        inittab(),
+        LOGIN_SHELL,
+        profile(),
+        MODULES,
+        OTHER_USER,
+    )
+        .hash(&mut hasher);
     hasher.finish()
 }
 
@@ -282,11 +297,21 @@ fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
         order.push(name);
     }
     write(&tree.join("etc/modules.order"), &(order.join("\n") + "\n"));
-    write(&tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
-    write(&tree.join("etc/group"), "root:x:0:\n");
+    // Root, and another user for logins that are not root's.
+    write(
+        &tree.join("etc/passwd"),
+        &format!(
+            "root:x:0:0:root:/root:/bin/sh\n{OTHER_USER}:x:1000:1000::/home/{OTHER_USER}:/bin/sh\n"
+        ),
+    );
+    write(
+        &tree.join("etc/group"),
+        &format!("root:x:0:\n{OTHER_USER}:x:1000:\n"),
+    );
+    std::fs::create_dir_all(tree.join("home").join(OTHER_USER)).expect("create a home");
     write(&tree.join("etc/profile"), &profile());
     write_executable(&tree.join("init"), &init_script());
-    write(&tree.join("etc/inittab"), INITTAB);
+    write(&tree.join("etc/inittab"), &inittab());
     write_executable(&tree.join("bin/login-shell"), LOGIN_SHELL);
 }
 
@@ -299,6 +324,11 @@ const PROFILE: &str = include_str!("initramfs/profile.sh");
 /// The first process, `/init`.
 fn init_script() -> String {
     fill(INIT, &[("guest_ip", GUEST_IP), ("gateway", GATEWAY)])
+}
+
+/// busybox init's table.
+fn inittab() -> String {
+    fill(INITTAB, &[("mounts_seen", MOUNTS_SEEN_BY_SERVICES)])
 }
 
 /// The login shell's `/etc/profile`.

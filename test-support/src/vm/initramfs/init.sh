@@ -30,7 +30,7 @@ mount_share shared /tmp/shared
 
 # The module's resize follower, a unit of its own there: alongside the
 # guest role, which may run an interactive command all along.
-/bin/nixos-shell-guest --console /dev/hvc0 --follow-resizes 2>/dev/null &
+/bin/nixos-shell-guest follow-resizes --console /dev/hvc0 2>/dev/null &
 
 hostname guest
 ip link set lo up

@@ -46,6 +46,12 @@ in
           requires = unitNames;
           after = unitNames;
           before = unitNames;
+          conflicts = unitNames;
+          unitConfig = mkOption {
+            type = types.attrsOf unitOption;
+            default = { };
+            description = "The [Unit] section of the unit.";
+          };
           path = mkOption {
             type = types.listOf (types.oneOf [
               types.package
