@@ -4,6 +4,7 @@
 {
   config,
   lib,
+  options,
   ...
 }:
 let
@@ -13,6 +14,25 @@ in
   config = lib.mkMerge [
     {
       virtualisation.memorySize = mkVMDefault 500;
+    }
+
+    # The guest's memory shared with the host's virtiofsd: the run script's
+    # own store share needs it once nixpkgs shares the store over virtiofs
+    # (NixOS/nixpkgs#552774), and nothing asked for it until #563324 made it
+    # qemu-vm.nix's default; nixos-shell's own virtiofs shares need it too.
+    # qemu-vm.nix declares the option since the test driver's ssh backdoor
+    # (`virtualisation.qemu.enableSharedMemory`, a mkEnableOption; the
+    # driver sets it with mkDefault, nixos/lib/testing/driver.nix) and adds
+    # `-object memory-backend-memfd,id=mem0,...,share=on -machine
+    # memory-backend=mem0` with it. A memfd is Linux's: on a darwin host the
+    # shares are 9p and nothing needs it.
+    (lib.optionalAttrs (options ? virtualisation.qemu.enableSharedMemory) {
+      virtualisation.qemu.enableSharedMemory = lib.mkIf config.virtualisation.host.pkgs.stdenv.hostPlatform.isLinux (
+        mkVMDefault true
+      );
+    })
+
+    {
 
       # A development VM: every port the user opens is reachable.
       networking.firewall.enable = mkVMDefault false;

@@ -51,7 +51,7 @@ fn every_example_builds_its_nixos_shell_in_both_eras() {
             names,
             "nixosConfigurations are not the examples"
         );
-        assert_eq!(systems["darwin"], "x86_64-darwin");
+        assert_eq!(systems["darwin"], "aarch64-darwin");
         let buildable: Vec<String> = names
             .iter()
             .filter(|name| systems[*name] == host_system())
@@ -69,9 +69,9 @@ fn every_example_builds_its_nixos_shell_in_both_eras() {
                 .unwrap_or_else(|err| panic!("{out} has no manifest: {err}"));
             let manifest: Manifest = serde_json::from_str(&text)
                 .unwrap_or_else(|err| panic!("unreadable manifest in {out}: {err}"));
-            assert_eq!(
+            // The module shares the guest's memory on a Linux host.
+            assert!(
                 manifest.memory_backend.is_some(),
-                era == Era::Virtiofs,
                 "{} era: {text}",
                 era.name()
             );

@@ -63,22 +63,47 @@ fn the_manifest_carries_the_shares_with_their_coerced_targets_cache_modes_and_ta
     }
 }
 
+/// Regression: between nixpkgs #552774 and #563324 the run script's own
+/// virtiofsd needed shared memory that nothing turned on. The module turns
+/// it on for a Linux host in every era whose qemu-vm.nix has the option,
+/// and the manifest names the backend the run script then brings; the
+/// user's own setting wins, and a darwin host (9p, no memfd) gets none.
 #[test]
-fn the_memory_backend_is_named_exactly_in_the_virtiofs_era() {
+fn a_linux_host_shares_the_guests_memory_in_every_era_and_the_manifest_says_so() {
     let (module, _) = known();
-    assert_eq!(built_manifest(Era::NineP, &module).memory_backend, None);
+    let mem0 = Some(MemoryBackend {
+        id: "mem0".to_owned(),
+        size: 768,
+    });
+    for era in Era::ALL {
+        assert_eq!(
+            built_manifest(era, &module).memory_backend,
+            mem0,
+            "{} era",
+            era.name()
+        );
+        let off = built_manifest(era, "{ virtualisation.qemu.enableSharedMemory = false; }");
+        assert_eq!(off.memory_backend, None, "{} era", era.name());
+    }
+    let darwin = r#"{ pkgs, ... }: {
+      virtualisation.host.pkgs = import pkgs.path { system = "aarch64-darwin"; };
+    }"#;
+    let shared_on_darwin = |era| {
+        let (_dir, world) = standin(era);
+        world
+            .eval(darwin, "config.virtualisation.qemu.enableSharedMemory")
+            .unwrap()
+    };
     assert_eq!(
-        built_manifest(Era::Virtiofs, &module).memory_backend,
-        Some(MemoryBackend {
-            id: "mem0".to_owned(),
-            size: 768
-        })
+        shared_on_darwin(Era::Virtiofs),
+        serde_json::json!(true),
+        "the virtiofs era's own default stands"
     );
-    let off = built_manifest(
-        Era::Virtiofs,
-        "{ virtualisation.qemu.enableSharedMemory = false; }",
+    assert_eq!(
+        shared_on_darwin(Era::NineP),
+        serde_json::json!(false),
+        "nothing turned on for a darwin host"
     );
-    assert_eq!(off.memory_backend, None);
 }
 
 /// Virtiofs by default on a Linux host, in both eras, with the host

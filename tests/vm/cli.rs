@@ -346,7 +346,7 @@ fn the_run_scripts_own_shares_reach_the_guest(era: Era) {
 
     let fs_type = match era {
         Era::NineP => "9p",
-        Era::Virtiofs => "virtiofs",
+        Era::VirtiofsEarly | Era::Virtiofs => "virtiofs",
     };
     for (tag, dir) in [("xchg", "/tmp/xchg"), ("shared", "/tmp/shared")] {
         let (out, status) = vm.sh(&format!("grep '^{tag} {dir} ' /proc/mounts"));

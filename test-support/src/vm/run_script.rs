@@ -8,6 +8,9 @@
 //!   `vhost-user-fs-pci` device per share plus a shared memory backend of
 //!   the script's own memory size, which a later `-m` of another size
 //!   conflicts with (the CLI brings its own backend for `--memory`).
+//! - [`Era::VirtiofsEarly`], the weeks between: virtiofs, but the shared
+//!   memory backend only when `virtualisation.qemu.enableSharedMemory` is
+//!   set, without which the script's own virtiofsd cannot serve the guest.
 //!
 //! Both keep the rest of the contract (NIX_DISK_IMAGE, TMPDIR/USE_TMPDIR,
 //! `cd "$TMPDIR"`, QEMU_NET_OPTS, QEMU_KERNEL_PARAMS, `$QEMU_OPTS "$@"` last,
@@ -37,25 +40,37 @@ const NINE_P_OPTIONS: &str = include_str!("run_script/9p.options");
 const VIRTIOFS_START: &str = include_str!("run_script/virtiofs-start.sh");
 const VIRTIOFS_OPTIONS: &str = include_str!("run_script/virtiofs.options");
 
-/// How a run script shares its directories with the guest: the nixpkgs
-/// revisions users build with have one or the other.
+/// How a run script shares its directories with the guest, and whether
+/// its qemu-vm.nix shares the guest's memory by default: the nixpkgs
+/// revisions users build with have one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Era {
-    /// `-virtfs`, QEMU's own 9p server.
+    /// `-virtfs`, QEMU's own 9p server; shared memory only when asked for.
     NineP,
-    /// A `virtiofsd` per directory, started by the script.
+    /// A `virtiofsd` per directory, started by the script, and nothing
+    /// asks for the shared memory it needs (NixOS/nixpkgs#552774, before
+    /// #563324).
+    VirtiofsEarly,
+    /// A `virtiofsd` per directory, and shared memory by default (#563324).
     Virtiofs,
 }
 
 impl Era {
-    pub const ALL: [Era; 2] = [Era::NineP, Era::Virtiofs];
+    pub const ALL: [Era; 3] = [Era::NineP, Era::VirtiofsEarly, Era::Virtiofs];
 
-    /// How the script's header names it.
+    /// How the script's header and the stand-in's qemu-vm.nix name it.
     pub fn name(self) -> &'static str {
         match self {
             Era::NineP => "9p",
+            Era::VirtiofsEarly => "virtiofs-early",
             Era::Virtiofs => "virtiofs",
         }
+    }
+
+    /// Whether its qemu-vm.nix backs the guest's memory with a shared memfd
+    /// unless told otherwise.
+    pub fn shared_memory_by_default(self) -> bool {
+        self == Era::Virtiofs
     }
 }
 
@@ -87,7 +102,7 @@ impl RunScript {
             initramfs: assets.initramfs.clone(),
             virtiofsd: match era {
                 Era::NineP => PathBuf::new(),
-                Era::Virtiofs => virtiofsd(),
+                Era::VirtiofsEarly | Era::Virtiofs => virtiofsd(),
             },
             prelude: String::new(),
         }
@@ -118,7 +133,8 @@ impl RunScript {
         self
     }
 
-    /// The script's text.
+    /// The script's text, with the shared memory its era's qemu-vm.nix
+    /// gives by default.
     pub fn text(&self) -> String {
         // The default image sits inside "${NIX_DISK_IMAGE:-...}", where
         // quotes would stay literal: keep names to characters that need none.
@@ -129,30 +145,37 @@ impl RunScript {
             "VM name {:?} needs quoting; use letters, digits, -, _ and .",
             self.name
         );
-        self.render(&self.name, &MEMORY_MIB.to_string())
+        let memory = MEMORY_MIB.to_string();
+        let shared_memory = if self.era.shared_memory_by_default() {
+            format!(
+                "-object memory-backend-memfd,id={MEMORY_BACKEND_ID},size={memory}M,share=on \
+                 -machine memory-backend={MEMORY_BACKEND_ID}"
+            )
+        } else {
+            String::new()
+        };
+        self.render(&self.name, &memory, &shared_memory)
     }
 
     /// The script as the stand-in nixpkgs' `system.build.vm` takes it: the
-    /// configuration's `system.name` and `virtualisation.memorySize` left
-    /// as `@name@` and `@memorySize@` for it to fill in, as qemu-vm.nix
-    /// writes them into NixOS's script.
+    /// configuration's `system.name`, `virtualisation.memorySize` and
+    /// shared memory options left as `@name@`, `@memorySize@` and
+    /// `@sharedMemory@` for it to fill in, as qemu-vm.nix writes them into
+    /// NixOS's script.
     pub fn nix_template(&self) -> String {
-        self.render("@name@", "@memorySize@")
+        self.render("@name@", "@memorySize@", "@sharedMemory@")
     }
 
-    fn render(&self, name: &str, memory: &str) -> String {
+    fn render(&self, name: &str, memory: &str, shared_memory: &str) -> String {
         let (exec, start, options) = match self.era {
             Era::NineP => ("exec ", NINE_P_START.to_owned(), NINE_P_OPTIONS.to_owned()),
-            Era::Virtiofs => (
+            Era::VirtiofsEarly | Era::Virtiofs => (
                 "",
                 fill(
                     VIRTIOFS_START,
                     &[("virtiofsd", &quote(&self.virtiofsd.to_string_lossy()))],
                 ),
-                fill(
-                    VIRTIOFS_OPTIONS,
-                    &[("memory", memory), ("memory_backend_id", MEMORY_BACKEND_ID)],
-                ),
+                VIRTIOFS_OPTIONS.to_owned(),
             ),
         };
         fill(
@@ -163,6 +186,7 @@ impl RunScript {
                 ("prelude", &self.prelude),
                 ("vm_name", &quote(name)),
                 ("memory", memory),
+                ("shared_memory", shared_memory),
                 ("kernel", &quote(&self.kernel.to_string_lossy())),
                 ("initrd", &quote(&self.initramfs.to_string_lossy())),
                 ("start_shares", &start),
@@ -253,6 +277,28 @@ mod tests {
         for absent in ["virtiofsd", "vhost-user-fs-pci", "memory-backend"] {
             assert!(!text.contains(absent), "{absent:?} in\n{text}");
         }
+    }
+
+    /// Between nixpkgs #552774 and #563324: virtiofs, and no shared
+    /// memory unless the configuration asks for it.
+    #[test]
+    fn the_early_virtiofs_era_starts_virtiofsd_without_shared_memory() {
+        let text = script(Era::VirtiofsEarly);
+        assert!(
+            text.contains(r#"start_virtiofsd xchg "$TMPDIR/xchg""#),
+            "{text}"
+        );
+        assert!(!text.contains("memory-backend"), "{text}");
+        let template = RunScript {
+            era: Era::VirtiofsEarly,
+            name: "vm".to_owned(),
+            kernel: PathBuf::from("/k/vmlinuz"),
+            initramfs: PathBuf::from("/k/initrd"),
+            virtiofsd: PathBuf::from("/opt/bin/virtiofsd"),
+            prelude: String::new(),
+        }
+        .nix_template();
+        assert!(template.contains("\n    @sharedMemory@ \\\n"), "{template}");
     }
 
     #[test]

@@ -34,12 +34,15 @@ cd "$TMPDIR"
 @start_shares@
 # qemu-vm.nix: QEMU_NET_OPTS is appended to the user netdev's options,
 # QEMU_KERNEL_PARAMS to the kernel command line, QEMU_OPTS and then "$@" to
-# the command line. The console options are nixos-shell's (virtio console
-# on stdio, Ctrl-a prefix); graphics = false gives -nographic. TCG only:
-# KVM may be missing or broken where the tests run.
+# the command line; with virtualisation.qemu.enableSharedMemory the guest's
+# memory is a shared memfd (which a virtiofs daemon needs), in any era. The
+# console options are nixos-shell's (virtio console on stdio, Ctrl-a
+# prefix); graphics = false gives -nographic. TCG only: KVM may be missing
+# or broken where the tests run.
 @exec@qemu-system-x86_64 -accel tcg -cpu max \
     -name @vm_name@ \
     -m @memory@ -smp 1 \
+    @shared_memory@ \
     -net nic,netdev=user.0,model=virtio -netdev user,id=user.0,"$QEMU_NET_OPTS" \
 @share_options@
     -drive cache=writeback,file="$NIX_DISK_IMAGE",id=drive1,if=none,index=1,werror=report \

@@ -1,5 +1,7 @@
 # qemu-vm.nix before late August 2026: shares over 9p, with NixOS's own
-# `virtualisation.msize` and a security model per shared directory.
+# `virtualisation.msize` and a security model per shared directory; a shared
+# memory backend only when asked for (the test driver's ssh backdoor brought
+# the option, NixOS/nixpkgs#392030, March 2025).
 { lib, ... }:
 let
   inherit (lib) mkOption types;
@@ -8,6 +10,7 @@ in
   imports = [ ./qemu-vm-common.nix ];
 
   options.virtualisation = {
+    qemu.enableSharedMemory = lib.mkEnableOption "shared memory";
     msize = mkOption {
       type = types.ints.positive;
       default = 16384;

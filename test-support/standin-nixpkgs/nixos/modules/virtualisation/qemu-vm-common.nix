@@ -3,9 +3,11 @@
 # defaults as nixpkgs declares them).
 #
 # system.build.vm is the tests' run script: ../../../run-vm, with @name@,
-# @memorySize@ and @cores@ replaced by this configuration's values. As in
-# NixOS, building it fails on a false assertion (NixOS's run script names the
-# system's toplevel, which checks them).
+# @memorySize@ and @cores@ replaced by this configuration's values, and
+# @sharedMemory@ by qemu-vm.nix's options for a shared memory backend when
+# `virtualisation.qemu.enableSharedMemory` (each era declares it) is on. As
+# in NixOS, building it fails on a false assertion (NixOS's run script names
+# the system's toplevel, which checks them).
 {
   config,
   lib,
@@ -16,6 +18,10 @@ let
   inherit (lib) mkOption types;
   cfg = config.virtualisation;
   hostPkgs = cfg.host.pkgs;
+
+  # qemu-vm.nix: `mkIf cfg.qemu.enableSharedMemory [ "-object
+  # memory-backend-memfd,..." "-machine memory-backend=mem0" ]`.
+  sharedMemory = lib.optionalString cfg.qemu.enableSharedMemory "-object memory-backend-memfd,id=mem0,size=${toString cfg.memorySize}M,share=on -machine memory-backend=mem0";
 
   failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   checked =
@@ -164,6 +170,7 @@ in
       sed -e 's|@name@|${config.system.name}|g' \
           -e 's|@memorySize@|${toString cfg.memorySize}|g' \
           -e 's|@cores@|${toString cfg.cores}|g' \
+          -e 's|@sharedMemory@|${sharedMemory}|g' \
           ${../../../run-vm} > $out/bin/run-${config.system.name}-vm
       chmod +x $out/bin/run-${config.system.name}-vm
     ''

@@ -1,19 +1,13 @@
-# qemu-vm.nix since late August 2026 (NixOS/nixpkgs#552774, #563324): shares
-# over virtiofs on Linux hosts, virtiofsd started by the run script, guest
-# memory in a shared memfd (mem0); `virtualisation.msize` removed the way
-# nixpkgs removes options, securityModel gone.
+# qemu-vm.nix since mid-September 2026 (NixOS/nixpkgs#552774, #563324):
+# shares over virtiofs on Linux hosts, virtiofsd started by the run script,
+# guest memory in a shared memfd (mem0) by default; `virtualisation.msize`
+# removed the way nixpkgs removes options, securityModel gone.
 { lib, ... }:
 let
   inherit (lib) mkOption types;
 in
 {
-  imports = [
-    ./qemu-vm-common.nix
-    (lib.mkRemovedOptionModule [
-      "virtualisation"
-      "msize"
-    ] "The 9p msize no longer applies: shared directories use virtiofs.")
-  ];
+  imports = [ ./qemu-vm-virtiofs-shares.nix ];
 
   options.virtualisation = {
     qemu.enableSharedMemory = mkOption {
