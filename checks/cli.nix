@@ -60,7 +60,13 @@ in
 pkgs.testers.runNixOSTest {
   name = "nixos-shell-cli";
 
+  # The driver's own limit (nixos/lib/testing/driver.nix, globalTimeout,
+  # 1 hour by default) and the derivation's (nixos/lib/testing/meta.nix,
+  # meta.timeout, also 1 hour by default), which a CI that honours
+  # meta.timeout (Hydra) applies to the whole build: both past the nested
+  # run's hour.
   globalTimeout = timeout + 30 * 60;
+  meta.timeout = timeout + 45 * 60;
 
   nodes.machine = {
     # A TCG guest of 1 GiB with its QEMU and virtiofsd, and the node itself.

@@ -14,9 +14,43 @@ in
     {
       virtualisation.graphics = mkVMDefault false;
 
-      # Root logs in on the console without a password.
+      # Root logs in on the console without a password, unless the user
+      # gives root one: NixOS warns about a user with more than one of its
+      # password options set, whatever their priorities ("has multiple of
+      # the options", nixos/modules/config/users-groups.nix, `warnings`),
+      # so the empty one is set only while the others are all null. With
+      # mutable users (NixOS's default) it is the initial password; with
+      # immutable ones NixOS turns initialHashedPassword into a mkDefault
+      # hashedPassword (same file, the user submodule's config), which
+      # would outrank a user's initialPassword and depend on the option
+      # being decided here, so the empty password is hashedPassword itself
+      # there. Each condition reads only options the other mode defines.
+      users.users.root =
+        let
+          root = config.users.users.root;
+          mutable = config.users.mutableUsers;
+          noneOf = names: lib.all (name: root.${name} == null) names;
+        in
+        {
+          initialHashedPassword = lib.mkIf (
+            mutable
+            && noneOf [
+              "hashedPassword"
+              "hashedPasswordFile"
+              "password"
+              "initialPassword"
+            ]
+          ) (mkVMDefault "");
+          hashedPassword = lib.mkIf (
+            !mutable
+            && noneOf [
+              "hashedPasswordFile"
+              "password"
+              "initialHashedPassword"
+            ]
+          ) (mkVMDefault "");
+        };
       services.getty.autologinUser = mkVMDefault "root";
-      users.users.root.initialHashedPassword = mkVMDefault "";
       services.getty.helpLine = ''
         nixos-shell: type Ctrl-a x to quit the VM (or run `poweroff`),
         Ctrl-a c to switch between this console and the QEMU monitor.
