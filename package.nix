@@ -64,9 +64,24 @@ rustPlatform.buildRustPackage {
     "guest"
   ];
 
-  # The unit tests only: the integration tests drive nix and QEMU, which
-  # the build sandbox does not have (CI runs them).
-  cargoTestFlags = [ "--bins" ];
+  # The unit tests only, the binary's and the library's (the schema both
+  # roles share): the integration tests drive nix and QEMU, which the build
+  # sandbox does not have (CI runs them).
+  cargoTestFlags = [
+    "--bins"
+    "--lib"
+  ];
+
+  # No `-rpath $out/lib` in the binary. stdenv's multiple-outputs hook adds
+  # the rpath of the `outputLib` output, which is `out` here (no `lib`
+  # output), to every link (pkgs/build-support/setup-hooks/multiple-outputs.sh:
+  # `_addRpathPrefix "${!outputLib}"`; pkgs/stdenv/generic/setup.sh,
+  # `_addRpathPrefix`, which this variable turns off). On Linux the fixup's
+  # `patchelf --shrink-rpath` drops the unused entry again; darwin has no
+  # such step, so the binary in `guest` would name `out`, whose wrapper names
+  # `guest`: a reference cycle between outputs, which Nix refuses. The
+  # binary links no library of its own outputs.
+  NIX_NO_SELF_RPATH = true;
 
   nativeBuildInputs = [
     installShellFiles

@@ -10,6 +10,7 @@
     ./mounts.nix
     ./ssh.nix
     ./guest.nix
+    ./terminfo.nix
     ./manifest.nix
   ];
 }

@@ -29,12 +29,17 @@ let
     {
       options = {
         target = mkOption {
-          type = types.path;
+          # A string too, so that an empty or relative one reaches the
+          # module's own assertion (mounts.nix), which says what to do,
+          # instead of failing the type check.
+          type = types.either types.path types.str;
           example = "/srv/www";
           description = ''
-            The directory on the host to share. Written as a path (`./src`)
-            or an absolute string; it is shared where it is, never copied
-            into the Nix store.
+            The directory on the host to share, where it is. Written as an
+            absolute string, or as a path (`./src`): in a `vm.nix` a path
+            is the directory beside the file; in a flake it is the flake's
+            copy in the Nix store (shared read-only), so write a flake's
+            directories as strings.
           '';
         };
 
@@ -87,6 +92,20 @@ in
         user's host tools are at hand in the VM. Only useful when host and
         guest run the same platform: the host's `PATH` names store paths
         built for the host.
+      '';
+    };
+
+    terminfo.fixFSCaseConflicts = mkOption {
+      type = types.bool;
+      default = config.virtualisation.host.pkgs.stdenv.hostPlatform.isDarwin;
+      defaultText = lib.literalMD "whether the host (`virtualisation.host.pkgs`) runs darwin";
+      description = ''
+        Whether to merge the system profile's terminfo directories whose
+        names differ only in case (`share/terminfo/x` and `X`). The guest
+        reads the host's Nix store through a share; on a darwin host that
+        store is usually on a case-insensitive file system, where only one
+        of the two exists, and the entries of the other (`xterm-kitty`,
+        `xterm-256color`, ...) are not found in the VM.
       '';
     };
 

@@ -5,6 +5,8 @@
 
 mod defaults;
 mod manifest;
+mod terminfo;
+mod users;
 
 use crate::support::standin::StandIn;
 use crate::support::vm::Era;

@@ -11,6 +11,11 @@ in
       default = "";
       description = "Shell script code called during login shell initialisation.";
     };
+    extraSetup = mkOption {
+      type = types.lines;
+      default = "";
+      description = "Shell fragments run in the builder of the system profile ($out), after it is made.";
+    };
     systemPackages = mkOption {
       type = types.listOf types.package;
       default = [ ];
