@@ -2,7 +2,7 @@
 # expressions (src/host/legacy.nix, src/host/flake-fallback.nix), so that
 # each fact is written once. They use builtins only, so that checks/eval/
 # can test them with a bare `nix-instantiate`, without nixpkgs.
-{
+rec {
   /**
     The priority of nixos-shell's defaults (`lib.mkOverride`): above
     NixOS's own (`mkDefault`, 1000), below any plain setting of the user
@@ -109,12 +109,13 @@
         virtiofsd = if mounts.protocol == "virtiofs" then virtiofsd else null;
         # Sorted by guest path, so a parent comes before its children.
         extraMounts = map (
-          guestPath:
+          name:
           let
-            mount = mounts.extraMounts.${guestPath};
+            mount = mounts.extraMounts.${name};
           in
           {
-            inherit guestPath;
+            # "/etc/nixos/" is /etc/nixos, as mount(8) takes it.
+            guestPath = withoutTrailingSlash name;
             # toString: a path stays where it is on the host, never copied
             # into the store.
             target = toString mount.target;
@@ -123,4 +124,14 @@
         ) (builtins.attrNames mounts.extraMounts);
       };
     };
+
+  /**
+    `path` without the slashes it ends with ("/" stays "/").
+  */
+  withoutTrailingSlash =
+    path:
+    let
+      stripped = builtins.match "(.*[^/])/+" path;
+    in
+    if stripped == null then path else builtins.head stripped;
 }

@@ -46,9 +46,22 @@ let
   shellLib = import ((/. + module) + "/lib.nix");
   shellModules = [ (/. + module) ] ++ shellLib.hostModules hostSystem;
 
+  # Whether the configuration includes the module already. One that sets
+  # nixos-shell's options without it (a plain nixosSystem relying on the
+  # original nixos-shell to add it) throws on any look at its config ("The
+  # option `nixos-shell...' does not exist"): it lacks the module too. The
+  # CLI comes here only when the attribute is missing or that is what nix
+  # said (src/host/nix.rs).
+  hasModule =
+    configuration:
+    let
+      tried = builtins.tryEval (configuration ? config.system.build.nixos-shell);
+    in
+    tried.success && tried.value;
+
   extend =
     attribute: configuration:
-    if configuration ? config.system.build.nixos-shell then
+    if hasModule configuration then
       configuration
     else if configuration ? extendModules then
       configuration.extendModules { modules = shellModules; }

@@ -92,6 +92,33 @@ pub fn module_shares(
     shares
 }
 
+/// A line for each extra mount whose host directory is a flake's copy in
+/// the Nix store (`/nix/store/<hash>-source/...`): a path such as `./data`
+/// in a flake names that copy, which is shared read-only and never sees the
+/// user's edits, where in a `vm.nix` it is the directory itself.
+pub fn store_copy_notes(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .mounts
+        .extra_mounts
+        .iter()
+        .filter(|extra| {
+            extra
+                .target
+                .strip_prefix("/nix/store")
+                .ok()
+                .and_then(|rest| rest.components().next())
+                .is_some_and(|name| name.as_str().ends_with("-source"))
+        })
+        .map(|extra| {
+            format!(
+                "extraMounts.\"{}\" shares {}, a flake's copy in the Nix store (read-only, not your \
+                 directory): to share the directory itself, write it as a string, e.g. \"/home/you/project/data\"",
+                extra.guest_path, extra.target
+            )
+        })
+        .collect()
+}
+
 /// The shares `--mount` asks for, tagged `mount0`, `mount1`, ...
 pub fn flag_shares(flags: &[MountFlag]) -> Vec<Share> {
     flags
@@ -332,6 +359,23 @@ mod tests {
             ports: &[],
             env,
         }
+    }
+
+    #[test]
+    fn a_flakes_store_copy_as_an_extra_mount_gets_one_line() {
+        let mut manifest = manifest();
+        assert!(store_copy_notes(&manifest).is_empty());
+        manifest.mounts.extra_mounts[0].target = "/nix/store/abc-source/data".into();
+        let notes = store_copy_notes(&manifest);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].starts_with(
+                "extraMounts.\"/var/www\" shares /nix/store/abc-source/data, a flake's copy in the Nix store"
+            ),
+            "{notes:?}"
+        );
+        manifest.mounts.extra_mounts[0].target = "/nix/store/abc-hello-2.12/share".into();
+        assert!(store_copy_notes(&manifest).is_empty(), "a package is meant");
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
     }
 
     // Resolve and plan.
-    let installable = resolve::resolve(settings.config.as_deref(), &host.cwd)?;
+    let installable = resolve::resolve(settings.config.as_ref(), &host.cwd)?;
     let locations = Locations::from_env(&host.env);
     let plan = |out_link: Option<&Utf8Path>| {
         build::plan(&installable, &settings, &locations, out_link, &host.cwd)
@@ -134,6 +134,9 @@ pub fn run(args: HostArgs) -> Result<u8> {
     let profile = facts::nix_profile(&host.home, &host.user);
     let module_shares =
         launch::module_shares(manifest, &host.home, profile.as_deref(), settings.no_home);
+    for note in launch::store_copy_notes(manifest) {
+        eprintln!("nixos-shell: {note}");
+    }
     let flag_shares = launch::flag_shares(&settings.mounts);
     launch::check_shares(&module_shares, &flag_shares)?;
     let host_system = settings.host_system.as_deref().unwrap_or(&host.system);

@@ -25,6 +25,11 @@ const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flake
 
 /// What nix reports when an installable's attribute path does not exist.
 const MISSING_ATTRIBUTE: &str = "does not provide attribute";
+/// How NixOS's module system starts its error for a configuration that sets
+/// nixos-shell's options without importing the module (lib/modules.nix,
+/// `checkUnmatched`: "The option `nixos-shell.mounts.mountHome' does not
+/// exist."): it lacks the module as surely as a missing attribute says.
+const OUR_OPTION_MISSING: &str = "The option `nixos-shell";
 /// How our own Nix expressions' `throw` messages start (see the `.nix` files).
 const OWN_ERROR: &str = "error: nixos-shell: ";
 /// What flake-fallback.nix says when the flake has none of the attributes
@@ -197,7 +202,10 @@ impl NixBuild {
         }
         let plain = nix_output::held_lines(&held);
         if matches!(self.target, Target::Installable(_))
-            && plain.iter().any(|l| l.contains(MISSING_ATTRIBUTE))
+            && plain.iter().any(|l| {
+                l.contains(MISSING_ATTRIBUTE)
+                    || (l.contains(OUR_OPTION_MISSING) && l.contains("' does not exist"))
+            })
         {
             return Ok(Outcome::MissingAttribute(None));
         }

@@ -18,11 +18,8 @@
 use anyhow::{bail, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use super::settings::absolute;
+use super::settings::{absolute, Config};
 use crate::schema::manifest::MANIFEST_PATH;
-
-/// Where the project lives, for the "how to start" hint.
-pub const TEMPLATE_FLAKE: &str = "github:OWNER/nixos-shell";
 
 /// The attribute used when a flake reference names none.
 pub const DEFAULT_ATTRIBUTE: &str = "vm";
@@ -208,8 +205,22 @@ impl Installable {
     }
 }
 
-/// Resolves CONFIG (or its absence) in `cwd`.
-pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
+/// Resolves CONFIG or `--flake` (or their absence) in `cwd`.
+pub fn resolve(config: Option<&Config>, cwd: &Utf8Path) -> Result<Installable> {
+    let config = match config {
+        // `--flake .`, the original's commonest invocation: a flake
+        // reference, however it is written.
+        Some(Config::Flake(reference)) => {
+            return match reference.split_once('#') {
+                Some((flake_ref, name)) => {
+                    flake(reference, flake_ref, attribute_or_default(name), cwd)
+                }
+                None => flake(reference, reference, DEFAULT_ATTRIBUTE, cwd),
+            }
+        }
+        Some(Config::Given(config)) => Some(config.as_str()),
+        None => None,
+    };
     let Some(config) = config else {
         let vm_nix = cwd.join("vm.nix");
         let vm_nix = vm_nix.is_file().then_some(vm_nix);
@@ -228,17 +239,13 @@ pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
             return Ok(Installable::File { path });
         }
         bail!(
-            "no vm.nix and no flake.nix in {cwd}; start one with `nix flake init -t {TEMPLATE_FLAKE}` \
-             (then run `nixos-shell`) or pass a module file: `nixos-shell some-module.nix`"
+            "no vm.nix and no flake.nix in {cwd}; write a NixOS module to vm.nix (`echo '{{ }}' > vm.nix` \
+             is a plain VM) and run `nixos-shell` again, or name one: `nixos-shell some-module.nix`, \
+             `nixos-shell .#vm`"
         );
     };
     if let Some((reference, name)) = config.split_once('#') {
-        let name = if name.is_empty() {
-            DEFAULT_ATTRIBUTE
-        } else {
-            name
-        };
-        return flake(config, reference, name, cwd);
+        return flake(config, reference, attribute_or_default(name), cwd);
     }
     if FLAKE_SCHEMES.iter().any(|s| config.starts_with(s)) {
         return flake(config, config, DEFAULT_ATTRIBUTE, cwd);
@@ -259,6 +266,15 @@ pub fn resolve(config: Option<&str>, cwd: &Utf8Path) -> Result<Installable> {
         );
     }
     Ok(Installable::File { path })
+}
+
+/// The attribute after `#`, or [`DEFAULT_ATTRIBUTE`] for none (`.#`).
+fn attribute_or_default(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_ATTRIBUTE
+    } else {
+        name
+    }
 }
 
 /// Checks and normalises a flake reference: local paths become absolute
@@ -368,17 +384,28 @@ mod tests {
         }
     }
 
+    /// CONFIG, resolved in `cwd`.
+    fn given(config: &str, cwd: &Utf8Path) -> Result<Installable> {
+        resolve(Some(&Config::Given(config.to_owned())), cwd)
+    }
+
     fn err(config: Option<&str>, cwd: &Utf8Path) -> String {
-        format!("{:#}", resolve(config, cwd).unwrap_err())
+        let config = config.map(|c| Config::Given(c.to_owned()));
+        format!("{:#}", resolve(config.as_ref(), cwd).unwrap_err())
     }
 
     #[test]
     fn no_config_prefers_the_flake_then_vm_nix() {
         let dir = tempfile::tempdir().unwrap();
         let cwd = Utf8Path::from_path(dir.path()).unwrap();
-        assert!(err(None, cwd).starts_with(&format!(
-            "no vm.nix and no flake.nix in {cwd}; start one with `nix flake init -t "
-        )));
+        assert_eq!(
+            err(None, cwd),
+            format!(
+                "no vm.nix and no flake.nix in {cwd}; write a NixOS module to vm.nix \
+                 (`echo '{{ }}' > vm.nix` is a plain VM) and run `nixos-shell` again, or name one: \
+                 `nixos-shell some-module.nix`, `nixos-shell .#vm`"
+            )
+        );
         std::fs::write(cwd.join("vm.nix"), "{}").unwrap();
         assert_eq!(
             resolve(None, cwd).unwrap(),
@@ -400,14 +427,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cwd = Utf8Path::from_path(dir.path()).unwrap();
         std::fs::create_dir(cwd.join("sub")).unwrap();
-        assert_eq!(resolve(Some(".#vm"), cwd).unwrap(), local(cwd, "vm"));
-        assert_eq!(resolve(Some(".#"), cwd).unwrap(), local(cwd, "vm"));
+        assert_eq!(given(".#vm", cwd).unwrap(), local(cwd, "vm"));
+        assert_eq!(given(".#", cwd).unwrap(), local(cwd, "vm"));
         assert_eq!(
-            resolve(Some("./sub#my-vm"), cwd).unwrap(),
+            given("./sub#my-vm", cwd).unwrap(),
             local(&cwd.join("sub"), "my-vm")
         );
         assert_eq!(
-            resolve(Some("path:sub?dir=x#a"), cwd).unwrap(),
+            given("path:sub?dir=x#a", cwd).unwrap(),
             Installable::Flake {
                 flake: FlakeRef::Local {
                     dir: cwd.join("sub"),
@@ -419,21 +446,15 @@ mod tests {
             }
         );
         assert_eq!(
-            resolve(Some("github:o/r#vm-forward"), cwd).unwrap(),
+            given("github:o/r#vm-forward", cwd).unwrap(),
             url("github:o/r", "vm-forward")
         );
+        assert_eq!(given("github:o/r", cwd).unwrap(), url("github:o/r", "vm"));
         assert_eq!(
-            resolve(Some("github:o/r"), cwd).unwrap(),
-            url("github:o/r", "vm")
-        );
-        assert_eq!(
-            resolve(Some("git+https://x.org/r.git?ref=main"), cwd).unwrap(),
+            given("git+https://x.org/r.git?ref=main", cwd).unwrap(),
             url("git+https://x.org/r.git?ref=main", "vm")
         );
-        assert_eq!(
-            resolve(Some("nixpkgs#x"), cwd).unwrap(),
-            url("nixpkgs", "x")
-        );
+        assert_eq!(given("nixpkgs#x", cwd).unwrap(), url("nixpkgs", "x"));
         assert_eq!(
             local(cwd, "vm").attribute_installable(cwd).unwrap(),
             NixFlakeRef {
@@ -441,6 +462,20 @@ mod tests {
                 cwd: None
             }
         );
+    }
+
+    /// Regression: `--flake .`, the original's commonest invocation, was
+    /// taken as a module file and refused as a flake directory.
+    #[test]
+    fn a_flake_flag_is_a_flake_reference_with_or_without_an_attribute() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(cwd.join("flake.nix"), "{}").unwrap();
+        let flag = |reference: &str| resolve(Some(&Config::Flake(reference.to_owned())), cwd);
+        assert_eq!(flag(".").unwrap(), local(cwd, "vm"));
+        assert_eq!(flag(".#dev-vm").unwrap(), local(cwd, "dev-vm"));
+        assert_eq!(flag("nixpkgs").unwrap(), url("nixpkgs", "vm"));
+        assert!(given(".", cwd).is_err(), "CONFIG . stays a directory");
     }
 
     /// Regression: the same flake written three ways got three disk images.
@@ -456,7 +491,7 @@ mod tests {
             "path:.".to_owned(),
         ]
         .iter()
-        .map(|config| resolve(Some(config), cwd).unwrap().identity())
+        .map(|config| given(config, cwd).unwrap().identity())
         .collect();
         assert!(
             identities.iter().all(|i| *i == format!("{cwd}#vm")),
@@ -516,7 +551,7 @@ mod tests {
         assert!(err(Some("github:"), cwd).contains("github: needs OWNER/REPO"));
         assert!(err(Some("github:owner#vm"), cwd).contains("github: needs OWNER/REPO"));
         assert!(err(Some("gitlab:/repo"), cwd).contains("gitlab: needs OWNER/REPO"));
-        assert!(resolve(Some("github:o/r/branch?dir=x#vm"), cwd).is_ok());
+        assert!(given("github:o/r/branch?dir=x#vm", cwd).is_ok());
         assert!(err(Some("./no/such/dir#vm"), cwd)
             .starts_with("flake directory /no/such/dir not found"));
     }
@@ -531,7 +566,7 @@ mod tests {
         );
         std::fs::write(cwd.join("other.nix"), "{}").unwrap();
         assert_eq!(
-            resolve(Some("other.nix"), cwd).unwrap(),
+            given("other.nix", cwd).unwrap(),
             Installable::File {
                 path: cwd.join("other.nix")
             }

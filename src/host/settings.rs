@@ -28,7 +28,7 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// CONFIG or `--flake`, as typed; resolved by `host::resolve`.
-    pub config: Option<String>,
+    pub config: Option<Config>,
     /// Flags passed through to every `nix build`.
     pub nix: NixFlags,
     pub guest_system: Option<String>,
@@ -46,6 +46,15 @@ pub struct Settings {
     pub ephemeral: bool,
     pub command: Option<String>,
     pub qemu_args: Vec<String>,
+}
+
+/// What names the configuration on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Config {
+    /// CONFIG: a module file, a flake reference, or a build result.
+    Given(String),
+    /// `--flake URI`: a flake reference, with or without `#NAME`.
+    Flake(String),
 }
 
 /// `--disk`: the path as given (for messages) and absolute.
@@ -118,7 +127,10 @@ impl Settings {
             }
         }
         Ok(Settings {
-            config: args.flake.or(args.config),
+            config: args
+                .flake
+                .map(Config::Flake)
+                .or(args.config.map(Config::Given)),
             nix: args.nix,
             guest_system: args.guest_system,
             host_system: args.host_system,

@@ -40,6 +40,8 @@ pub struct OurFlake {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
     pub flake: PathBuf,
+    /// The stand-in nixpkgs' tree.
+    nixpkgs: PathBuf,
     paths: Paths,
 }
 
@@ -68,6 +70,7 @@ impl OurFlake {
             _dir: dir,
             root,
             flake,
+            nixpkgs: standin.root,
             paths,
         };
         world.nix_ok(
@@ -76,7 +79,7 @@ impl OurFlake {
                 "lock",
                 "--override-input",
                 "nixpkgs",
-                &format!("path:{}", standin.root.display()),
+                &format!("path:{}", world.nixpkgs.display()),
             ],
             &world.flake,
         );
@@ -131,6 +134,23 @@ impl OurFlake {
             ],
             &project,
         );
+        project
+    }
+
+    /// A user's flake: the files of the directory `fixture` copied to
+    /// `name` in this world's HOME, with `@nixpkgs@` and `@nixos-shell@` in
+    /// its `flake.nix` naming the stand-in nixpkgs and this world's copy
+    /// of the checkout, locked.
+    pub fn user_flake(&self, fixture: &Path, name: &str) -> PathBuf {
+        let project = self.root.join("home").join(name);
+        copy_dir(fixture, &project);
+        let flake = project.join("flake.nix");
+        let text = std::fs::read_to_string(&flake).expect("the fixture's flake.nix");
+        let text = text
+            .replace("@nixpkgs@", &format!("path:{}", self.nixpkgs.display()))
+            .replace("@nixos-shell@", &format!("path:{}", self.flake.display()));
+        std::fs::write(&flake, text).expect("write the flake");
+        self.nix_ok(&["flake", "lock"], &project);
         project
     }
 

@@ -1,5 +1,5 @@
-//! Bad input (issue 2 item 7): one line saying what was wrong and what to
-//! do, a non-zero status, no panic, nothing left behind.
+//! Bad input: one line saying what was wrong and what to do, a non-zero
+//! status, no panic, nothing left behind.
 
 use super::{assert_one_line_error, assert_only_error};
 use crate::support::nix_fixture::NixFixture;
@@ -11,9 +11,18 @@ fn an_empty_directory_says_what_was_looked_for_and_how_to_start() {
     let out = fx.run(&[]);
     assert_only_error(&out, "no vm.nix and no flake.nix in ");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nix flake init -t ") && err.contains("nixos-shell some-module.nix"));
+    assert!(err.contains("nixos-shell some-module.nix"), "{err}");
+    assert!(
+        !err.contains("OWNER"),
+        "the hint names no placeholder: {err}"
+    );
     assert_eq!(fx.nix_calls().0, 0);
     assert!(fx.leftovers().is_empty());
+    // The hint, followed as it says, starts a VM.
+    assert!(err.contains("`echo '{ }' > vm.nix`"), "{err}");
+    fx.write("vm.nix", "{ }\n");
+    assert!(fx.run(&[]).status.success());
+    assert!(fx.record_path().exists(), "the VM did not start");
 }
 
 #[test]

@@ -105,10 +105,24 @@ fn the_console_follows_graphics_and_reaches_a_boot_loaders_kernel_parameters() {
     assert_eq!(direct["params"], json!([]));
 }
 
-/// Ordering the guest unit before sshd.socket is a cycle under socket
-/// activation: sockets come before basic.target, which comes before it.
+/// The unit names of a unit option (`before`, `after`, `wantedBy`).
+fn units(value: &serde_json::Value) -> Vec<&str> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of units: {value}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect()
+}
+
+/// Regression: the shares were mounted by an ordinary unit of
+/// multi-user.target, which raced every other service there (a web server
+/// on an extraMounts path started on the empty directory). Services with
+/// default dependencies start after sysinit.target, which comes after
+/// local-fs.target; the mounts come between, as qemu-vm.nix's
+/// register-nix-paths does.
 #[test]
-fn the_guest_unit_orders_itself_before_logins_but_not_before_sockets() {
+fn the_shares_are_mounted_after_the_local_file_systems_and_before_every_service() {
     let (_dir, standin) = standin(Era::NineP);
     let unit = standin
         .eval(
@@ -116,24 +130,63 @@ fn the_guest_unit_orders_itself_before_logins_but_not_before_sockets() {
             "config.systemd.services.nixos-shell-guest",
         )
         .unwrap();
-    let before: Vec<&str> = unit["before"]
-        .as_array()
-        .unwrap()
+    assert_eq!(unit["unitConfig"]["DefaultDependencies"], json!(false));
+    assert_eq!(units(&unit["wantedBy"]), ["sysinit.target"]);
+    assert!(units(&unit["before"]).contains(&"sysinit.target"), "{unit}");
+    assert!(units(&unit["after"]).contains(&"local-fs.target"), "{unit}");
+    assert!(
+        units(&unit["conflicts"]).contains(&"shutdown.target"),
+        "{unit}"
+    );
+    // Ordered before sockets.target (which comes after sysinit.target)
+    // through sysinit.target, and never named: no cycle with socket
+    // activation.
+    assert!(!units(&unit["before"])
         .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert!(before.contains(&"getty@tty1.service"), "{before:?}");
-    assert!(before.contains(&"sshd.service"), "{before:?}");
-    assert!(!before.iter().any(|u| u.ends_with(".socket")), "{before:?}");
+        .any(|u| u.ends_with(".socket")));
     // The bare binary of the package's guest output, not the host command
     // with its references to nixpkgs.
     assert!(
         unit["serviceConfig"]["ExecStart"]
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest --console /dev/hvc0"),
+            .ends_with("-guest/bin/nixos-shell-guest prepare"),
         "{unit}"
     );
+}
+
+/// The command takes the console before its getty would: on hvc0 with
+/// nixos-shell's console, on tty1 (getty@tty1, or autovt@tty1 when logind
+/// starts it) with the graphical one.
+#[test]
+fn the_command_runs_after_the_mounts_and_before_the_consoles_login() {
+    let (_dir, standin) = standin(Era::NineP);
+    for (module, console) in [
+        ("{ }", "/dev/hvc0"),
+        ("{ virtualisation.graphics = true; }", "/dev/tty1"),
+    ] {
+        let unit = standin
+            .eval(module, "config.systemd.services.nixos-shell-command")
+            .unwrap();
+        let before = units(&unit["before"]);
+        for getty in [
+            "serial-getty@hvc0.service",
+            "getty@tty1.service",
+            "autovt@tty1.service",
+        ] {
+            assert!(before.contains(&getty), "{getty} not in {before:?}");
+        }
+        assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
+        assert!(
+            unit["serviceConfig"]["ExecStart"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!(
+                    "-guest/bin/nixos-shell-guest command --console {console}"
+                )),
+            "{unit}"
+        );
+    }
 }
 
 /// The resize follower serves the console in nixos-shell's terminal, so it
@@ -148,13 +201,73 @@ fn the_resize_follower_runs_for_the_terminal_console_only() {
         with_console
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest --console /dev/hvc0 --follow-resizes"),
+            .ends_with("-guest/bin/nixos-shell-guest follow-resizes --console /dev/hvc0"),
         "{with_console}"
     );
     let without = standin
         .eval("{ nixos-shell.console.enable = false; }", expr)
         .unwrap();
     assert_eq!(without, serde_json::Value::Null);
+}
+
+/// Root's password as the console login gets it, and NixOS's warnings.
+const ROOT_PASSWORD: &str = "{
+  root = builtins.removeAttrs config.users.users.root [ \"name\" \"home\" \"shell\" \"openssh\" ];
+  warnings = config.warnings;
+}";
+
+/// Regression: the empty root password stayed defined beside a user's own
+/// root password, and NixOS warned that root "has multiple of the options".
+#[test]
+fn a_users_own_root_password_is_the_only_one_and_nixos_does_not_warn() {
+    let (_dir, standin) = standin(Era::NineP);
+    for mutable in [true, false] {
+        let none = standin
+            .eval(
+                &format!("{{ users.mutableUsers = {mutable}; }}"),
+                ROOT_PASSWORD,
+            )
+            .unwrap();
+        assert_eq!(none["warnings"], json!([]), "mutable: {mutable}");
+        // The console's empty password: initial with mutable users (NixOS's
+        // default), the password itself with immutable ones.
+        let empty = if mutable {
+            "initialHashedPassword"
+        } else {
+            "hashedPassword"
+        };
+        assert_eq!(none["root"][empty], json!(""), "mutable: {mutable}: {none}");
+        for option in [
+            "hashedPassword",
+            "hashedPasswordFile",
+            "password",
+            "initialPassword",
+            "initialHashedPassword",
+        ] {
+            let got = standin
+                .eval(
+                    &format!(
+                        r#"{{ users.mutableUsers = {mutable}; users.users.root.{option} = "mine"; }}"#
+                    ),
+                    ROOT_PASSWORD,
+                )
+                .unwrap_or_else(|err| panic!("{option}, mutable: {mutable}:\n{err}"));
+            assert_eq!(
+                got["warnings"],
+                json!([]),
+                "{option}, mutable: {mutable}: {got}"
+            );
+            assert_eq!(got["root"][option], json!("mine"), "{option}: {got}");
+            let empties: Vec<&String> = got["root"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(_, value)| value.as_str() == Some(""))
+                .map(|(name, _)| name)
+                .collect();
+            assert!(empties.is_empty(), "{option}, mutable {mutable}: {got}");
+        }
+    }
 }
 
 #[test]
@@ -226,5 +339,42 @@ fn the_module_reads_the_guest_paths_the_guest_role_writes() {
     );
     assert!(
         GUEST_LOGIN_ENV.starts_with(GUEST_DIR) && GUEST_AUTHORIZED_KEYS_DIR.starts_with(GUEST_DIR)
+    );
+}
+
+/// Users of the original nixos-shell, whose evaluation was always impure,
+/// compute extra mounts from the environment (`builtins.getEnv "PWD"`,
+/// `"TERMINFO"`); a pure evaluation gives "" instead. That is refused with
+/// the mount's name and what to do, not shared as the guest's root or
+/// failing a type check.
+#[test]
+fn an_extra_mount_the_environment_left_empty_says_to_evaluate_impurely() {
+    let (_dir, standin) = standin(Era::NineP);
+    let unset = r#"builtins.getEnv "NIXOS_SHELL_TEST_UNSET""#;
+    for (module, name, what) in [
+        (
+            format!(r#"{{ nixos-shell.mounts.extraMounts.${{{unset}}} = "/srv"; }}"#),
+            "\"\"",
+            "the guest path (the attribute name) is empty",
+        ),
+        (
+            format!(r#"{{ nixos-shell.mounts.extraMounts."/usr/share/terminfo" = {unset}; }}"#),
+            "\"/usr/share/terminfo\"",
+            "the host directory (target) is empty",
+        ),
+    ] {
+        let err = standin.build(&module).unwrap_err();
+        let line = format!(
+            "nixos-shell.mounts.extraMounts.{name}: {what}; a pure evaluation reads no environment"
+        );
+        assert!(err.contains(&line), "{line} not in {err}");
+        assert!(err.contains("run nixos-shell with --impure"), "{err}");
+    }
+    let err = standin
+        .build(r#"{ nixos-shell.mounts.extraMounts."/data" = "data"; }"#)
+        .unwrap_err();
+    assert!(
+        err.contains(r#"extraMounts."/data": the host directory "data" is not absolute"#),
+        "{err}"
     );
 }
