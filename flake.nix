@@ -69,7 +69,7 @@
           };
       };
 
-      # `nixos-shell github:OWNER/nixos-shell#vm-forward` runs an example.
+      # `nixos-shell path:/path/to/nixos-shell#vm-forward` runs an example.
       nixosConfigurations = lib.mapAttrs (_: file: self.lib.mkVm { modules = [ file ]; }) examples;
 
       packages = forAllSystems (pkgs: {
@@ -113,7 +113,7 @@
         default = {
           path = ./templates/default;
           description = "A flake with nixosConfigurations.vm for nixos-shell";
-          welcomeText = "Edit vm.nix, then run `nixos-shell` here.";
+          welcomeText = "Point inputs.nixos-shell at where you get nixos-shell (for a checkout: `nix flake lock --override-input nixos-shell path:/path/to/nixos-shell`), edit vm.nix, then run `nixos-shell` here.";
         };
         legacy = {
           path = ./templates/legacy;

@@ -1,6 +1,8 @@
 {
   description = "A NixOS VM for nixos-shell";
 
+  # Where you get nixos-shell from: its published flake, or a checkout
+  # (`nix flake lock --override-input nixos-shell path:/path/to/nixos-shell`).
   inputs.nixos-shell.url = "github:OWNER/nixos-shell";
   # To build the VM with your own nixpkgs:
   # inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
