@@ -23,6 +23,7 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::ExitCode;
 
+use clap::error::{ContextKind, ContextValue};
 use clap::Parser;
 
 /// The file name that selects the guest role.
@@ -32,15 +33,54 @@ fn main() -> ExitCode {
     let argv0 = std::env::args_os().next().unwrap_or_default();
     let invoked_as = Path::new(&argv0).file_name().unwrap_or(OsStr::new(""));
     let result = if invoked_as == GUEST_ROLE_NAME {
-        guest::run(cli::GuestArgs::parse())
+        parse().map(guest::run)
     } else {
-        host::run(cli::HostArgs::parse())
+        parse().map(host::run)
     };
     match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(err)) => {
             eprintln!("nixos-shell: {err:#}");
             ExitCode::FAILURE
         }
+        Err(usage) => {
+            eprintln!("nixos-shell: {usage}");
+            ExitCode::from(USAGE_STATUS)
+        }
     }
+}
+
+/// The exit status of a command line that does not parse, as clap's own.
+const USAGE_STATUS: u8 = 2;
+
+/// The command line as `T`. Help and version are printed, and exit, as
+/// clap does; a usage error becomes one line saying what was wrong and
+/// what to write instead, like every other refusal of nixos-shell's (clap's
+/// own rendering adds a usage block and a pointer to `--help`).
+fn parse<T: Parser>() -> Result<T, String> {
+    T::try_parse().map_err(|err| {
+        if !err.use_stderr() {
+            err.exit();
+        }
+        let rendered = err.to_string();
+        let what = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let instead = match (
+            err.get(ContextKind::ValidValue),
+            err.get(ContextKind::SuggestedArg)
+                .or(err.get(ContextKind::SuggestedValue)),
+            err.get(ContextKind::Suggested),
+        ) {
+            (Some(ContextValue::Strings(valid)), _, _) if !valid.is_empty() => {
+                format!("use one of {}", valid.join(", "))
+            }
+            (_, Some(ContextValue::String(similar)), _) => format!("did you mean '{similar}'?"),
+            (_, _, Some(ContextValue::StyledStrs(tips))) if !tips.is_empty() => tips[0].to_string(),
+            _ => "see --help".to_owned(),
+        };
+        format!("{what}; {instead}")
+    })
 }

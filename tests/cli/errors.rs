@@ -50,6 +50,37 @@ fn bad_arguments_are_refused_before_nix_runs() {
 }
 
 #[test]
+fn a_command_line_that_does_not_parse_is_one_line_with_clap_status() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake("{ }");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--disk", "d.qcow2", "--ephemeral"],
+            "the argument '--disk <PATH>' cannot be used with '--ephemeral'; see --help",
+        ),
+        (
+            &["--fowrard", "8080"],
+            "unexpected argument '--fowrard' found; did you mean '--forward'?",
+        ),
+        (
+            &["--cores"],
+            "a value is required for '--cores <N>' but none was supplied; see --help",
+        ),
+        (
+            &["a.nix", "b.nix"],
+            "unexpected argument 'b.nix' found; see --help",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = fx.run(args);
+        assert_only_error(&out, needle);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty());
+}
+
+#[test]
 fn version_is_printed_not_booted() {
     let fx = NixFixture::new(PATHS);
     let out = fx.run(&["--version"]);
