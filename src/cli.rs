@@ -86,14 +86,14 @@ pub struct HostArgs {
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell)
     /// and exit.
     #[arg(long, value_name = "SHELL", hide = true, exclusive = true)]
-    pub generate_completions: Option<String>,
+    pub generate_completions: Option<clap_complete::Shell>,
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true, exclusive = true)]
     pub generate_man_page: bool,
 }
 
 /// The flags nixos-shell passes through to `nix build`, typed until the
-/// command line is made (`host::nix` renders them), so that code asks
+/// command line is made (`host::build::nix` renders them), so that code asks
 /// `flags.impure` instead of searching argument strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Passed to nix")]

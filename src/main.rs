@@ -8,13 +8,13 @@
 //!   login to apply those facts: see [`guest`].
 //!
 //! Both roles share the data formats in [`schema`] and the shell quoting in
-//! [`shell`]. `main` only picks the role, runs it and turns an error chain
+//! [`sh`]. `main` only picks the role, runs it and turns an error chain
 //! into one line and an exit status.
 
 mod cli;
 mod guest;
 mod host;
-mod shell;
+mod sh;
 
 // The shared documents live in the library, so tests read them too.
 use nixos_shell::schema;

@@ -14,7 +14,7 @@ use anyhow::Context;
 use camino::Utf8Path;
 
 use crate::schema::facts::HostFacts;
-use crate::shell::single_quote;
+use crate::sh::single_quote;
 
 /// The script for `facts`. The login shell sources it with `sh`'s rules:
 /// every value is single-quoted, so no host string is ever expanded by it.

@@ -45,7 +45,7 @@ mod session;
 #[cfg(target_os = "linux")]
 mod shares;
 #[cfg(target_os = "linux")]
-mod shell;
+mod user_shell;
 
 #[cfg(target_os = "linux")]
 use camino::{Utf8Path, Utf8PathBuf};
@@ -175,9 +175,9 @@ fn guest_path() -> String {
 #[cfg(target_os = "linux")]
 fn user_shell(facts: &HostFacts) -> (Option<Utf8PathBuf>, Option<String>) {
     let guest_path = guest_path();
-    match shell::choose(facts, guest_path.split(':'), |path| path.is_file()) {
-        shell::Choice::Use(path) => (Some(path), None),
-        shell::Choice::Keep => (None, None),
-        shell::Choice::Missing(line) => (None, Some(line)),
+    match user_shell::choose(facts, guest_path.split(':'), |path| path.is_file()) {
+        user_shell::Choice::Use(path) => (Some(path), None),
+        user_shell::Choice::Keep => (None, None),
+        user_shell::Choice::Missing(line) => (None, Some(line)),
     }
 }

@@ -1,69 +1,61 @@
-//! `--dry-run`: what a run would execute, printed shell-quoted, from the
-//! same plan and composition a run uses; only what the build decides (the
-//! result's path, the VM's name, the module's shares and disk image) is
-//! left as a placeholder.
+//! `--dry-run`: what a run would execute, printed shell-quoted: the plan's
+//! builds and the VM command from the same composition a run uses
+//! (`vm::compose`), with a stand-in for what only the build decides (the
+//! result's path, the VM's name, the module's shares and disk image).
 
 use anyhow::Result;
-use camino::{Utf8Path, Utf8PathBuf};
 
-use super::build::Plan;
-use super::context::Host;
-use super::disk::{self, DiskPlan};
-use super::launch::{self, Launch};
-use super::ports;
-use super::settings::Settings;
-use crate::shell as quote;
+use crate::host::build::result::BuildResult;
+use crate::host::build::{Built, Plan, Request};
+use crate::host::read::Host;
+use crate::host::settings::Settings;
+use crate::host::shares::Shares;
+use crate::host::vm::disk::{self, DiskPlan};
+use crate::host::vm::facts::Gathered;
+use crate::host::vm::session::Layout;
+use crate::host::vm::{self, Inputs};
+use crate::schema::manifest::{CacheMode, Manifest, Mounts, Protocol, MANIFEST_VERSION};
+use crate::sh;
 
-/// Prints the builds of `plan` and, unless `build_only`, the VM command.
-pub fn print(
-    plan: &Plan,
-    settings: &Settings,
-    host: &Host,
-    session: &Utf8Path,
-    build_only: bool,
-) -> Result<u8> {
-    if let Plan::Ready { result, .. } = plan {
-        println!("# no build: {result} is a build result");
-    }
-    for (n, step) in plan.steps().iter().enumerate() {
-        if n == 0 {
-            println!("# build");
-        } else {
-            println!("# only if the builds above report the configuration missing");
-        }
-        let command = quote::join(step.build.argv());
-        match step.build.cwd() {
-            Some(dir) => println!("(cd {} && {command})", quote::quote(dir.as_str())),
-            None => println!("{command}"),
-        }
-    }
+/// Prints the builds and, unless `build_only`, the VM command.
+pub fn print(request: &Request, settings: &Settings, host: &Host, build_only: bool) -> Result<u8> {
+    let session = Layout::under("<private-temp-dir>");
+    let vm_link = (!build_only).then(|| session.out_link());
+    let plan = request.plan(settings.out_link.as_deref().or(vm_link.as_deref()))?;
+    print_builds(&plan);
     if build_only {
         return Ok(0);
     }
-    let flag_shares = launch::flag_shares(&settings.mounts);
-    let disk_image = match disk::plan(&host.env, settings.ephemeral, settings.disk_path(), None) {
-        DiskPlan::Ephemeral => Some(session.join("<name>.qcow2")),
+    let built = Built {
+        result: BuildResult {
+            run_script: "<result>/bin/run-<name>-vm".into(),
+            manifest: unknown_manifest(host),
+        },
+        identity: request.identity(),
+    };
+    let shares = Shares::collect(
+        &built.result.manifest,
+        &host.home,
+        None,
+        &settings.mounts,
+        settings.no_home,
+    )?;
+    let disk_image = match disk::plan(&host.env, &settings.disk, None) {
+        DiskPlan::Ephemeral => Some(session.ephemeral_image("<name>")),
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,
     };
-    let command_io = settings.command.as_ref().map(|_| host.command_io());
-    let ports = ports::sockets(
-        &ports::needed(command_io, host.terminal.is_some()),
-        &session.join("sockets"),
-    );
-    let command = launch::compose(&Launch {
-        run_script: &Utf8PathBuf::from("<result>/bin/run-<name>-vm"),
+    let ports = vm::needed_ports(host, settings);
+    let vm = vm::compose(Inputs {
+        host,
         settings,
-        session_share: &session.join("share"),
-        private_tmp: &session.join("tmp"),
-        module_shares: &[],
-        flag_shares: &flag_shares,
-        disk_image: disk_image.as_deref(),
-        memory_backend: None,
-        memory_size: None,
-        daemons: &[],
+        built: &built,
+        session: &session,
+        shares: shares.export(),
+        gathered: &Gathered::default(),
         ports: &ports,
-        env: &host.env,
+        socket_dir: &session.sockets(),
+        disk_image: disk_image.as_deref(),
     });
     println!(
         "# run (<result> and <name> come from the build; the module's shares (home, nix profile,"
@@ -75,14 +67,58 @@ pub fn print(
     println!(
         "# Linux host, each share is a virtiofsd and a vhost-user-fs device instead of -virtfs)"
     );
+    let command = &vm.command;
     let assignments = command
         .env
         .iter()
-        .map(|(k, v)| format!("{k}={}", quote::quote(v)));
+        .map(|(k, v)| format!("{k}={}", sh::quote(v)));
     let words: Vec<String> = assignments
-        .chain(std::iter::once(quote::quote(command.program.as_str())))
-        .chain(command.args.iter().map(|a| quote::quote(a)))
+        .chain(std::iter::once(sh::quote(command.program.as_str())))
+        .chain(command.args.iter().map(|a| sh::quote(a)))
         .collect();
     println!("{}", words.join(" "));
     Ok(0)
+}
+
+/// The builds of `plan`, one shell line each.
+fn print_builds(plan: &Plan) {
+    if let Plan::Ready { result, .. } = plan {
+        println!("# no build: {result} is a build result");
+    }
+    for (n, step) in plan.steps().iter().enumerate() {
+        if n == 0 {
+            println!("# build");
+        } else {
+            println!("# only if the builds above report the configuration missing");
+        }
+        let command = sh::join(step.build.argv());
+        match step.build.cwd() {
+            Some(dir) => println!("(cd {} && {command})", sh::quote(dir.as_str())),
+            None => println!("{command}"),
+        }
+    }
+}
+
+/// A manifest that says nothing the build would: no shares of the
+/// module's, 9p for the `--mount` ones, no disk image, no memory backend.
+fn unknown_manifest(host: &Host) -> Manifest {
+    Manifest {
+        version: MANIFEST_VERSION,
+        name: "<name>".to_owned(),
+        system: host.system.clone(),
+        disk_image: None,
+        inherit_path: true,
+        memory_backend: None,
+        memory_size: None,
+        mounts: Mounts {
+            mount_home: false,
+            mount_home_read_only: false,
+            mount_nix_profile: false,
+            protocol: Protocol::NineP,
+            virtiofsd: None,
+            cache: CacheMode::Loose,
+            msize: 0,
+            extra_mounts: Vec::new(),
+        },
+    }
 }

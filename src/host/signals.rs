@@ -115,14 +115,9 @@ fn sleep_for_signal(caught: &Option<Caught>, deadline: Option<Instant>) {
 }
 
 /// The signal that should end nixos-shell, if one was caught: it exits
-/// 128 + that number once it has cleaned up.
+/// 128 + that number once it has cleaned up (`stop::Stop::Signal`).
 pub fn received() -> Option<i32> {
     take_pending(&mut caught()).1
-}
-
-/// The exit status after signal `signal`.
-pub fn exit_status(signal: i32) -> u8 {
-    u8::try_from(128 + signal).unwrap_or(1)
 }
 
 /// Gives `command`'s process TERM when nixos-shell dies, however it dies.

@@ -1,7 +1,15 @@
-//! Values the host role's unit tests share, written once.
+//! Values the host role's unit tests share, written once: a sample
+//! manifest, environments, a host, and settings made the one way a run
+//! makes them (parsed from a command line).
 
 use std::collections::BTreeMap;
 
+use anyhow::Result;
+use clap::Parser;
+
+use crate::cli::HostArgs;
+use crate::host::read::Host;
+use crate::host::settings::Settings;
 use crate::schema::manifest::{CacheMode, ExtraMount, Manifest, Mounts, Protocol};
 
 /// A manifest of a VM named `nixos` sharing home, the nix profile and one
@@ -40,4 +48,32 @@ pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// A host with environment `env` in `cwd`, at a terminal.
+pub fn host_in(env: BTreeMap<String, String>, cwd: &str) -> Host {
+    Host::from_parts(env, cwd.into(), None, true)
+}
+
+/// A host with environment `env`, in `/w`.
+pub fn host(env: BTreeMap<String, String>) -> Host {
+    host_in(env, "/w")
+}
+
+/// The settings of the command line `args` (without the program's name)
+/// on `host`, or why they are refused.
+pub fn try_settings_on(host: &Host, args: &[&str]) -> Result<Settings> {
+    let args =
+        HostArgs::try_parse_from(std::iter::once("nixos-shell").chain(args.iter().copied()))?;
+    Settings::from_args(args, host)
+}
+
+/// [`try_settings_on`] an empty environment in `/w`.
+pub fn try_settings(args: &[&str]) -> Result<Settings> {
+    try_settings_on(&host(env(&[])), args)
+}
+
+/// The settings of `args`, which must be valid.
+pub fn settings(args: &[&str]) -> Settings {
+    try_settings(args).unwrap_or_else(|err| panic!("{args:?}: {err:#}"))
 }

@@ -16,10 +16,10 @@
 //!
 //! - [`manifest::ExtraMount`]: one the module declares
 //!   (`nixos-shell.mounts.extraMounts`), in the build's manifest;
-//! - `host::settings::MountFlag`: one `--mount` asks for, for one run;
-//! - `host::launch::Share`: either of those, or the home and Nix profile,
+//! - `host::shares::MountFlag`: one `--mount` asks for, for one run;
+//! - `host::shares::Share`: either of those, or the home and Nix profile,
 //!   as the host exports it to QEMU (`-virtfs`, or a virtiofsd of
-//!   `host::virtiofs`) with its tag;
+//!   `host::shares::virtiofs`) with its tag;
 //! - [`facts::GuestMount`]: the same share as the guest role mounts it,
 //!   in the host facts.
 

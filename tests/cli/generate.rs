@@ -1,4 +1,4 @@
-//! Issue 3 item 5: the hidden flags the Nix package runs to install shell
+//! The hidden flags the Nix package runs to install shell
 //! completions and the man page. They need no nix and write no file.
 
 use std::process::{Command, Output};
@@ -78,6 +78,6 @@ fn an_unknown_shell_is_one_line_naming_the_known_ones() {
     assert!(out.stdout.is_empty());
     assert_only_error(
         &out,
-        "unknown shell \"tcsh\"; use one of bash, elvish, fish",
+        "invalid value 'tcsh' for '--generate-completions <SHELL>'; use one of bash, elvish, fish",
     );
 }

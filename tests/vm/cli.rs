@@ -1,4 +1,4 @@
-//! The scenarios, driven by the real CLI: it builds the fixture
+//! What a user does, driven by the real CLI: it builds the fixture
 //! flake with the real `nix`, writes the host facts and starts the run
 //! script, which boots the busybox guest under QEMU (TCG) on a
 //! pseudo-terminal.

@@ -4,7 +4,7 @@
 //!
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
-//! - `cli`: the scenarios, driven by the real CLI through a fixture
+//! - `cli`: what a user does, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
 //! - `guest_units`: the guest role's steps in the order the module's units

@@ -35,6 +35,7 @@ use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::Signals;
 
 use super::terminal;
+use crate::host::qemu;
 use crate::schema::facts::CommandIo;
 use crate::schema::ports::Port;
 
@@ -84,7 +85,7 @@ pub fn sockets(ports: &[Port], socket_dir: &Utf8Path) -> Vec<PortSocket> {
 
 /// QEMU's arguments for `ports`: a virtio-serial device of nixos-shell's
 /// own (the console's may be absent) with one named port per socket; QEMU
-/// connects to each as a client. A comma in a path is written twice.
+/// connects to each as a client.
 pub fn qemu_args(ports: &[PortSocket]) -> Vec<String> {
     if ports.is_empty() {
         return Vec::new();
@@ -94,7 +95,7 @@ pub fn qemu_args(ports: &[PortSocket]) -> Vec<String> {
         let id = format!("nixos-shell-{}", port.short());
         args.extend([
             "-chardev".to_owned(),
-            format!("socket,id={id},path={}", socket.as_str().replace(',', ",,")),
+            format!("socket,id={id},path={}", qemu::escape(socket.as_str())),
             "-device".to_owned(),
             format!(
                 "virtserialport,bus={BUS}.0,chardev={id},name={}",

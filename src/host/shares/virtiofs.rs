@@ -1,17 +1,17 @@
 //! The virtiofs shares' daemons: one `virtiofsd` per share, started before
 //! QEMU and stopped after it, whichever way the run ends.
 //!
-//! [`plan`] is pure: what each daemon serves, on which socket, and with
-//! which arguments ([`Daemon::argv`], [`Daemon::qemu_args`]). [`start`] is
-//! the edge: it binds each daemon's socket (in the run's `host::sockets`
-//! directory) and spawns the daemon with that listening socket (`--fd`), so
-//! the socket exists before QEMU connects and nothing waits for a daemon to
-//! create it: a connection that comes before the daemon accepts waits in
-//! the socket's backlog. The daemons are nixos-shell's own children,
-//! not QEMU's, so the signals `signals` passes to the VM do not reach them;
-//! [`Running`] stops and reaps them when it is dropped (after the VM, on an
-//! error, after a signal), and the parent-death signal stops them when
-//! nixos-shell is killed outright.
+//! A [`Daemon`] is pure: what it serves, the name of its socket, its
+//! arguments ([`Daemon::argv`]) and QEMU's end of it ([`Daemon::qemu_args`]).
+//! [`start`] is the edge: it binds each daemon's socket (in the run's
+//! sockets directory) and spawns the daemon with that listening socket
+//! (`--fd`), so the socket exists before QEMU connects and nothing waits
+//! for a daemon to create it: a connection that comes before the daemon
+//! accepts waits in the socket's backlog. The daemons are nixos-shell's own
+//! children, not QEMU's, so the signals `signals` passes to the VM do not
+//! reach them; [`Running`] stops and reaps them when it is dropped (after
+//! the VM, on an error, after a signal), and the parent-death signal stops
+//! them when nixos-shell is killed outright.
 //!
 //! Who owns what the guest writes: the daemon runs as the invoking user with
 //! `--sandbox=none` (its namespace sandbox needs privileges users seldom
@@ -32,9 +32,8 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
-use super::launch::Share;
-use super::signals;
-use crate::schema::manifest::{CacheMode, Mounts, Protocol};
+use crate::host::{qemu, signals};
+use crate::schema::manifest::CacheMode;
 
 /// How long a daemon may take to end once told to.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -64,12 +63,21 @@ impl Owner {
 pub struct Daemon {
     pub tag: String,
     pub shared_dir: Utf8PathBuf,
-    pub socket: Utf8PathBuf,
     pub read_only: bool,
     pub cache: CacheMode,
 }
 
 impl Daemon {
+    /// The file name of its socket.
+    pub fn socket_name(&self) -> String {
+        format!("{}.sock", self.tag)
+    }
+
+    /// Its socket in `socket_dir`.
+    pub fn socket(&self, socket_dir: &Utf8Path) -> Utf8PathBuf {
+        socket_dir.join(self.socket_name())
+    }
+
     /// virtiofsd's arguments (without the program) for a daemon of `owner`
     /// that finds its listening socket on file descriptor `listener`.
     pub fn argv(&self, owner: Owner, listener: i32) -> Vec<String> {
@@ -98,16 +106,15 @@ impl Daemon {
         argv
     }
 
-    /// QEMU's end of the share: the daemon's socket as a character device
-    /// and the `vhost-user-fs-pci` device on it. QEMU splits options at
-    /// commas; a comma in a path is written twice.
-    pub fn qemu_args(&self) -> [String; 4] {
-        let id = self.chardev_id();
+    /// QEMU's end of the share: the daemon's socket in `socket_dir` as a
+    /// character device and the `vhost-user-fs-pci` device on it.
+    pub fn qemu_args(&self, socket_dir: &Utf8Path) -> [String; 4] {
+        let id = format!("vfs-{}", self.tag);
         [
             "-chardev".to_owned(),
             format!(
                 "socket,id={id},path={}",
-                self.socket.as_str().replace(',', ",,")
+                qemu::escape(self.socket(socket_dir).as_str())
             ),
             "-device".to_owned(),
             format!(
@@ -115,10 +122,6 @@ impl Daemon {
                 self.tag
             ),
         ]
-    }
-
-    fn chardev_id(&self) -> String {
-        format!("vfs-{}", self.tag)
     }
 }
 
@@ -133,56 +136,20 @@ pub fn cache_policy(cache: CacheMode) -> &'static str {
     }
 }
 
-/// The file name of the socket of the daemon serving the share `tag`.
-pub fn socket_name(tag: &str) -> String {
-    format!("{tag}.sock")
-}
-
-/// The file names of the daemons' sockets for `shares` when the manifest's
-/// shares are virtiofs (none for 9p).
-pub fn socket_names<'a>(
-    mounts: &Mounts,
-    shares: impl IntoIterator<Item = &'a Share>,
-) -> Vec<String> {
-    if mounts.protocol != Protocol::Virtiofs {
-        return Vec::new();
-    }
-    shares
-        .into_iter()
-        .map(|share| socket_name(&share.tag))
-        .collect()
-}
-
-/// The daemons for `shares` when the manifest's shares are virtiofs (none
-/// for 9p), their sockets in `socket_dir`; pure.
-pub fn plan<'a>(
-    mounts: &Mounts,
-    shares: impl IntoIterator<Item = &'a Share>,
-    socket_dir: &Utf8Path,
-) -> Vec<Daemon> {
-    if mounts.protocol != Protocol::Virtiofs {
-        return Vec::new();
-    }
-    shares
-        .into_iter()
-        .map(|share| Daemon {
-            tag: share.tag.clone(),
-            shared_dir: share.host.clone(),
-            socket: socket_dir.join(socket_name(&share.tag)),
-            read_only: share.read_only,
-            cache: share.cache.unwrap_or(mounts.cache),
-        })
-        .collect()
-}
-
 /// The running daemons, with the directory each serves; stopped and
 /// reaped when dropped.
 pub struct Running {
     children: Vec<(Utf8PathBuf, Child)>,
 }
 
-/// Starts one `program` per daemon, each with its socket already bound.
-pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Result<Running> {
+/// Starts one `program` per daemon, each with its socket in `socket_dir`
+/// already bound.
+pub fn start(
+    program: Option<&Utf8Path>,
+    daemons: &[Daemon],
+    socket_dir: &Utf8Path,
+    owner: Owner,
+) -> Result<Running> {
     let mut running = Running {
         children: Vec::new(),
     };
@@ -193,8 +160,9 @@ pub fn start(program: Option<&Utf8Path>, daemons: &[Daemon], owner: Owner) -> Re
         bail!("the manifest asks for virtiofs shares but names no virtiofsd; rebuild the VM with this nixos-shell's module, or set nixos-shell.mounts.protocol = \"9p\"");
     };
     for daemon in daemons {
-        let listener = UnixListener::bind(&daemon.socket)
-            .with_context(|| format!("could not create the socket {}", daemon.socket))?;
+        let socket = daemon.socket(socket_dir);
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("could not create the socket {socket}"))?;
         // The daemon's copy: not closed on exec. Only this thread spawns
         // now, and the listener is closed right after, so no other child
         // inherits it.
@@ -274,68 +242,29 @@ impl Drop for Running {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::test_data;
-    use crate::schema::manifest::Mounts;
 
-    /// The sample manifest's shares over `protocol`, with a virtiofsd.
-    fn mounts(protocol: Protocol) -> Mounts {
-        Mounts {
-            protocol,
-            virtiofsd: Some("/nix/store/v/bin/virtiofsd".into()),
-            mount_nix_profile: false,
-            ..test_data::manifest().mounts
-        }
-    }
-
-    fn shares() -> Vec<Share> {
-        vec![
-            Share {
+    fn daemons() -> [Daemon; 2] {
+        [
+            Daemon {
                 tag: "home".to_owned(),
-                host: "/home/a".into(),
-                guest: "/home/a".into(),
-                cache: Some(CacheMode::Loose),
+                shared_dir: "/home/a".into(),
                 read_only: false,
+                cache: CacheMode::Loose,
             },
-            Share {
+            Daemon {
                 tag: "mount0".to_owned(),
-                host: "/data,x".into(),
-                guest: "/data".into(),
-                cache: None,
+                shared_dir: "/data,x".into(),
                 read_only: true,
+                cache: CacheMode::Loose,
             },
         ]
     }
 
     #[test]
-    fn one_daemon_per_share_with_its_socket_in_the_directory() {
-        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), "/s/vfs".into());
-        assert_eq!(
-            daemons,
-            [
-                Daemon {
-                    tag: "home".to_owned(),
-                    shared_dir: "/home/a".into(),
-                    socket: "/s/vfs/home.sock".into(),
-                    read_only: false,
-                    cache: CacheMode::Loose,
-                },
-                Daemon {
-                    tag: "mount0".to_owned(),
-                    shared_dir: "/data,x".into(),
-                    socket: "/s/vfs/mount0.sock".into(),
-                    read_only: true,
-                    cache: CacheMode::Loose,
-                },
-            ]
-        );
-        assert!(plan(&mounts(Protocol::NineP), &shares(), "/s/vfs".into()).is_empty());
-    }
-
-    #[test]
     fn a_users_daemon_writes_every_guest_users_files_as_that_user() {
-        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), "/s/vfs".into());
+        let [_, mount] = daemons();
         assert_eq!(
-            daemons[1].argv(
+            mount.argv(
                 Owner {
                     uid: 1000,
                     gid: 100
@@ -353,8 +282,13 @@ mod tests {
                 "--translate-gid=squash-guest:0:100:4294967295",
             ]
         );
+    }
+
+    #[test]
+    fn roots_daemon_writes_as_the_guests_user() {
+        let [home, _] = daemons();
         assert_eq!(
-            daemons[0].argv(Owner { uid: 0, gid: 0 }, 4),
+            home.argv(Owner { uid: 0, gid: 0 }, 4),
             [
                 "--fd=4",
                 "--shared-dir=/home/a",
@@ -367,15 +301,9 @@ mod tests {
 
     #[test]
     fn qemu_reaches_the_daemon_through_a_vhost_user_fs_device() {
-        let daemon = Daemon {
-            tag: "home".to_owned(),
-            shared_dir: "/home/a".into(),
-            socket: "/s,1/home.sock".into(),
-            read_only: false,
-            cache: CacheMode::None,
-        };
+        let [home, _] = daemons();
         assert_eq!(
-            daemon.qemu_args(),
+            home.qemu_args("/s,1".into()),
             [
                 "-chardev",
                 "socket,id=vfs-home,path=/s,,1/home.sock",
@@ -394,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn running_daemons_are_stopped_and_reaped_when_dropped() {
+    fn running_daemons_hold_their_sockets_and_are_stopped_and_reaped_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
         // A stand-in daemon: waits to be stopped.
@@ -405,8 +333,8 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
         .unwrap();
-        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), root);
-        let running = start(Some(&program), &daemons, Owner::current()).unwrap();
+        let daemons = daemons();
+        let running = start(Some(&program), &daemons, root, Owner::current()).unwrap();
         let pids: Vec<u32> = running.children.iter().map(|(_, c)| c.id()).collect();
         assert_eq!(pids.len(), 2);
         for (daemon, pid) in daemons.iter().zip(&pids) {
@@ -414,19 +342,20 @@ mod tests {
             // inode, from the kernel's list of Unix sockets by path, is
             // among the daemon's open files (inherited before its exec,
             // which spawn waited for).
+            let socket = daemon.socket(root);
             let sockets = std::fs::read_to_string("/proc/net/unix").unwrap();
             let inode = sockets
                 .lines()
-                .find(|line| line.ends_with(daemon.socket.as_str()))
+                .find(|line| line.ends_with(socket.as_str()))
                 .and_then(|line| line.split_whitespace().nth(6))
-                .unwrap_or_else(|| panic!("no socket at {}", daemon.socket));
+                .unwrap_or_else(|| panic!("no socket at {socket}"));
             let held = std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .unwrap()
                 .flatten()
                 .filter_map(|fd| std::fs::read_link(fd.path()).ok())
                 .any(|link| link.to_string_lossy() == format!("socket:[{inode}]"));
-            assert!(held, "daemon {pid} does not hold {}", daemon.socket);
-            std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+            assert!(held, "daemon {pid} does not hold {socket}");
+            std::os::unix::net::UnixStream::connect(&socket).unwrap();
         }
         drop(running);
         for pid in pids {
@@ -441,10 +370,10 @@ mod tests {
     fn a_missing_virtiofsd_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let root = Utf8Path::from_path(dir.path()).unwrap();
-        let daemons = plan(&mounts(Protocol::Virtiofs), &shares(), root);
         let Err(err) = start(
             Some("/nonexistent/virtiofsd".into()),
-            &daemons,
+            &daemons(),
+            root,
             Owner::current(),
         ) else {
             panic!("a missing virtiofsd started");

@@ -13,12 +13,12 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
-
 use signal_hook::consts::SIGINT;
 
 use super::nix_output;
-use super::signals::{self, Stream};
 use crate::cli::NixFlags;
+use crate::host::signals::{self, Stream};
+use crate::host::stop::Stop;
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
 const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
@@ -63,10 +63,9 @@ pub enum Outcome {
     /// The configuration does not exist: nix said an installable's attribute
     /// is missing (`None`), or our lookup found none and said so.
     MissingAttribute(Option<String>),
-    /// nix failed; its message was shown; this is its exit status.
-    Failed(u8),
-    /// A signal sent to nixos-shell (or Ctrl-C) stopped it; its number.
-    Signalled(i32),
+    /// nix failed (its message was shown), or a signal stopped it (sent to
+    /// nixos-shell, or Ctrl-C typed in the terminal).
+    Stopped(Stop),
 }
 
 impl NixBuild {
@@ -190,15 +189,17 @@ impl NixBuild {
         let stdout = String::from_utf8_lossy(&json);
 
         if let Some(signal) = signals::received() {
-            return Ok(Outcome::Signalled(signal));
+            return Ok(Outcome::Stopped(Stop::Signal(signal)));
         }
-        if signal_of(&status) == Some(SIGINT) {
-            return Ok(Outcome::Signalled(SIGINT));
-        }
-        if status.success() {
+        let Some(stop) = Stop::of(status) else {
             // Lines such as `error (ignored): ...` may come before success.
             show(&held);
             return parse_output(&stdout).map(Outcome::Built);
+        };
+        // Ctrl-C typed in the terminal reaches nix directly, and nixos-shell
+        // may have missed its own copy.
+        if stop == Stop::Signal(SIGINT) {
+            return Ok(Outcome::Stopped(stop));
         }
         let plain = nix_output::held_lines(&held);
         if matches!(self.target, Target::Installable(_))
@@ -222,7 +223,7 @@ impl NixBuild {
             bail!("{own}");
         }
         show(&held);
-        Ok(Outcome::Failed(exit_code(&status)))
+        Ok(Outcome::Stopped(stop))
     }
 }
 
@@ -280,19 +281,6 @@ pub fn parse_output(json: &str) -> Result<Utf8PathBuf> {
         .next()
         .and_then(|r| r.outputs.get("out").cloned())
         .with_context(|| format!("nix build reported no `out` output in {json:?}; report this"))
-}
-
-fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
-    std::os::unix::process::ExitStatusExt::signal(status)
-}
-
-/// An exit status as a process exit code: the code, or 128 + the signal.
-pub fn exit_code(status: &std::process::ExitStatus) -> u8 {
-    match (status.code(), signal_of(status)) {
-        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
-        (None, Some(signal)) => u8::try_from((128 + signal) & 0xff).unwrap_or(1),
-        (None, None) => 1,
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::terminal;
+use crate::host::vm::terminal;
 use crate::schema::facts::CommandIo;
 use crate::schema::ports::TerminalSize;
 

@@ -1,40 +1,60 @@
-//! Gathering the host facts (`schema::facts::HostFacts`) at run time: the
-//! user, home, cwd, TERM, PATH, login shell, terminal size, ssh public keys,
-//! the shares to mount and the command. The composition is pure; reading
-//! `~/.ssh`, asking the ssh-agent and finding the nix profile are the edge.
+//! The host facts (`schema::facts::HostFacts`) of a run: the user, home,
+//! cwd, TERM, PATH, login shell, terminal size, ssh public keys, the shares
+//! to mount and the command. [`compose`] is pure; what it needs from the
+//! machine beyond the [`Host`] (the keys in `~/.ssh` and the ssh-agent, the
+//! nix profile, where `$SHELL` leads) is [`Gathered`] first.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::context::Host;
+use crate::host::read::Host;
 use crate::schema::facts::{GuestMount, HostFacts, FACTS_VERSION};
 use crate::schema::manifest::Manifest;
 
+/// What the facts take from the machine besides the [`Host`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gathered {
+    /// The public keys allowed to log in as root.
+    pub authorized_keys: Vec<String>,
+    /// The user's nix profile, when there is one.
+    pub nix_profile: Option<Utf8PathBuf>,
+    /// `$SHELL`'s binary when it leads into the Nix store.
+    pub shell_store_path: Option<Utf8PathBuf>,
+}
+
+impl Gathered {
+    /// Reads them; failures only mean less to hand over.
+    pub fn read(host: &Host) -> Gathered {
+        Gathered {
+            authorized_keys: authorized_keys(&host.home, &host.env),
+            nix_profile: nix_profile(&host.home, &host.user),
+            shell_store_path: shell_store_path(&host.env),
+        }
+    }
+}
+
 /// The host facts of a run; pure. `host_system` is where QEMU runs (this
-/// machine, or `--host-system`): the host's `PATH` goes to a guest of the
-/// same platform only.
+/// machine, or `--host-system`): the host's `PATH` and shell go to a guest
+/// of the same platform only.
 pub fn compose(
     host: &Host,
     manifest: &Manifest,
     host_system: &str,
-    shell_store_path: Option<&Utf8Path>,
-    authorized_keys: Vec<String>,
+    gathered: &Gathered,
     mounts: Vec<GuestMount>,
     command: Option<String>,
 ) -> HostFacts {
     let env = &host.env;
+    let same_platform = manifest.system == host_system;
     let path = env
         .get("PATH")
-        .filter(|_| manifest.inherit_path && manifest.system == host_system)
+        .filter(|_| manifest.inherit_path && same_platform)
         .cloned();
     let shell = env
         .get("SHELL")
         .and_then(|s| Utf8Path::new(s).file_name().map(str::to_owned));
-    let shell_path = shell_store_path
-        .filter(|_| manifest.system == host_system)
-        .map(Utf8Path::to_owned);
     HostFacts {
         version: FACTS_VERSION,
         user: host.user.clone(),
@@ -43,9 +63,9 @@ pub fn compose(
         term: env.get("TERM").cloned(),
         path,
         shell,
-        shell_path,
+        shell_path: gathered.shell_store_path.clone().filter(|_| same_platform),
         terminal: host.terminal,
-        authorized_keys,
+        authorized_keys: gathered.authorized_keys.clone(),
         mounts,
         command_io: host.command_io(),
         command,
@@ -131,42 +151,41 @@ mod tests {
         }
     }
 
-    fn host(pairs: &[(&str, &str)], cwd: &str) -> Host {
+    fn alice() -> Host {
         Host::from_parts(
-            test_data::env(pairs),
-            cwd.into(),
+            test_data::env(&[
+                ("USER", "alice"),
+                ("HOME", "/home/alice"),
+                ("TERM", "xterm"),
+                ("PATH", "/bin"),
+                ("SHELL", "/run/current-system/sw/bin/zsh"),
+            ]),
+            "/home/alice/p".into(),
             Some(TerminalSize { rows: 24, cols: 80 }),
             true,
         )
     }
 
-    fn facts(host: &Host, manifest: &Manifest, host_system: &str) -> HostFacts {
-        let keys = vec!["ssh-ed25519 AAA a@b".to_owned()];
-        let zsh = Some(Utf8Path::new("/nix/store/x-zsh/bin/zsh"));
+    /// The facts of `host` for a guest of `system` on an x86_64-linux host.
+    fn facts(host: &Host, system: &str, inherit_path: bool) -> HostFacts {
+        let gathered = Gathered {
+            authorized_keys: vec!["ssh-ed25519 AAA a@b".to_owned()],
+            nix_profile: None,
+            shell_store_path: Some("/nix/store/x-zsh/bin/zsh".into()),
+        };
         compose(
             host,
-            manifest,
-            host_system,
-            zsh,
-            keys,
+            &manifest(system, inherit_path),
+            "x86_64-linux",
+            &gathered,
             vec![],
             Some("make".to_owned()),
         )
     }
 
     #[test]
-    fn composes_the_facts() {
-        let alice = host(
-            &[
-                ("USER", "alice"),
-                ("HOME", "/home/alice"),
-                ("TERM", "xterm"),
-                ("PATH", "/bin"),
-                ("SHELL", "/run/current-system/sw/bin/zsh"),
-            ],
-            "/home/alice/p",
-        );
-        let facts = facts(&alice, &manifest("x86_64-linux", true), "x86_64-linux");
+    fn the_facts_are_the_hosts() {
+        let facts = facts(&alice(), "x86_64-linux", true);
         assert_eq!(facts.user, "alice");
         assert_eq!(facts.home, "/home/alice");
         assert_eq!(facts.cwd, "/home/alice/p");
@@ -181,23 +200,43 @@ mod tests {
         assert_eq!(facts.command_io, CommandIo::Console);
         assert_eq!(facts.authorized_keys, ["ssh-ed25519 AAA a@b"]);
         assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
+    }
 
-        let other = super::tests::facts(&alice, &manifest("aarch64-linux", true), "x86_64-linux");
+    #[test]
+    fn another_platform_gets_neither_the_path_nor_the_shell() {
+        let other = facts(&alice(), "aarch64-linux", true);
         assert_eq!(other.path, None);
         assert_eq!(
             other.shell_path, None,
             "another platform cannot run the host's shell"
         );
-        let off = super::tests::facts(&alice, &manifest("x86_64-linux", false), "x86_64-linux");
-        assert_eq!(off.path, None);
+    }
+
+    #[test]
+    fn inherit_path_off_keeps_the_path() {
+        assert_eq!(facts(&alice(), "x86_64-linux", false).path, None);
+    }
+
+    #[test]
+    fn a_command_in_a_pipeline_takes_the_ports() {
         let piped = Host {
             interactive: false,
-            ..alice.clone()
+            ..alice()
         };
-        let piped = super::tests::facts(&piped, &manifest("x86_64-linux", true), "x86_64-linux");
-        assert_eq!(piped.command_io, CommandIo::Ports);
-        let bare = super::tests::facts(&host(&[], "/"), &manifest("x", true), "x");
-        assert_eq!((bare.user.as_str(), bare.home.as_str()), ("root", "/root"));
+        assert_eq!(
+            facts(&piped, "x86_64-linux", true).command_io,
+            CommandIo::Ports
+        );
+    }
+
+    #[test]
+    fn an_empty_environment_is_root_at_root() {
+        let bare = Host::from_parts(test_data::env(&[]), "/".into(), None, true);
+        let facts = facts(&bare, "x86_64-linux", true);
+        assert_eq!(
+            (facts.user.as_str(), facts.home.as_str()),
+            ("root", "/root")
+        );
     }
 
     #[test]

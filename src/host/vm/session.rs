@@ -1,15 +1,20 @@
 //! The private temp dir of one run, removed when it is dropped (after the
-//! VM, on errors and after Ctrl-C); a build alone gets only its out-link:
+//! VM, on errors and after Ctrl-C):
 //!
 //! ```text
 //! <tmp>/nixos-shell.XXXXXX/
 //!   result        the out-link holding the build while the VM runs
 //!   share/        the session share (tag `nixos-shell`): facts.json, result.json
 //!   tmp/          TMPDIR of the run script (unless the user set TMPDIR and USE_TMPDIR)
-//!   sockets/      the virtiofsd and virtio port sockets, when their paths fit (see `host::sockets`)
+//!   sockets/      the virtiofsd and virtio port sockets, when their paths fit (see `sockets`)
 //!   console.log   the guest console, when --command's streams are nixos-shell's own
 //!   <name>.qcow2  the --ephemeral disk image
 //! ```
+//!
+//! [`Layout`] names those paths, for a real session or for `--dry-run`'s
+//! placeholder; [`Session`] owns the directory.
+
+use std::ops::Deref;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
@@ -17,36 +22,17 @@ use tempfile::TempDir;
 
 use crate::schema::facts::{GuestResult, HostFacts, FACTS_FILE, RESULT_FILE};
 
-pub struct Session {
-    dir: TempDir,
+/// Where a session's files are, under its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
     root: Utf8PathBuf,
 }
 
-impl Session {
-    /// Creates the directory, empty: a build needs nothing in it but its
-    /// out-link ([`Session::prepare_vm`] adds what a VM needs).
-    pub fn create() -> Result<Session> {
-        let dir = tempfile::Builder::new()
-            .prefix("nixos-shell.")
-            .tempdir()
-            .context("could not create a private temp dir; check TMPDIR")?;
-        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).map_err(|p| {
-            anyhow::anyhow!("the temp dir {} is not UTF-8; set TMPDIR", p.display())
-        })?;
-        Ok(Session { dir, root })
-    }
-
-    /// Creates `share/` and `tmp/`, for a VM to start.
-    pub fn prepare_vm(&self) -> Result<()> {
-        for dir in [self.share(), self.tmp()] {
-            std::fs::create_dir(&dir).with_context(|| format!("could not create {dir}"))?;
-        }
-        Ok(())
-    }
-
-    #[cfg(test)]
-    pub fn root(&self) -> &camino::Utf8Path {
-        &self.root
+impl Layout {
+    /// A session under `root` (a placeholder such as `<private-temp-dir>`
+    /// for `--dry-run`).
+    pub fn under(root: impl Into<Utf8PathBuf>) -> Layout {
+        Layout { root: root.into() }
     }
 
     pub fn out_link(&self) -> Utf8PathBuf {
@@ -72,6 +58,46 @@ impl Session {
     pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {
         self.root.join(format!("{name}.qcow2"))
     }
+}
+
+/// The directory of a run.
+pub struct Session {
+    dir: TempDir,
+    layout: Layout,
+}
+
+impl Deref for Session {
+    type Target = Layout;
+
+    fn deref(&self) -> &Layout {
+        &self.layout
+    }
+}
+
+impl Session {
+    /// Creates the directory, empty: a build needs nothing in it but its
+    /// out-link ([`Session::prepare_vm`] adds what a VM needs).
+    pub fn create() -> Result<Session> {
+        let dir = tempfile::Builder::new()
+            .prefix("nixos-shell.")
+            .tempdir()
+            .context("could not create a private temp dir; check TMPDIR")?;
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).map_err(|p| {
+            anyhow::anyhow!("the temp dir {} is not UTF-8; set TMPDIR", p.display())
+        })?;
+        Ok(Session {
+            dir,
+            layout: Layout::under(root),
+        })
+    }
+
+    /// Creates `share/` and `tmp/`, for a VM to start.
+    pub fn prepare_vm(&self) -> Result<()> {
+        for dir in [self.share(), self.tmp()] {
+            std::fs::create_dir(&dir).with_context(|| format!("could not create {dir}"))?;
+        }
+        Ok(())
+    }
 
     /// Writes the host facts into the session share for the guest.
     pub fn write_facts(&self, facts: &HostFacts) -> Result<()> {
@@ -82,16 +108,16 @@ impl Session {
     }
 
     /// The guest command's status from `result.json` in the session share,
-    /// once the VM ended with `vm_status`; `qemu_failed` says what to do
-    /// when QEMU itself failed before any guest ran.
-    pub fn command_status(&self, vm_status: u8, qemu_failed: &str) -> Result<u8> {
+    /// once the VM ended; `qemu_failed` is what to say when QEMU itself
+    /// failed before any guest ran (`None`: it did not fail).
+    pub fn command_status(&self, qemu_failed: Option<String>) -> Result<u8> {
         let path = self.share().join(RESULT_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        let text = match (std::fs::read_to_string(&path), qemu_failed) {
+            (Ok(text), _) => text,
             // QEMU's own errors (a port in use, a locked or broken disk
             // image) end it with a failure before any guest runs.
-            Err(_) if vm_status != 0 => bail!("{qemu_failed}"),
-            Err(_) => bail!(
+            (Err(_), Some(failed)) => bail!("{failed}"),
+            (Err(_), None) => bail!(
                 "the VM ended without reporting the command's status ({path} is missing); \
                  check the console output above, and that the configuration includes the nixos-shell module"
             ),
@@ -103,7 +129,7 @@ impl Session {
 
     /// Removes the directory now, reporting a failure.
     pub fn close(self) -> Result<()> {
-        let root = self.root;
+        let root = self.layout.root;
         self.dir
             .close()
             .with_context(|| format!("could not remove {root}"))
@@ -115,9 +141,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn created_and_removed() {
+    fn created_for_a_build_then_for_a_vm_and_removed() {
         let session = Session::create().unwrap();
-        let root = session.root().to_owned();
+        let root = session.root.clone();
         assert!(!session.share().exists());
         session.prepare_vm().unwrap();
         assert!(session.share().is_dir() && session.tmp().is_dir());

@@ -12,17 +12,10 @@ use anyhow::{Context, Result};
 use camino::Utf8Path;
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
-use super::launch::VmCommand;
-use super::{nix, signals, terminal};
-
-/// How the VM ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// By itself: its exit status (128 + N after signal N).
-    Exited(u8),
-    /// After nixos-shell caught signal N and passed it on.
-    Signalled(i32),
-}
+use super::command::VmCommand;
+use super::terminal;
+use crate::host::signals;
+use crate::host::stop::Stop;
 
 /// Where the VM's console (QEMU's standard input and output, which the
 /// module gives the guest console and the monitor) goes.
@@ -35,9 +28,15 @@ pub enum Console<'a> {
     Log(&'a Utf8Path),
 }
 
-/// Runs the VM. `disk_lock` is the lock of its disk image: the VM inherits
+/// Runs the VM: `Ok(())` once QEMU exits 0, else how it stopped (a signal
+/// nixos-shell caught and passed on counts as that signal, whatever QEMU
+/// made of it). `disk_lock` is the lock of its disk image: the VM inherits
 /// it, so the lock lasts as long as QEMU does, even past nixos-shell.
-pub fn start(command: &VmCommand, disk_lock: Option<&File>, console: Console) -> Result<Ended> {
+pub fn start(
+    command: &VmCommand,
+    disk_lock: Option<&File>,
+    console: Console,
+) -> Result<Result<(), Stop>> {
     if let Some(lock) = disk_lock {
         let flags = fcntl_getfd(lock).context("could not read the disk lock's flags")?;
         fcntl_setfd(lock, flags - FdFlags::CLOEXEC)
@@ -62,9 +61,10 @@ pub fn start(command: &VmCommand, disk_lock: Option<&File>, console: Console) ->
         .with_context(|| format!("could not run {}", command.program));
     drop(saved);
     let status = status?;
-    Ok(match signals::received() {
-        Some(signal) => Ended::Signalled(signal),
-        None => Ended::Exited(nix::exit_code(&status)),
+    Ok(match (signals::received(), Stop::of(status)) {
+        (Some(signal), _) => Err(Stop::Signal(signal)),
+        (None, Some(stop)) => Err(stop),
+        (None, None) => Ok(()),
     })
 }
 
@@ -76,7 +76,7 @@ pub fn failure_hint(status: u8, disk_image: Option<&Utf8Path>) -> String {
     if let Some(image) = disk_image {
         hint.push_str(&format!(
             "; if it is about the disk image, check it with `qemu-img check {}`, or run with --ephemeral",
-            crate::shell::quote(image.as_str())
+            crate::sh::quote(image.as_str())
         ));
     }
     hint

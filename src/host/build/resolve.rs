@@ -18,7 +18,8 @@
 use anyhow::{bail, Result};
 use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
 
-use super::settings::{absolute, Config};
+use crate::host::settings::path::absolute;
+use crate::host::settings::Config;
 use crate::schema::manifest::MANIFEST_PATH;
 
 /// The attribute used when a flake reference names none.
@@ -38,6 +39,24 @@ const FLAKE_SCHEMES: &[&str] = &[
     "http://",
     "https://",
 ];
+
+/// A stable text naming a configuration (a module file, a flake
+/// attribute, a build result), from [`Installable::identity`]: what its
+/// per-configuration state (the disk image) is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity(String);
+
+impl Identity {
+    /// An identity of this text (tests name one by hand).
+    #[cfg(test)]
+    pub fn new(text: &str) -> Identity {
+        Identity(text.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// What to build.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,35 +192,30 @@ fn relative_path(from: &Utf8Path, to: &Utf8Path) -> Utf8PathBuf {
 }
 
 impl Installable {
-    /// The flake installable tried first: a configuration that already
-    /// includes the module (e.g. made by `lib.mkVm`) builds from here, pure
-    /// and eval-cached. `None` for a file.
-    pub fn attribute_installable(&self, cwd: &Utf8Path) -> Option<NixFlakeRef> {
-        match self {
-            Installable::File { .. } | Installable::Built { .. } => None,
-            Installable::Flake { flake, name, .. } => {
-                let nix = flake.for_nix(cwd);
-                Some(NixFlakeRef {
-                    reference: format!(
-                        "{}#nixosConfigurations.{name}.config.system.build.nixos-shell",
-                        nix.reference
-                    ),
-                    cwd: nix.cwd,
-                })
-            }
-        }
-    }
-
-    /// A stable text naming this configuration, for per-configuration state:
-    /// the same for every spelling of one local flake.
-    pub fn identity(&self) -> String {
-        match self {
+    /// What names this configuration for per-configuration state: the
+    /// same for every spelling of one local flake.
+    pub fn identity(&self) -> Identity {
+        Identity(match self {
             Installable::File { path } => format!("file:{path}"),
             // The path as given, not where it points: `./result` keeps its
             // disk image across rebuilds.
             Installable::Built { path } => format!("built:{path}"),
             Installable::Flake { flake, name, .. } => format!("{}#{name}", flake.display()),
-        }
+        })
+    }
+}
+
+/// The flake installable tried first for `name`: a configuration that
+/// already includes the module (e.g. made by `lib.mkVm`) builds from here,
+/// pure and eval-cached.
+pub fn attribute(flake: &FlakeRef, name: &str, cwd: &Utf8Path) -> NixFlakeRef {
+    let nix = flake.for_nix(cwd);
+    NixFlakeRef {
+        reference: format!(
+            "{}#nixosConfigurations.{name}.config.system.build.nixos-shell",
+            nix.reference
+        ),
+        cwd: nix.cwd,
     }
 }
 
@@ -455,8 +469,11 @@ mod tests {
             url("git+https://x.org/r.git?ref=main", "vm")
         );
         assert_eq!(given("nixpkgs#x", cwd).unwrap(), url("nixpkgs", "x"));
+        let Installable::Flake { flake, name, .. } = local(cwd, "vm") else {
+            unreachable!("a flake")
+        };
         assert_eq!(
-            local(cwd, "vm").attribute_installable(cwd).unwrap(),
+            attribute(&flake, &name, cwd),
             NixFlakeRef {
                 reference: format!("{cwd}#nixosConfigurations.vm.config.system.build.nixos-shell"),
                 cwd: None
@@ -491,7 +508,7 @@ mod tests {
             "path:.".to_owned(),
         ]
         .iter()
-        .map(|config| given(config, cwd).unwrap().identity())
+        .map(|config| given(config, cwd).unwrap().identity().as_str().to_owned())
         .collect();
         assert!(
             identities.iter().all(|i| *i == format!("{cwd}#vm")),

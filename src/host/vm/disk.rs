@@ -1,10 +1,10 @@
-//! Which root disk image the VM gets (`NIX_DISK_IMAGE`).
+//! Which root disk image the VM gets (`NIX_DISK_IMAGE`), from the command
+//! line's [`DiskChoice`] and the manifest:
 //!
 //! - `--ephemeral`: an image in the private temp dir, deleted afterwards;
 //! - `--disk PATH`: that image;
-//! - the user's `NIX_DISK_IMAGE`: left alone. Together with one of those
-//!   flags it is refused ([`refuse_conflict`]): both choose the image, and
-//!   silently ignoring either would surprise the one who set it;
+//! - the user's `NIX_DISK_IMAGE`: left alone (with one of those flags it
+//!   was refused already: `settings`);
 //! - the manifest's `diskImage` is null (tmpfs root): nothing;
 //! - it is relative (NixOS's default `./<name>.qcow2`): one image per
 //!   configuration under `${XDG_STATE_HOME:-~/.local/state}/nixos-shell/`,
@@ -21,6 +21,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
+use crate::host::build::Identity;
+use crate::host::settings::disk::DiskChoice;
+use crate::host::settings::DISK_IMAGE_ENV;
+
 /// The choice, before any file is touched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskPlan {
@@ -35,68 +39,21 @@ pub enum DiskPlan {
     State,
 }
 
-/// The variable through which the user (and nixos-shell) chooses the image.
-const ENV: &str = "NIX_DISK_IMAGE";
-
-/// The disk flag given, if any: `--ephemeral` or `--disk`.
-fn disk_flag(ephemeral: bool, disk: Option<&Utf8Path>) -> Option<&'static str> {
-    if ephemeral {
-        Some("--ephemeral")
-    } else {
-        disk.map(|_| "--disk")
-    }
-}
-
-/// Refuses `--ephemeral` or `--disk` when `NIX_DISK_IMAGE` is set too; run
-/// before anything is built or created.
-pub fn refuse_conflict(
-    env: &BTreeMap<String, String>,
-    ephemeral: bool,
-    disk: Option<&Utf8Path>,
-) -> Result<()> {
-    match disk_flag(ephemeral, disk) {
-        Some(flag) if env.contains_key(ENV) => {
-            bail!("{flag} and {ENV} both choose the disk image; drop one")
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Refuses `--ephemeral` or `--disk` for a VM that has no disk image at all
-/// (`virtualisation.diskImage = null`, a tmpfs root): the flag would be
-/// silently ignored.
-pub fn refuse_without_image(
-    manifest_image: Option<&str>,
-    ephemeral: bool,
-    disk: Option<&Utf8Path>,
-) -> Result<()> {
-    match disk_flag(ephemeral, disk) {
-        Some(flag) if manifest_image.is_none() => bail!(
-            "{flag} chooses a disk image, but this VM has none (virtualisation.diskImage = null: its root is a tmpfs); drop {flag}"
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// Decides the disk image; pure. A flag wins over `NIX_DISK_IMAGE`, but
-/// [`refuse_conflict`] has refused that combination already.
+/// Decides the disk image; pure. A flag wins over `NIX_DISK_IMAGE` (the two
+/// together were refused).
 pub fn plan(
     env: &BTreeMap<String, String>,
-    ephemeral: bool,
-    disk: Option<&Utf8Path>,
+    choice: &DiskChoice,
     manifest_image: Option<&str>,
 ) -> DiskPlan {
-    if ephemeral {
-        DiskPlan::Ephemeral
-    } else if let Some(disk) = disk {
-        DiskPlan::Given(disk.to_owned())
-    } else if env.contains_key(ENV) {
-        DiskPlan::LeaveAlone
-    } else {
-        match manifest_image {
+    match choice {
+        DiskChoice::Ephemeral => DiskPlan::Ephemeral,
+        DiskChoice::Given(disk) => DiskPlan::Given(disk.path.clone()),
+        DiskChoice::Default if env.contains_key(DISK_IMAGE_ENV) => DiskPlan::LeaveAlone,
+        DiskChoice::Default => match manifest_image {
             Some(image) if !image.starts_with('/') => DiskPlan::State,
             _ => DiskPlan::LeaveAlone,
-        }
+        },
     }
 }
 
@@ -118,21 +75,25 @@ impl Disk {
 
 /// Chooses the disk image of a VM whose manifest names `manifest_image`
 /// (`name` is its `system.name`, `identity` that of its configuration):
-/// the refusals, then [`plan`], then the files it needs (the state image's
-/// lock, a `--disk`'s directory). `ephemeral` is where a throwaway image
-/// goes.
+/// [`plan`], then the files it needs (the state image's lock, a `--disk`'s
+/// directory). `ephemeral` is where a throwaway image goes. A flag that
+/// chooses an image for a VM without one (a tmpfs root) is refused: it
+/// would be silently ignored.
 pub fn choose(
     env: &BTreeMap<String, String>,
-    flags: (bool, Option<&Utf8Path>),
+    choice: &DiskChoice,
     manifest_image: Option<&str>,
     name: &str,
-    identity: &str,
+    identity: &Identity,
     ephemeral: Utf8PathBuf,
 ) -> Result<Disk> {
-    let (ephemeral_flag, disk) = flags;
-    refuse_without_image(manifest_image, ephemeral_flag, disk)?;
+    if let Some(flag) = choice.flag().filter(|_| manifest_image.is_none()) {
+        bail!(
+            "{flag} chooses a disk image, but this VM has none (virtualisation.diskImage = null: its root is a tmpfs); drop {flag}"
+        );
+    }
     let unlocked = |image| Disk { image, lock: None };
-    match plan(env, ephemeral_flag, disk, manifest_image) {
+    match plan(env, choice, manifest_image) {
         DiskPlan::LeaveAlone => Ok(unlocked(None)),
         DiskPlan::Ephemeral => Ok(unlocked(Some(ephemeral))),
         DiskPlan::Given(path) => {
@@ -175,8 +136,11 @@ pub fn state_dir(env: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
 
 /// `<name>-<hash of identity>.qcow2`: readable, and distinct for two
 /// configurations that share `system.name`.
-pub fn state_image_name(name: &str, identity: &str) -> String {
-    format!("{name}-{:016x}.qcow2", fnv1a64(identity.as_bytes()))
+pub fn state_image_name(name: &str, identity: &Identity) -> String {
+    format!(
+        "{name}-{:016x}.qcow2",
+        fnv1a64(identity.as_str().as_bytes())
+    )
 }
 
 /// 64-bit FNV-1a: tiny and stable across releases (std's hasher is not).
@@ -210,49 +174,57 @@ pub fn try_lock(image: &Utf8Path) -> Result<Option<File>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::settings::disk::DiskFlag;
     use crate::host::test_data::env;
 
     #[test]
-    fn plans() {
+    fn a_flag_chooses_the_image() {
+        let rel = Some("./nixos.qcow2");
+        let given = DiskChoice::Given(DiskFlag {
+            spec: "/d".to_owned(),
+            path: "/d".into(),
+        });
+        assert_eq!(
+            plan(&env(&[]), &DiskChoice::Ephemeral, rel),
+            DiskPlan::Ephemeral
+        );
+        assert_eq!(plan(&env(&[]), &given, None), DiskPlan::Given("/d".into()));
+    }
+
+    #[test]
+    fn without_a_flag_the_users_image_the_state_directory_or_the_scripts_own() {
         let none = env(&[]);
         let user = env(&[("NIX_DISK_IMAGE", "/mine.qcow2")]);
         let rel = Some("./nixos.qcow2");
-        assert_eq!(plan(&user, false, None, rel), DiskPlan::LeaveAlone);
-        assert_eq!(plan(&user, false, None, None), DiskPlan::LeaveAlone);
+        assert_eq!(plan(&user, &DiskChoice::Default, rel), DiskPlan::LeaveAlone);
         assert_eq!(
-            plan(&none, true, Some("/d".into()), rel),
-            DiskPlan::Ephemeral
+            plan(&user, &DiskChoice::Default, None),
+            DiskPlan::LeaveAlone
         );
         assert_eq!(
-            plan(&none, false, Some("/d".into()), None),
-            DiskPlan::Given("/d".into())
+            plan(&none, &DiskChoice::Default, None),
+            DiskPlan::LeaveAlone
         );
-        assert_eq!(plan(&none, false, None, None), DiskPlan::LeaveAlone);
-        assert_eq!(plan(&none, false, None, rel), DiskPlan::State);
+        assert_eq!(plan(&none, &DiskChoice::Default, rel), DiskPlan::State);
         assert_eq!(
-            plan(&none, false, None, Some("/var/x.qcow2")),
+            plan(&none, &DiskChoice::Default, Some("/var/x.qcow2")),
             DiskPlan::LeaveAlone
         );
     }
 
     #[test]
-    fn a_flag_beside_nix_disk_image_is_refused() {
-        let none = env(&[]);
-        let user = env(&[("NIX_DISK_IMAGE", "/mine.qcow2")]);
-        let message = |ephemeral, disk: Option<&str>| {
-            refuse_conflict(&user, ephemeral, disk.map(Utf8Path::new)).map_err(|e| format!("{e:#}"))
-        };
-        assert_eq!(
-            message(true, None),
-            Err("--ephemeral and NIX_DISK_IMAGE both choose the disk image; drop one".to_owned())
-        );
-        assert_eq!(
-            message(false, Some("/d")),
-            Err("--disk and NIX_DISK_IMAGE both choose the disk image; drop one".to_owned())
-        );
-        assert!(message(false, None).is_ok());
-        assert!(refuse_conflict(&none, true, None).is_ok());
-        assert!(refuse_conflict(&none, false, Some("/d".into())).is_ok());
+    fn a_flag_for_a_vm_without_an_image_is_refused() {
+        let err = choose(
+            &env(&[]),
+            &DiskChoice::Ephemeral,
+            None,
+            "n",
+            &Identity::new("i"),
+            "/e".into(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}")
+            .starts_with("--ephemeral chooses a disk image, but this VM has none"));
     }
 
     #[test]
@@ -269,10 +241,13 @@ mod tests {
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(
-            state_image_name("nixos", "/p#vm"),
+            state_image_name("nixos", &Identity::new("/p#vm")),
             format!("nixos-{:016x}.qcow2", fnv1a64(b"/p#vm"))
         );
-        assert_ne!(state_image_name("n", "/p#a"), state_image_name("n", "/p#b"));
+        assert_ne!(
+            state_image_name("n", &Identity::new("/p#a")),
+            state_image_name("n", &Identity::new("/p#b"))
+        );
     }
 
     #[test]
