@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
+use nixos_shell_test_support::bench::stats::ratios;
 use nixos_shell_test_support::fs::{on_path, write_executable};
-use nixos_shell_test_support::shell::quote;
-use nixos_shell_test_support::stats::ratios;
+use nixos_shell_test_support::sh::quote;
 use nixos_shell_test_support::vm::{Console, Era};
 use nixos_shell_test_support::vm_fixture::{self, Fixture};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use nixos_shell_test_support::fs::on_path;
 use nixos_shell_test_support::nix::NIX_CONF;
-use nixos_shell_test_support::shell::quote;
+use nixos_shell_test_support::sh::quote;
 
 /// The nix commands the wrapper stands in for: `nix` and the legacy ones a
 /// script might call instead.

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use nixos_shell_test_support::dry_run;
-use nixos_shell_test_support::stats::{differences, summarize};
+use nixos_shell_test_support::bench::dry_run;
+use nixos_shell_test_support::bench::stats::{differences, summarize};
 
 use crate::table::{Outcome, Row, Unit};
 use crate::{failed_rows, guarded, measure, Bench, Flakes, Tool};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use nixos_shell_test_support::stats::ratios;
+use nixos_shell_test_support::bench::stats::ratios;
 use nixos_shell_test_support::vm::{Console, Era, Permit};
 use nixos_shell_test_support::vm_fixture::{Fixture, ShareOptions, Shares};
 

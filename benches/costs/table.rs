@@ -1,7 +1,7 @@
 //! The markdown table the benchmark prints: one row per figure, with its
 //! median, min, max, number of runs, and the goal it is held to.
 
-use nixos_shell_test_support::stats::{summarize, Summary};
+use nixos_shell_test_support::bench::stats::{summarize, Summary};
 
 /// How a figure's numbers read.
 #[derive(Debug, Clone, Copy, PartialEq)]

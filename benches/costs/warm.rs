@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use nixos_shell_test_support::stats::ratios;
+use nixos_shell_test_support::bench::stats::ratios;
 
 use crate::table::{Outcome, Row, Unit};
 use crate::{guarded, measure, Bench, Flakes, Tool, OVERRIDES};

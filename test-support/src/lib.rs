@@ -13,24 +13,22 @@
 //!   in both eras of its shares, a console on a pseudo-terminal, VM slots.
 //! - [`vm_fixture`]: the fixture flake the CLI-driven VM tests and the boot
 //!   figures of the benchmark start.
-//! - [`shell`], `template`, [`fs`]: quoting and splitting `sh` words,
-//!   `@name@` templates for the `.sh` files, and small file helpers.
+//! - [`sh`], `template`, [`fs`]: quoting and splitting `sh` words,
+//!   `@name@` templates for the fixtures' `.sh` and `.nix` files, and small file helpers.
 //! - [`strace`]: which sleeps nixos-shell's own processes make.
-//! - [`stats`] and [`dry_run`]: the benchmark's pure helpers, here so that
-//!   `cargo test --workspace` runs their tests (a `harness = false` bench
-//!   cannot).
+//! - [`bench`]: the benchmark's pure helpers (statistics, reading
+//!   `--dry-run`), apart from the fixtures.
 //!
 //! Everything fails the test (panics) on a missing tool, with a message that
 //! says how to install it; nothing is skipped.
 
-pub mod dry_run;
+pub mod bench;
 pub mod fs;
 pub mod nix;
 pub mod nix_fixture;
 pub mod our_flake;
-pub mod shell;
+pub mod sh;
 pub mod standin;
-pub mod stats;
 pub mod strace;
 mod template;
 pub mod vm;

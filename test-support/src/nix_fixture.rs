@@ -35,104 +35,20 @@ use std::process::{Command, Output};
 
 use crate::fs::{copy_dir, write_executable};
 use crate::nix::{host_system, offline_config, real_nix};
-use crate::shell::quote;
+use crate::sh::quote;
 use crate::template::fill;
 use crate::Paths;
 
-const NIXOS: &str = r#"# Fixture <nixpkgs/nixos>: modules are paths, functions or attrsets with
-# `imports`; their results are merged recursively, later ones winning.
-{ configuration ? { }, modules ? [ ], system ? builtins.currentSystem }:
-let
-  pkgs = { path = ../.; inherit system; };
-  recursiveUpdate = a: b:
-    a // builtins.mapAttrs (n: v:
-      if builtins.isAttrs v && !(v ? outPath) && a ? ${n} && builtins.isAttrs a.${n}
-      then recursiveUpdate a.${n} v else v) b;
-  defaults = {
-    system.name = "nixos";
-    fixture = {
-      mountHome = true;
-      mountNixProfile = true;
-      diskImage = "./${config.system.name}.qcow2";
-      extraMounts = [ ];
-      inheritPath = true;
-      runScript = true;
-      fail = false;
-      preBuild = "";
-      cache = "loose";
-      msize = 16384;
-      memoryBackend = null;
-    };
-  };
-  load = m:
-    let f = if builtins.isPath m || builtins.isString m then import m else m;
-    in if builtins.isFunction f then f { inherit config pkgs; lib = { }; } else f;
-  collect = ms: builtins.concatLists (map (m:
-    let v = load m;
-    in [ (builtins.removeAttrs v [ "imports" ]) ] ++ collect (v.imports or [ ])) ms);
-  config = builtins.foldl' recursiveUpdate defaults (collect ([ configuration ] ++ modules));
-in
-{
-  inherit config pkgs;
-  extendModules = args: import ./. {
-    inherit configuration system;
-    modules = modules ++ (args.modules or [ ]);
-  };
-}
-"#;
+const NIXOS: &str = include_str!("nix_fixture/nixos.nix");
 
-const MODULE: &str = r#"# Fixture nixos-shell module: system.build.nixos-shell = run script + manifest.
-{ config, pkgs, ... }:
-let
-  cfg = config.fixture;
-  name = config.system.name;
-  manifest = builtins.toFile "manifest.json" (builtins.toJSON {
-    version = 2;
-    inherit name;
-    system = pkgs.system;
-    memoryBackend = cfg.memoryBackend;
-    diskImage = cfg.diskImage;
-    inheritPath = cfg.inheritPath;
-    mounts = {
-      mountHome = cfg.mountHome;
-      mountHomeReadOnly = false;
-      mountNixProfile = cfg.mountNixProfile;
-      cache = cfg.cache;
-      msize = cfg.msize;
-      extraMounts = cfg.extraMounts;
-    };
-  });
-in
-{
-  system.build.nixos-shell = builtins.derivation {
-    name = "nixos-shell-${name}";
-    system = pkgs.system;
-    builder = "/bin/sh";
-    args = [ "-c" ''
-      PATH=/usr/bin:/bin
-      ${cfg.preBuild}
-      ${if cfg.fail then "echo 'fixture build failed on purpose' >&2; exit 3" else ""}
-      mkdir -p $out/bin $out/share/nixos-shell
-      cp ${manifest} $out/share/nixos-shell/manifest.json
-      ${if cfg.runScript then ''
-        cp ${../run-vm} $out/bin/run-${name}-vm
-        chmod +x $out/bin/run-${name}-vm
-      '' else ""}
-    '' ];
-  };
-}
-"#;
+const MODULE: &str = include_str!("nix_fixture/module.nix");
 
 const RECORDING_RUN_SCRIPT: &str = include_str!("nix_fixture/run-vm.sh");
 const NIX_WRAPPER: &str = include_str!("nix_fixture/nix.sh");
 
-/// The prelude of every fixture flake's outputs.
-const FLAKE_PRELUDE: &str = r#"
-      nixos = import ./fixture/nixpkgs/nixos;
-      shellModule = ./fixture/module;
-      mkVm = { modules ? [ ] }: nixos { inherit system; modules = modules ++ [ shellModule ]; };
-      system = "SYSTEM";
-"#;
+/// Every fixture flake: its outputs in scope of `nixos`, `shellModule`,
+/// `mkVm` and `system`.
+const FLAKE: &str = include_str!("nix_fixture/flake.nix.in");
 
 pub struct NixFixture {
     _dir: tempfile::TempDir,
@@ -250,12 +166,10 @@ impl NixFixture {
     }
 
     /// Writes `work/<dir>/flake.nix` (dir "" = work) with the given outputs
-    /// body, in scope of the prelude (`nixos`, `shellModule`, `mkVm`,
+    /// body, in scope of the fixture flake's (`nixos`, `shellModule`, `mkVm`,
     /// `system`), and the fixture tree beside it.
     pub fn flake_in(&self, dir: &str, outputs: &str) -> PathBuf {
-        let prelude = FLAKE_PRELUDE.replace("SYSTEM", &host_system());
-        let text =
-            format!("{{\n  outputs = {{ self }}:\n    let\n{prelude}    in\n    {outputs};\n}}\n");
+        let text = fill(FLAKE, &[("system", &host_system()), ("outputs", outputs)]);
         if !dir.is_empty() {
             copy_dir(
                 &self.work().join("fixture"),

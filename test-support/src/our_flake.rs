@@ -116,6 +116,22 @@ impl OurFlake {
         output
     }
 
+    /// `nix eval --json` of the flake's `attribute` with `apply` applied:
+    /// its value.
+    pub fn eval_json<T: serde::de::DeserializeOwned>(&self, attribute: &str, apply: &str) -> T {
+        let out = self.nix_ok(
+            &[
+                "eval",
+                "--json",
+                &format!("path:{}#{attribute}", self.flake.display()),
+                "--apply",
+                apply,
+            ],
+            &self.root,
+        );
+        serde_json::from_slice(&out.stdout).expect("nix eval printed JSON")
+    }
+
     /// A newcomer's project directory, named `name` under this world,
     /// made as README says: `nix flake init -t`, then the input pointed at
     /// the checkout.

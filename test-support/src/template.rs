@@ -1,6 +1,7 @@
-//! The fixtures' shell text lives in `.sh` files beside the code, with
-//! `@name@` placeholders (the syntax of nixpkgs' `substituteAll`) that
-//! [`fill`] replaces, so a reader sees each script as the shell will.
+//! The fixtures' shell and Nix text lives in `.sh` and `.nix` files beside
+//! the code, with `@name@` placeholders (the syntax of nixpkgs'
+//! `substituteAll`) that [`fill`] replaces, so a reader sees each file as
+//! the shell or nix will.
 
 /// `template` with every `@name@` replaced by its value, in one pass (a
 /// value is never searched for placeholders). Panics on a placeholder that

@@ -22,6 +22,7 @@ use std::process::Command;
 
 use crate::nix_fixture::NixFixture;
 use crate::our_flake::OurFlake;
+use crate::template::fill;
 use crate::vm::{self, Console, Era, Permit, Piped, RunScript};
 use crate::Paths;
 
@@ -148,35 +149,19 @@ impl Fixture {
             .protocol
             .map(|p| format!("protocol = \"{}\";", p.name()))
             .unwrap_or_default();
+        let memory = vm::MEMORY_MIB.to_string();
         fixture.nix.write(
             "flake.nix",
-            &format!(
-                r#"{{
-  inputs.nixos-shell.url = {flake};
-  outputs = {{ nixos-shell, ... }}: {{
-    nixosConfigurations.vm = nixos-shell.lib.mkVm {{
-      modules = [ {{
-        system.name = "vm";
-        # The harness' memory: the run script's -m and, in the virtiofs
-        # era, its memory backend's size.
-        virtualisation.memorySize = {memory};
-        nixos-shell.mounts = {{
-          mountNixProfile = false;
-          cache = "{cache}";
-          {protocol}
-          extraMounts."{DATA_GUEST_PATH}" = {{
-            target = {data};
-            cache = "loose";
-            readOnly = true;
-          }};
-        }};
-      }} ];
-    }};
-  }};
-}}
-"#,
-                memory = vm::MEMORY_MIB,
-                cache = shares.cache,
+            &fill(
+                FLAKE,
+                &[
+                    ("flake", &flake.to_string()),
+                    ("memory", &memory),
+                    ("cache", shares.cache),
+                    ("protocol", &protocol),
+                    ("data_guest_path", DATA_GUEST_PATH),
+                    ("data", &data),
+                ],
             ),
         );
         fixture
@@ -256,6 +241,9 @@ impl Fixture {
         assert!(left.is_empty(), "virtiofsd outlived the VM: {left:?}");
     }
 }
+
+/// The fixture flake, `@name@`-templated.
+const FLAKE: &str = include_str!("vm_fixture/flake.nix.in");
 
 /// Where [`Fixture::for_another_user`] puts what another user must read.
 const USER_ASSETS: &str = "vm-assets";

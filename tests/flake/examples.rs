@@ -34,18 +34,10 @@ fn every_example_builds_its_nixos_shell_in_both_eras() {
             |name: &str| format!("nixosConfigurations.{name}.config.system.build.nixos-shell");
         // Where each one's run script runs: a darwin host's cannot be built
         // on this machine, only evaluated.
-        let systems = world.nix_ok(
-            &[
-                "eval",
-                "--json",
-                &format!("path:{}#nixosConfigurations", world.flake.display()),
-                "--apply",
-                "builtins.mapAttrs (_: c: c.config.virtualisation.host.pkgs.stdenv.hostPlatform.system)",
-            ],
-            &world.root,
+        let systems: std::collections::BTreeMap<String, String> = world.eval_json(
+            "nixosConfigurations",
+            "builtins.mapAttrs (_: c: c.config.virtualisation.host.pkgs.stdenv.hostPlatform.system)",
         );
-        let systems: std::collections::BTreeMap<String, String> =
-            serde_json::from_slice(&systems.stdout).expect("nix eval printed JSON");
         assert_eq!(
             systems.keys().cloned().collect::<Vec<_>>(),
             names,

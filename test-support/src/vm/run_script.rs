@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use super::assets::assets;
 use super::virtiofsd::virtiofsd;
 use crate::fs::write_executable;
-use crate::shell::quote;
+use crate::sh::quote;
 use crate::template::fill;
 use crate::Paths;
 

@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::shell::split;
+use crate::sh::split;
 
 /// The argv of the `nix build` command among the lines `nixos-shell
 /// --dry-run` printed: the first line whose first word (after any
