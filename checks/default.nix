@@ -1,5 +1,9 @@
-# The flake's checks, one file per test. NixOS builds and VM tests run on
-# Linux only; a darwin host gets the package and the evaluation tests.
+# The flake's checks, discovered: each .nix file of every-platform/ is a
+# check on every host, each of linux/ one on Linux hosts only (NixOS builds
+# and VM tests), named after its file; examples.nix adds one check per
+# example. A check file is a function of { self, pkgs, ... }. Helpers the
+# checks import live in lib/, their data beside them in a folder of the
+# check's name; neither is discovered.
 {
   self,
   pkgs,
@@ -10,18 +14,19 @@ let
   args = {
     inherit self pkgs;
   };
+  # The checks of dir: one per .nix file, named after it.
+  discover =
+    dir:
+    let
+      files = lib.filterAttrs (file: type: type == "regular" && lib.hasSuffix ".nix" file) (
+        builtins.readDir dir
+      );
+    in
+    lib.mapAttrs' (
+      file: _: lib.nameValuePair (lib.removeSuffix ".nix" file) (import (dir + "/${file}") args)
+    ) files;
 in
-{
-  package = self.packages.${stdenv.hostPlatform.system}.nixos-shell;
-  eval = import ./eval.nix args;
-  formatting = import ./formatting.nix args;
-}
+discover ./every-platform
 // lib.optionalAttrs stdenv.hostPlatform.isLinux (
-  {
-    vm = import ./vm.nix args;
-    vm-command = import ./vm-command.nix args;
-    cli = import ./cli.nix args;
-    manifest = import ./manifest.nix args;
-  }
-  // import ./examples.nix (args // { inherit examples; })
+  discover ./linux // import ./examples.nix (args // { inherit examples; })
 )

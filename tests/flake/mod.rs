@@ -5,6 +5,7 @@
 //! `system.build.nixos-shell`; and flakes in the shapes users wrote for
 //! the original nixos-shell.
 
+mod checks;
 mod examples;
 mod newcomer;
 mod users;

@@ -21,9 +21,9 @@ fn built_manifest(era: Era, module: &str) -> Manifest {
 }
 
 /// The configuration whose manifest is known in advance, and that
-/// manifest: the same pair `nix flake check` compares (checks/manifest.nix).
+/// manifest: the same pair `nix flake check` compares (checks/linux/manifest.nix).
 fn known() -> (String, Manifest) {
-    let checks = PATHS.checkout().join("checks/manifest");
+    let checks = PATHS.checkout().join("checks/linux/manifest");
     let expected = std::fs::read_to_string(checks.join("expected.json")).expect("expected.json");
     let expected = serde_json::from_str(&expected).expect("expected.json is a manifest");
     (

@@ -2,7 +2,7 @@
 # check: evaluating this derivation runs them; a failing one throws.
 { pkgs, ... }:
 let
-  results = import ./eval;
+  results = import ../eval;
   failed = builtins.filter (name: results.${name} != true) (builtins.attrNames results);
 in
 assert failed == [ ] || throw "nixos-shell: evaluation tests failed: ${toString failed}";

@@ -4,14 +4,14 @@
 # (home at the host's path, a read-only extra mount, root's keys, the login
 # shell's cwd and TERM); then an ssh login as root with the injected key
 # through a forwarded port.
-# The test script plays the CLI (see test-node.nix).
+# The test script plays the CLI (see ../lib/test-node.nix).
 {
   self,
   pkgs,
 }:
 let
   inherit (pkgs) lib;
-  inherit (import ../nixosModules/nixos-shell/lib.nix) mountTag;
+  inherit (import ../../nixosModules/nixos-shell/lib.nix) mountTag;
 
   # The host user's key pair; the public half goes into the host facts.
   sshKeys = pkgs.runCommand "nixos-shell-test-keys" { nativeBuildInputs = [ pkgs.openssh ]; } ''
@@ -29,7 +29,7 @@ pkgs.testers.runNixOSTest {
 
   nodes.machine = {
     imports = [
-      (import ./test-node.nix {
+      (import ../lib/test-node.nix {
         inherit self;
         # The tag the module derives; the facts below take the module's
         # option, so a mismatch fails the mount.

@@ -1,5 +1,5 @@
 # The configuration whose manifest is known in advance (expected.json):
-# shares of every kind, as `checks/manifest.nix` (nix flake check) and the
+# shares of every kind, as `checks/linux/manifest.nix` (nix flake check) and the
 # cargo tests (tests/module/manifest.rs, with a stand-in nixpkgs) build it.
 {
   system.name = "dev";

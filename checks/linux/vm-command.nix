@@ -12,7 +12,7 @@ in
 pkgs.testers.runNixOSTest {
   name = "nixos-shell-command";
 
-  nodes.machine = import ./test-node.nix { inherit self; };
+  nodes.machine = import ../lib/test-node.nix { inherit self; };
 
   testScript =
     { nodes, ... }:
