@@ -133,7 +133,7 @@ pub enum Protocol {
 }
 
 /// A 9p cache mode (see the kernel's `Documentation/filesystems/9p.rst`);
-/// over virtiofs it picks virtiofsd's `--cache` (see `host::virtiofs`).
+/// over virtiofs it picks virtiofsd's `--cache` (see `host::shares::virtiofs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
@@ -144,6 +144,15 @@ pub enum CacheMode {
 }
 
 impl CacheMode {
+    /// Every mode, as the module's option type lists them (a test holds the
+    /// two lists equal).
+    pub const ALL: [CacheMode; 4] = [
+        CacheMode::None,
+        CacheMode::Loose,
+        CacheMode::Fscache,
+        CacheMode::Mmap,
+    ];
+
     /// The value of the 9p `cache=` mount option.
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
     pub fn as_mount_option(self) -> &'static str {

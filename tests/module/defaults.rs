@@ -342,6 +342,26 @@ fn the_module_reads_the_guest_paths_the_guest_role_writes() {
     );
 }
 
+/// The cache modes are written once on each side: the module's option type
+/// (what a user may set) and the schema's `CacheMode` (what the CLI reads
+/// from the manifest) must be the same list, for the default and for each
+/// extra mount.
+#[test]
+fn the_cache_modes_the_module_accepts_are_the_ones_the_schema_reads() {
+    use nixos_shell::schema::manifest::CacheMode;
+    let (_dir, standin) = standin(Era::NineP);
+    // nixpkgs' lib/types.nix: an enum's values are its functor's payload,
+    // a list before lib moved them into `payload.values`.
+    let expr = "let values = option: option.type.functor.payload.values or option.type.functor.payload; in {
+          default = values options.nixos-shell.mounts.cache;
+          extra = values (options.nixos-shell.mounts.extraMounts.type.getSubOptions [ ]).cache;
+        }";
+    let got = standin.eval("{ }", expr).unwrap();
+    let schema = serde_json::to_value(CacheMode::ALL).unwrap();
+    assert_eq!(got["default"], schema);
+    assert_eq!(got["extra"], schema);
+}
+
 /// Users of the original nixos-shell, whose evaluation was always impure,
 /// compute extra mounts from the environment (`builtins.getEnv "PWD"`,
 /// `"TERMINFO"`); a pure evaluation gives "" instead. That is refused with
