@@ -1,10 +1,10 @@
 //! What the run script receives (arguments, environment, host facts), exit
 //! statuses, out-links, the disk image, --build-only and --dry-run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::assert_one_line_error;
-use crate::support::nix_fixture::{stdout, NixFixture};
+use crate::support::nix_fixture::{stdout, NixFixture, Record};
 use crate::PATHS;
 
 fn mkvm(config: &str) -> String {
@@ -41,8 +41,16 @@ fn stdio_ports(root: &Path) -> Vec<String> {
     args
 }
 
-#[test]
-fn the_run_script_gets_the_documented_arguments_and_environment() {
+/// A run with every flag that reaches the run script, under the QEMU
+/// variables a user may have set; what the recording run script saw.
+struct FullRun {
+    fx: NixFixture,
+    record: Record,
+    /// The session's private directory, gone once the run is over.
+    root: PathBuf,
+}
+
+fn full_run() -> FullRun {
     let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "box"; }"#));
     std::fs::create_dir(fx.work().join("data")).unwrap();
@@ -73,6 +81,12 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
     let record = fx.record();
     let root = record.session_root();
     assert!(root.starts_with(fx.tmp()), "{root:?}");
+    FullRun { fx, record, root }
+}
+
+#[test]
+fn the_flags_reach_the_run_script_as_its_documented_arguments() {
+    let FullRun { fx, record, root } = full_run();
     let home = fx.home();
     let data = fx.work().join("data");
     assert_eq!(
@@ -100,6 +114,11 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
         .chain(["-snapshot".to_owned(), "-name".to_owned(), "x y".to_owned()])
         .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn the_users_qemu_variables_are_kept_and_forwards_appended() {
+    let FullRun { record, root, .. } = full_run();
     let env = &record.env;
     assert_eq!(env["QEMU_OPTS"], "-nographic");
     assert_eq!(env["QEMU_KERNEL_PARAMS"], "quiet");
@@ -110,9 +129,14 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
     assert_eq!(Path::new(&env["TMPDIR"]), root.join("tmp"));
     assert_eq!(env["USE_TMPDIR"], "1");
     assert!(!env.contains_key("SHARED_DIR"));
-    let image = Path::new(&env["NIX_DISK_IMAGE"]);
+}
+
+#[test]
+fn the_run_script_runs_in_the_cwd_with_the_configurations_disk_image() {
+    let FullRun { fx, record, .. } = full_run();
+    let image = Path::new(&record.env["NIX_DISK_IMAGE"]);
     assert!(
-        image.starts_with(home.join(".local/state/nixos-shell")),
+        image.starts_with(fx.home().join(".local/state/nixos-shell")),
         "{image:?}"
     );
     assert!(image
@@ -122,11 +146,15 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
         .unwrap()
         .starts_with("box-"));
     assert_eq!(record.cwd, fx.work().display().to_string());
+}
 
+#[test]
+fn the_host_facts_carry_the_user_the_command_and_the_mounts() {
+    let FullRun { fx, record, .. } = full_run();
     let facts = record.facts.expect("facts.json in the session share");
     assert_eq!(facts["version"], 1);
     assert_eq!(facts["user"], "tester");
-    assert_eq!(facts["home"], home.display().to_string());
+    assert_eq!(facts["home"], fx.home().display().to_string());
     assert_eq!(facts["cwd"], fx.work().display().to_string());
     assert_eq!(facts["term"], "xterm-test");
     assert_eq!(
@@ -145,8 +173,12 @@ fn the_run_script_gets_the_documented_arguments_and_environment() {
     assert_eq!(mounts[0]["readOnly"], true);
     assert_eq!(mounts[1]["tag"], "home");
     assert_eq!(mounts[1]["msize"], 16384);
+}
 
-    // Everything private is gone: the out-link, the session share, TMPDIR.
+#[test]
+fn a_run_leaves_nothing_private_behind() {
+    let FullRun { fx, root, .. } = full_run();
+    // The out-link, the session share, TMPDIR: all in the private root.
     assert!(!root.exists());
     assert!(fx.leftovers().is_empty());
 }
@@ -262,30 +294,44 @@ fn module_mounts_no_home_and_the_users_tmpdir() {
     assert!(std::fs::read_dir(&own_tmp).unwrap().next().is_none());
 }
 
-#[test]
-fn disk_images_user_ephemeral_given_and_locked() {
+/// A fixture whose configuration, `disk`, has a disk image.
+fn with_disk() -> NixFixture {
     let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "disk"; }"#));
+    fx
+}
+
+#[test]
+fn the_users_nix_disk_image_is_the_disk_image() {
+    let fx = with_disk();
     let mut cli = fx.cli(&[]);
     cli.env("NIX_DISK_IMAGE", "/mine.qcow2");
     assert!(fx.run_with(cli).status.success());
     assert_eq!(fx.record().env["NIX_DISK_IMAGE"], "/mine.qcow2");
+}
 
+#[test]
+fn ephemeral_and_disk_choose_a_session_image_and_a_given_one() {
+    let fx = with_disk();
     assert!(fx.run(&["--ephemeral"]).status.success());
     let record = fx.record();
     assert_eq!(
         Path::new(&record.env["NIX_DISK_IMAGE"]),
         record.session_root().join("disk.qcow2")
     );
-
     assert!(fx.run(&["--disk", "images/d.qcow2"]).status.success());
     assert_eq!(
         Path::new(&fx.record().env["NIX_DISK_IMAGE"]),
         fx.work().join("images/d.qcow2")
     );
+}
 
-    // The per-configuration image; while another nixos-shell holds its lock,
-    // a second VM gets a temporary image instead.
+/// While another nixos-shell holds the per-configuration image's lock, a
+/// second VM gets a temporary image instead; once it is free, the image is
+/// used again.
+#[test]
+fn an_image_in_use_gives_the_second_vm_a_temporary_one() {
+    let fx = with_disk();
     assert!(fx.run(&[]).status.success());
     let image = fx.record().env["NIX_DISK_IMAGE"].clone();
     let lock = std::fs::File::open(format!("{image}.lock")).unwrap();
@@ -302,9 +348,15 @@ fn disk_images_user_ephemeral_given_and_locked() {
     drop(lock);
     assert!(fx.run(&[]).status.success());
     assert_eq!(fx.record().env["NIX_DISK_IMAGE"], image);
+}
 
-    // The same configuration written otherwise keeps its image; another
-    // configuration of the same name gets another.
+/// The same configuration written otherwise keeps its image; another
+/// configuration of the same name gets another.
+#[test]
+fn the_image_belongs_to_the_configuration_however_it_is_written() {
+    let fx = with_disk();
+    assert!(fx.run(&[]).status.success());
+    let image = fx.record().env["NIX_DISK_IMAGE"].clone();
     for same in [
         format!("path:{}#vm", fx.work().display()),
         "./#vm".to_owned(),
