@@ -16,6 +16,18 @@ let
   guestRole = "${cfg.package.guest or cfg.package}/bin/nixos-shell-guest";
   # Written by the guest role; see src/schema/facts.rs.
   inherit ((import ./lib.nix).guestPaths) loginEnv;
+  # The console's getty: serial-getty@hvc0 with nixos-shell's console;
+  # tty1's is getty@tty1, started by logind as autovt@tty1 on a switch to
+  # the terminal (systemd's units/getty@.service.in and autovt@.service
+  # alias; nixos/modules/system/boot/systemd/logind.nix adds
+  # autovt@.service). A unit that is never started orders nothing.
+  consoleLogins = [
+    "getty.target"
+    "getty@tty1.service"
+    "autovt@tty1.service"
+    "serial-getty@hvc0.service"
+    "systemd-user-sessions.service"
+  ];
 in
 {
   # Mounts the shares (and writes root's keys and login environment) before
@@ -60,18 +72,7 @@ in
     description = "Run nixos-shell's --command";
     wantedBy = [ "multi-user.target" ];
     after = [ "nixos-shell-guest.service" ];
-    # The console's getty: serial-getty@hvc0 with nixos-shell's console;
-    # tty1's is getty@tty1, started by logind as autovt@tty1 on a switch to
-    # the terminal (systemd's units/getty@.service.in and autovt@.service
-    # alias; nixos/modules/system/boot/systemd/logind.nix adds
-    # autovt@.service). A unit that is never started orders nothing.
-    before = [
-      "getty.target"
-      "getty@tty1.service"
-      "autovt@tty1.service"
-      "serial-getty@hvc0.service"
-      "systemd-user-sessions.service"
-    ];
+    before = consoleLogins;
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
@@ -84,15 +85,24 @@ in
   };
 
   # The console follows the host terminal's size while the VM runs: the
-  # follower reads each size from the resize port of nixos-shell's
-  # virtio-serial device and sets it on the console, whose foreground
-  # program gets SIGWINCH. A unit of its own, not ordered after the
-  # command, which may be an interactive one that runs all along. Only the
-  # console in nixos-shell's terminal has that terminal's size.
+  # follower, the console size's one owner, asks for the size on the resize
+  # port of nixos-shell's virtio-serial device and sets each size the host
+  # sends on the console, whose foreground program gets SIGWINCH. After
+  # nixos-shell-guest (it reads which ports the facts offer), before the
+  # command and the console's login, which start at the terminal's latest
+  # size: Type=forking, whose start ends when the unit's process returns
+  # (systemd.service(5)), which it does once the host's answer is applied;
+  # its child follows while the VM runs. A unit of its own, not ordered
+  # after the command, which may be an interactive one that runs all
+  # along. Only the console in nixos-shell's terminal has that terminal's
+  # size.
   systemd.services.nixos-shell-resize = lib.mkIf cfg.console.enable {
     description = "Keep the console at the size of nixos-shell's terminal";
     wantedBy = [ "multi-user.target" ];
+    after = [ "nixos-shell-guest.service" ];
+    before = [ "nixos-shell-command.service" ] ++ consoleLogins;
     serviceConfig = {
+      Type = "forking";
       ExecStart = "${guestRole} follow-resizes --console ${cfg.console.device}";
       # A VM started without nixos-shell has no resize port; the follower
       # says so in the journal, not on the console.
@@ -101,8 +111,8 @@ in
   };
 
   # Root's login shells start where the user started nixos-shell, with the
-  # host's HOME, TERM and PATH (see nixos-shell.inheritPath) and terminal
-  # size. NixOS puts this into /etc/profile, which every user's login shell
+  # host's HOME, TERM (and its terminfo entry) and PATH (see
+  # nixos-shell.inheritPath). NixOS puts this into /etc/profile, which every user's login shell
   # reads (nixos/modules/programs/bash/bash.nix, environment.etc.profile;
   # zsh's /etc/zprofile, fish's login config): the script itself applies
   # the facts to root's logins only.

@@ -18,7 +18,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::pipe::PipeFlags;
 
-use super::ports;
+use super::{ports, session};
 use crate::schema::facts::HostFacts;
 use crate::schema::ports::Port;
 
@@ -51,8 +51,13 @@ pub fn guest_path(own: Option<&str>, exists: impl Fn(&str) -> bool) -> String {
 
 /// The variables set for the command; the rest of the environment is the
 /// guest role's own. `guest_path` is the guest's `PATH`, kept after the
-/// host's.
-pub fn environment(facts: &HostFacts, guest_path: Option<&str>) -> BTreeMap<String, String> {
+/// host's; `guest_terminfo_dirs` the role's own `TERMINFO_DIRS`, kept after
+/// the directory of the host's entry.
+pub fn environment(
+    facts: &HostFacts,
+    guest_path: Option<&str>,
+    guest_terminfo_dirs: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("HOME".to_owned(), facts.home.to_string());
     env.insert("USER".to_owned(), facts.user.clone());
@@ -66,6 +71,13 @@ pub fn environment(facts: &HostFacts, guest_path: Option<&str>) -> BTreeMap<Stri
     };
     if let Some(path) = path {
         env.insert("PATH".to_owned(), path);
+    }
+    if let Some(dir) = session::terminfo_dir(facts) {
+        let dirs = match guest_terminfo_dirs.filter(|dirs| !dirs.is_empty()) {
+            Some(guest) => format!("{dir}:{guest}"),
+            None => dir.into_string(),
+        };
+        env.insert("TERMINFO_DIRS".to_owned(), dirs);
     }
     env
 }
@@ -93,7 +105,11 @@ fn shell_command(
         .arg("-c")
         .arg(command)
         .current_dir(working_dir(facts, |dir| dir.is_dir()))
-        .envs(environment(facts, Some(guest_path)));
+        .envs(environment(
+            facts,
+            Some(guest_path),
+            std::env::var("TERMINFO_DIRS").ok().as_deref(),
+        ));
     child
 }
 
@@ -267,7 +283,7 @@ mod tests {
 
     #[test]
     fn host_path_comes_before_the_guests() {
-        let env = environment(&facts(), Some("/run/current-system/sw/bin"));
+        let env = environment(&facts(), Some("/run/current-system/sw/bin"), None);
         let expected: BTreeMap<String, String> = [
             ("HOME", "/home/alice"),
             ("PATH", "/host/bin:/run/current-system/sw/bin"),
@@ -285,9 +301,25 @@ mod tests {
         let mut facts = facts();
         facts.path = None;
         facts.term = None;
-        let env = environment(&facts, Some("/bin"));
+        let env = environment(&facts, Some("/bin"), None);
         assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
         assert!(!env.contains_key("TERM"));
+    }
+
+    #[test]
+    fn the_hosts_terminfo_entry_comes_before_the_guests_own() {
+        let mut facts = facts();
+        facts.terminfo_dir = Some("terminfo".into());
+        let dirs = |own| environment(&facts, None, own).get("TERMINFO_DIRS").cloned();
+        assert_eq!(
+            dirs(Some("/run/current-system/sw/share/terminfo")).as_deref(),
+            Some("/run/nixos-shell/session/terminfo:/run/current-system/sw/share/terminfo")
+        );
+        assert_eq!(
+            dirs(None).as_deref(),
+            Some("/run/nixos-shell/session/terminfo")
+        );
+        assert!(!environment(&self::facts(), None, None).contains_key("TERMINFO_DIRS"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use anyhow::Context;
 use camino::Utf8Path;
 
+use super::session;
 use crate::schema::facts::HostFacts;
 use crate::sh::single_quote;
 
@@ -30,6 +31,17 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     if let Some(term) = &facts.term {
         lines.push(format!("export TERM={}", single_quote(term)));
     }
+    // NixOS's /etc/profile sets TERMINFO_DIRS (its shell init sources
+    // set-environment) before the login shell init that sources this file
+    // (nixos/modules/programs/bash/bash.nix, `environment.etc.profile`:
+    // `cfg.shellInit` before `cfg.loginShellInit`): the host's entry comes
+    // first, the guest's own directories stay after it.
+    if let Some(dir) = session::terminfo_dir(facts) {
+        lines.push(format!(
+            "export TERMINFO_DIRS={}\"${{TERMINFO_DIRS:+:$TERMINFO_DIRS}}\"",
+            single_quote(dir.as_str())
+        ));
+    }
     if let Some(path) = &facts.path {
         lines.push(format!(
             "export PATH={}\"${{PATH:+:$PATH}}\"",
@@ -40,12 +52,6 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
         "cd {} 2>/dev/null || cd \"$HOME\" 2>/dev/null",
         single_quote(facts.cwd.as_str())
     ));
-    if let Some(size) = facts.terminal {
-        lines.push(format!(
-            "if [ -t 0 ]; then stty rows {} cols {} 2>/dev/null; fi",
-            size.rows, size.cols
-        ));
-    }
     if let Some(shell) = shell {
         lines.push(format!(
             "if [ -z \"${{{BECAME}:-}}\" ] && [ -t 0 ]; then export {BECAME}=1; exec {} -l; fi",
@@ -82,7 +88,6 @@ pub fn install(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ports::TerminalSize;
 
     fn facts() -> HostFacts {
         serde_json::from_str(
@@ -126,22 +131,26 @@ mod tests {
     }
 
     #[test]
-    fn term_path_and_size_follow_the_host() {
+    fn term_its_entry_and_path_follow_the_host() {
         let mut facts = facts();
-        facts.term = Some("xterm-256color".into());
+        facts.term = Some("xterm-kitty".into());
+        facts.terminfo_dir = Some("terminfo".into());
         facts.path = Some("/run/wrappers/bin:/home/alice/.nix-profile/bin".into());
-        facts.terminal = Some(TerminalSize {
-            rows: 40,
-            cols: 132,
-        });
         let text = script(&facts, None);
         for line in [
-            "  export TERM='xterm-256color'\n",
+            "  export TERM='xterm-kitty'\n",
+            "  export TERMINFO_DIRS='/run/nixos-shell/session/terminfo'\"${TERMINFO_DIRS:+:$TERMINFO_DIRS}\"\n",
             "  export PATH='/run/wrappers/bin:/home/alice/.nix-profile/bin'\"${PATH:+:$PATH}\"\n",
-            "  if [ -t 0 ]; then stty rows 40 cols 132 2>/dev/null; fi\n",
         ] {
             assert!(text.contains(line), "{line:?} not in {text}");
         }
+    }
+
+    /// The console's size has one owner, the resize follower: a size the
+    /// login set from the facts could be older than the one it applied.
+    #[test]
+    fn the_login_sets_no_size() {
+        assert!(!script(&facts(), None).contains("stty"));
     }
 
     #[test]

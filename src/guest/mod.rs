@@ -6,12 +6,14 @@
 //!   tag [`SESSION_TAG`](crate::schema::facts::SESSION_TAG)), reads the
 //!   host facts from it, mounts the shares, installs root's authorized keys
 //!   and writes root's login environment.
-//! - `command`, once the system is up and before the console's getty:
-//!   sizes the console and, when the host asked for a command, runs it (on
-//!   the console, or with its streams on the virtio-serial ports of
-//!   `schema::ports`), hands its status back and powers off.
-//! - `follow-resizes` ([`resize`]): keeps the console at the host
-//!   terminal's size for as long as the VM runs.
+//! - `follow-resizes` ([`resize`]), after `prepare` and before `command`
+//!   and the console's getty: the one owner of the console's size, which it
+//!   keeps at the host terminal's for as long as the VM runs; it is started
+//!   once the console has the terminal's latest size.
+//! - `command`, once the system is up and before the console's getty: when
+//!   the host asked for a command, runs it (on the console, or with its
+//!   streams on the virtio-serial ports of `schema::ports`), hands its
+//!   status back and powers off.
 //!
 //! The role never stops the boot: a VM started without nixos-shell has no
 //! session share and the role does nothing; malformed facts are reported on
@@ -137,9 +139,6 @@ fn command(console: &Utf8Path, reporter: &Reporter) -> u8 {
     let Ok(facts) = session::read_facts() else {
         return 0;
     };
-    if let Some(size) = facts.terminal {
-        reporter.check(console::set_size(console, size));
-    }
     let Some(command) = &facts.command else {
         return 0;
     };

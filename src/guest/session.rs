@@ -1,7 +1,7 @@
 //! The session share: the host facts in, the command's result out.
 
 use anyhow::Context;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use super::mount;
 use crate::schema::facts::{
@@ -48,6 +48,16 @@ pub fn parse_facts(bytes: &[u8], path: &Utf8Path) -> Result<HostFacts, String> {
             "host facts {path} are malformed ({err}); the VM boots without them"
         )),
     }
+}
+
+/// Where the guest finds the host's terminfo entry for `TERM`, when the
+/// facts carry one: its directory in the mounted session share.
+pub fn terminfo_dir(facts: &HostFacts) -> Option<Utf8PathBuf> {
+    facts
+        .terminfo_dir
+        .as_deref()
+        .filter(|dir| dir.is_relative())
+        .map(|dir| Utf8Path::new(GUEST_SESSION_DIR).join(dir))
 }
 
 /// Writes the command's result next to the facts and flushes it to the host.

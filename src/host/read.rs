@@ -1,6 +1,6 @@
 //! The host as nixos-shell finds it, read once at start and carried: the
 //! environment, the current directory, the user, home, this machine's
-//! platform and the terminal's size. Nothing else reads them again, so
+//! platform and whether it runs in a terminal. Nothing else reads them again, so
 //! every part of a run sees the same values, and tests build one by hand.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::vm::terminal;
 use crate::schema::facts::CommandIo;
-use crate::schema::ports::TerminalSize;
 
 /// What the host is like for this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +26,9 @@ pub struct Host {
     pub home: Utf8PathBuf,
     /// This machine's Nix platform, e.g. `x86_64-linux`.
     pub system: String,
-    /// The controlling terminal's size, when there is one.
-    pub terminal: Option<TerminalSize>,
+    /// Whether nixos-shell has a controlling terminal: the VM's console is
+    /// then that terminal and follows its size (`vm::ports`).
+    pub terminal: bool,
     /// Whether nixos-shell's standard input and output are both a terminal:
     /// then `--command` runs on the console, interactive; otherwise its
     /// streams are nixos-shell's own, byte for byte.
@@ -58,14 +58,14 @@ impl Host {
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
         let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        Ok(Host::from_parts(env, cwd, terminal::size(), interactive))
+        Ok(Host::from_parts(env, cwd, terminal::exists(), interactive))
     }
 
     /// The host of an environment and a directory; pure.
     pub fn from_parts(
         env: BTreeMap<String, String>,
         cwd: Utf8PathBuf,
-        terminal: Option<TerminalSize>,
+        terminal: bool,
         interactive: bool,
     ) -> Host {
         let user = env
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn user_and_home_have_one_rule_each() {
-        let host = |pairs| Host::from_parts(env(pairs), "/w".into(), None, true);
+        let host = |pairs| Host::from_parts(env(pairs), "/w".into(), false, true);
         assert_eq!(host(&[("USER", "a"), ("LOGNAME", "b")]).user, "a");
         assert_eq!(host(&[("LOGNAME", "b")]).user, "b");
         assert_eq!(host(&[("USER", "")]).user, "root");

@@ -50,9 +50,10 @@ pub fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A host with environment `env` in `cwd`, at a terminal.
+/// A host with environment `env` in `cwd`, its standard streams a
+/// terminal that is not its controlling one (so no resize port).
 pub fn host_in(env: BTreeMap<String, String>, cwd: &str) -> Host {
-    Host::from_parts(env, cwd.into(), None, true)
+    Host::from_parts(env, cwd.into(), false, true)
 }
 
 /// A host with environment `env`, in `/w`.

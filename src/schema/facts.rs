@@ -16,7 +16,7 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{CacheMode, Protocol};
-use super::ports::TerminalSize;
+use super::ports::Port;
 
 /// The facts version this crate writes and understands.
 pub const FACTS_VERSION: u32 = 1;
@@ -27,6 +27,9 @@ pub const SESSION_TAG: &str = "nixos-shell";
 pub const FACTS_FILE: &str = "facts.json";
 /// The guest's answer's file name inside the session share.
 pub const RESULT_FILE: &str = "result.json";
+/// The terminfo directory inside the session share, in ncurses' layout
+/// (`<first letter>/<name>`), when it holds the host's entry for `TERM`.
+pub const TERMINFO_DIR: &str = "terminfo";
 
 /// The guest role's own directory: everything it writes in the guest is
 /// under it, so no share may be mounted there.
@@ -60,6 +63,12 @@ pub struct HostFacts {
     /// The host terminal's `TERM`, when set.
     #[serde(default)]
     pub term: Option<String>,
+    /// The directory of the session share ([`TERMINFO_DIR`]) that holds the
+    /// host's compiled terminfo entry for `term`, when the host has one: the
+    /// guest puts it first in `TERMINFO_DIRS`, so a terminal the guest's
+    /// database lacks (kitty's, foot's, one compiled by the user) is known.
+    #[serde(default)]
+    pub terminfo_dir: Option<Utf8PathBuf>,
     /// The host's `PATH`, put before the guest's own; `None` when the
     /// module's `inheritPath` is off or host and guest platforms differ.
     #[serde(default)]
@@ -72,10 +81,13 @@ pub struct HostFacts {
     /// shared store when its configuration has no such shell of its own.
     #[serde(default)]
     pub shell_path: Option<Utf8PathBuf>,
-    /// The host terminal's size, when the CLI runs in a terminal; applied to
-    /// the guest console so full-screen programs fit without `resize`.
+    /// The virtio-serial ports the host offers (`schema::ports`), so the
+    /// guest waits only for those: the resize port when the console is the
+    /// host's terminal, the stdio ports when the command's streams are
+    /// nixos-shell's own. The console's size is never in the facts: it
+    /// comes from the resize port alone, which always has the latest.
     #[serde(default)]
-    pub terminal: Option<TerminalSize>,
+    pub ports: Vec<Port>,
     /// Public keys allowed to log in as root over ssh: the user's
     /// `~/.ssh/*.pub` and the keys of a reachable ssh-agent.
     #[serde(default)]

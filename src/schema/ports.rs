@@ -7,10 +7,20 @@
 //! host by a Unix socket the CLI listens on before QEMU starts (QEMU
 //! connects as a client, so nothing races its start):
 //!
-//! - [`Port::Resize`]: the host terminal's size, one JSON [`TerminalSize`]
-//!   per line, sent once when QEMU connects and again on every SIGWINCH; the
-//!   guest role's resize follower applies each to the console, which sends
-//!   SIGWINCH to its foreground program.
+//! - [`Port::Resize`]: the host terminal's size. The guest role's resize
+//!   follower asks for it ([`SIZE_REQUEST`]) whenever it opens the port; the
+//!   host answers with the size it has then, one JSON [`TerminalSize`] per
+//!   line (`null` when its terminal has none), and, once asked, sends the
+//!   new size after every SIGWINCH. Every line is the size at the moment it
+//!   was sent and the port keeps their order, so the last one applied is
+//!   always the latest; the follower applies each to the console, which
+//!   sends SIGWINCH to its foreground program. The answer, not the size at
+//!   QEMU's start, is what the follower waits for before the login or the
+//!   command may start: a terminal resized while nix built or the VM booted
+//!   is already at its new size then. (A follower of an older nixos-shell
+//!   never asks and gets sizes on resizes only; an older host never
+//!   answers, but sends a size when QEMU connects, which the follower takes
+//!   as the answer.)
 //! - [`Port::Stdin`], [`Port::Stdout`], [`Port::Stderr`]: `--command`'s
 //!   standard streams when nixos-shell's own are not both a terminal
 //!   ([`super::facts::CommandIo::Ports`]). QEMU holds what the host sends
@@ -22,8 +32,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One named port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One named port; in the host facts by its short name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Port {
     Resize,
     Stdin,
@@ -56,8 +67,14 @@ impl Port {
     pub const STDIO: [Port; 3] = [Port::Stdin, Port::Stdout, Port::Stderr];
 }
 
-/// The host terminal's size in character cells: in the host facts (the size
-/// at start) and on [`Port::Resize`] (every size after).
+/// What the follower sends on [`Port::Resize`] to ask for the current size.
+pub const SIZE_REQUEST: &[u8] = b"size\n";
+
+/// The host's answer when its terminal has no size to give.
+pub const UNKNOWN_SIZE_LINE: &str = "null\n";
+
+/// The host terminal's size in character cells, as [`Port::Resize`]
+/// carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TerminalSize {
     pub rows: u16,
@@ -104,6 +121,19 @@ mod tests {
             "{\"rows\":-1,\"cols\":80}",
         ] {
             assert_eq!(TerminalSize::from_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn the_unknown_size_is_a_line_that_sets_nothing() {
+        assert!(UNKNOWN_SIZE_LINE.ends_with('\n'));
+        assert_eq!(TerminalSize::from_line(UNKNOWN_SIZE_LINE), None);
+    }
+
+    #[test]
+    fn a_port_is_named_in_the_facts_by_its_short_name() {
+        for port in [Port::Resize, Port::Stdin, Port::Stdout, Port::Stderr] {
+            assert_eq!(serde_json::to_value(port).unwrap(), port.short());
         }
     }
 

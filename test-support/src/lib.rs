@@ -16,6 +16,7 @@
 //! - [`sh`], `template`, [`fs`]: quoting and splitting `sh` words,
 //!   `@name@` templates for the fixtures' `.sh` and `.nix` files, and small file helpers.
 //! - [`strace`]: which sleeps nixos-shell's own processes make.
+//! - [`terminfo`]: terminal entries compiled with the host's `tic`.
 //! - [`bench`]: the benchmark's pure helpers (statistics, reading
 //!   `--dry-run`), apart from the fixtures.
 //!
@@ -31,6 +32,7 @@ pub mod sh;
 pub mod standin;
 pub mod strace;
 mod template;
+pub mod terminfo;
 pub mod vm;
 pub mod vm_fixture;
 

@@ -147,6 +147,12 @@ impl NixFixture {
         self.root.join("record")
     }
 
+    /// Where the recording run script copies the session share's terminfo
+    /// directory, when it has one.
+    pub fn recorded_terminfo(&self) -> PathBuf {
+        self.root.join("record.terminfo")
+    }
+
     /// Writes a file under `work/`.
     pub fn write(&self, rel: &str, text: &str) -> PathBuf {
         let path = self.work().join(rel);

@@ -32,7 +32,7 @@ mod virtiofsd;
 
 use std::time::Duration;
 
-pub use assets::{MOUNTS_SEEN_BY_SERVICES, OTHER_USER};
+pub use assets::{GUEST_OWN_TERMINFO, MOUNTS_SEEN_BY_SERVICES, OTHER_USER, TPUT};
 pub use console::{Console, Pty};
 pub use piped::{Output, Piped};
 pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::assert_one_line_error;
 use crate::support::nix_fixture::{stdout, NixFixture, Record};
+use crate::support::terminfo;
 use crate::PATHS;
 
 fn mkvm(config: &str) -> String {
@@ -166,6 +167,15 @@ fn the_host_facts_carry_the_user_the_command_and_the_mounts() {
         facts["commandIo"], "ports",
         "the tests run nixos-shell without a terminal"
     );
+    assert_eq!(
+        facts["ports"],
+        serde_json::json!(["stdin", "stdout", "stderr"]),
+        "a command's streams on the ports, and no console to resize"
+    );
+    assert!(
+        facts.get("terminal").is_none(),
+        "the size has one source, the resize port"
+    );
     let mounts = facts["mounts"].as_array().unwrap();
     assert_eq!(mounts.len(), 2);
     assert_eq!(mounts[0]["tag"], "mount0");
@@ -173,6 +183,63 @@ fn the_host_facts_carry_the_user_the_command_and_the_mounts() {
     assert_eq!(mounts[0]["readOnly"], true);
     assert_eq!(mounts[1]["tag"], "home");
     assert_eq!(mounts[1]["msize"], 16384);
+}
+
+/// The host's compiled entry for `TERM`, where `TERMINFO` names it (as
+/// kitty's does): copied, alone, into the session share, and named in the
+/// facts; a `TERM` without an entry: nothing.
+#[test]
+fn the_terminals_terminfo_entry_travels_in_the_session_share() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm("{ }"));
+    let terminfo = fx.root.join("terminal-app/terminfo");
+    terminfo::compile("xterm-cli-test", "a terminal of this test", &terminfo);
+    let mut cli = fx.cli(&[]);
+    cli.env("TERM", "xterm-cli-test").env("TERMINFO", &terminfo);
+    assert!(fx.run_with(cli).status.success());
+    let facts = fx.record().facts.unwrap();
+    assert_eq!(facts["terminfoDir"], "terminfo");
+    let copied = fx.recorded_terminfo();
+    assert_eq!(
+        std::fs::read(copied.join("x/xterm-cli-test")).unwrap(),
+        std::fs::read(terminfo.join("x/xterm-cli-test")).unwrap()
+    );
+    let everything: Vec<_> = walk(&copied);
+    assert_eq!(everything, ["x/xterm-cli-test"], "only the one entry");
+
+    let mut cli = fx.cli(&[]);
+    cli.env("TERM", "xterm-nowhere").env("TERMINFO", &terminfo);
+    assert!(fx.run_with(cli).status.success());
+    assert!(fx
+        .record()
+        .facts
+        .unwrap()
+        .get("terminfoDir")
+        .is_none_or(|d| d.is_null()));
+    assert!(!fx.recorded_terminfo().exists());
+}
+
+/// The files below `dir`, relative, sorted.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut queue = vec![dir.to_owned()];
+    while let Some(next) = queue.pop() {
+        for entry in std::fs::read_dir(&next).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                queue.push(entry.path());
+            } else {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 #[test]

@@ -210,6 +210,31 @@ fn the_resize_follower_runs_for_the_terminal_console_only() {
     assert_eq!(without, serde_json::Value::Null);
 }
 
+/// Regression: a terminal resized while nix built or the VM booted kept its
+/// old size in the command and the login, which started before the
+/// follower had applied the new one (and were sized again from the facts'
+/// older size). The follower is the size's one owner: it reads the facts
+/// first and is started (Type=forking: once the host's answer is applied)
+/// before the command and the console's login.
+#[test]
+fn the_resize_follower_is_started_before_the_command_and_the_login() {
+    let (_dir, standin) = standin(Era::NineP);
+    let unit = standin
+        .eval("{ }", "config.systemd.services.nixos-shell-resize")
+        .unwrap();
+    assert_eq!(unit["serviceConfig"]["Type"], "forking", "{unit}");
+    assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
+    let before = units(&unit["before"]);
+    for later in [
+        "nixos-shell-command.service",
+        "serial-getty@hvc0.service",
+        "getty@tty1.service",
+        "autovt@tty1.service",
+    ] {
+        assert!(before.contains(&later), "{later} not in {before:?}");
+    }
+}
+
 /// Root's password as the console login gets it, and NixOS's warnings.
 const ROOT_PASSWORD: &str = "{
   root = builtins.removeAttrs config.users.users.root [ \"name\" \"home\" \"shell\" \"openssh\" ];

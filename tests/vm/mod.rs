@@ -7,6 +7,8 @@
 //! - `cli`: what a user does, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
+//! - `console`: the console at the terminal's latest size however early it
+//!   was resized, and the terminal's terminfo entry known in the guest.
 //! - `guest_units`: the guest role's steps in the order the module's units
 //!   run them: services start with the shares mounted, another user's login
 //!   is left alone, and every nixpkgs era boots whatever the shares.
@@ -26,6 +28,7 @@
 //! text) are tested in the support crate, beside them.
 
 mod cli;
+mod console;
 mod guest_role;
 mod guest_units;
 mod run_script;

@@ -1,17 +1,20 @@
 //! The host facts (`schema::facts::HostFacts`) of a run: the user, home,
-//! cwd, TERM, PATH, login shell, terminal size, ssh public keys, the shares
-//! to mount and the command. [`compose`] is pure; what it needs from the
-//! machine beyond the [`Host`] (the keys in `~/.ssh` and the ssh-agent, the
-//! nix profile, where `$SHELL` leads) is [`Gathered`] first.
+//! cwd, TERM and its terminfo entry, PATH, login shell, ssh public keys, the
+//! ports, the shares to mount and the command. [`compose`] is pure; what it
+//! needs from the machine beyond the [`Host`] (the keys in `~/.ssh` and the
+//! ssh-agent, the nix profile, where `$SHELL` leads, the terminfo entry) is
+//! [`Gathered`] first.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::terminfo::{self, Entry};
 use crate::host::read::Host;
-use crate::schema::facts::{GuestMount, HostFacts, FACTS_VERSION};
+use crate::schema::facts::{GuestMount, HostFacts, FACTS_VERSION, TERMINFO_DIR};
 use crate::schema::manifest::Manifest;
+use crate::schema::ports::Port;
 
 /// What the facts take from the machine besides the [`Host`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct Gathered {
     pub nix_profile: Option<Utf8PathBuf>,
     /// `$SHELL`'s binary when it leads into the Nix store.
     pub shell_store_path: Option<Utf8PathBuf>,
+    /// The compiled terminfo entry for `$TERM`, when the host has one.
+    pub terminfo: Option<Entry>,
 }
 
 impl Gathered {
@@ -31,8 +36,19 @@ impl Gathered {
             authorized_keys: authorized_keys(&host.home, &host.env),
             nix_profile: nix_profile(&host.home, &host.user),
             shell_store_path: shell_store_path(&host.env),
+            terminfo: host.env.get("TERM").and_then(|term| {
+                terminfo::find(term, &host.env, &host.home, &terminfo::SYSTEM_DIRS)
+            }),
         }
     }
+}
+
+/// What the facts say of the run beyond the host: the shares to mount, the
+/// ports offered, the command.
+pub struct RunFacts<'a> {
+    pub mounts: Vec<GuestMount>,
+    pub ports: &'a [Port],
+    pub command: Option<String>,
 }
 
 /// The host facts of a run; pure. `host_system` is where QEMU runs (this
@@ -43,8 +59,7 @@ pub fn compose(
     manifest: &Manifest,
     host_system: &str,
     gathered: &Gathered,
-    mounts: Vec<GuestMount>,
-    command: Option<String>,
+    run: RunFacts,
 ) -> HostFacts {
     let env = &host.env;
     let same_platform = manifest.system == host_system;
@@ -61,14 +76,15 @@ pub fn compose(
         home: host.home.clone(),
         cwd: host.cwd.clone(),
         term: env.get("TERM").cloned(),
+        terminfo_dir: gathered.terminfo.as_ref().map(|_| TERMINFO_DIR.into()),
         path,
         shell,
         shell_path: gathered.shell_store_path.clone().filter(|_| same_platform),
-        terminal: host.terminal,
+        ports: run.ports.to_vec(),
         authorized_keys: gathered.authorized_keys.clone(),
-        mounts,
+        mounts: run.mounts,
         command_io: host.command_io(),
-        command,
+        command: run.command,
     }
 }
 
@@ -141,7 +157,6 @@ mod tests {
     use super::*;
     use crate::host::test_data;
     use crate::schema::facts::CommandIo;
-    use crate::schema::ports::TerminalSize;
 
     fn manifest(system: &str, inherit_path: bool) -> Manifest {
         Manifest {
@@ -161,26 +176,38 @@ mod tests {
                 ("SHELL", "/run/current-system/sw/bin/zsh"),
             ]),
             "/home/alice/p".into(),
-            Some(TerminalSize { rows: 24, cols: 80 }),
+            true,
             true,
         )
     }
 
-    /// The facts of `host` for a guest of `system` on an x86_64-linux host.
-    fn facts(host: &Host, system: &str, inherit_path: bool) -> HostFacts {
-        let gathered = Gathered {
+    fn gathered() -> Gathered {
+        Gathered {
             authorized_keys: vec!["ssh-ed25519 AAA a@b".to_owned()],
             nix_profile: None,
             shell_store_path: Some("/nix/store/x-zsh/bin/zsh".into()),
-        };
+            terminfo: None,
+        }
+    }
+
+    /// The facts of `host` with `gathered` for a guest of `system` on an
+    /// x86_64-linux host, offered the resize port.
+    fn facts_with(host: &Host, gathered: &Gathered, system: &str, inherit_path: bool) -> HostFacts {
         compose(
             host,
             &manifest(system, inherit_path),
             "x86_64-linux",
-            &gathered,
-            vec![],
-            Some("make".to_owned()),
+            gathered,
+            RunFacts {
+                mounts: vec![],
+                ports: &[Port::Resize],
+                command: Some("make".to_owned()),
+            },
         )
+    }
+
+    fn facts(host: &Host, system: &str, inherit_path: bool) -> HostFacts {
+        facts_with(host, &gathered(), system, inherit_path)
     }
 
     #[test]
@@ -199,7 +226,24 @@ mod tests {
         assert_eq!(facts.command.as_deref(), Some("make"));
         assert_eq!(facts.command_io, CommandIo::Console);
         assert_eq!(facts.authorized_keys, ["ssh-ed25519 AAA a@b"]);
-        assert_eq!(facts.terminal, Some(TerminalSize { rows: 24, cols: 80 }));
+        assert_eq!(facts.ports, [Port::Resize]);
+        assert_eq!(facts.terminfo_dir, None);
+    }
+
+    #[test]
+    fn a_terminfo_entry_of_the_hosts_is_named_in_the_facts() {
+        let with_entry = Gathered {
+            terminfo: Some(Entry {
+                name: "xterm".to_owned(),
+                bytes: b"compiled".to_vec(),
+            }),
+            ..gathered()
+        };
+        let facts = facts_with(&alice(), &with_entry, "x86_64-linux", true);
+        assert_eq!(
+            facts.terminfo_dir.as_deref(),
+            Some(Utf8Path::new(TERMINFO_DIR))
+        );
     }
 
     #[test]
@@ -231,7 +275,7 @@ mod tests {
 
     #[test]
     fn an_empty_environment_is_root_at_root() {
-        let bare = Host::from_parts(test_data::env(&[]), "/".into(), None, true);
+        let bare = Host::from_parts(test_data::env(&[]), "/".into(), false, true);
         let facts = facts(&bare, "x86_64-linux", true);
         assert_eq!(
             (facts.user.as_str(), facts.home.as_str()),

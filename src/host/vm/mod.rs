@@ -3,7 +3,8 @@
 //! terminal ([`run`]).
 //!
 //! - [`disk`] picks the disk image; [`facts`] the host facts the guest reads
-//!   from the [`session`] directory; [`ports`] the virtio-serial ports, whose
+//!   from the [`session`] directory, with the [`terminfo`] entry of the
+//!   host's terminal beside them; [`ports`] the virtio-serial ports, whose
 //!   sockets (and the shares' daemons') are in [`sockets`]; [`command`] the
 //!   run script's arguments and environment.
 //! - [`launch`] starts QEMU ([`terminal`] saves and restores this terminal),
@@ -17,6 +18,7 @@ pub mod ports;
 pub mod session;
 pub mod sockets;
 pub mod terminal;
+pub mod terminfo;
 
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -28,10 +30,10 @@ use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported, Shares};
 use crate::host::signals;
 use crate::host::stop::Stop;
-use crate::schema::facts::{CommandIo, HostFacts};
+use crate::schema::facts::{CommandIo, HostFacts, TERMINFO_DIR};
 use crate::schema::ports::Port;
 use command::{Parts, VmCommand};
-use facts::Gathered;
+use facts::{Gathered, RunFacts};
 use launch::Console;
 use ports::PortSocket;
 use session::{Layout, Session};
@@ -44,6 +46,8 @@ const CONSOLE_TAIL_LINES: usize = 20;
 pub struct Vm {
     pub command: VmCommand,
     pub facts: HostFacts,
+    /// The host's terminfo entry for `TERM`, written beside the facts.
+    pub terminfo: Option<terminfo::Entry>,
     pub shares: Exported,
     pub ports: Vec<PortSocket>,
     /// Where QEMU's console goes: the terminal, or a log.
@@ -70,7 +74,7 @@ pub struct Inputs<'a> {
 /// are nixos-shell's own.
 pub fn needed_ports(host: &Host, settings: &Settings) -> Vec<Port> {
     let command_io = settings.command.as_ref().map(|_| host.command_io());
-    ports::needed(command_io, host.terminal.is_some())
+    ports::needed(command_io, host.terminal)
 }
 
 /// Composes the VM; pure.
@@ -95,14 +99,18 @@ pub fn compose(inputs: Inputs) -> Vm {
         manifest,
         host_system,
         inputs.gathered,
-        exported.guest_mounts.clone(),
-        settings.command.clone(),
+        RunFacts {
+            mounts: exported.guest_mounts.clone(),
+            ports: inputs.ports,
+            command: settings.command.clone(),
+        },
     );
     let console_log = (facts.command.is_some() && facts.command_io == CommandIo::Ports)
         .then(|| inputs.session.console_log());
     Vm {
         command,
         facts,
+        terminfo: inputs.gathered.terminfo.clone(),
         shares: exported,
         ports,
         console_log,
@@ -161,6 +169,9 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
 /// started, QEMU in this terminal; then everything stopped. The exit
 /// status: QEMU's, or with a command the command's.
 fn execute(vm: &Vm, session: &Session, disk: &disk::Disk, socket_dir: &Utf8Path) -> Result<u8> {
+    if let Some(entry) = &vm.terminfo {
+        entry.install(&session.share().join(TERMINFO_DIR))?;
+    }
     session.write_facts(&vm.facts)?;
     if let Some(signal) = signals::received() {
         return Ok(Stop::Signal(signal).exit_status());

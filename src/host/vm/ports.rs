@@ -5,8 +5,9 @@
 //! QEMU starts; [`Listening::serve`] then runs one thread per port while
 //! the VM runs:
 //!
-//! - resize: the terminal's size when QEMU connects, then after every
-//!   SIGWINCH;
+//! - resize: the terminal's size now, each time the guest asks for it (its
+//!   follower does whenever it opens the port), and, once asked, after
+//!   every SIGWINCH;
 //! - stdin: nixos-shell's standard input, then a half-close (end of file in
 //!   the guest); the socket stays open until QEMU closes it, since a full
 //!   close would be a hang-up that drops what QEMU has not read yet;
@@ -32,12 +33,13 @@ use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use signal_hook::consts::SIGWINCH;
-use signal_hook::iterator::Signals;
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use super::terminal;
 use crate::host::qemu;
 use crate::schema::facts::CommandIo;
-use crate::schema::ports::Port;
+use crate::schema::ports::{Port, TerminalSize, UNKNOWN_SIZE_LINE};
 
 /// QEMU's id of the virtio-serial device the ports are on.
 const BUS: &str = "nixos-shell-ports";
@@ -151,13 +153,11 @@ impl Listening {
             let ended = Arc::clone(&vm_ended);
             match port {
                 Port::Resize => {
-                    // Registered now, so that no resize between here and
-                    // QEMU's connection is missed.
-                    let signals = Signals::new([SIGWINCH])
-                        .context("could not listen for the terminal's resizes")?;
+                    let resizes =
+                        resizes().context("could not listen for the terminal's resizes")?;
                     thread::spawn(move || {
                         if let Some(stream) = accept(&listener, &ended) {
-                            send_sizes(stream, signals);
+                            answer_sizes(stream, resizes);
                         }
                     });
                 }
@@ -237,18 +237,49 @@ fn accept(listener: &UnixListener, ended: &OwnedFd) -> Option<UnixStream> {
     }
 }
 
-/// The terminal's size now, then after each resize, until the guest's end
-/// is gone.
-fn send_sizes(mut stream: UnixStream, mut signals: Signals) {
-    let send = |stream: &mut UnixStream| match terminal::size() {
-        Some(size) => stream.write_all(size.to_line().as_bytes()).is_ok(),
-        None => true,
-    };
-    if !send(&mut stream) {
-        return;
-    }
-    for _ in signals.forever() {
-        if !send(&mut stream) {
+/// SIGWINCH, caught from now on into a self-pipe a thread polls.
+fn resizes() -> std::io::Result<SignalDelivery<UnixStream, SignalOnly>> {
+    let (read, write) = UnixStream::pair()?;
+    SignalDelivery::with_pipe(read, write, SignalOnly, [SIGWINCH])
+}
+
+/// The line of the terminal's size now.
+fn size_line() -> String {
+    terminal::size().map_or_else(|| UNKNOWN_SIZE_LINE.to_owned(), TerminalSize::to_line)
+}
+
+/// Answers each request of the guest's with the terminal's size now and,
+/// once asked, sends the new size after every resize, until QEMU closes
+/// the socket (or the guest's end stops taking them). Sleeps in poll(2) on
+/// the socket and the resizes' self-pipe.
+fn answer_sizes(mut stream: UnixStream, mut resizes: SignalDelivery<UnixStream, SignalOnly>) {
+    let mut asked = false;
+    let mut request = [0u8; 64];
+    loop {
+        let mut ready = [
+            PollFd::new(&stream, PollFlags::IN),
+            PollFd::new(resizes.get_read(), PollFlags::IN),
+        ];
+        match poll(&mut ready, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return,
+        }
+        let (requested, resized) = (
+            !ready[0].revents().is_empty(),
+            !ready[1].revents().is_empty(),
+        );
+        let mut send = false;
+        if requested {
+            match stream.read(&mut request) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => send = request[..n].contains(&b'\n'),
+            }
+            asked |= send;
+        }
+        if resized {
+            send |= resizes.pending().count() > 0 && asked;
+        }
+        if send && stream.write_all(size_line().as_bytes()).is_err() {
             return;
         }
     }
@@ -312,6 +343,35 @@ mod tests {
             ]
         );
         assert!(qemu_args(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_guest_that_asked_gets_the_size_now_and_after_each_resize() {
+        use crate::schema::ports::SIZE_REQUEST;
+        use std::io::{BufRead, BufReader};
+        let (mut guest, host) = UnixStream::pair().unwrap();
+        let resizes = resizes().unwrap();
+        let server = thread::spawn(move || answer_sizes(host, resizes));
+        // Unasked, a resize sends nothing.
+        signal_hook::low_level::raise(SIGWINCH).unwrap();
+        guest
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut nothing = [0u8; 1];
+        assert!(guest.read(&mut nothing).is_err(), "a size came unasked");
+        guest.set_read_timeout(None).unwrap();
+        guest.write_all(SIZE_REQUEST).unwrap();
+        let mut lines = BufReader::new(guest.try_clone().unwrap());
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        assert_eq!(line, size_line());
+        signal_hook::low_level::raise(SIGWINCH).unwrap();
+        line.clear();
+        lines.read_line(&mut line).unwrap();
+        assert_eq!(line, size_line());
+        // The guest's end gone, the thread ends.
+        drop((guest, lines));
+        server.join().unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The controlling terminal: its settings, saved before QEMU takes it over
 //! (raw mode) and restored once QEMU is gone, whatever happened to it; and
-//! its size, handed to the guest console.
+//! its size, which the resize port hands to the guest console.
 
 use std::fs::File;
 
@@ -34,6 +34,11 @@ impl Drop for SavedTerminal {
         // settings back.
         let _ = tcsetattr(&self.tty, OptionalActions::Now, &self.termios);
     }
+}
+
+/// Whether there is a controlling terminal.
+pub fn exists() -> bool {
+    controlling_tty().is_some()
 }
 
 /// The controlling terminal's size, if there is one with a known size.

@@ -12,6 +12,8 @@ for a in "$@"; do
 done
 if [ -n "$session" ]; then
   cp "$session/facts.json" "$rec.facts.json"
+  rm -rf "$rec.terminfo"
+  if [ -d "$session/terminfo" ]; then cp -R "$session/terminfo" "$rec.terminfo"; fi
   if [ -z "${NIXOS_SHELL_TEST_NO_RESULT:-}" ] && grep -q '"command": "' "$session/facts.json"; then
     printf '{"version":1,"exitCode":%s}' "${NIXOS_SHELL_TEST_GUEST_EXIT:-0}" > "$session/result.json"
   fi

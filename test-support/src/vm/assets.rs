@@ -23,6 +23,14 @@ pub const OTHER_USER: &str = "bob";
 /// early step found mounted: a copy of /proc/mounts at that moment.
 pub const MOUNTS_SEEN_BY_SERVICES: &str = "/run/mounts-seen-by-services";
 
+/// The guest's ncurses: `tput` (Debian's ncurses-bin), with one entry of a
+/// database of its own, as a NixOS guest's system database would hold
+/// (Debian's ncurses-base keeps it in /lib/terminfo, where this `tput`
+/// looks). The terminfo tests ask it what the guest knows of `TERM`.
+pub const TPUT: &str = "/usr/bin/tput";
+pub const GUEST_OWN_TERMINFO: &str = "vt100";
+const GUEST_OWN_TERMINFO_FILE: &str = "/lib/terminfo/v/vt100";
+
 /// The guest's address on QEMU's user network, and its gateway.
 const GUEST_IP: &str = "10.0.2.15/24";
 const GATEWAY: &str = "10.0.2.2";
@@ -81,6 +89,12 @@ fn build_assets(binary: &Path) -> Assets {
     require_program("qemu-system-x86_64", "qemu-system-x86");
     require_program("qemu-img", "qemu-utils");
     require_program("cpio", "cpio");
+    require_program("tput", "ncurses-bin");
+    assert!(
+        Path::new(GUEST_OWN_TERMINFO_FILE).is_file(),
+        "{GUEST_OWN_TERMINFO_FILE} is missing: the VM tests give the guest this entry; install \
+         the Debian package ncurses-base"
+    );
     let busybox = Path::new("/bin/busybox");
     assert!(
         busybox.is_file(),
@@ -150,6 +164,7 @@ fn layout_fingerprint() -> u64 {
         profile(),
         MODULES,
         OTHER_USER,
+        (TPUT, GUEST_OWN_TERMINFO_FILE),
     )
         .hash(&mut hasher);
     hasher.finish()
@@ -260,7 +275,16 @@ fn build_tree(tree: &Path, busybox: &Path, binary: &Path, version: &str) {
     }
     std::os::unix::fs::symlink("bin", tree.join("sbin")).expect("link /sbin");
     copy(binary, &tree.join("bin/nixos-shell-guest"));
-    for library in shared_libraries(binary) {
+    let tput = Path::new(TPUT);
+    copy(tput, &tree.join(TPUT.trim_start_matches('/')));
+    copy(
+        Path::new(GUEST_OWN_TERMINFO_FILE),
+        &tree.join(GUEST_OWN_TERMINFO_FILE.trim_start_matches('/')),
+    );
+    for library in shared_libraries(binary)
+        .into_iter()
+        .chain(shared_libraries(tput))
+    {
         copy(
             &library,
             &tree.join(library.strip_prefix("/").expect("absolute")),

@@ -28,10 +28,6 @@ mount_share() {
 mount_share xchg /tmp/xchg
 mount_share shared /tmp/shared
 
-# The module's resize follower, a unit of its own there: alongside the
-# guest role, which may run an interactive command all along.
-/bin/nixos-shell-guest follow-resizes --console /dev/hvc0 2>/dev/null &
-
 hostname guest
 ip link set lo up
 ip link set eth0 up && ip addr add @guest_ip@ dev eth0 && ip route add default via @gateway@
