@@ -71,6 +71,16 @@ pub struct HostArgs {
     /// Put the disk image in a private temporary directory, deleted afterwards.
     #[arg(long)]
     pub ephemeral: bool,
+    /// Attach to the running VM of CONFIG: a login shell there, or with -c
+    /// CMD that command; leaving it leaves the VM running.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
+            "no_home", "disk", "ephemeral", "qemu_args", "guest_system", "host_system",
+        ]
+    )]
+    pub attach: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.
@@ -171,6 +181,8 @@ pub enum GuestStep {
         #[arg(long)]
         console: Utf8PathBuf,
     },
+    /// Serve `nixos-shell --attach` sessions while the VM runs.
+    ServeAttach,
 }
 
 #[cfg(test)]

@@ -110,6 +110,23 @@ in
     };
   };
 
+  # `nixos-shell --attach` from another terminal or a script: the guest
+  # role serves every attached session (a login shell, or a command) over
+  # nixos-shell's attach port, without sshd, a key or a network. After
+  # nixos-shell-guest, whose facts say whether the host offers the port; a
+  # VM started without nixos-shell has none, and the server says so in the
+  # journal and ends. Stopping the unit ends its sessions with it.
+  systemd.services.nixos-shell-attach = {
+    description = "Serve nixos-shell --attach sessions";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "nixos-shell-guest.service" ];
+    serviceConfig = {
+      ExecStart = "${guestRole} serve-attach";
+      Restart = "on-failure";
+      StandardError = "journal";
+    };
+  };
+
   # Root's login shells start where the user started nixos-shell, with the
   # host's HOME, TERM (and its terminfo entry) and PATH (see
   # nixos-shell.inheritPath). NixOS puts this into /etc/profile, which every user's login shell

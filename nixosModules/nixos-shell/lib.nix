@@ -89,6 +89,9 @@ rec {
     }:
     {
       version = 3;
+      # The guest serves `nixos-shell --attach` (guest.nix,
+      # nixos-shell-attach.service).
+      attach = true;
       inherit
         name
         system

@@ -27,7 +27,7 @@ use crate::schema::ports::Port;
 pub const FAILED_TO_START: i32 = 126;
 
 /// The shell that runs the command when the user's is not in the guest.
-const SHELL: &str = "/bin/sh";
+pub const SHELL: &str = "/bin/sh";
 
 /// Where a NixOS guest keeps its programs: a systemd unit's own `PATH` lacks
 /// them, a login shell has them.
@@ -49,15 +49,35 @@ pub fn guest_path(own: Option<&str>, exists: impl Fn(&str) -> bool) -> String {
         .join(":")
 }
 
+/// What the guest adds to a command's environment besides the facts.
+#[derive(Debug, Clone, Default)]
+pub struct GuestEnv<'a> {
+    /// The guest's `PATH`, kept after the host's.
+    pub path: Option<&'a str>,
+    /// The directory that holds the terminal's terminfo entry, when there
+    /// is one.
+    pub terminfo_dir: Option<Utf8PathBuf>,
+    /// The role's own `TERMINFO_DIRS`, kept after that directory.
+    pub terminfo_dirs: Option<&'a str>,
+}
+
+impl<'a> GuestEnv<'a> {
+    /// For a command of `facts` (the host's terminal's entry in the
+    /// session share): `guest_path`, and the role's own `TERMINFO_DIRS`
+    /// in `own_terminfo_dirs`.
+    pub fn of(facts: &HostFacts, guest_path: &'a str, own_terminfo_dirs: Option<&'a str>) -> Self {
+        GuestEnv {
+            path: Some(guest_path),
+            terminfo_dir: session::terminfo_dir(facts),
+            terminfo_dirs: own_terminfo_dirs,
+        }
+    }
+}
+
 /// The variables set for the command; the rest of the environment is the
-/// guest role's own. `guest_path` is the guest's `PATH`, kept after the
-/// host's; `guest_terminfo_dirs` the role's own `TERMINFO_DIRS`, kept after
-/// the directory of the host's entry.
-pub fn environment(
-    facts: &HostFacts,
-    guest_path: Option<&str>,
-    guest_terminfo_dirs: Option<&str>,
-) -> BTreeMap<String, String> {
+/// guest role's own.
+pub fn environment(facts: &HostFacts, guest: &GuestEnv) -> BTreeMap<String, String> {
+    let guest_path = guest.path;
     let mut env = BTreeMap::new();
     env.insert("HOME".to_owned(), facts.home.to_string());
     env.insert("USER".to_owned(), facts.user.clone());
@@ -72,10 +92,10 @@ pub fn environment(
     if let Some(path) = path {
         env.insert("PATH".to_owned(), path);
     }
-    if let Some(dir) = session::terminfo_dir(facts) {
-        let dirs = match guest_terminfo_dirs.filter(|dirs| !dirs.is_empty()) {
+    if let Some(dir) = &guest.terminfo_dir {
+        let dirs = match guest.terminfo_dirs.filter(|dirs| !dirs.is_empty()) {
             Some(guest) => format!("{dir}:{guest}"),
-            None => dir.into_string(),
+            None => dir.to_string(),
         };
         env.insert("TERMINFO_DIRS".to_owned(), dirs);
     }
@@ -107,8 +127,11 @@ fn shell_command(
         .current_dir(working_dir(facts, |dir| dir.is_dir()))
         .envs(environment(
             facts,
-            Some(guest_path),
-            std::env::var("TERMINFO_DIRS").ok().as_deref(),
+            &GuestEnv::of(
+                facts,
+                guest_path,
+                std::env::var("TERMINFO_DIRS").ok().as_deref(),
+            ),
         ));
     child
 }
@@ -116,14 +139,21 @@ fn shell_command(
 /// Starts the command in a session of its own; with `take_console`, its
 /// standard input (the console) becomes its controlling terminal, so that
 /// Ctrl-C typed there reaches it.
-fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::Result<Child> {
+pub fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::Result<Child> {
     // SAFETY: the closure runs between fork and exec, where only
-    // async-signal-safe calls may be made; it makes at most two system
-    // calls, setsid(2) and ioctl(2), which take no lock and allocate
+    // async-signal-safe calls may be made; it makes system calls only
+    // (signal(2), setsid(2), ioctl(2)), which take no lock and allocate
     // nothing, and turns their errno into an `io::Error` without
     // allocating. Standard input is already the console when it runs.
     unsafe {
         child.pre_exec(move || {
+            // The signals a terminal sends, at their defaults whatever the
+            // role inherited: a job an init script starts in the
+            // background ignores SIGINT and SIGQUIT (POSIX, Shell Command
+            // Language 2.11), and ignored signals survive exec.
+            for signal in [libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
             rustix::process::setsid()?;
             // rustix's `ioctl_tiocsctty` passes 0, which fails when the
             // console is another session's controlling terminal, as busybox
@@ -139,7 +169,7 @@ fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::Resu
 }
 
 /// The exit status of `status`: `128 + N` when signal N ended it.
-fn exit_code(status: ExitStatus) -> i32 {
+pub fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))
@@ -283,7 +313,11 @@ mod tests {
 
     #[test]
     fn host_path_comes_before_the_guests() {
-        let env = environment(&facts(), Some("/run/current-system/sw/bin"), None);
+        let guest = GuestEnv {
+            path: Some("/run/current-system/sw/bin"),
+            ..GuestEnv::default()
+        };
+        let env = environment(&facts(), &guest);
         let expected: BTreeMap<String, String> = [
             ("HOME", "/home/alice"),
             ("PATH", "/host/bin:/run/current-system/sw/bin"),
@@ -301,7 +335,11 @@ mod tests {
         let mut facts = facts();
         facts.path = None;
         facts.term = None;
-        let env = environment(&facts, Some("/bin"), None);
+        let guest = GuestEnv {
+            path: Some("/bin"),
+            ..GuestEnv::default()
+        };
+        let env = environment(&facts, &guest);
         assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
         assert!(!env.contains_key("TERM"));
     }
@@ -310,7 +348,11 @@ mod tests {
     fn the_hosts_terminfo_entry_comes_before_the_guests_own() {
         let mut facts = facts();
         facts.terminfo_dir = Some("terminfo".into());
-        let dirs = |own| environment(&facts, None, own).get("TERMINFO_DIRS").cloned();
+        let dirs = |own| {
+            environment(&facts, &GuestEnv::of(&facts, "/bin", own))
+                .get("TERMINFO_DIRS")
+                .cloned()
+        };
         assert_eq!(
             dirs(Some("/run/current-system/sw/share/terminfo")).as_deref(),
             Some("/run/nixos-shell/session/terminfo:/run/current-system/sw/share/terminfo")
@@ -319,7 +361,9 @@ mod tests {
             dirs(None).as_deref(),
             Some("/run/nixos-shell/session/terminfo")
         );
-        assert!(!environment(&self::facts(), None, None).contains_key("TERMINFO_DIRS"));
+        let without = self::facts();
+        let env = environment(&without, &GuestEnv::of(&without, "/bin", None));
+        assert!(!env.contains_key("TERMINFO_DIRS"));
     }
 
     #[test]

@@ -27,31 +27,35 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     let mut lines = vec![
         format!("export HOME={}", single_quote(facts.home.as_str())),
         format!("export USER={}", single_quote(&facts.user)),
+        // An attached login's session has its own directory, TERM and
+        // terminfo entry, the client's.
+        format!("if [ -z \"${{{ATTACHED}:-}}\" ]; then"),
     ];
     if let Some(term) = &facts.term {
-        lines.push(format!("export TERM={}", single_quote(term)));
+        lines.push(format!("  export TERM={}", single_quote(term)));
     }
+    if let Some(dir) = session::terminfo_dir(facts) {
+        lines.push(format!("  {TERMINFO}={}", single_quote(dir.as_str())));
+    }
+    lines.push(format!(
+        "  cd {} 2>/dev/null || cd \"$HOME\" 2>/dev/null",
+        single_quote(facts.cwd.as_str())
+    ));
+    lines.push("fi".to_owned());
     // NixOS's /etc/profile sets TERMINFO_DIRS (its shell init sources
     // set-environment) before the login shell init that sources this file
     // (nixos/modules/programs/bash/bash.nix, `environment.etc.profile`:
-    // `cfg.shellInit` before `cfg.loginShellInit`): the host's entry comes
-    // first, the guest's own directories stay after it.
-    if let Some(dir) = session::terminfo_dir(facts) {
-        lines.push(format!(
-            "export TERMINFO_DIRS={}\"${{TERMINFO_DIRS:+:$TERMINFO_DIRS}}\"",
-            single_quote(dir.as_str())
-        ));
-    }
+    // `cfg.shellInit` before `cfg.loginShellInit`): the terminal's entry
+    // comes first, the guest's own directories stay after it.
+    lines.push(format!(
+        "if [ -n \"${{{TERMINFO}:-}}\" ]; then export TERMINFO_DIRS=\"${TERMINFO}${{TERMINFO_DIRS:+:$TERMINFO_DIRS}}\"; fi"
+    ));
     if let Some(path) = &facts.path {
         lines.push(format!(
             "export PATH={}\"${{PATH:+:$PATH}}\"",
             single_quote(path)
         ));
     }
-    lines.push(format!(
-        "cd {} 2>/dev/null || cd \"$HOME\" 2>/dev/null",
-        single_quote(facts.cwd.as_str())
-    ));
     if let Some(shell) = shell {
         lines.push(format!(
             "if [ -z \"${{{BECAME}:-}}\" ] && [ -t 0 ]; then export {BECAME}=1; exec {} -l; fi",
@@ -72,8 +76,18 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     text
 }
 
-/// Set once the login has become the user's shell.
-const BECAME: &str = "NIXOS_SHELL_USER_SHELL";
+/// Set in an attached login's environment (`guest::attach`): the script
+/// then leaves the directory, `TERM` and its entry as the session has them.
+pub const ATTACHED: &str = "NIXOS_SHELL_ATTACHED";
+
+/// The directory of the terminal's terminfo entry, which the script puts
+/// first in `TERMINFO_DIRS`: the host's for the console's login, the
+/// client's (in its environment) for an attached one.
+pub const TERMINFO: &str = "NIXOS_SHELL_TERMINFO";
+
+/// Set once the login has become the user's shell (an attached login
+/// starts as it).
+pub const BECAME: &str = "NIXOS_SHELL_USER_SHELL";
 
 /// Writes the script to `path` (parents created), readable by everyone.
 pub fn install(path: &Utf8Path, text: &str) -> anyhow::Result<()> {
@@ -125,7 +139,10 @@ mod tests {
              if [ \"$(id -u)\" = 0 ]; then\n\
              \x20 export HOME='/home/alice'\n\
              \x20 export USER='alice'\n\
-             \x20 cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
+             \x20 if [ -z \"${NIXOS_SHELL_ATTACHED:-}\" ]; then\n\
+             \x20   cd '/home/alice/src' 2>/dev/null || cd \"$HOME\" 2>/dev/null\n\
+             \x20 fi\n\
+             \x20 if [ -n \"${NIXOS_SHELL_TERMINFO:-}\" ]; then export TERMINFO_DIRS=\"$NIXOS_SHELL_TERMINFO${TERMINFO_DIRS:+:$TERMINFO_DIRS}\"; fi\n\
              fi\n"
         );
     }
@@ -138,8 +155,8 @@ mod tests {
         facts.path = Some("/run/wrappers/bin:/home/alice/.nix-profile/bin".into());
         let text = script(&facts, None);
         for line in [
-            "  export TERM='xterm-kitty'\n",
-            "  export TERMINFO_DIRS='/run/nixos-shell/session/terminfo'\"${TERMINFO_DIRS:+:$TERMINFO_DIRS}\"\n",
+            "    export TERM='xterm-kitty'\n",
+            "    NIXOS_SHELL_TERMINFO='/run/nixos-shell/session/terminfo'\n",
             "  export PATH='/run/wrappers/bin:/home/alice/.nix-profile/bin'\"${PATH:+:$PATH}\"\n",
         ] {
             assert!(text.contains(line), "{line:?} not in {text}");

@@ -10,6 +10,8 @@
 //!   and the console's getty: the one owner of the console's size, which it
 //!   keeps at the host terminal's for as long as the VM runs; it is started
 //!   once the console has the terminal's latest size.
+//! - `serve-attach` ([`attach`]), after `prepare`, while the VM runs: the
+//!   sessions of `nixos-shell --attach`.
 //! - `command`, once the system is up and before the console's getty: when
 //!   the host asked for a command, runs it (on the console, or with its
 //!   streams on the virtio-serial ports of `schema::ports`), hands its
@@ -24,6 +26,8 @@
 //! the role runs in a NixOS guest. The crate still builds for a macOS host,
 //! whose binary refuses the role in one line.
 
+#[cfg(target_os = "linux")]
+mod attach;
 #[cfg(target_os = "linux")]
 mod command;
 #[cfg(target_os = "linux")]
@@ -80,6 +84,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
         GuestStep::Prepare => prepare(&reporter),
         GuestStep::Command { console } => command(&console, &reporter),
         GuestStep::FollowResizes { console } => resize::follow(&console, &reporter),
+        GuestStep::ServeAttach => attach::serve(&reporter),
     })
 }
 

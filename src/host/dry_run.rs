@@ -45,7 +45,7 @@ pub fn print(request: &Request, settings: &Settings, host: &Host, build_only: bo
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,
     };
-    let ports = vm::needed_ports(host, settings);
+    let ports = vm::needed_ports(host, settings, &built.result.manifest);
     let vm = vm::compose(Inputs {
         host,
         settings,
@@ -110,6 +110,7 @@ fn unknown_manifest(host: &Host) -> Manifest {
         inherit_path: true,
         memory_backend: None,
         memory_size: None,
+        attach: false,
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

@@ -9,8 +9,9 @@
 //!    pure value; [`shares`] owns what is shared into it), then runs it in
 //!    this terminal.
 //!
-//! Beside them: [`dry_run`] prints what a run would execute, from the same
-//! composition; [`generate`] prints shell completions and the man page for
+//! Beside them: [`attach`] is a session in a VM that already runs, found
+//! without building; [`dry_run`] prints what a run would execute, from the
+//! same composition; [`generate`] prints shell completions and the man page for
 //! packagers; [`signals`] passes the signals that end a session to the
 //! child of the moment and keeps nixos-shell alive to clean up after it;
 //! [`stop`] is how a step ended early; [`qemu`] the QEMU option syntax that
@@ -18,6 +19,7 @@
 //!
 //! This file only orchestrates.
 
+mod attach;
 mod build;
 mod dry_run;
 mod generate;
@@ -27,6 +29,7 @@ mod settings;
 mod shares;
 mod signals;
 mod stop;
+mod terminal;
 #[cfg(test)]
 mod test_data;
 mod vm;
@@ -62,6 +65,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
         Mode::DryRun { build_only } => dry_run::print(&request, &settings, &host, build_only),
         Mode::BuildOnly => build_only(&request, &settings),
         Mode::Run => run_vm(&request, &settings, &host),
+        Mode::Attach => attach::run(&installable, &settings, &host),
     }
 }
 

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::host::vm::terminal;
+use crate::host::terminal;
 use crate::schema::facts::CommandIo;
 
 /// What the host is like for this run.

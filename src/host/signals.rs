@@ -27,7 +27,7 @@
 //! (An ignored SIGCHLD would also make the kernel reap children itself.)
 
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -36,7 +36,7 @@ use std::time::Instant;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{kill_process, Pid, Signal};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
@@ -112,6 +112,28 @@ fn sleep_for_signal(caught: &Option<Caught>, deadline: Option<Instant>) {
     let mut ready = [PollFd::new(caught.delivery.get_read(), PollFlags::IN)];
     // EINTR (another signal) only wakes the caller early, who looks again.
     let _ = poll(&mut ready, timeout.as_ref());
+}
+
+/// A descriptor that reads as ready whenever a signal was caught, for a
+/// poll(2) loop of its own (an attached session's); [`take`] then says
+/// which. `None` without a delivery.
+pub fn wake_fd() -> Option<OwnedFd> {
+    let caught = caught();
+    let read = caught.as_ref()?.delivery.get_read().try_clone().ok()?;
+    Some(OwnedFd::from(read))
+}
+
+/// The session signals caught since the last call, in order.
+pub fn take() -> Vec<i32> {
+    take_pending(&mut caught()).0
+}
+
+/// SIGWINCH, caught from now on into a self-pipe of its own that a
+/// poll(2) loop watches: a terminal's resizes, for the resize port and an
+/// attached session.
+pub fn resizes() -> io::Result<SignalDelivery<UnixStream, SignalOnly>> {
+    let (read, write) = UnixStream::pair()?;
+    SignalDelivery::with_pipe(read, write, SignalOnly, [SIGWINCH])
 }
 
 /// The signal that should end nixos-shell, if one was caught: it exits

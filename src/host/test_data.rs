@@ -23,6 +23,7 @@ pub fn manifest() -> Manifest {
         inherit_path: true,
         memory_backend: None,
         memory_size: Some(500),
+        attach: false,
         mounts: Mounts {
             mount_home: true,
             mount_home_read_only: false,

@@ -61,6 +61,12 @@ pub struct Manifest {
     /// brings none.
     #[serde(default)]
     pub memory_size: Option<u64>,
+    /// Whether the guest serves `nixos-shell --attach` (the module's
+    /// `nixos-shell-attach.service`): the CLI then offers the attach port
+    /// and lets clients find the VM. A build of an older module has not,
+    /// and `--attach` says so instead of waiting for it.
+    #[serde(default)]
+    pub attach: bool,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together

@@ -5,8 +5,10 @@
 //!   shipped inside the build result at [`manifest::MANIFEST_PATH`].
 //! - [`facts`]: what the invoking user's host is like at run time
 //!   (CLI → guest role), and what the guest hands back (guest role → CLI).
-//! - [`ports`]: the virtio-serial ports that carry the terminal's size and
-//!   `--command`'s streams while the VM runs.
+//! - [`ports`]: the virtio-serial ports that carry the terminal's size,
+//!   `--command`'s streams and the attached sessions while the VM runs.
+//! - [`attach`]: the frames of `nixos-shell --attach` sessions (client →
+//!   the VM's nixos-shell → guest role, and back).
 //!
 //! Every document carries a `version`; readers ignore fields they do not know,
 //! so either side may grow without breaking the other.
@@ -23,6 +25,7 @@
 //! - [`facts::GuestMount`]: the same share as the guest role mounts it,
 //!   in the host facts.
 
+pub mod attach;
 pub mod facts;
 pub mod manifest;
 pub mod ports;

@@ -21,6 +21,9 @@
 //!   never asks and gets sizes on resizes only; an older host never
 //!   answers, but sends a size when QEMU connects, which the follower takes
 //!   as the answer.)
+//! - [`Port::Attach`]: every `nixos-shell --attach` session in the running
+//!   VM, multiplexed ([`super::attach`]), when the build's guest serves
+//!   them.
 //! - [`Port::Stdin`], [`Port::Stdout`], [`Port::Stderr`]: `--command`'s
 //!   standard streams when nixos-shell's own are not both a terminal
 //!   ([`super::facts::CommandIo::Ports`]). QEMU holds what the host sends
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum Port {
     Resize,
+    Attach,
     Stdin,
     Stdout,
     Stderr,
@@ -47,6 +51,7 @@ impl Port {
     pub const fn name(self) -> &'static str {
         match self {
             Port::Resize => "org.nixos-shell.resize",
+            Port::Attach => "org.nixos-shell.attach",
             Port::Stdin => "org.nixos-shell.stdin",
             Port::Stdout => "org.nixos-shell.stdout",
             Port::Stderr => "org.nixos-shell.stderr",
@@ -57,6 +62,7 @@ impl Port {
     pub const fn short(self) -> &'static str {
         match self {
             Port::Resize => "resize",
+            Port::Attach => "attach",
             Port::Stdin => "stdin",
             Port::Stdout => "stdout",
             Port::Stderr => "stderr",
@@ -132,14 +138,26 @@ mod tests {
 
     #[test]
     fn a_port_is_named_in_the_facts_by_its_short_name() {
-        for port in [Port::Resize, Port::Stdin, Port::Stdout, Port::Stderr] {
+        for port in [
+            Port::Resize,
+            Port::Attach,
+            Port::Stdin,
+            Port::Stdout,
+            Port::Stderr,
+        ] {
             assert_eq!(serde_json::to_value(port).unwrap(), port.short());
         }
     }
 
     #[test]
     fn port_names_are_distinct_and_namespaced() {
-        let all = [Port::Resize, Port::Stdin, Port::Stdout, Port::Stderr];
+        let all = [
+            Port::Resize,
+            Port::Attach,
+            Port::Stdin,
+            Port::Stdout,
+            Port::Stderr,
+        ];
         for (n, port) in all.iter().enumerate() {
             assert!(port.name().starts_with("org.nixos-shell."));
             assert!(port.name().ends_with(port.short()));

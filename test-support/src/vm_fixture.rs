@@ -233,6 +233,26 @@ impl Fixture {
         Piped::spawn(self.command(args))
     }
 
+    /// `nixos-shell --attach ARGS` to the fixture's VM, with pipes for its
+    /// streams: it starts no VM, so it takes no VM slot.
+    pub fn attach_piped(&self, args: &[&str]) -> Piped {
+        Piped::spawn_with(self.attach_command(args), None)
+    }
+
+    /// `nixos-shell --attach ARGS` to the fixture's VM on a 30x100
+    /// pseudo-terminal of its own, without a VM slot.
+    pub fn attach(&self, args: &[&str]) -> Console {
+        Console::spawn_with(self.attach_command(args), ROWS, COLS, None)
+    }
+
+    /// The command line of `nixos-shell --attach ARGS`, in the fixture's
+    /// environment (the same TMPDIR, so the same registry of running VMs).
+    pub fn attach_command(&self, args: &[&str]) -> Command {
+        let mut attach = vec!["--attach"];
+        attach.extend_from_slice(args);
+        self.command(&attach)
+    }
+
     /// Fails the test if a virtiofsd the run script started still runs:
     /// call once nixos-shell has ended, when the script must have stopped
     /// them (every path of the fixture is under its root).

@@ -2,6 +2,7 @@
 //! and fixture flakes, `<nixpkgs>` and run scripts written by
 //! `support::nix_fixture`.
 
+mod attach;
 mod errors;
 mod generate;
 mod refusals;

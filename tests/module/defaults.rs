@@ -235,6 +235,25 @@ fn the_resize_follower_is_started_before_the_command_and_the_login() {
     }
 }
 
+/// `nixos-shell --attach` needs no sshd and no getty: a unit of the guest
+/// role's own, after the one that reads the facts.
+#[test]
+fn the_attach_server_is_a_unit_of_its_own_after_the_facts() {
+    let (_dir, standin) = standin(Era::NineP);
+    let unit = standin
+        .eval("{ }", "config.systemd.services.nixos-shell-attach")
+        .unwrap();
+    assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
+    assert_eq!(units(&unit["wantedBy"]), ["multi-user.target"]);
+    assert!(
+        unit["serviceConfig"]["ExecStart"]
+            .as_str()
+            .unwrap()
+            .ends_with("-guest/bin/nixos-shell-guest serve-attach"),
+        "{unit}"
+    );
+}
+
 /// Root's password as the console login gets it, and NixOS's warnings.
 const ROOT_PASSWORD: &str = "{
   root = builtins.removeAttrs config.users.users.root [ \"name\" \"home\" \"shell\" \"openssh\" ];

@@ -4,6 +4,8 @@
 //!
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
+//! - `attach`: `nixos-shell --attach` sessions in the running VM, through
+//!   pipes and a pseudo-terminal, beside the VM's own console and command.
 //! - `cli`: what a user does, driven by the real CLI through a fixture
 //!   flake (`support::vm_fixture`) built by the real `nix`, each in both
 //!   eras.
@@ -27,6 +29,7 @@
 //! The harness' own pure parts (module order, templates, the run script's
 //! text) are tested in the support crate, beside them.
 
+mod attach;
 mod cli;
 mod console;
 mod guest_role;

@@ -53,8 +53,22 @@ impl Identity {
         Identity(text.to_owned())
     }
 
+    #[cfg(test)]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// A short key of the identity for file names (the disk image's, the
+    /// running VM's entry for `--attach`): 64-bit FNV-1a in hex, tiny and
+    /// stable across releases (std's hasher is not).
+    pub fn key(&self) -> String {
+        let hash = self
+            .0
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{hash:016x}")
     }
 }
 
@@ -202,6 +216,20 @@ impl Installable {
             Installable::Built { path } => format!("built:{path}"),
             Installable::Flake { flake, name, .. } => format!("{}#{name}", flake.display()),
         })
+    }
+
+    /// The identities a run of it may have, in the order the run tries
+    /// them: its own, then that of the module file it falls back to (the
+    /// `./vm.nix` beside a `./flake.nix` without the configuration).
+    pub fn identities(&self) -> Vec<Identity> {
+        let fallback = match self {
+            Installable::Flake {
+                or_file: Some(path),
+                ..
+            } => Some(Installable::File { path: path.clone() }.identity()),
+            _ => None,
+        };
+        std::iter::once(self.identity()).chain(fallback).collect()
     }
 }
 
@@ -377,6 +405,31 @@ fn split_query(reference: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identitys_key_is_fnv_1a_in_hex() {
+        assert_eq!(Identity::new("").key(), "cbf29ce484222325");
+        assert_eq!(Identity::new("a").key(), "af63dc4c8601ec8c");
+    }
+
+    #[test]
+    fn a_flake_with_a_module_file_beside_it_may_run_as_either() {
+        let flake = Installable::Flake {
+            flake: FlakeRef::Url("github:o/r".into()),
+            name: "vm".into(),
+            or_file: Some("/p/vm.nix".into()),
+        };
+        let ids: Vec<String> = flake
+            .identities()
+            .iter()
+            .map(|i| i.as_str().to_owned())
+            .collect();
+        assert_eq!(ids, ["github:o/r#vm", "file:/p/vm.nix"]);
+        let file = Installable::File {
+            path: "/p/vm.nix".into(),
+        };
+        assert_eq!(file.identities(), [file.identity()]);
+    }
 
     fn local(dir: &Utf8Path, name: &str) -> Installable {
         Installable::Flake {

@@ -32,6 +32,8 @@ pub enum Mode {
     /// `--dry-run`: print the commands a run would execute, or with
     /// `--build-only` the build alone.
     DryRun { build_only: bool },
+    /// `--attach`: a session in the running VM; nothing builds.
+    Attach,
 }
 
 /// What names the configuration on the command line.
@@ -73,7 +75,12 @@ impl Settings {
     /// against its cwd).
     pub fn from_args(args: HostArgs, host: &Host) -> Result<Settings> {
         let cwd = &host.cwd;
-        let mode = if args.dry_run {
+        if args.attach && args.nix != NixFlags::default() {
+            bail!("--attach evaluates nothing: drop the flags for nix");
+        }
+        let mode = if args.attach {
+            Mode::Attach
+        } else if args.dry_run {
             Mode::DryRun {
                 build_only: args.build_only,
             }

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::terminfo::{self, Entry};
 use crate::host::read::Host;
+use crate::host::terminal::terminfo::{self, Entry};
 use crate::schema::facts::{GuestMount, HostFacts, FACTS_VERSION, TERMINFO_DIR};
 use crate::schema::manifest::Manifest;
 use crate::schema::ports::Port;

@@ -13,9 +13,9 @@ use camino::Utf8Path;
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
 use super::command::VmCommand;
-use super::terminal;
 use crate::host::signals;
 use crate::host::stop::Stop;
+use crate::host::terminal;
 
 /// Where the VM's console (QEMU's standard input and output, which the
 /// module gives the guest console and the monitor) goes.

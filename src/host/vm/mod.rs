@@ -3,13 +3,15 @@
 //! terminal ([`run`]).
 //!
 //! - [`disk`] picks the disk image; [`facts`] the host facts the guest reads
-//!   from the [`session`] directory, with the [`terminfo`] entry of the
-//!   host's terminal beside them; [`ports`] the virtio-serial ports, whose
+//!   from the [`session`] directory, with the terminfo entry of the host's
+//!   terminal beside them; [`ports`] the virtio-serial ports, whose
 //!   sockets (and the shares' daemons') are in [`sockets`]; [`command`] the
 //!   run script's arguments and environment.
-//! - [`launch`] starts QEMU ([`terminal`] saves and restores this terminal),
-//!   while the ports are served and the shares' daemons run.
+//! - [`launch`] starts QEMU (`host::terminal` saves and restores this
+//!   terminal), while the ports are served and the shares' daemons run;
+//!   [`attach`] relays `nixos-shell --attach` sessions to the guest.
 
+pub mod attach;
 pub mod command;
 pub mod disk;
 pub mod facts;
@@ -17,12 +19,11 @@ pub mod launch;
 pub mod ports;
 pub mod session;
 pub mod sockets;
-pub mod terminal;
-pub mod terminfo;
 
 use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::host::attach::registry::{self, Registration};
 use crate::host::build::Built;
 use crate::host::read::Host;
 use crate::host::settings::Settings;
@@ -30,7 +31,9 @@ use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported, Shares};
 use crate::host::signals;
 use crate::host::stop::Stop;
+use crate::host::terminal::terminfo::Entry;
 use crate::schema::facts::{CommandIo, HostFacts, TERMINFO_DIR};
+use crate::schema::manifest::Manifest;
 use crate::schema::ports::Port;
 use command::{Parts, VmCommand};
 use facts::{Gathered, RunFacts};
@@ -38,6 +41,9 @@ use launch::Console;
 use ports::PortSocket;
 use session::{Layout, Session};
 use sockets::SocketDir;
+
+/// The file name of the attach clients' socket, beside the ports'.
+const ATTACH_SOCKET: &str = "attach.sock";
 
 /// How much of the console a command that ended without its status shows.
 const CONSOLE_TAIL_LINES: usize = 20;
@@ -47,7 +53,7 @@ pub struct Vm {
     pub command: VmCommand,
     pub facts: HostFacts,
     /// The host's terminfo entry for `TERM`, written beside the facts.
-    pub terminfo: Option<terminfo::Entry>,
+    pub terminfo: Option<Entry>,
     pub shares: Exported,
     pub ports: Vec<PortSocket>,
     /// Where QEMU's console goes: the terminal, or a log.
@@ -69,12 +75,13 @@ pub struct Inputs<'a> {
     pub disk_image: Option<&'a Utf8Path>,
 }
 
-/// The ports of a run on `host` with `settings`: the resize port when the
-/// console is this terminal, the stdio ports when the command's streams
-/// are nixos-shell's own.
-pub fn needed_ports(host: &Host, settings: &Settings) -> Vec<Port> {
+/// The ports of a run on `host` with `settings` of a build with
+/// `manifest`: the resize port when the console is this terminal, the
+/// stdio ports when the command's streams are nixos-shell's own, the attach
+/// port when the guest serves attaches.
+pub fn needed_ports(host: &Host, settings: &Settings, manifest: &Manifest) -> Vec<Port> {
     let command_io = settings.command.as_ref().map(|_| host.command_io());
-    ports::needed(command_io, host.terminal)
+    ports::needed(command_io, host.terminal, manifest.attach)
 }
 
 /// Composes the VM; pure.
@@ -141,12 +148,18 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
         session.ephemeral_image(&manifest.name),
     )?;
     session.prepare_vm()?;
-    let ports = needed_ports(host, settings);
+    let ports = needed_ports(host, settings, manifest);
     let exported = shares.export();
     let port_names = ports.iter().map(|&port| ports::socket_name(port));
+    let attach_socket = ports
+        .contains(&Port::Attach)
+        .then_some(ATTACH_SOCKET.to_owned());
     let sockets = SocketDir::create(
         &session.sockets(),
-        exported.socket_names().chain(port_names),
+        exported
+            .socket_names()
+            .chain(port_names)
+            .chain(attach_socket),
     )?;
     let vm = compose(Inputs {
         host,
@@ -159,7 +172,18 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
         socket_dir: sockets.path(),
         disk_image: disk.image.as_deref(),
     });
-    let code = execute(&vm, &session, &disk, sockets.path())?;
+    // Attachable from the moment QEMU starts: a client that comes while
+    // the VM boots waits for the guest's attach server.
+    let attachable = match ports.contains(&Port::Attach) {
+        true => {
+            let socket = sockets.path().join(ATTACH_SOCKET);
+            let clients = attach::listen(&socket)?;
+            let entry = registry::register(&registry::dir(&host.env), &built.identity, &socket)?;
+            Some((clients, entry))
+        }
+        false => None,
+    };
+    let code = execute(&vm, &session, &disk, sockets.path(), attachable)?;
     drop(disk);
     session.close()?;
     Ok(code)
@@ -168,7 +192,15 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
 /// Runs a composed VM: the facts written, the ports served, the daemons
 /// started, QEMU in this terminal; then everything stopped. The exit
 /// status: QEMU's, or with a command the command's.
-fn execute(vm: &Vm, session: &Session, disk: &disk::Disk, socket_dir: &Utf8Path) -> Result<u8> {
+fn execute(
+    vm: &Vm,
+    session: &Session,
+    disk: &disk::Disk,
+    socket_dir: &Utf8Path,
+    attachable: Option<(attach::Clients, Registration)>,
+) -> Result<u8> {
+    // The entry lasts as long as the VM runs, and goes with this function.
+    let (clients, _entry) = attachable.unzip();
     if let Some(entry) = &vm.terminfo {
         entry.install(&session.share().join(TERMINFO_DIR))?;
     }
@@ -180,7 +212,7 @@ fn execute(vm: &Vm, session: &Session, disk: &disk::Disk, socket_dir: &Utf8Path)
         Some(log) => Console::Log(log),
         None => Console::Terminal,
     };
-    let serving = ports::listen(&vm.ports)?.serve()?;
+    let serving = ports::listen(&vm.ports)?.serve(clients)?;
     let mut running = virtiofs::start(
         vm.shares.virtiofsd.as_deref(),
         &vm.shares.daemons,

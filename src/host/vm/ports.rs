@@ -8,6 +8,7 @@
 //! - resize: the terminal's size now, each time the guest asks for it (its
 //!   follower does whenever it opens the port), and, once asked, after
 //!   every SIGWINCH;
+//! - attach: the relay of `nixos-shell --attach` sessions (`vm::attach`);
 //! - stdin: nixos-shell's standard input, then a half-close (end of file in
 //!   the guest); the socket stays open until QEMU closes it, since a full
 //!   close would be a hang-up that drops what QEMU has not read yet;
@@ -32,12 +33,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
-use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-use super::terminal;
-use crate::host::qemu;
+use super::attach;
+use crate::host::terminal;
+use crate::host::{qemu, signals};
 use crate::schema::facts::CommandIo;
 use crate::schema::ports::{Port, TerminalSize, UNKNOWN_SIZE_LINE};
 
@@ -64,14 +65,19 @@ pub fn socket_name(port: Port) -> String {
 
 /// The ports of a run whose command (if any) has its streams on
 /// `command_io`, `terminal` telling whether nixos-shell has a controlling
-/// terminal: the resize port when the console is that terminal, the stdio
-/// ports when the command's streams are nixos-shell's own; pure.
-pub fn needed(command_io: Option<CommandIo>, terminal: bool) -> Vec<Port> {
-    match command_io {
+/// terminal and `attach` whether the guest serves attaches: the resize port
+/// when the console is that terminal, the stdio ports when the command's
+/// streams are nixos-shell's own, the attach port; pure.
+pub fn needed(command_io: Option<CommandIo>, terminal: bool, attach: bool) -> Vec<Port> {
+    let console = match command_io {
         Some(CommandIo::Ports) => Port::STDIO.to_vec(),
         None | Some(CommandIo::Console) if terminal => vec![Port::Resize],
         None | Some(CommandIo::Console) => Vec::new(),
-    }
+    };
+    console
+        .into_iter()
+        .chain(attach.then_some(Port::Attach))
+        .collect()
 }
 
 /// `ports` with their sockets in `socket_dir`; pure.
@@ -142,8 +148,9 @@ pub struct Serving {
 }
 
 impl Listening {
-    /// Serves each port on a thread of its own.
-    pub fn serve(self) -> Result<Serving> {
+    /// Serves each port on a thread of its own; the attach port relays for
+    /// `clients`.
+    pub fn serve(self, mut clients: Option<attach::Clients>) -> Result<Serving> {
         let (vm_ended, ended) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .context("could not create a pipe for the ports")?;
         let vm_ended = Arc::new(vm_ended);
@@ -153,11 +160,21 @@ impl Listening {
             let ended = Arc::clone(&vm_ended);
             match port {
                 Port::Resize => {
-                    let resizes =
-                        resizes().context("could not listen for the terminal's resizes")?;
+                    let resizes = signals::resizes()
+                        .context("could not listen for the terminal's resizes")?;
                     thread::spawn(move || {
                         if let Some(stream) = accept(&listener, &ended) {
                             answer_sizes(stream, resizes);
+                        }
+                    });
+                }
+                Port::Attach => {
+                    let Some(clients) = clients.take() else {
+                        continue;
+                    };
+                    thread::spawn(move || {
+                        if let Some(stream) = accept(&listener, &ended) {
+                            attach::relay(stream, clients, &ended);
                         }
                     });
                 }
@@ -237,12 +254,6 @@ fn accept(listener: &UnixListener, ended: &OwnedFd) -> Option<UnixStream> {
     }
 }
 
-/// SIGWINCH, caught from now on into a self-pipe a thread polls.
-fn resizes() -> std::io::Result<SignalDelivery<UnixStream, SignalOnly>> {
-    let (read, write) = UnixStream::pair()?;
-    SignalDelivery::with_pipe(read, write, SignalOnly, [SIGWINCH])
-}
-
 /// The line of the terminal's size now.
 fn size_line() -> String {
     terminal::size().map_or_else(|| UNKNOWN_SIZE_LINE.to_owned(), TerminalSize::to_line)
@@ -318,11 +329,16 @@ mod tests {
 
     #[test]
     fn the_console_in_a_terminal_follows_resizes_and_a_piped_command_gets_streams() {
-        assert_eq!(needed(None, true), [Port::Resize]);
-        assert_eq!(needed(Some(CommandIo::Console), true), [Port::Resize]);
-        assert_eq!(needed(None, false), []);
-        assert_eq!(needed(Some(CommandIo::Ports), true), Port::STDIO);
-        assert_eq!(needed(Some(CommandIo::Ports), false), Port::STDIO);
+        assert_eq!(needed(None, true, false), [Port::Resize]);
+        assert_eq!(
+            needed(Some(CommandIo::Console), true, false),
+            [Port::Resize]
+        );
+        assert_eq!(needed(None, false, false), []);
+        assert_eq!(needed(Some(CommandIo::Ports), true, false), Port::STDIO);
+        assert_eq!(needed(Some(CommandIo::Ports), false, false), Port::STDIO);
+        assert_eq!(needed(None, false, true), [Port::Attach]);
+        assert_eq!(needed(None, true, true), [Port::Resize, Port::Attach]);
     }
 
     #[test]
@@ -350,10 +366,10 @@ mod tests {
         use crate::schema::ports::SIZE_REQUEST;
         use std::io::{BufRead, BufReader};
         let (mut guest, host) = UnixStream::pair().unwrap();
-        let resizes = resizes().unwrap();
+        let resizes = signals::resizes().unwrap();
         let server = thread::spawn(move || answer_sizes(host, resizes));
         // Unasked, a resize sends nothing.
-        signal_hook::low_level::raise(SIGWINCH).unwrap();
+        signal_hook::low_level::raise(signal_hook::consts::SIGWINCH).unwrap();
         guest
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
@@ -365,7 +381,7 @@ mod tests {
         let mut line = String::new();
         lines.read_line(&mut line).unwrap();
         assert_eq!(line, size_line());
-        signal_hook::low_level::raise(SIGWINCH).unwrap();
+        signal_hook::low_level::raise(signal_hook::consts::SIGWINCH).unwrap();
         line.clear();
         lines.read_line(&mut line).unwrap();
         assert_eq!(line, size_line());
@@ -415,7 +431,7 @@ mod tests {
             socket,
         }])
         .unwrap();
-        let serving = listening.serve().unwrap();
+        let serving = listening.serve(None).unwrap();
         let start = Instant::now();
         serving.finish();
         assert!(

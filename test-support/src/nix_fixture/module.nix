@@ -13,6 +13,7 @@ let
       inherit name;
       system = pkgs.system;
       memoryBackend = cfg.memoryBackend;
+      attach = cfg.attach;
       diskImage = cfg.diskImage;
       inheritPath = cfg.inheritPath;
       mounts = {

@@ -34,6 +34,7 @@ let
       cache = "loose";
       msize = 16384;
       memoryBackend = null;
+      attach = false;
     };
   };
   load =

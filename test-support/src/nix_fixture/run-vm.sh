@@ -6,6 +6,9 @@ printf 'cwd %s\n' "$PWD" >> "$rec"
 printf 'script %s\n' "$0" >> "$rec"
 for a in "$@"; do printf 'arg %s\n' "$a" >> "$rec"; done
 env | LC_ALL=C sort | sed 's/^/env /' >> "$rec"
+if [ -n "${NIXOS_SHELL_TEST_REGISTRY:-}" ]; then
+  ls "$NIXOS_SHELL_TEST_REGISTRY" > "$rec.registry" 2>/dev/null || : > "$rec.registry"
+fi
 session=
 for a in "$@"; do
   case "$a" in *mount_tag=nixos-shell*) session=${a#local,path=}; session=${session%%,*};; esac

@@ -21,14 +21,19 @@ pub struct Output {
 pub struct Piped {
     child: Child,
     stderr: Option<JoinHandle<Vec<u8>>>,
-    _permit: Permit,
+    _permit: Option<Permit>,
 }
 
 impl Piped {
     /// Starts `command` with piped standard streams in a new session (no
     /// controlling terminal). Waits for a VM slot first.
-    pub fn spawn(mut command: Command) -> Piped {
-        let permit = Permit::acquire(1);
+    pub fn spawn(command: Command) -> Piped {
+        Piped::spawn_with(command, Some(Permit::acquire(1)))
+    }
+
+    /// [`Piped::spawn`] under slots the caller holds, or none for a
+    /// process that starts no VM (`nixos-shell --attach`).
+    pub fn spawn_with(mut command: Command, permit: Option<Permit>) -> Piped {
         command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -1,6 +1,9 @@
-//! The controlling terminal: its settings, saved before QEMU takes it over
-//! (raw mode) and restored once QEMU is gone, whatever happened to it; and
-//! its size, which the resize port hands to the guest console.
+//! The controlling terminal: its settings, saved before QEMU (or an
+//! attached session) takes it over in raw mode and restored once it is
+//! done, whatever happened to it; its size, which the resize port hands to
+//! the guest console; and [`terminfo`], its compiled entry.
+
+pub mod terminfo;
 
 use std::fs::File;
 
@@ -25,6 +28,17 @@ impl SavedTerminal {
         let tty = controlling_tty()?;
         let termios = tcgetattr(&tty).ok()?;
         Some(SavedTerminal { tty, termios })
+    }
+
+    /// Saves the settings and puts the terminal in raw mode, as QEMU does
+    /// with its console: every key, Ctrl-C included, goes to the program
+    /// on the other side, which has a terminal of its own.
+    pub fn raw() -> Option<SavedTerminal> {
+        let saved = SavedTerminal::save()?;
+        let mut raw = saved.termios.clone();
+        raw.make_raw();
+        tcsetattr(&saved.tty, OptionalActions::Now, &raw).ok()?;
+        Some(saved)
     }
 }
 

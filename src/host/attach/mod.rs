@@ -1,0 +1,70 @@
+//! `nixos-shell --attach [CONFIG] [-c CMD]`: a session in the VM of CONFIG
+//! that already runs, from another terminal or a script: a login shell, or
+//! CMD with `--command`'s semantics. No nix runs and nothing is evaluated:
+//! CONFIG resolves to the identity that names the configuration's disk
+//! image, and the [`registry`] leads from it to the attach socket of the
+//! nixos-shell that runs that VM, which relays the [`session`] to the
+//! guest (`schema::attach`).
+
+pub mod registry;
+mod session;
+
+use std::os::unix::net::UnixStream;
+
+use anyhow::{bail, Context, Result};
+
+use crate::host::build::Installable;
+use crate::host::read::Host;
+use crate::host::settings::{Config, Settings};
+use crate::host::terminal::{self, terminfo};
+use crate::schema::attach::{Request, REQUEST_VERSION};
+
+/// Attaches to the running VM of `installable`: the session's exit status.
+pub fn run(installable: &Installable, settings: &Settings, host: &Host) -> Result<u8> {
+    let registry = registry::dir(&host.env);
+    let Some(socket) = registry::find(&registry, &installable.identities())? else {
+        bail!(
+            "no VM of {} is running; start one with `{}`, then attach",
+            described(settings.config.as_ref()),
+            start_command(settings.config.as_ref())
+        );
+    };
+    let stream = UnixStream::connect(&socket).with_context(|| {
+        format!("could not reach the VM's nixos-shell at {socket}; it may have just ended")
+    })?;
+    session::run(stream, &request(settings, host))
+}
+
+/// What this side asks for.
+fn request(settings: &Settings, host: &Host) -> Request {
+    let term = host.env.get("TERM").cloned();
+    Request {
+        version: REQUEST_VERSION,
+        command: settings.command.clone(),
+        terminal: host.interactive,
+        cwd: host.cwd.clone(),
+        terminfo: term
+            .as_deref()
+            .and_then(|term| terminfo::find(term, &host.env, &host.home, &terminfo::SYSTEM_DIRS))
+            .map(|entry| entry.bytes),
+        term,
+        size: host.interactive.then(terminal::size).flatten(),
+    }
+}
+
+/// CONFIG as the messages name it.
+fn described(config: Option<&Config>) -> String {
+    match config {
+        Some(Config::Given(config) | Config::Flake(config)) => config.clone(),
+        None => "this directory".to_owned(),
+    }
+}
+
+/// The command that starts the VM `--attach` looked for.
+fn start_command(config: Option<&Config>) -> String {
+    match config {
+        Some(Config::Given(config)) => format!("nixos-shell {}", crate::sh::quote(config)),
+        Some(Config::Flake(config)) => format!("nixos-shell --flake {}", crate::sh::quote(config)),
+        None => "nixos-shell".to_owned(),
+    }
+}

@@ -1,0 +1,219 @@
+//! Where a user's running VMs are found: one entry per VM a nixos-shell of
+//! theirs runs whose guest serves attaches, a symbolic link named
+//! `<identity key>.<pid>` (the key that names the configuration's disk
+//! image, the pid of the nixos-shell that runs it) to its attach socket in
+//! that run's private session directory. The directory is the user's
+//! runtime directory's `nixos-shell/` (`$XDG_RUNTIME_DIR`), else
+//! `nixos-shell-<uid>/` in `$TMPDIR` (else `/tmp`), and is the user's alone
+//! (mode 0700): nothing is found there that another user put.
+//!
+//! An entry of a nixos-shell that was killed outright stays behind; the
+//! next lookup notices its process is gone and removes it.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::host::build::Identity;
+
+/// The registry's directory for a host with `env`; pure.
+pub fn dir(env: &BTreeMap<String, String>) -> Utf8PathBuf {
+    let set = |name: &str| env.get(name).filter(|v| v.starts_with('/'));
+    match set("XDG_RUNTIME_DIR") {
+        Some(runtime) => Utf8Path::new(runtime).join("nixos-shell"),
+        None => Utf8Path::new(set("TMPDIR").map_or("/tmp", String::as_str)).join(format!(
+            "nixos-shell-{}",
+            rustix::process::geteuid().as_raw()
+        )),
+    }
+}
+
+/// Creates `dir` for this user alone, or checks that it is theirs alone.
+fn own(dir: &Utf8Path) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(|| format!("could not create {dir}")),
+    }
+    let meta = std::fs::symlink_metadata(dir).with_context(|| format!("could not read {dir}"))?;
+    let uid = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        bail!("{dir} is not a directory of yours alone (mode 0700); remove it and try again");
+    }
+    Ok(())
+}
+
+/// A running VM's entry, removed when dropped.
+#[derive(Debug)]
+pub struct Registration {
+    link: Utf8PathBuf,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+        // The directory too, when no other VM runs: nothing is left in the
+        // user's TMPDIR. It fails harmlessly while other entries are there.
+        if let Some(dir) = self.link.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Enters the VM of `identity`, whose attach socket is `socket`, in `dir`.
+pub fn register(dir: &Utf8Path, identity: &Identity, socket: &Utf8Path) -> Result<Registration> {
+    let link = dir.join(format!("{}.{}", identity.key(), std::process::id()));
+    // Twice at most: the last VM of another nixos-shell may remove the
+    // empty directory between its creation and the link.
+    for _ in 0..2 {
+        own(dir)?;
+        let _ = std::fs::remove_file(&link);
+        match std::os::unix::fs::symlink(socket, &link) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            linked => linked.with_context(|| format!("could not create {link}"))?,
+        }
+        return Ok(Registration { link });
+    }
+    bail!("could not create {link}: its directory keeps disappearing")
+}
+
+/// The attach socket of the running VM of the first of `identities` that
+/// has one, through its entry in `dir`; the newest when one configuration
+/// runs twice. Entries of nixos-shells that are gone are removed.
+pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBuf>> {
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return Ok(None);
+    };
+    own(dir)?;
+    let mut live: Vec<(String, u32, Utf8PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let Some((key, pid)) = entry.file_name().split_once('.') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if running(pid) && entry.path().exists() {
+            live.push((key.to_owned(), pid, entry.path().to_owned()));
+        } else {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    if live.is_empty() {
+        // What stale entries leave: an empty directory, removed as a
+        // dropped registration removes it.
+        let _ = std::fs::remove_dir(dir);
+    }
+    for identity in identities {
+        let key = identity.key();
+        let newest = live
+            .iter()
+            .filter(|(k, _, _)| *k == key)
+            .max_by_key(|(_, _, link)| {
+                std::fs::symlink_metadata(link)
+                    .and_then(|m| m.modified())
+                    .ok()
+            });
+        if let Some((_, _, link)) = newest {
+            return Ok(Some(link.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether process `pid` still runs.
+fn running(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    // Signal 0 checks without sending: EPERM would be another user's
+    // process, which no entry here can belong to.
+    rustix::process::test_kill_process(pid).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::test_data::env;
+
+    fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join("registry");
+        (dir, path)
+    }
+
+    #[test]
+    fn the_runtime_directory_comes_first_then_tmpdir() {
+        assert_eq!(
+            dir(&env(&[("XDG_RUNTIME_DIR", "/run/user/1")])),
+            "/run/user/1/nixos-shell"
+        );
+        let uid = rustix::process::geteuid().as_raw();
+        assert_eq!(
+            dir(&env(&[("TMPDIR", "/t")])),
+            format!("/t/nixos-shell-{uid}")
+        );
+        assert_eq!(dir(&env(&[])), format!("/tmp/nixos-shell-{uid}"));
+    }
+
+    #[test]
+    fn a_registered_vm_is_found_until_its_entry_is_dropped() {
+        let (_tmp, registry) = temp();
+        let socket = registry.with_file_name("attach.sock");
+        std::fs::write(&socket, "").unwrap();
+        let vm = Identity::new("/p#vm");
+        let other = Identity::new("file:/p/vm.nix");
+        assert_eq!(find(&registry, std::slice::from_ref(&vm)).unwrap(), None);
+        let entry = register(&registry, &vm, &socket).unwrap();
+        let mode = std::fs::metadata(&registry).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let found = find(&registry, &[other.clone(), vm.clone()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(std::fs::read_link(&found).unwrap(), socket);
+        assert_eq!(find(&registry, &[other]).unwrap(), None);
+        drop(entry);
+        assert_eq!(find(&registry, &[vm]).unwrap(), None);
+    }
+
+    #[test]
+    fn the_directory_goes_with_its_last_entry() {
+        let (_tmp, registry) = temp();
+        let socket = registry.with_file_name("attach.sock");
+        let first = register(&registry, &Identity::new("/p#vm"), &socket).unwrap();
+        let second = register(&registry, &Identity::new("/q#vm"), &socket).unwrap();
+        drop(first);
+        assert!(registry.is_dir(), "removed while another VM runs");
+        drop(second);
+        assert!(!registry.exists(), "left behind");
+    }
+
+    #[test]
+    fn the_entry_of_a_nixos_shell_that_is_gone_is_removed() {
+        let (_tmp, registry) = temp();
+        let socket = registry.with_file_name("attach.sock");
+        std::fs::write(&socket, "").unwrap();
+        own(&registry).unwrap();
+        let vm = Identity::new("/p#vm");
+        // No process has pid 2^22 + 1 (Linux's pid_max is at most 2^22).
+        let stale = registry.join(format!("{}.{}", vm.key(), (1 << 22) + 1));
+        std::os::unix::fs::symlink(&socket, &stale).unwrap();
+        assert_eq!(find(&registry, &[vm]).unwrap(), None);
+        assert!(std::fs::symlink_metadata(&stale).is_err());
+        assert!(!registry.exists());
+    }
+
+    #[test]
+    fn a_directory_others_may_write_to_is_refused() {
+        let (_tmp, registry) = temp();
+        std::fs::create_dir(&registry).unwrap();
+        std::fs::set_permissions(&registry, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = register(&registry, &Identity::new("x"), "/s".into()).unwrap_err();
+        assert!(format!("{err:#}").contains("is not a directory of yours alone"));
+    }
+}

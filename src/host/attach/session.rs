@@ -1,0 +1,196 @@
+//! One attached session, from the client's side: this terminal (raw, as
+//! QEMU's console is) or this process' standard streams, byte for byte, on
+//! one side; the socket of the nixos-shell that runs the VM on the other.
+//! One poll(2) loop: the socket is non-blocking with an [`Outbox`], so the
+//! loop always reads what the session sends while it waits to send input;
+//! standard input is read only while less than a window of it waits to go.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+
+use anyhow::{bail, Context, Result};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use signal_hook::consts::SIGWINCH;
+
+use crate::host::signals;
+use crate::host::terminal::{self, SavedTerminal};
+use crate::schema::attach::{Decoder, Exit, Frame, Kind, Outbox, Request, MAX_PAYLOAD, WINDOW};
+
+/// Runs the session of `request` on `stream`: its exit status.
+pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
+    // Restored when this returns, before any error is printed.
+    let _saved = if request.terminal {
+        SavedTerminal::raw()
+    } else {
+        None
+    };
+    let mut resizes = signals::resizes().context("could not listen for the terminal's resizes")?;
+    let wake = signals::wake_fd();
+    stream
+        .set_nonblocking(true)
+        .context("could not set up the attach socket")?;
+    let mut client = Client {
+        stream,
+        outbox: Outbox::default(),
+        decoder: Decoder::default(),
+        chunk: vec![0; MAX_PAYLOAD],
+        stdin_open: true,
+        stdout_open: true,
+        terminal: request.terminal,
+    };
+    client.outbox.push(&Frame::json(Kind::Open, 0, request));
+    let stdin = std::io::stdin();
+    loop {
+        let reading_stdin = client.stdin_open && client.outbox.len() < WINDOW;
+        let socket_events = if client.outbox.is_empty() {
+            PollFlags::IN
+        } else {
+            PollFlags::IN | PollFlags::OUT
+        };
+        let mut fds = vec![
+            PollFd::new(&client.stream, socket_events),
+            PollFd::new(resizes.get_read(), PollFlags::IN),
+        ];
+        if let Some(wake) = &wake {
+            fds.push(PollFd::new(wake, PollFlags::IN));
+        }
+        if reading_stdin {
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => return Err(err).context("could not wait for the session"),
+        }
+        let ready = |i: usize| fds.get(i).is_some_and(|fd| !fd.revents().is_empty());
+        let (socket, resized, woke, typed) = (
+            ready(0),
+            ready(1),
+            wake.is_some() && ready(2),
+            reading_stdin && ready(fds.len() - 1),
+        );
+        drop(fds);
+        if resized && resizes.pending().any(|signal| signal == SIGWINCH) && client.terminal {
+            if let Some(size) = terminal::size() {
+                client.outbox.push(&Frame::json(Kind::Resize, 0, &size));
+            }
+        }
+        if woke {
+            for signal in signals::take() {
+                client.outbox.push(&Frame::json(Kind::Signal, 0, &signal));
+            }
+        }
+        if typed {
+            client.read_input(stdin.as_fd())?;
+        }
+        if socket {
+            if let Some(code) = client.read_socket()? {
+                return Ok(code);
+            }
+        }
+        client.flush()?;
+    }
+}
+
+struct Client {
+    stream: UnixStream,
+    outbox: Outbox,
+    decoder: Decoder,
+    /// Where standard input is read, [`MAX_PAYLOAD`] bytes, allocated once.
+    chunk: Vec<u8>,
+    stdin_open: bool,
+    stdout_open: bool,
+    terminal: bool,
+}
+
+impl Client {
+    /// Reads what standard input has; its end ends the session's input.
+    fn read_input(&mut self, stdin: BorrowedFd) -> Result<()> {
+        match rustix::io::read(stdin, &mut self.chunk) {
+            Ok(0) | Err(Errno::IO) => {
+                self.stdin_open = false;
+                // A terminal that ends (hung up) ends nothing in a
+                // terminal's session: the session ends when its shell does.
+                if !self.terminal {
+                    self.outbox.push(&Frame::new(Kind::InputEnd, 0, Vec::new()));
+                }
+            }
+            Ok(n) => self.outbox.push_data(Kind::Input, 0, &self.chunk[..n]),
+            Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(err) => return Err(err).context("could not read standard input"),
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has; the session's exit status once it ended.
+    fn read_socket(&mut self) -> Result<Option<u8>> {
+        match self.decoder.read_from(&self.stream) {
+            Ok(0) => bail!("the nixos-shell that runs the VM went away; the session ended"),
+            Ok(_) => {}
+            Err(Errno::INTR | Errno::AGAIN) => return Ok(None),
+            Err(err) => return Err(err).context("could not read from the VM's nixos-shell"),
+        }
+        while let Some(frame) = self
+            .decoder
+            .next_frame()
+            .map_err(|_| anyhow::anyhow!("the VM's nixos-shell sent what this one cannot read; use the same nixos-shell for both"))?
+        {
+            match frame.kind {
+                Kind::Output => self.write_output(&frame.payload),
+                Kind::Error => {
+                    let _ = write_all(std::io::stderr().as_fd(), &frame.payload);
+                }
+                Kind::Exit => {
+                    let exit: Exit = frame.parse().unwrap_or(Exit { exit_code: 1 });
+                    return Ok(Some(u8::try_from(exit.exit_code & 0xff).unwrap_or(1)));
+                }
+                Kind::Refused => {
+                    bail!("{}", String::from_utf8_lossy(&frame.payload))
+                }
+                Kind::VmEnded => bail!("the VM ended; the session with it"),
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes the session's output to standard output; once that takes no
+    /// more (its reader went away), says so, once, and drops the rest.
+    fn write_output(&mut self, bytes: &[u8]) {
+        if !self.stdout_open {
+            return;
+        }
+        if write_all(std::io::stdout().as_fd(), bytes).is_err() {
+            self.stdout_open = false;
+            self.outbox
+                .push(&Frame::new(Kind::OutputClosed, 0, Vec::new()));
+        }
+    }
+
+    /// Writes what the socket takes now.
+    fn flush(&mut self) -> Result<()> {
+        match self.outbox.write_to(&self.stream) {
+            Ok(_) => Ok(()),
+            Err(Errno::PIPE | Errno::CONNRESET) => {
+                bail!("the nixos-shell that runs the VM went away; the session ended")
+            }
+            Err(err) => Err(err).context("could not write to the VM's nixos-shell"),
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd`, waiting while it is full.
+fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                let mut ready = [PollFd::new(&fd, PollFlags::OUT)];
+                let _ = poll(&mut ready, None);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! The attach protocol: `nixos-shell --attach` in another terminal, a
+//! session in the VM that is already running.
+//!
+//! Three parties, one frame format: the client (`nixos-shell --attach`)
+//! connects to the Unix socket in the private session directory of the
+//! nixos-shell that runs the VM (its owner only); that nixos-shell relays
+//! between its clients and the guest role's attach server on
+//! [`Port::Attach`](super::ports::Port::Attach), one virtio-serial port for
+//! every session. It numbers the sessions, one per client connection, and
+//! writes that number into every frame a client sends, whatever the client
+//! put there: a client reaches its own session and nothing else.
+//!
+//! A frame is a kind (one byte), a session (`u32`, big-endian), a payload
+//! length (`u32`, big-endian, at most [`MAX_PAYLOAD`]) and the payload.
+//! A session opens with [`Kind::Open`] (a JSON [`Request`]) and ends with
+//! [`Kind::Exit`] (a JSON [`Exit`]), [`Kind::Refused`] (a message), or, when
+//! the VM is gone, [`Kind::VmEnded`].
+//!
+//! Flow control, so that one session that stops reading never stalls the
+//! others sharing the port: each direction of a session has a window of
+//! [`WINDOW`] bytes. The guest sends at most that much output unacknowledged
+//! and the VM's nixos-shell acknowledges ([`Kind::OutputAck`]) what it has
+//! written to the client; the VM's nixos-shell sends at most that much input
+//! unacknowledged and the guest acknowledges ([`Kind::InputAck`]) what it
+//! has written to the session's program, each once it has taken
+//! [`ACK_EVERY`] bytes. Between a client and the VM's
+//! nixos-shell, the socket's own buffer is the flow control.
+
+use std::collections::VecDeque;
+use std::os::fd::AsFd;
+
+use camino::Utf8PathBuf;
+use serde::{Deserialize, Serialize};
+
+use super::ports::TerminalSize;
+
+/// The version of [`Request`] this crate writes and reads.
+pub const REQUEST_VERSION: u32 = 1;
+
+/// Unacknowledged bytes per session and direction: several times what
+/// a pipe holds, so that a stream is not held up waiting for its
+/// acknowledgements under a slow (emulated) guest.
+pub const WINDOW: usize = 4 * 1024 * 1024;
+
+/// The bytes a receiver takes before it acknowledges them: one
+/// acknowledgement for many frames, since each costs the guest a wake-up;
+/// a quarter of [`WINDOW`], so that a sender never waits on one.
+pub const ACK_EVERY: usize = WINDOW / 4;
+
+/// The largest payload of a frame; data goes in chunks of at most this.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// The size of a frame's header.
+pub const HEADER: usize = 9;
+
+/// What a frame says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// Client → guest: start the session of the JSON [`Request`].
+    Open = 1,
+    /// Client → guest: bytes for the session's terminal or standard input.
+    Input = 2,
+    /// Client → guest: the standard input ended.
+    InputEnd = 3,
+    /// Client → guest: the client's terminal has this JSON [`TerminalSize`].
+    Resize = 4,
+    /// Client → guest: deliver the signal (JSON number) to the session's
+    /// processes.
+    Signal = 5,
+    /// Client → guest: the client's standard output takes no more (its
+    /// reader went away); the session's program gets SIGPIPE, as in a
+    /// pipeline.
+    OutputClosed = 6,
+    /// VM's nixos-shell → guest: the client went away; end the session.
+    Close = 7,
+    /// VM's nixos-shell → guest: this many output bytes (`u32`) reached
+    /// the client.
+    OutputAck = 8,
+    /// Guest → client: bytes of the session's terminal or standard output.
+    Output = 16,
+    /// Guest → client: bytes of the session's standard error.
+    Error = 17,
+    /// Guest → client: the session's program ended, with this JSON
+    /// [`Exit`].
+    Exit = 18,
+    /// Guest → client: the session could not start; the payload says why.
+    Refused = 19,
+    /// Guest → VM's nixos-shell: this many input bytes (`u32`) reached
+    /// the session's program.
+    InputAck = 20,
+    /// VM's nixos-shell → client: the VM ended.
+    VmEnded = 21,
+    /// Guest → VM's nixos-shell: the attach server is up (session 0).
+    Hello = 22,
+}
+
+impl Kind {
+    fn from_byte(byte: u8) -> Option<Kind> {
+        Some(match byte {
+            1 => Kind::Open,
+            2 => Kind::Input,
+            3 => Kind::InputEnd,
+            4 => Kind::Resize,
+            5 => Kind::Signal,
+            6 => Kind::OutputClosed,
+            7 => Kind::Close,
+            8 => Kind::OutputAck,
+            16 => Kind::Output,
+            17 => Kind::Error,
+            18 => Kind::Exit,
+            19 => Kind::Refused,
+            20 => Kind::InputAck,
+            21 => Kind::VmEnded,
+            22 => Kind::Hello,
+            _ => return None,
+        })
+    }
+}
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub session: u32,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(kind: Kind, session: u32, payload: Vec<u8>) -> Frame {
+        Frame {
+            kind,
+            session,
+            payload,
+        }
+    }
+
+    /// A frame whose payload is `value` as JSON.
+    pub fn json<T: Serialize>(kind: Kind, session: u32, value: &T) -> Frame {
+        // The protocol's values (numbers, strings, plain structs) always
+        // serialize.
+        Frame::new(kind, session, serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// A frame whose payload is the count `n`.
+    pub fn count(kind: Kind, session: u32, n: usize) -> Frame {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        Frame::new(kind, session, n.to_be_bytes().to_vec())
+    }
+
+    /// The payload as JSON of `T`.
+    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
+        serde_json::from_slice(&self.payload).ok()
+    }
+
+    /// The payload as a count.
+    pub fn as_count(&self) -> usize {
+        <[u8; 4]>::try_from(self.payload.as_slice())
+            .map_or(0, |bytes| u32::from_be_bytes(bytes) as usize)
+    }
+
+    /// The frame's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER + self.payload.len());
+        encode(self.kind, self.session, &self.payload, &mut out);
+        out
+    }
+}
+
+/// A frame's bytes, appended to `out`.
+fn encode(kind: Kind, session: u32, payload: &[u8], out: &mut Vec<u8>) {
+    out.push(kind as u8);
+    out.extend_from_slice(&session.to_be_bytes());
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A stream that is not this protocol: an unknown kind or an oversized
+/// payload. The stream cannot be read on; its peer is dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed;
+
+/// Frames out of a byte stream that arrives in pieces.
+///
+/// A virtio-serial port hands out at most a page per read, so a stream of
+/// data is many small reads: the decoder reads straight into its own
+/// buffer (no allocation per read) and consumes frames from its front by
+/// an offset (no move per frame); what is left is moved to the front only
+/// when the buffer runs out of room.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    /// Where the bytes not yet decoded start in `buf`.
+    start: usize,
+}
+
+/// How much room a read of [`Decoder::read_from`] has at least.
+const READ_ROOM: usize = 2 * (HEADER + MAX_PAYLOAD);
+
+impl Decoder {
+    /// Appends `bytes` to what arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.make_room();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Reads what `fd` has now into the decoder: how much (0 at its end).
+    pub fn read_from(&mut self, fd: impl AsFd) -> rustix::io::Result<usize> {
+        self.make_room();
+        rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))
+    }
+
+    fn make_room(&mut self) {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.buf.capacity() - self.buf.len() < READ_ROOM {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.reserve(READ_ROOM);
+    }
+
+    /// The next whole frame, if one has arrived.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, Malformed> {
+        let pending = &self.buf[self.start..];
+        if pending.len() < HEADER {
+            return Ok(None);
+        }
+        let kind = Kind::from_byte(pending[0]).ok_or(Malformed)?;
+        let word = |at: usize| {
+            u32::from_be_bytes([
+                pending[at],
+                pending[at + 1],
+                pending[at + 2],
+                pending[at + 3],
+            ])
+        };
+        let session = word(1);
+        let len = word(5) as usize;
+        if len > MAX_PAYLOAD {
+            return Err(Malformed);
+        }
+        if pending.len() < HEADER + len {
+            return Ok(None);
+        }
+        let payload = pending[HEADER..HEADER + len].to_vec();
+        self.start += HEADER + len;
+        Ok(Some(Frame::new(kind, session, payload)))
+    }
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub version: u32,
+    /// A command to run (`SHELL -c`), or `None` for a login shell.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Whether the client's standard input and output are a terminal: the
+    /// session then gets a terminal of its own, sized as the client's, and
+    /// its output is that terminal's; otherwise the streams are passed
+    /// byte for byte.
+    pub terminal: bool,
+    /// The client's directory; the session starts there when the guest has
+    /// it (inside a share), else in the home.
+    pub cwd: Utf8PathBuf,
+    /// The client's `TERM`.
+    #[serde(default)]
+    pub term: Option<String>,
+    /// The client's compiled terminfo entry for `term`, when its host has
+    /// one.
+    #[serde(default)]
+    pub terminfo: Option<Vec<u8>>,
+    /// The client's terminal size, with `terminal`.
+    #[serde(default)]
+    pub size: Option<TerminalSize>,
+}
+
+/// How a session's program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exit {
+    /// Its exit status; `128 + N` when signal `N` killed it.
+    pub exit_code: i32,
+}
+
+/// Bytes waiting to be written to a non-blocking stream, some of which
+/// count toward an acknowledgement once written (a session's data, against
+/// its window), written with [`Outbox::write_to`]. What is written is consumed
+/// from the front by an offset, as in [`Decoder`].
+#[derive(Debug, Default)]
+pub struct Outbox {
+    buf: Vec<u8>,
+    /// Where the bytes not yet written start in `buf`.
+    start: usize,
+    /// Where the counted runs end in `buf`, with their counts and the
+    /// session they count for.
+    marks: VecDeque<(usize, u32, usize)>,
+}
+
+impl Outbox {
+    pub fn push(&mut self, frame: &Frame) {
+        self.push_data(frame.kind, frame.session, &frame.payload);
+    }
+
+    /// Pushes a frame of `kind` for `session` with `payload`.
+    pub fn push_data(&mut self, kind: Kind, session: u32, payload: &[u8]) {
+        encode(kind, session, payload, &mut self.buf);
+    }
+
+    /// Pushes `frame`, whose `counted` bytes count toward `session`'s
+    /// acknowledgement once the whole frame is written.
+    pub fn push_counted(&mut self, frame: &Frame, session: u32, counted: usize) {
+        self.push(frame);
+        self.marks.push_back((self.buf.len(), session, counted));
+    }
+
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending().is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending().len()
+    }
+
+    /// Writes what the non-blocking `fd` takes now: the counted bytes now
+    /// written in full, per session. An error (but a full stream's or an
+    /// interruption) is the stream's.
+    pub fn write_to(&mut self, fd: impl AsFd) -> rustix::io::Result<Vec<(u32, usize)>> {
+        let mut acked = Vec::new();
+        while !self.is_empty() {
+            match rustix::io::write(&fd, self.pending()) {
+                Ok(n) => acked.extend(self.written(n)),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(acked)
+    }
+
+    /// `n` bytes of [`Outbox::pending`] were written: the counted bytes
+    /// now written in full, per session.
+    fn written(&mut self, n: usize) -> Vec<(u32, usize)> {
+        self.start = (self.start + n).min(self.buf.len());
+        let mut acked = Vec::new();
+        while let Some(&(end, session, counted)) = self.marks.front() {
+            if end > self.start {
+                break;
+            }
+            acked.push((session, counted));
+            self.marks.pop_front();
+        }
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start >= self.buf.len() / 2 {
+            // Most of it is written: move the rest to the front, so the
+            // buffer stays at the size of what is pending.
+            self.buf.drain(..self.start);
+            for mark in &mut self.marks {
+                mark.0 -= self.start;
+            }
+            self.start = 0;
+        }
+        acked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_arriving_in_pieces_come_out_whole_and_in_order() {
+        let frames = [
+            Frame::new(Kind::Input, 7, b"a\0\r\nb".to_vec()),
+            Frame::count(Kind::OutputAck, 7, 300),
+            Frame::json(Kind::Exit, 2, &Exit { exit_code: 3 }),
+        ];
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        let mut decoder = Decoder::default();
+        let mut got = Vec::new();
+        for piece in bytes.chunks(4) {
+            decoder.push(piece);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                got.push(frame);
+            }
+        }
+        assert_eq!(got, frames);
+        assert_eq!(got[1].as_count(), 300);
+        assert_eq!(got[2].parse::<Exit>(), Some(Exit { exit_code: 3 }));
+    }
+
+    #[test]
+    fn an_unknown_kind_or_an_oversized_payload_is_malformed() {
+        let mut decoder = Decoder::default();
+        decoder.push(&[99, 0, 0, 0, 1, 0, 0, 0, 0]);
+        assert_eq!(decoder.next_frame(), Err(Malformed));
+        let mut decoder = Decoder::default();
+        let mut big = Frame::new(Kind::Input, 1, Vec::new()).encode();
+        big[5..9].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_be_bytes());
+        decoder.push(&big);
+        assert_eq!(decoder.next_frame(), Err(Malformed));
+    }
+
+    #[test]
+    fn counted_bytes_are_acknowledged_once_their_frame_is_written() {
+        let mut outbox = Outbox::default();
+        outbox.push(&Frame::new(Kind::Resize, 1, b"{}".to_vec()));
+        let data = Frame::new(Kind::Output, 1, vec![b'x'; 10]);
+        outbox.push_counted(&data, 1, 10);
+        let first = HEADER + 2;
+        assert_eq!(outbox.written(first + 5), []);
+        assert_eq!(outbox.written(outbox.len()), [(1, 10)]);
+        assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn acknowledgements_stay_right_while_the_outbox_moves_its_rest_to_the_front() {
+        let mut outbox = Outbox::default();
+        let frames: Vec<Frame> = (0..5u8)
+            .map(|i| Frame::new(Kind::Output, u32::from(i), vec![i; 100 + usize::from(i)]))
+            .collect();
+        for frame in &frames {
+            outbox.push_counted(frame, frame.session, frame.payload.len());
+        }
+        let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+        assert_eq!(outbox.pending(), bytes);
+        let mut acked = Vec::new();
+        let mut written = 0;
+        while !outbox.is_empty() {
+            // Uneven pieces, so that some end inside a frame and some
+            // compactions happen between a frame's start and its end.
+            let n = outbox.len().min(37 + written % 50);
+            assert_eq!(outbox.pending(), &bytes[written..]);
+            acked.extend(outbox.written(n));
+            written += n;
+        }
+        let expected: Vec<(u32, usize)> = frames
+            .iter()
+            .map(|f| (f.session, f.payload.len()))
+            .collect();
+        assert_eq!(acked, expected);
+    }
+
+    #[test]
+    fn a_request_reads_back_and_tolerates_what_it_does_not_know() {
+        let request = Request {
+            version: REQUEST_VERSION,
+            command: Some("make test".into()),
+            terminal: false,
+            cwd: "/home/a/p".into(),
+            term: Some("xterm".into()),
+            terminfo: None,
+            size: None,
+        };
+        let frame = Frame::json(Kind::Open, 0, &request);
+        assert_eq!(frame.parse::<Request>(), Some(request));
+        let newer: Request =
+            serde_json::from_str(r#"{"version":1,"terminal":true,"cwd":"/","x":1}"#).unwrap();
+        assert_eq!(newer.command, None);
+    }
+}
