@@ -13,12 +13,13 @@
 //!
 //! Arguments (after `--`): section names to run only some of them:
 //! `cli`, `warm`, `boot` (boot to command and peak RSS), `resize` (the
-//! console following the terminal), `shares` (the shared home over 9p and
-//! over virtiofs). Environment:
+//! console following the terminal), `attach` (`--attach`'s start and its
+//! pipes), `shares` (the shared home over 9p and over virtiofs). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
 //! `NIXOS_SHELL_BENCH_KEEP` set = keep the benchmark's temporary directory.
 
+mod attach;
 mod boot;
 mod load;
 mod machine;
@@ -44,7 +45,7 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 5] = ["cli", "warm", "boot", "resize", "shares"];
+const SECTIONS: [&str; 6] = ["cli", "warm", "boot", "resize", "attach", "shares"];
 
 /// The CLI under test, built by cargo for this benchmark, and its checkout,
 /// for the test-support crate's fixtures: these `env!`s name them only in
@@ -126,6 +127,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("resize") {
         rows.extend(bench.resize());
+    }
+    if wanted("attach") {
+        rows.extend(bench.attach());
     }
     if wanted("shares") {
         rows.extend(bench.shares());

@@ -14,6 +14,8 @@ pub enum Unit {
     Count,
     /// Bytes, shown as MiB.
     Bytes,
+    /// Bytes per second, shown as MiB/s.
+    Rate,
 }
 
 /// What was found for a figure.
@@ -95,6 +97,7 @@ pub fn format_value(unit: Unit, value: f64) -> String {
         Unit::Ratio => format!("{value:.3}"),
         Unit::Count => format!("{value}"),
         Unit::Bytes => format!("{:.2} MiB", value / (1024.0 * 1024.0)),
+        Unit::Rate => format!("{:.1} MiB/s", value / (1024.0 * 1024.0)),
     }
 }
 
