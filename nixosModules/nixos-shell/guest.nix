@@ -40,7 +40,12 @@ in
   # systems a share may be mounted onto (a separate /home, say), before a
   # web server on an extraMounts path or anything reading $HOME starts. It
   # loads the 9p and virtiofs modules itself; systemd-modules-load is only
-  # ordered before sysinit.target, not before local-fs.target.
+  # ordered before sysinit.target, not before local-fs.target. It comes
+  # before systemd-tmpfiles-setup too, which sits in the same place
+  # (systemd's units/systemd-tmpfiles-setup.service: after local-fs.target,
+  # before sysinit.target): a tmpfiles rule for a path in a share (a
+  # service's `d /var/www/...`) applies to the share, as it does after the
+  # original's initrd mounts, not to the directory the mount then hides.
   systemd.services.nixos-shell-guest = {
     description = "Mount nixos-shell's shares and apply the host facts for root";
     wantedBy = [ "sysinit.target" ];
@@ -50,6 +55,7 @@ in
     ];
     before = [
       "sysinit.target"
+      "systemd-tmpfiles-setup.service"
       "shutdown.target"
     ];
     conflicts = [ "shutdown.target" ];

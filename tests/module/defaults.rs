@@ -134,6 +134,11 @@ fn the_shares_are_mounted_after_the_local_file_systems_and_before_every_service(
     assert_eq!(units(&unit["wantedBy"]), ["sysinit.target"]);
     assert!(units(&unit["before"]).contains(&"sysinit.target"), "{unit}");
     assert!(units(&unit["after"]).contains(&"local-fs.target"), "{unit}");
+    // tmpfiles' rules for paths in a share apply to the share.
+    assert!(
+        units(&unit["before"]).contains(&"systemd-tmpfiles-setup.service"),
+        "{unit}"
+    );
     assert!(
         units(&unit["conflicts"]).contains(&"shutdown.target"),
         "{unit}"
