@@ -187,3 +187,30 @@ fn an_attach_ends_when_the_vm_powers_off() {
         text(&again.stderr)
     );
 }
+
+/// The guest's attach server restarts (the module's unit restarts it on
+/// failure) while a session runs: the new server knows none of the old
+/// sessions, so each ends with one line instead of waiting forever, and
+/// the next attach reaches the new server.
+#[test]
+fn a_restarted_attach_server_ends_the_sessions_it_forgot() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let mut vm = running(&fx);
+    let mut attached = fx.attach_piped(&["-c", "echo waiting; sleep 600"]);
+    let mut out = BufReader::new(attached.stdout());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "waiting\n");
+    // As the unit would: the server ends, then starts again.
+    vm.sh("kill $(ps -o pid,args | grep '[s]erve-attach' | awk '{print $1}'); sleep 1");
+    vm.sh("(/bin/nixos-shell-guest serve-attach 2>/dev/null &)");
+    let status = attached.wait(STEP);
+    let stderr = text(&attached.stderr());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("attach server restarted"), "{stderr}");
+    let again = fx.attach_piped(&["-c", "echo again"]).finish(b"", STEP);
+    assert_eq!(text(&again.stdout), "again\n", "{}", text(&again.stderr));
+    vm.send("poweroff\n");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+}

@@ -65,6 +65,7 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         port_outbox: Outbox::default(),
         clients: BTreeMap::new(),
         next: 1,
+        served: false,
     };
     while relay.turn(&clients.listener, ended) {}
     relay.farewell();
@@ -76,6 +77,8 @@ struct Relay {
     port_outbox: Outbox,
     clients: BTreeMap<u32, Client>,
     next: u32,
+    /// The guest's attach server has said hello.
+    served: bool,
 }
 
 impl Relay {
@@ -173,13 +176,21 @@ impl Relay {
 
     /// A frame of the guest's, to its session's client.
     fn route(&mut self, frame: Frame) {
+        if frame.kind == Kind::Hello {
+            self.on_hello();
+            return;
+        }
         let id = frame.session;
         let Some(client) = self.clients.get_mut(&id) else {
-            // The client is gone (its Close is on the way): the output
-            // counts as delivered, so the guest's window never stays full.
+            // The client is gone: the output counts as delivered, so the
+            // guest's window never stays full, and the session is closed
+            // (again: a guest ignores the Close of a session it has not,
+            // and one a restarted server opened for an ended client ends).
             if matches!(frame.kind, Kind::Output | Kind::Error) {
                 let ack = Frame::count(Kind::OutputAck, id, frame.payload.len());
                 self.port_outbox.push(&ack);
+                self.port_outbox
+                    .push(&Frame::new(Kind::Close, id, Vec::new()));
             }
             return;
         };
@@ -196,6 +207,24 @@ impl Relay {
                 client.input_unacked = client.input_unacked.saturating_sub(frame.as_count());
             }
             _ => {}
+        }
+    }
+
+    /// The guest's attach server is up. Its first hello finds the sessions
+    /// opened while the VM booted (their requests wait in the port for it);
+    /// a later one is a server that restarted (the module's unit restarts
+    /// it on failure) and knows none of the sessions it had: they end, each
+    /// with one line, rather than wait for a server that forgot them.
+    fn on_hello(&mut self) {
+        if !std::mem::replace(&mut self.served, true) {
+            return;
+        }
+        let message = "the VM's attach server restarted, ending this session; attach again";
+        for client in self.clients.values_mut() {
+            client
+                .outbox
+                .push(&Frame::new(Kind::Refused, 0, message.as_bytes().to_vec()));
+            client.ending = true;
         }
     }
 

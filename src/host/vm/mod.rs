@@ -174,14 +174,13 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
     });
     // Attachable from the moment QEMU starts: a client that comes while
     // the VM boots waits for the guest's attach server.
-    let attachable = match ports.contains(&Port::Attach) {
-        true => {
-            let socket = sockets.path().join(ATTACH_SOCKET);
-            let clients = attach::listen(&socket)?;
-            let entry = registry::register(&registry::dir(&host.env), &built.identity, &socket)?;
-            Some((clients, entry))
-        }
-        false => None,
+    let attachable = if ports.contains(&Port::Attach) {
+        let socket = sockets.path().join(ATTACH_SOCKET);
+        let clients = attach::listen(&socket)?;
+        let entry = registry::register(&registry::dir(&host.env), &built.identity, &socket)?;
+        Some((clients, entry))
+    } else {
+        None
     };
     let code = execute(&vm, &session, &disk, sockets.path(), attachable)?;
     drop(disk);
