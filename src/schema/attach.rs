@@ -199,7 +199,9 @@ pub struct Decoder {
 const READ_ROOM: usize = 2 * (HEADER + MAX_PAYLOAD);
 
 impl Decoder {
-    /// Appends `bytes` to what arrived.
+    /// Appends `bytes` to what arrived (the tests' way in; a stream is
+    /// read with [`Decoder::read_from`]).
+    #[cfg(test)]
     pub fn push(&mut self, bytes: &[u8]) {
         self.make_room();
         self.buf.extend_from_slice(bytes);

@@ -24,6 +24,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The next line of `out`.
+fn next_line(out: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line
+}
+
+/// Powers the VM off from its console; it ends as after any `poweroff`.
+fn power_off(mut vm: Console) {
+    vm.send("poweroff\n");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+}
+
 #[test]
 fn a_command_gets_its_output_its_directory_and_its_exit_status() {
     let fx = Fixture::new(PATHS, Era::NineP);
@@ -37,14 +50,13 @@ fn a_command_gets_its_output_its_directory_and_its_exit_status() {
     // The VM's own console is unharmed.
     let (said, _) = vm.sh("echo console-still-here");
     assert!(said.contains("console-still-here"), "{said}");
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    power_off(vm);
 }
 
 #[test]
 fn a_pipe_through_an_attach_comes_back_byte_for_byte() {
     let fx = Fixture::new(PATHS, Era::NineP);
-    let mut vm = running(&fx);
+    let vm = running(&fx);
     let mut input = b"x\n\r\n\0tab\there\n".to_vec();
     input.extend((0..=255u8).cycle().take(300_000));
     input.extend(b"no final newline");
@@ -59,16 +71,13 @@ fn a_pipe_through_an_attach_comes_back_byte_for_byte() {
     // A reader that goes away: the command gets SIGPIPE, as in a pipeline.
     let mut yes = fx.attach_piped(&["-c", "yes; echo yes-ended-with-$? >&2"]);
     let mut stdout = BufReader::new(yes.stdout());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "y\n");
+    assert_eq!(next_line(&mut stdout), "y\n");
     drop(stdout);
     let status = yes.wait(STEP);
     let stderr = text(&yes.stderr());
     assert!(stderr.contains("yes-ended-with-141"), "{stderr}");
     assert_eq!(status.code(), Some(0), "{stderr}");
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    power_off(vm);
 }
 
 /// One attach waits for its input while another runs and ends: each is a
@@ -76,12 +85,10 @@ fn a_pipe_through_an_attach_comes_back_byte_for_byte() {
 #[test]
 fn two_attaches_at_once_are_sessions_of_their_own() {
     let fx = Fixture::new(PATHS, Era::NineP);
-    let mut vm = running(&fx);
+    let vm = running(&fx);
     let mut waiting = fx.attach_piped(&["-c", "echo first-up; read line; echo first-got-$line"]);
     let mut first_out = BufReader::new(waiting.stdout());
-    let mut line = String::new();
-    first_out.read_line(&mut line).unwrap();
-    assert_eq!(line, "first-up\n");
+    assert_eq!(next_line(&mut first_out), "first-up\n");
     let second = fx
         .attach_piped(&["-c", "echo second-ran"])
         .finish(b"", STEP);
@@ -90,12 +97,9 @@ fn two_attaches_at_once_are_sessions_of_their_own() {
     let mut stdin = waiting.stdin();
     stdin.write_all(b"hello\n").unwrap();
     drop(stdin);
-    line.clear();
-    first_out.read_line(&mut line).unwrap();
-    assert_eq!(line, "first-got-hello\n");
+    assert_eq!(next_line(&mut first_out), "first-got-hello\n");
     assert_eq!(waiting.wait(STEP).code(), Some(0));
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    power_off(vm);
 }
 
 /// A login shell in the directory nixos-shell --attach started in, at its
@@ -109,6 +113,9 @@ fn an_interactive_attach_is_a_login_shell_in_the_cwd_that_follows_its_terminal()
     attached.wait_for_shell();
     let (pwd, _) = attached.sh("pwd");
     assert!(pwd.contains(&fx.cwd().display().to_string()), "{pwd}");
+    // The client's TERM (the fixture's), split so only the output matches.
+    let (term, _) = attached.sh("echo term-is-\"$TERM\"");
+    assert!(term.contains("term-is-xterm-nixos-shell-test"), "{term}");
     let (size, _) = attached.sh("stty size");
     assert!(
         size.trim_end().ends_with(&format!("\n{ROWS} {COLS}")),
@@ -134,8 +141,7 @@ fn an_interactive_attach_is_a_login_shell_in_the_cwd_that_follows_its_terminal()
     );
     let (said, _) = vm.sh("echo vm-still-runs");
     assert!(said.contains("vm-still-runs"), "{said}");
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    power_off(vm);
 }
 
 /// The VM started with a command of its own: the attach runs beside it,
@@ -162,21 +168,18 @@ fn a_vm_running_its_own_command_takes_an_attach_and_ends_as_before() {
 }
 
 /// The VM powers off while a session runs: the attach ends with one line
-/// and a non-zero status, and nothing of the session is left.
+/// and status 1, and nothing of the session is left.
 #[test]
 fn an_attach_ends_when_the_vm_powers_off() {
     let fx = Fixture::new(PATHS, Era::NineP);
-    let mut vm = running(&fx);
+    let vm = running(&fx);
     let mut attached = fx.attach_piped(&["-c", "echo waiting; sleep 600"]);
     let mut out = BufReader::new(attached.stdout());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "waiting\n");
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    assert_eq!(next_line(&mut out), "waiting\n");
+    power_off(vm);
     let status = attached.wait(STEP);
     let stderr = text(&attached.stderr());
-    assert_ne!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("the VM ended"), "{stderr}");
     // Its entry went with it: a new attach finds no VM.
@@ -198,9 +201,7 @@ fn a_restarted_attach_server_ends_the_sessions_it_forgot() {
     let mut vm = running(&fx);
     let mut attached = fx.attach_piped(&["-c", "echo waiting; sleep 600"]);
     let mut out = BufReader::new(attached.stdout());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line, "waiting\n");
+    assert_eq!(next_line(&mut out), "waiting\n");
     // As the unit would: the server ends, then starts again.
     vm.sh("kill $(ps -o pid,args | grep '[s]erve-attach' | awk '{print $1}'); sleep 1");
     vm.sh("(/bin/nixos-shell-guest serve-attach 2>/dev/null &)");
@@ -211,6 +212,5 @@ fn a_restarted_attach_server_ends_the_sessions_it_forgot() {
     assert!(stderr.contains("attach server restarted"), "{stderr}");
     let again = fx.attach_piped(&["-c", "echo again"]).finish(b"", STEP);
     assert_eq!(text(&again.stdout), "again\n", "{}", text(&again.stderr));
-    vm.send("poweroff\n");
-    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+    power_off(vm);
 }
