@@ -42,6 +42,15 @@ impl Pty {
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // openpty(3) makes both inheritable: nixos-shell and QEMU would hold
+        // the master, so a test process that dies (a panic that aborts, a
+        // kill) would leave a terminal that never hangs up and a VM that
+        // never ends. The child gets the slave as its standard streams.
+        for fd in [master, slave] {
+            // SAFETY: fd is one of the descriptors openpty just returned.
+            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            assert_eq!(rc, 0, "fcntl: {}", std::io::Error::last_os_error());
+        }
         // SAFETY: openpty returned two fresh descriptors we now own.
         unsafe {
             Pty {
@@ -316,4 +325,25 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: openpty's descriptors were inheritable, so each process
+    /// a test started (nixos-shell, and QEMU after it) held the test's
+    /// terminal master; a test process that died left a terminal that never
+    /// hung up, and its VMs ran on.
+    #[test]
+    fn the_child_holds_no_terminal_master() {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", "ls -l /proc/self/fd/; echo listed-fds"]);
+        let mut console = Console::spawn_with(command, 24, 80, None);
+        console.expect("listed-fds", Duration::from_secs(10));
+        assert!(console.wait(Duration::from_secs(10)).success());
+        let listing = console.transcript();
+        assert!(listing.contains("/dev/pts/"), "{listing}");
+        assert!(!listing.contains("ptmx"), "{listing}");
+    }
 }
