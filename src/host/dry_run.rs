@@ -4,11 +4,12 @@
 //! result's path, the VM's name, the module's shares and disk image).
 
 use anyhow::Result;
+use camino::Utf8Path;
 
 use crate::host::build::result::BuildResult;
 use crate::host::build::{Built, Plan, Request};
 use crate::host::read::Host;
-use crate::host::settings::Settings;
+use crate::host::settings::Run;
 use crate::host::shares::Shares;
 use crate::host::vm::disk::{self, DiskPlan};
 use crate::host::vm::facts::Gathered;
@@ -18,14 +19,19 @@ use crate::schema::manifest::{CacheMode, Manifest, Mounts, Protocol, MANIFEST_VE
 use crate::sh;
 
 /// Prints the builds and, unless `build_only`, the VM command.
-pub fn print(request: &Request, settings: &Settings, host: &Host, build_only: bool) -> Result<u8> {
+pub fn print(
+    request: &Request,
+    run: Option<&Run>,
+    out_link: Option<&Utf8Path>,
+    host: &Host,
+) -> Result<u8> {
     let session = Layout::under("<private-temp-dir>");
-    let vm_link = (!build_only).then(|| session.out_link());
-    let plan = request.plan(settings.out_link.as_deref().or(vm_link.as_deref()))?;
+    let vm_link = run.map(|_| session.out_link());
+    let plan = request.plan(out_link.or(vm_link.as_deref()))?;
     print_builds(&plan);
-    if build_only {
+    let Some(run) = run else {
         return Ok(0);
-    }
+    };
     let built = Built {
         result: BuildResult {
             run_script: "<result>/bin/run-<name>-vm".into(),
@@ -37,18 +43,18 @@ pub fn print(request: &Request, settings: &Settings, host: &Host, build_only: bo
         &built.result.manifest,
         &host.home,
         None,
-        &settings.mounts,
-        settings.no_home,
+        &run.vm.mounts,
+        run.vm.no_home,
     )?;
-    let disk_image = match disk::plan(&host.env, &settings.disk, None) {
+    let disk_image = match disk::plan(&host.env, &run.vm.disk, None) {
         DiskPlan::Ephemeral => Some(session.ephemeral_image("<name>")),
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,
     };
-    let ports = vm::needed_ports(host, settings, &built.result.manifest);
+    let ports = vm::needed_ports(host, run, &built.result.manifest);
     let vm = vm::compose(Inputs {
         host,
-        settings,
+        run,
         built: &built,
         session: &session,
         shares: shares.export(),

@@ -3,21 +3,42 @@
 //! `cli` so they never drift from them. The Nix package runs these after the
 //! build to install both; they touch neither nix nor any file.
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 
 use crate::cli::HostArgs;
 
-/// What a hidden generation flag asks to print, or `None` to go on as usual.
-pub fn requested(args: &HostArgs) -> Result<Option<Vec<u8>>> {
-    if let Some(shell) = args.generate_completions {
-        return Ok(Some(completions(shell)));
+/// What a hidden generation flag asks to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Completions(Shell),
+    ManPage,
+}
+
+impl Page {
+    /// What `args` asks to print, or `None` for any other mode.
+    pub fn requested(args: &HostArgs) -> Option<Page> {
+        match (args.generate_completions, args.generate_man_page) {
+            (Some(shell), _) => Some(Page::Completions(shell)),
+            (None, true) => Some(Page::ManPage),
+            (None, false) => None,
+        }
     }
-    if args.generate_man_page {
-        return man_page().map(Some);
+
+    /// Writes the page to standard output.
+    pub fn print(self) -> Result<u8> {
+        let text = match self {
+            Page::Completions(shell) => completions(shell),
+            Page::ManPage => man_page()?,
+        };
+        std::io::stdout()
+            .write_all(&text)
+            .context("could not write to standard output")?;
+        Ok(0)
     }
-    Ok(None)
 }
 
 /// The completion script of `nixos-shell` for `shell`.
@@ -103,9 +124,9 @@ mod tests {
     #[test]
     fn only_the_hidden_flags_ask_for_generation() {
         let plain = HostArgs::try_parse_from(["nixos-shell", ".#vm"]).unwrap();
-        assert!(requested(&plain).unwrap().is_none());
+        assert!(Page::requested(&plain).is_none());
         let man = HostArgs::try_parse_from(["nixos-shell", "--generate-man-page"]).unwrap();
-        assert!(requested(&man).unwrap().is_some());
+        assert!(Page::requested(&man).is_some());
         let both =
             HostArgs::try_parse_from(["nixos-shell", "--generate-completions", "bash", ".#vm"]);
         assert!(both.is_err(), "the flags stand alone");

@@ -34,65 +34,79 @@ mod terminal;
 mod test_data;
 mod vm;
 
-use std::io::Write;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::HostArgs;
-use build::Request;
+use build::{Installable, Request};
 use read::Host;
-use settings::{Mode, Settings};
+use settings::{Attach, Build, Dry, Mode, Run};
 use vm::session::Session;
 
+/// Runs the mode the command line asks for: nixos-shell's exit status.
 pub fn run(args: HostArgs) -> Result<u8> {
-    if let Some(text) = generate::requested(&args)? {
-        std::io::stdout()
-            .write_all(&text)
-            .context("could not write to standard output")?;
-        return Ok(0);
-    }
     signals::install();
     let host = Host::read()?;
-    let settings = Settings::from_args(args, &host)?;
-    // Ports and disks matter only to a VM that starts; checked before the
-    // build so that their errors come first.
-    if settings.mode == Mode::Run {
-        settings.check_host()?;
+    match Mode::from_args(args, &host)? {
+        Mode::Generate(page) => page.print(),
+        Mode::Attach(attach) => run_attach(&attach, &host),
+        Mode::BuildOnly(build) => build_only(&build, &host),
+        Mode::DryRun(dry) => dry_run(&dry, &host),
+        Mode::Run(run) => run_vm(&run, &host),
     }
-    let installable = build::resolve(settings.config.as_ref(), &host.cwd)?;
-    let request = Request::new(&installable, &settings, &host);
-    match settings.mode {
-        Mode::DryRun { build_only } => dry_run::print(&request, &settings, &host, build_only),
-        Mode::BuildOnly => build_only(&request, &settings),
-        Mode::Run => run_vm(&request, &settings, &host),
-        Mode::Attach => attach::run(&installable, &settings, &host),
-    }
+}
+
+/// `--attach`: CONFIG names the VM; nothing builds.
+fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
+    let installable = build::resolve(attach.target.config.as_ref(), &host.cwd)?;
+    attach::run(&installable, attach, host)
 }
 
 /// `--build-only`: builds and prints the run script. Nothing to keep while
 /// nothing runs: the result's GC root is `--out-link`'s, or none.
-fn build_only(request: &Request, settings: &Settings) -> Result<u8> {
-    Ok(
-        match request.plan(settings.out_link.as_deref())?.realise()? {
-            Ok(built) => {
-                println!("{}", built.result.run_script);
-                0
-            }
-            Err(stop) => stop.exit_status(),
-        },
-    )
+fn build_only(build: &Build, host: &Host) -> Result<u8> {
+    let installable = resolve(build, host)?;
+    let request = Request::new(&installable, build, host);
+    Ok(match request.plan(build.out_link.as_deref())?.realise()? {
+        Ok(built) => {
+            println!("{}", built.result.run_script);
+            0
+        }
+        Err(stop) => stop.exit_status(),
+    })
+}
+
+/// `--dry-run`: prints what the run, or the build alone, would execute.
+fn dry_run(dry: &Dry, host: &Host) -> Result<u8> {
+    let (build, run) = match dry {
+        Dry::BuildOnly(build) => (build, None),
+        Dry::Run(run) => (&run.build, Some(run)),
+    };
+    let installable = resolve(build, host)?;
+    let request = Request::new(&installable, build, host);
+    dry_run::print(&request, run, build.out_link.as_deref(), host)
 }
 
 /// Builds the VM, its result kept in the session unless `--out-link` says
 /// where, and runs it.
-fn run_vm(request: &Request, settings: &Settings, host: &Host) -> Result<u8> {
+fn run_vm(run: &Run, host: &Host) -> Result<u8> {
+    // Ports and disks matter only to a VM that starts; checked before the
+    // build so that their errors come first.
+    run.vm.check_host()?;
+    let installable = resolve(&run.build, host)?;
+    let request = Request::new(&installable, &run.build, host);
     let session = Session::create()?;
-    let out_link = settings
+    let out_link = run
+        .build
         .out_link
         .clone()
         .unwrap_or_else(|| session.out_link());
     match request.plan(Some(&out_link))?.realise()? {
-        Ok(built) => vm::run(host, settings, &built, session),
+        Ok(built) => vm::run(host, run, &built, session),
         Err(stop) => Ok(stop.exit_status()),
     }
+}
+
+/// What CONFIG names.
+fn resolve(build: &Build, host: &Host) -> Result<Installable> {
+    build::resolve(build.config.as_ref(), &host.cwd)
 }

@@ -1,5 +1,5 @@
 //! Values the host role's unit tests share, written once: a sample
-//! manifest, environments, a host, and settings made the one way a run
+//! manifest, environments, a host, and modes made the one way a run
 //! makes them (parsed from a command line).
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use clap::Parser;
 
 use crate::cli::HostArgs;
 use crate::host::read::Host;
-use crate::host::settings::Settings;
+use crate::host::settings::{Mode, Run, VmSettings};
 use crate::schema::manifest::{CacheMode, ExtraMount, Manifest, Mounts, Protocol};
 
 /// A manifest of a VM named `nixos` sharing home, the nix profile and one
@@ -62,20 +62,28 @@ pub fn host(env: BTreeMap<String, String>) -> Host {
     host_in(env, "/w")
 }
 
-/// The settings of the command line `args` (without the program's name)
-/// on `host`, or why they are refused.
-pub fn try_settings_on(host: &Host, args: &[&str]) -> Result<Settings> {
+/// The mode of the command line `args` (without the program's name) on
+/// `host`, or why it is refused.
+pub fn try_mode_on(host: &Host, args: &[&str]) -> Result<Mode> {
     let args =
         HostArgs::try_parse_from(std::iter::once("nixos-shell").chain(args.iter().copied()))?;
-    Settings::from_args(args, host)
+    Mode::from_args(args, host)
 }
 
-/// [`try_settings_on`] an empty environment in `/w`.
-pub fn try_settings(args: &[&str]) -> Result<Settings> {
-    try_settings_on(&host(env(&[])), args)
+/// [`try_mode_on`] an empty environment in `/w`.
+pub fn try_mode(args: &[&str]) -> Result<Mode> {
+    try_mode_on(&host(env(&[])), args)
 }
 
-/// The settings of `args`, which must be valid.
-pub fn settings(args: &[&str]) -> Settings {
-    try_settings(args).unwrap_or_else(|err| panic!("{args:?}: {err:#}"))
+/// The values of the run of `args`, which must be valid and start a VM.
+pub fn run_settings(args: &[&str]) -> Run {
+    match try_mode(args) {
+        Ok(Mode::Run(run)) => run,
+        other => panic!("{args:?} is no run: {other:?}"),
+    }
+}
+
+/// The VM's values of the run of `args`.
+pub fn settings(args: &[&str]) -> VmSettings {
+    run_settings(args).vm
 }

@@ -15,32 +15,33 @@ use anyhow::{bail, Context, Result};
 
 use crate::host::build::Installable;
 use crate::host::read::Host;
-use crate::host::settings::{Config, Settings};
+use crate::host::settings::{Attach, Config};
 use crate::host::terminal::{self, terminfo};
 use crate::schema::attach::{Request, REQUEST_VERSION};
 
 /// Attaches to the running VM of `installable`: the session's exit status.
-pub fn run(installable: &Installable, settings: &Settings, host: &Host) -> Result<u8> {
+pub fn run(installable: &Installable, attach: &Attach, host: &Host) -> Result<u8> {
+    let config = attach.target.config.as_ref();
     let registry = registry::dir(&host.env);
     let Some(socket) = registry::find(&registry, &installable.identities())? else {
         bail!(
             "no VM of {} is running; start one with `{}`, then attach",
-            described(settings.config.as_ref()),
-            start_command(settings.config.as_ref())
+            described(config),
+            start_command(config)
         );
     };
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!("could not reach the VM's nixos-shell at {socket}; it may have just ended")
     })?;
-    session::run(stream, &request(settings, host))
+    session::run(stream, &request(attach, host))
 }
 
 /// What this side asks for.
-fn request(settings: &Settings, host: &Host) -> Request {
+fn request(attach: &Attach, host: &Host) -> Request {
     let term = host.env.get("TERM").cloned();
     Request {
         version: REQUEST_VERSION,
-        command: settings.command.clone(),
+        command: attach.command.clone(),
         terminal: host.interactive,
         cwd: host.cwd.clone(),
         terminfo: term

@@ -29,7 +29,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::cli::NixFlags;
 use crate::host::read::Host;
-use crate::host::settings::Settings;
+use crate::host::settings::Build;
 use crate::host::stop::Stop;
 use nix::{NixBuild, Outcome};
 use resolve::FlakeRef;
@@ -170,7 +170,7 @@ impl Plan {
 /// and this binary's locations. Plans are made from it for a given out-link.
 pub struct Request<'a> {
     installable: &'a Installable,
-    settings: &'a Settings,
+    settings: &'a Build,
     locations: Locations,
     /// Where nixos-shell runs: a local flake may be handed to nix relative
     /// to it.
@@ -178,7 +178,7 @@ pub struct Request<'a> {
 }
 
 impl<'a> Request<'a> {
-    pub fn new(installable: &'a Installable, settings: &'a Settings, host: &'a Host) -> Self {
+    pub fn new(installable: &'a Installable, settings: &'a Build, host: &'a Host) -> Self {
         Request {
             installable,
             settings,
@@ -351,7 +351,8 @@ impl<'a> Request<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::test_data::{env, host_in, try_settings_on};
+    use crate::host::settings::Mode;
+    use crate::host::test_data::{env, host_in, try_mode_on};
 
     /// The environment of the package's wrapper: where the module and the
     /// built-in nixpkgs are.
@@ -361,8 +362,10 @@ mod tests {
     /// The plan for `installable` with `args`, in an environment of `pairs`.
     fn plan_in(installable: &Installable, args: &[&str], pairs: &[(&str, &str)]) -> Result<Plan> {
         let host = host_in(env(pairs), "/");
-        let settings = try_settings_on(&host, args)?;
-        Request::new(installable, &settings, &host).plan(Some("/t/result".into()))
+        let Mode::Run(run) = try_mode_on(&host, args)? else {
+            panic!("{args:?} is no run")
+        };
+        Request::new(installable, &run.build, &host).plan(Some("/t/result".into()))
     }
 
     fn tail(build: &NixBuild) -> Vec<String> {

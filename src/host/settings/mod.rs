@@ -15,25 +15,41 @@ use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 
 use crate::cli::{HostArgs, NixFlags};
+use crate::host::generate::Page;
 use crate::host::read::Host;
-use crate::host::shares::{self, MountFlag};
 use disk::{DiskChoice, DiskFlag};
 use forward::Forward;
 use memory::Memory;
+pub use mount::MountFlag;
 use path::absolute;
 
-/// What a run does; the flags that choose it exclude each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What this invocation does, each mode with only the values it uses; the
+/// flags that choose it exclude each other. A mode to come plugs in here
+/// with its own values: one that names a running VM by CONFIG without
+/// building holds a [`Target`] (as [`Attach`] does); one that builds and
+/// then acts on a running VM holds a [`Build`] and a [`Target`]; a run that
+/// starts the VM detached is a [`Run`] with one more value.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
-    /// Build and start the VM.
-    Run,
-    /// `--build-only`: build, print the run script.
-    BuildOnly,
-    /// `--dry-run`: print the commands a run would execute, or with
-    /// `--build-only` the build alone.
-    DryRun { build_only: bool },
+    /// `--generate-completions` or `--generate-man-page`: for packagers.
+    Generate(Page),
     /// `--attach`: a session in the running VM; nothing builds.
-    Attach,
+    Attach(Attach),
+    /// `--build-only`: build, print the run script.
+    BuildOnly(Build),
+    /// `--dry-run`: print what the other mode would execute.
+    DryRun(Dry),
+    /// Build and start the VM.
+    Run(Run),
+}
+
+/// What `--dry-run` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dry {
+    /// `--dry-run --build-only`: the builds alone.
+    BuildOnly(Build),
+    /// The builds and the VM command of this run.
+    Run(Run),
 }
 
 /// What names the configuration on the command line.
@@ -45,18 +61,45 @@ pub enum Config {
     Flake(String),
 }
 
-/// Everything the host role needs from the command line, validated.
+/// The VM a mode acts on by its CONFIG, found among the running ones
+/// without building.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct Target {
+    /// CONFIG or `--flake`, as typed; resolved by `host::build::resolve`.
+    pub config: Option<Config>,
+}
+
+/// `--attach`'s values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attach {
+    pub target: Target,
+    /// `--command`: run this instead of a login shell.
+    pub command: Option<String>,
+}
+
+/// What a build needs: what to build and nix's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
     /// CONFIG or `--flake`, as typed; resolved by `host::build::resolve`.
     pub config: Option<Config>,
     /// Flags passed through to every `nix build`.
     pub nix: NixFlags,
     pub guest_system: Option<String>,
     pub host_system: Option<String>,
-    pub mode: Mode,
     /// `--out-link`, absolute.
     pub out_link: Option<Utf8PathBuf>,
+}
+
+/// A run: its build and the VM's own values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub build: Build,
+    pub vm: VmSettings,
+}
+
+/// The command line's say in the VM's composition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSettings {
     pub memory: Option<Memory>,
     pub cores: Option<u32>,
     pub forwards: Vec<Forward>,
@@ -70,25 +113,47 @@ pub struct Settings {
 /// The variable through which the user chooses the disk image themselves.
 pub const DISK_IMAGE_ENV: &str = "NIX_DISK_IMAGE";
 
-impl Settings {
+impl Mode {
     /// Checks the command line of a run on `host` (relative paths resolve
-    /// against its cwd).
-    pub fn from_args(args: HostArgs, host: &Host) -> Result<Settings> {
-        let cwd = &host.cwd;
+    /// against its cwd) into the mode it asks for.
+    pub fn from_args(args: HostArgs, host: &Host) -> Result<Mode> {
+        if let Some(page) = Page::requested(&args) {
+            return Ok(Mode::Generate(page));
+        }
         if args.attach && args.nix != NixFlags::default() {
             bail!("--attach evaluates nothing: drop the flags for nix");
         }
-        let mode = if args.attach {
-            Mode::Attach
-        } else if args.dry_run {
-            Mode::DryRun {
-                build_only: args.build_only,
-            }
-        } else if args.build_only {
-            Mode::BuildOnly
-        } else {
-            Mode::Run
+        let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
+        let vm = VmSettings::from_args(&args, host)?;
+        let config = args
+            .flake
+            .map(Config::Flake)
+            .or(args.config.map(Config::Given));
+        if attach {
+            let target = Target { config };
+            let command = vm.command;
+            return Ok(Mode::Attach(Attach { target, command }));
+        }
+        let build = Build {
+            config,
+            nix: args.nix,
+            guest_system: args.guest_system,
+            host_system: args.host_system,
+            out_link: args.out_link.map(|p| absolute(&host.cwd, &p)),
         };
+        Ok(match (dry_run, build_only) {
+            (true, true) => Mode::DryRun(Dry::BuildOnly(build)),
+            (true, false) => Mode::DryRun(Dry::Run(Run { build, vm })),
+            (false, true) => Mode::BuildOnly(build),
+            (false, false) => Mode::Run(Run { build, vm }),
+        })
+    }
+}
+
+impl VmSettings {
+    /// The VM's flags of `args`, checked.
+    fn from_args(args: &HostArgs, host: &Host) -> Result<VmSettings> {
+        let cwd = &host.cwd;
         let forwards = args
             .forward
             .iter()
@@ -99,12 +164,12 @@ impl Settings {
             .iter()
             .map(|spec| mount::parse(spec, cwd))
             .collect::<Result<Vec<_>>>()?;
-        shares::check_flags(&mounts)?;
-        let disk = match (args.ephemeral, args.disk) {
+        mount::check_flags(&mounts)?;
+        let disk = match (args.ephemeral, &args.disk) {
             (true, _) => DiskChoice::Ephemeral,
             (false, Some(path)) => DiskChoice::Given(DiskFlag {
-                path: absolute(cwd, &path),
-                spec: path.into_string(),
+                path: absolute(cwd, path),
+                spec: path.to_string(),
             }),
             (false, None) => DiskChoice::Default,
         };
@@ -116,24 +181,15 @@ impl Settings {
         {
             bail!("{flag} and {DISK_IMAGE_ENV} both choose the disk image; drop one");
         }
-        Ok(Settings {
-            config: args
-                .flake
-                .map(Config::Flake)
-                .or(args.config.map(Config::Given)),
-            nix: args.nix,
-            guest_system: args.guest_system,
-            host_system: args.host_system,
-            mode,
-            out_link: args.out_link.map(|p| absolute(cwd, &p)),
+        Ok(VmSettings {
             memory: args.memory.as_deref().map(Memory::parse).transpose()?,
             cores: args.cores.as_deref().map(parse_cores).transpose()?,
             forwards,
             mounts,
             no_home: args.no_home,
             disk,
-            command: args.command,
-            qemu_args: args.qemu_args,
+            command: args.command.clone(),
+            qemu_args: args.qemu_args.clone(),
         })
     }
 
@@ -162,10 +218,10 @@ fn parse_cores(spec: &str) -> Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::test_data::{env, host, try_settings, try_settings_on};
+    use crate::host::test_data::{env, host, run_settings, try_mode, try_mode_on};
 
     fn err(args: &[&str]) -> String {
-        format!("{:#}", try_settings(args).unwrap_err())
+        format!("{:#}", try_mode(args).unwrap_err())
     }
 
     #[test]
@@ -179,19 +235,31 @@ mod tests {
 
     #[test]
     fn the_mode_follows_the_flags_and_dry_run_may_show_a_build_alone() {
-        let mode = |args: &[&str]| try_settings(args).unwrap().mode;
-        assert_eq!(mode(&[]), Mode::Run);
-        assert_eq!(mode(&["--build-only"]), Mode::BuildOnly);
-        assert_eq!(mode(&["--dry-run"]), Mode::DryRun { build_only: false });
+        let mode = |args: &[&str]| try_mode(args).unwrap();
+        let run = run_settings(&[]);
+        assert_eq!(mode(&[]), Mode::Run(run.clone()));
+        assert_eq!(mode(&["--build-only"]), Mode::BuildOnly(run.build.clone()));
+        assert_eq!(mode(&["--dry-run"]), Mode::DryRun(Dry::Run(run.clone())));
         assert_eq!(
             mode(&["--dry-run", "--build-only"]),
-            Mode::DryRun { build_only: true }
+            Mode::DryRun(Dry::BuildOnly(run.build))
+        );
+        assert_eq!(
+            mode(&["--attach", "-c", "id"]),
+            Mode::Attach(Attach {
+                target: Target { config: None },
+                command: Some("id".to_owned())
+            })
+        );
+        assert_eq!(
+            mode(&["--generate-man-page"]),
+            Mode::Generate(Page::ManPage)
         );
     }
 
     #[test]
     fn one_disk_choice() {
-        let disk = |args: &[&str]| try_settings(args).unwrap().disk;
+        let disk = |args: &[&str]| run_settings(args).vm.disk;
         assert_eq!(disk(&[]), DiskChoice::Default);
         assert_eq!(disk(&["--ephemeral"]), DiskChoice::Ephemeral);
         assert_eq!(
@@ -212,21 +280,21 @@ mod tests {
             (&["--disk", "/d"][..], "--disk"),
         ] {
             assert_eq!(
-                format!("{:#}", try_settings_on(&user, args).unwrap_err()),
+                format!("{:#}", try_mode_on(&user, args).unwrap_err()),
                 format!("{flag} and NIX_DISK_IMAGE both choose the disk image; drop one")
             );
         }
-        assert!(try_settings_on(&user, &[]).is_ok());
+        assert!(try_mode_on(&user, &[]).is_ok());
     }
 
     #[test]
     fn the_flake_flag_and_config_name_the_configuration_apart() {
         assert_eq!(
-            try_settings(&["--flake", "."]).unwrap().config,
+            run_settings(&["--flake", "."]).build.config,
             Some(Config::Flake(".".into()))
         );
         assert_eq!(
-            try_settings(&[".#vm"]).unwrap().config,
+            run_settings(&[".#vm"]).build.config,
             Some(Config::Given(".#vm".into()))
         );
     }

@@ -1,11 +1,22 @@
 //! `--mount HOST[:GUEST][:ro|:rw]`, exactly: a [`MountFlag`] for the
-//! shares (`host::shares`), which also decide where a share may go.
+//! shares (`host::shares`), and the rules of where a share may go in the
+//! guest, which the shares apply to the module's too.
 
 use anyhow::{bail, Context, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::settings::path::absolute;
-use crate::host::shares::{check_guest_path, MountFlag};
+use crate::schema::facts::GUEST_DIR;
+
+/// One `--mount`: a host directory and where it appears in the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountFlag {
+    /// The host directory, absolute.
+    pub host: Utf8PathBuf,
+    /// Where it appears in the guest, absolute.
+    pub guest: Utf8PathBuf,
+    pub read_only: bool,
+}
 
 /// Parses one `--mount`: HOST must be an existing directory (relative to
 /// `cwd`); GUEST, absolute, defaults to HOST's absolute path and must be a
@@ -58,6 +69,43 @@ pub fn parse(spec: &str, cwd: &Utf8Path) -> Result<MountFlag> {
         guest,
         read_only,
     })
+}
+
+/// Refuses `--mount` flags that could never be mounted together, before
+/// anything is built (the module's shares come after the build).
+pub fn check_flags(flags: &[MountFlag]) -> Result<()> {
+    refuse_two_at_one_path(flags.iter().map(|f| (f.host.as_path(), f.guest.as_path())))
+}
+
+/// The one rule for two shares, given as (host, guest) directories, at one
+/// guest path; `host::shares` applies it to all of a run's.
+pub fn refuse_two_at_one_path<'a>(
+    shares: impl IntoIterator<Item = (&'a Utf8Path, &'a Utf8Path)>,
+) -> Result<()> {
+    let shares: Vec<_> = shares.into_iter().collect();
+    for (n, (host, guest)) in shares.iter().enumerate() {
+        if let Some((other, _)) = shares[..n].iter().find(|(_, other)| other == guest) {
+            bail!(
+                "{other} and {host} would both be shared at {guest} in the guest; give one of them another guest path (a --mount: HOST:GUEST)"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fails if no share may be mounted at `guest`: the root, the Nix store
+/// (the guest's own system lives there), or the guest role's directory.
+pub fn check_guest_path(guest: &Utf8Path) -> Result<()> {
+    let reserved = |dir: &str| guest == dir || guest.starts_with(dir);
+    if guest == "/" || guest == "/nix" || reserved("/nix/store") {
+        bail!("{guest} holds the guest's own system and cannot be a share's guest path; pick another, e.g. /mnt/NAME");
+    }
+    if reserved(GUEST_DIR) {
+        bail!(
+            "{guest} is nixos-shell's own directory in the guest and cannot be a share's guest path; pick another, e.g. /mnt/NAME"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

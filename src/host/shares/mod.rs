@@ -16,7 +16,9 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::qemu;
-use crate::schema::facts::{GuestMount, GUEST_DIR};
+use crate::host::settings::mount::{check_guest_path, refuse_two_at_one_path};
+use crate::host::settings::MountFlag;
+use crate::schema::facts::GuestMount;
 use crate::schema::manifest::{CacheMode, Manifest, Protocol};
 use virtiofs::Daemon;
 
@@ -24,16 +26,6 @@ use virtiofs::Daemon;
 pub const HOME_TAG: &str = "home";
 /// The tag of the Nix profile's share.
 const NIX_PROFILE_TAG: &str = "nixprofile";
-
-/// One `--mount`: a host directory and where it appears in the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountFlag {
-    /// The host directory, absolute.
-    pub host: Utf8PathBuf,
-    /// Where it appears in the guest, absolute.
-    pub guest: Utf8PathBuf,
-    pub read_only: bool,
-}
 
 /// Where a share comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +137,7 @@ impl Shares {
                 .with_context(|| format!("the module's share of {}", share.host))?;
         }
         shares.extend(flag_shares(flags, mounts.cache));
-        refuse_two_at_one_path(&shares)?;
+        refuse_two_at_one_path(shares.iter().map(|s| (s.host.as_path(), s.guest.as_path())))?;
         let transport = match mounts.protocol {
             Protocol::NineP => Transport::NineP {
                 msize: mounts.msize,
@@ -250,43 +242,6 @@ fn flag_shares(flags: &[MountFlag], cache: CacheMode) -> impl Iterator<Item = Sh
         cache,
         read_only: flag.read_only,
     })
-}
-
-/// Refuses `--mount` flags that could never be mounted together, before
-/// anything is built (the module's shares come after the build).
-pub fn check_flags(flags: &[MountFlag]) -> Result<()> {
-    let shares: Vec<Share> = flag_shares(flags, CacheMode::Loose).collect();
-    refuse_two_at_one_path(&shares)
-}
-
-/// The one rule for two shares at one guest path.
-fn refuse_two_at_one_path(shares: &[Share]) -> Result<()> {
-    for (n, share) in shares.iter().enumerate() {
-        if let Some(other) = shares[..n].iter().find(|other| other.guest == share.guest) {
-            bail!(
-                "{} and {} would both be shared at {} in the guest; give one of them another guest path (a --mount: HOST:GUEST)",
-                other.host,
-                share.host,
-                share.guest
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Fails if no share may be mounted at `guest`: the root, the Nix store
-/// (the guest's own system lives there), or the guest role's directory.
-pub fn check_guest_path(guest: &Utf8Path) -> Result<()> {
-    let reserved = |dir: &str| guest == dir || guest.starts_with(dir);
-    if guest == "/" || guest == "/nix" || reserved("/nix/store") {
-        bail!("{guest} holds the guest's own system and cannot be a share's guest path; pick another, e.g. /mnt/NAME");
-    }
-    if reserved(GUEST_DIR) {
-        bail!(
-            "{guest} is nixos-shell's own directory in the guest and cannot be a share's guest path; pick another, e.g. /mnt/NAME"
-        );
-    }
-    Ok(())
 }
 
 /// A line for each extra mount whose host directory is a flake's copy in

@@ -1,4 +1,5 @@
 use super::*;
+use crate::host::settings::mount::check_flags;
 use crate::host::test_data::manifest;
 
 fn flag(host: &str, guest: &str, read_only: bool) -> MountFlag {

@@ -17,7 +17,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::ports::{self, PortSocket};
 use super::session::Layout;
 use crate::host::settings::memory::Memory;
-use crate::host::settings::Settings;
+use crate::host::settings::VmSettings;
 use crate::host::shares::{self, Exported};
 use crate::schema::facts::SESSION_TAG;
 use crate::schema::manifest::Manifest;
@@ -36,7 +36,7 @@ pub struct Parts<'a> {
     pub run_script: &'a Utf8Path,
     /// The build's manifest: the run script's memory backend and size.
     pub manifest: &'a Manifest,
-    pub settings: &'a Settings,
+    pub settings: &'a VmSettings,
     /// The environment nixos-shell was started with.
     pub env: &'a BTreeMap<String, String>,
     pub session: &'a Layout,

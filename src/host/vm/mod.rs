@@ -26,7 +26,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::host::attach::registry::{self, Registration};
 use crate::host::build::Built;
 use crate::host::read::Host;
-use crate::host::settings::Settings;
+use crate::host::settings::Run;
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported, Shares};
 use crate::host::signals;
@@ -63,7 +63,7 @@ pub struct Vm {
 /// What a VM is made of.
 pub struct Inputs<'a> {
     pub host: &'a Host,
-    pub settings: &'a Settings,
+    pub run: &'a Run,
     pub built: &'a Built,
     pub session: &'a Layout,
     /// The shares, exported ([`Shares::export`]).
@@ -79,20 +79,20 @@ pub struct Inputs<'a> {
 /// `manifest`: the resize port when the console is this terminal, the
 /// stdio ports when the command's streams are nixos-shell's own, the attach
 /// port when the guest serves attaches.
-pub fn needed_ports(host: &Host, settings: &Settings, manifest: &Manifest) -> Vec<Port> {
-    let command_io = settings.command.as_ref().map(|_| host.command_io());
+pub fn needed_ports(host: &Host, run: &Run, manifest: &Manifest) -> Vec<Port> {
+    let command_io = run.vm.command.as_ref().map(|_| host.command_io());
     ports::needed(command_io, host.terminal, manifest.attach)
 }
 
 /// Composes the VM; pure.
 pub fn compose(inputs: Inputs) -> Vm {
-    let (host, settings, manifest) = (inputs.host, inputs.settings, &inputs.built.result.manifest);
+    let (host, run, manifest) = (inputs.host, inputs.run, &inputs.built.result.manifest);
     let exported = inputs.shares;
     let ports = ports::sockets(inputs.ports, inputs.socket_dir);
     let command = command::compose(&Parts {
         run_script: &inputs.built.result.run_script,
         manifest,
-        settings,
+        settings: &run.vm,
         env: &host.env,
         session: inputs.session,
         shares: &exported,
@@ -100,7 +100,7 @@ pub fn compose(inputs: Inputs) -> Vm {
         ports: &ports,
         disk_image: inputs.disk_image,
     });
-    let host_system = settings.host_system.as_deref().unwrap_or(&host.system);
+    let host_system = run.build.host_system.as_deref().unwrap_or(&host.system);
     let facts = facts::compose(
         host,
         manifest,
@@ -109,7 +109,7 @@ pub fn compose(inputs: Inputs) -> Vm {
         RunFacts {
             mounts: exported.guest_mounts.clone(),
             ports: inputs.ports,
-            command: settings.command.clone(),
+            command: run.vm.command.clone(),
         },
     );
     let console_log = (facts.command.is_some() && facts.command_io == CommandIo::Ports)
@@ -126,29 +126,29 @@ pub fn compose(inputs: Inputs) -> Vm {
 
 /// Runs the VM of `built` in this terminal, in `session`; nixos-shell's
 /// exit status.
-pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) -> Result<u8> {
+pub fn run(host: &Host, run: &Run, built: &Built, session: Session) -> Result<u8> {
     let manifest = &built.result.manifest;
     let gathered = Gathered::read(host);
     let shares = Shares::collect(
         manifest,
         &host.home,
         gathered.nix_profile.as_deref(),
-        &settings.mounts,
-        settings.no_home,
+        &run.vm.mounts,
+        run.vm.no_home,
     )?;
     for note in shares::store_copy_notes(&shares) {
         eprintln!("nixos-shell: {note}");
     }
     let disk = disk::choose(
         &host.env,
-        &settings.disk,
+        &run.vm.disk,
         manifest.disk_image.as_deref(),
         &manifest.name,
         &built.identity,
         session.ephemeral_image(&manifest.name),
     )?;
     session.prepare_vm()?;
-    let ports = needed_ports(host, settings, manifest);
+    let ports = needed_ports(host, run, manifest);
     let exported = shares.export();
     let port_names = ports.iter().map(|&port| ports::socket_name(port));
     let attach_socket = ports
@@ -163,7 +163,7 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
     )?;
     let vm = compose(Inputs {
         host,
-        settings,
+        run,
         built,
         session: &session,
         shares: exported,

@@ -28,7 +28,7 @@ fn with_backend(mut manifest: Manifest) -> Manifest {
 
 fn compose_with(
     manifest: &Manifest,
-    settings: &Settings,
+    settings: &VmSettings,
     user_env: &BTreeMap<String, String>,
     disk_image: Option<&Utf8Path>,
 ) -> VmCommand {
