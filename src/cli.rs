@@ -103,7 +103,7 @@ pub struct HostArgs {
 }
 
 /// The flags nixos-shell passes through to `nix build`, typed until the
-/// command line is made (`host::build::nix` renders them), so that code asks
+/// command line is made (`host::nix::command` renders them), so that code asks
 /// `flags.impure` instead of searching argument strings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Passed to nix")]

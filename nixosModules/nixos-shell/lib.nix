@@ -1,5 +1,5 @@
 # Pure helpers of the nixos-shell module and of the CLI's own Nix
-# expressions (src/host/legacy.nix, src/host/flake-fallback.nix), so that
+# expressions (src/host/nix/legacy.nix, src/host/nix/flake-fallback.nix), so that
 # each fact is written once. They use builtins only, so that checks/eval/
 # can test them with a bare `nix-instantiate`, without nixpkgs.
 rec {

@@ -6,8 +6,8 @@
 use anyhow::Result;
 use camino::Utf8Path;
 
-use crate::host::build::result::BuildResult;
-use crate::host::build::{Built, Plan, Request};
+use crate::host::nix::result::BuildResult;
+use crate::host::nix::{Built, Plan, Request};
 use crate::host::read::Host;
 use crate::host::settings::Run;
 use crate::host::shares::Shares;

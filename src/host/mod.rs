@@ -3,7 +3,7 @@
 //!
 //! 1. [`read`] reads the host once (environment, cwd, user, home, terminal);
 //!    [`settings`] checks the command line into typed values.
-//! 2. [`build`] resolves CONFIG, plans the `nix build`s as values, runs them
+//! 2. [`nix`] resolves CONFIG, plans the `nix build`s as values, runs them
 //!    and reads the result: its run script and manifest.
 //! 3. [`vm`] composes the VM from the build, the host and the settings (one
 //!    pure value; [`shares`] owns what is shared into it), then runs it in
@@ -20,9 +20,9 @@
 //! This file only orchestrates.
 
 mod attach;
-mod build;
 mod dry_run;
 mod generate;
+mod nix;
 mod qemu;
 mod read;
 mod settings;
@@ -37,7 +37,7 @@ mod vm;
 use anyhow::Result;
 
 use crate::cli::HostArgs;
-use build::{Installable, Request};
+use nix::{Installable, Request};
 use read::Host;
 use settings::{Attach, Build, Dry, Mode, Run};
 use vm::session::Session;
@@ -57,7 +57,7 @@ pub fn run(args: HostArgs) -> Result<u8> {
 
 /// `--attach`: CONFIG names the VM; nothing builds.
 fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
-    let installable = build::resolve(attach.target.config.as_ref(), &host.cwd)?;
+    let installable = nix::resolve(attach.target.config.as_ref(), &host.cwd)?;
     attach::run(&installable, attach, host)
 }
 
@@ -108,5 +108,5 @@ fn run_vm(run: &Run, host: &Host) -> Result<u8> {
 
 /// What CONFIG names.
 fn resolve(build: &Build, host: &Host) -> Result<Installable> {
-    build::resolve(build.config.as_ref(), &host.cwd)
+    nix::resolve(build.config.as_ref(), &host.cwd)
 }

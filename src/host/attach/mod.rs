@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
 
-use crate::host::build::Installable;
+use crate::host::nix::Installable;
 use crate::host::read::Host;
 use crate::host::settings::{Attach, Config};
 use crate::host::terminal::{self, terminfo};

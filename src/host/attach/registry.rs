@@ -16,7 +16,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::host::build::Identity;
+use crate::host::nix::Identity;
 
 /// The registry's directory for a host with `env`; pure.
 pub fn dir(env: &BTreeMap<String, String>) -> Utf8PathBuf {

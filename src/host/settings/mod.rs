@@ -65,7 +65,7 @@ pub enum Config {
 /// without building.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// CONFIG or `--flake`, as typed; resolved by `host::build::resolve`.
+    /// CONFIG or `--flake`, as typed; resolved by `host::nix::resolve`.
     pub config: Option<Config>,
 }
 
@@ -80,7 +80,7 @@ pub struct Attach {
 /// What a build needs: what to build and nix's flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Build {
-    /// CONFIG or `--flake`, as typed; resolved by `host::build::resolve`.
+    /// CONFIG or `--flake`, as typed; resolved by `host::nix::resolve`.
     pub config: Option<Config>,
     /// Flags passed through to every `nix build`.
     pub nix: NixFlags,

@@ -21,7 +21,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
-use crate::host::build::Identity;
+use crate::host::nix::Identity;
 use crate::host::settings::disk::DiskChoice;
 use crate::host::settings::DISK_IMAGE_ENV;
 

@@ -24,7 +24,7 @@ use anyhow::Result;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::attach::registry::{self, Registration};
-use crate::host::build::Built;
+use crate::host::nix::Built;
 use crate::host::read::Host;
 use crate::host::settings::Run;
 use crate::host::shares::virtiofs::{self, Owner};

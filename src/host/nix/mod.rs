@@ -1,7 +1,7 @@
 //! What to build and building it: from CONFIG to a [`Built`] result.
 //!
 //! [`resolve`] turns CONFIG into an [`Installable`]; a [`Request`] plans the
-//! `nix build`s that realise it, as values ([`nix`] runs each, [`nix_output`]
+//! `nix build`s that realise it, as values ([`command`] runs each, [`output`]
 //! carries nix's stderr to the user), and [`result`] reads what one built:
 //!
 //! - A flake: first its attribute
@@ -17,8 +17,8 @@
 //! - A module file: one impure build of `legacy.nix`.
 //! - A build result: nothing to build.
 
-pub mod nix;
-pub mod nix_output;
+pub mod command;
+pub mod output;
 pub mod resolve;
 pub mod result;
 
@@ -31,7 +31,7 @@ use crate::cli::NixFlags;
 use crate::host::read::Host;
 use crate::host::settings::Build;
 use crate::host::stop::Stop;
-use nix::{NixBuild, Outcome};
+use command::{NixBuild, Outcome};
 use resolve::FlakeRef;
 pub use resolve::{resolve, Identity, Installable};
 use result::BuildResult;

@@ -4,7 +4,7 @@
 //!
 //! Every build is `nix build --json`, with `--out-link <path>` or
 //! `--no-link`: stdout carries the JSON, parsed here; stderr goes to the
-//! user through `nix_output`.
+//! user through `output`.
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -15,7 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
 use signal_hook::consts::SIGINT;
 
-use super::nix_output;
+use super::output;
 use crate::cli::NixFlags;
 use crate::host::signals::{self, Stream};
 use crate::host::stop::Stop;
@@ -143,7 +143,7 @@ impl NixBuild {
     }
 
     /// Runs the build. stdout (the JSON) is captured; stderr reaches the
-    /// user through nixos-shell (`nix_output`: a pseudo-terminal when ours is
+    /// user through nixos-shell (`output`: a pseudo-terminal when ours is
     /// a terminal, so nix still draws its progress bar). Through, not
     /// inherited, because the error nix ends with decides what happens next:
     /// a missing attribute starts the fallback lookup (and its message would
@@ -161,7 +161,7 @@ impl NixBuild {
             command.current_dir(dir);
         }
         signals::die_with_parent(&mut command);
-        let (mut child, stderr) = nix_output::spawn(command).map_err(|err| match err.kind() {
+        let (mut child, stderr) = output::spawn(command).map_err(|err| match err.kind() {
             std::io::ErrorKind::NotFound => anyhow::anyhow!(
                 "`nix` is not on PATH; install Nix (https://nixos.org/download) or add it to PATH"
             ),
@@ -176,7 +176,7 @@ impl NixBuild {
         // Both streams are read in this thread while it waits for nix and
         // passes it the signals nixos-shell catches meanwhile.
         let mut json = Vec::new();
-        let mut forward = nix_output::Forward::new(std::io::stderr());
+        let mut forward = output::Forward::new(std::io::stderr());
         let status = signals::wait_reading(
             &mut child,
             &mut [
@@ -201,7 +201,7 @@ impl NixBuild {
         if stop == Stop::Signal(SIGINT) {
             return Ok(Outcome::Stopped(stop));
         }
-        let plain = nix_output::held_lines(&held);
+        let plain = output::held_lines(&held);
         if matches!(self.target, Target::Installable(_))
             && plain.iter().any(|l| {
                 l.contains(MISSING_ATTRIBUTE)
@@ -261,7 +261,7 @@ fn flag_argv(flags: &NixFlags) -> Vec<String> {
     argv
 }
 
-/// Shows what nix said and `nix_output` held back.
+/// Shows what nix said and `output` held back.
 fn show(held: &[u8]) {
     let _ = std::io::stderr().write_all(held);
 }

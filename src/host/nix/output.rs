@@ -1,7 +1,7 @@
 //! nix's stderr on its way to the user.
 //!
 //! nixos-shell reads nix's stderr instead of letting nix inherit it: the
-//! error nix ends with decides what happens next (see `nix::NixBuild::run`).
+//! error nix ends with decides what happens next (see `command::NixBuild::run`).
 //! nix draws its progress bar only when its stderr is a terminal, so when
 //! ours is one, nix gets a pseudo-terminal of the same size as its stderr
 //! ([`spawn`]); otherwise a pipe. Either way the bytes reach our stderr as
