@@ -40,11 +40,20 @@ use crate::cli::HostArgs;
 use nix::{Installable, Request};
 use read::Host;
 use settings::{Attach, Build, Dry, Mode, Run};
+use stop::Stop;
 use vm::session::Session;
 
 /// Runs the mode the command line asks for: nixos-shell's exit status.
 pub fn run(args: HostArgs) -> Result<u8> {
     signals::install();
+    match run_mode(args) {
+        Err(err) => Stop::status_of(&err).ok_or(err),
+        ran => ran,
+    }
+}
+
+/// The mode's own function: its exit status, or an error (a [`Stop`] too).
+fn run_mode(args: HostArgs) -> Result<u8> {
     let host = Host::read()?;
     match Mode::from_args(args, &host)? {
         Mode::Generate(page) => page.print(),
@@ -66,13 +75,9 @@ fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
 fn build_only(build: &Build, host: &Host) -> Result<u8> {
     let installable = resolve(build, host)?;
     let request = Request::new(&installable, build, host);
-    Ok(match request.plan(build.out_link.as_deref())?.realise()? {
-        Ok(built) => {
-            println!("{}", built.result.run_script);
-            0
-        }
-        Err(stop) => stop.exit_status(),
-    })
+    let built = request.plan(build.out_link.as_deref())?.realise()?;
+    println!("{}", built.result.run_script);
+    Ok(0)
 }
 
 /// `--dry-run`: prints what the run, or the build alone, would execute.
@@ -100,10 +105,8 @@ fn run_vm(run: &Run, host: &Host) -> Result<u8> {
         .out_link
         .clone()
         .unwrap_or_else(|| session.out_link());
-    match request.plan(Some(&out_link))?.realise()? {
-        Ok(built) => vm::run(host, run, &built, session),
-        Err(stop) => Ok(stop.exit_status()),
-    }
+    let built = request.plan(Some(&out_link))?.realise()?;
+    vm::run(host, run, &built, session)
 }
 
 /// What CONFIG names.

@@ -1,7 +1,8 @@
-//! How a step ended a run before its end, and the one place that maps it
-//! to nixos-shell's exit status: a child failed with a status (nix's
-//! message is above), or a signal stopped it (caught by nixos-shell and
-//! passed on, or the child's own).
+//! How a step ended a run before its end: a child failed with a status
+//! (its message is above), or a signal stopped it (caught by nixos-shell
+//! and passed on, or the child's own). It travels as an error, and
+//! `host::run` maps it to nixos-shell's exit status, once, without a line
+//! of its own.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -15,7 +16,24 @@ pub enum Stop {
     Signal(i32),
 }
 
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Status(status) => write!(f, "a step failed with status {status}"),
+            Stop::Signal(signal) => write!(f, "signal {signal} stopped the run"),
+        }
+    }
+}
+
+impl std::error::Error for Stop {}
+
 impl Stop {
+    /// The exit status of a run that ended with `err`: a [`Stop`]'s (said
+    /// already), or `None` for an error still to print.
+    pub fn status_of(err: &anyhow::Error) -> Option<u8> {
+        err.downcast_ref::<Stop>().map(|stop| stop.exit_status())
+    }
+
     /// How a child's `status` stops a run: `None` when it succeeded.
     pub fn of(status: ExitStatus) -> Option<Stop> {
         if status.success() {

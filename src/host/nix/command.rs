@@ -8,13 +8,13 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
-use signal_hook::consts::SIGINT;
 
+use super::outcome::{self, Ended, Verdict};
 use super::output;
 use crate::cli::NixFlags;
 use crate::host::signals::{self, Stream};
@@ -22,19 +22,6 @@ use crate::host::stop::Stop;
 
 /// The flags that make `nix build` and flakes available on any Nix >= 2.4.
 const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
-
-/// What nix reports when an installable's attribute path does not exist.
-const MISSING_ATTRIBUTE: &str = "does not provide attribute";
-/// How NixOS's module system starts its error for a configuration that sets
-/// nixos-shell's options without importing the module (lib/modules.nix,
-/// `checkUnmatched`: "The option `nixos-shell.mounts.mountHome' does not
-/// exist."): it lacks the module as surely as a missing attribute says.
-const OUR_OPTION_MISSING: &str = "The option `nixos-shell";
-/// How our own Nix expressions' `throw` messages start (see the `.nix` files).
-const OWN_ERROR: &str = "error: nixos-shell: ";
-/// What flake-fallback.nix says when the flake has none of the attributes
-/// it looks for.
-const NOT_PROVIDED: &str = " provides none of ";
 
 /// One `nix build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +42,8 @@ enum Target {
     Expr(String),
 }
 
-/// How a build ended, when it did not fail outright.
+/// How a build ended, when it did not stop the run (a failure of nix's or
+/// a signal is a [`Stop`], an error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The store path built (the first output `out`).
@@ -63,9 +51,14 @@ pub enum Outcome {
     /// The configuration does not exist: nix said an installable's attribute
     /// is missing (`None`), or our lookup found none and said so.
     MissingAttribute(Option<String>),
-    /// nix failed (its message was shown), or a signal stopped it (sent to
-    /// nixos-shell, or Ctrl-C typed in the terminal).
-    Stopped(Stop),
+}
+
+/// What a finished nix process left: how it ended, its stdout (the JSON),
+/// and the stderr `output` held back.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    held: Vec<u8>,
 }
 
 impl NixBuild {
@@ -151,6 +144,37 @@ impl NixBuild {
     /// line it is, without nix's trace hint. Everything else nix says
     /// reaches the user unchanged.
     pub fn run(&self) -> Result<Outcome> {
+        let finished = self.spawn_and_wait()?;
+        let ended = Ended {
+            installable: matches!(self.target, Target::Installable(_)),
+            stop: Stop::of(finished.status),
+            caught: signals::received(),
+        };
+        let held = &finished.held;
+        match outcome::judge(ended, &output::held_lines(held)) {
+            Verdict::Built => {
+                show(held);
+                parse_output(&finished.stdout).map(Outcome::Built)
+            }
+            Verdict::Missing(message) => Ok(Outcome::MissingAttribute(message)),
+            Verdict::Refused(own) => {
+                if self.flags.show_trace {
+                    show(held);
+                }
+                bail!("{own}")
+            }
+            Verdict::Stopped { stop, show: shown } => {
+                if shown {
+                    show(held);
+                }
+                Err(stop.into())
+            }
+        }
+    }
+
+    /// Runs nix to its end, its stderr through `output`, passing it the
+    /// signals nixos-shell catches meanwhile.
+    fn spawn_and_wait(&self) -> Result<Finished> {
         let argv = self.argv();
         let mut command = Command::new(&argv[0]);
         command
@@ -173,8 +197,7 @@ impl NixBuild {
                 .take()
                 .context("nix's stdout pipe is missing; report this")?,
         );
-        // Both streams are read in this thread while it waits for nix and
-        // passes it the signals nixos-shell catches meanwhile.
+        // Both streams are read in this thread while it waits for nix.
         let mut json = Vec::new();
         let mut forward = output::Forward::new(std::io::stderr());
         let status = signals::wait_reading(
@@ -185,45 +208,11 @@ impl NixBuild {
             ],
         )
         .context("could not wait for `nix`")?;
-        let held = forward.finish();
-        let stdout = String::from_utf8_lossy(&json);
-
-        if let Some(signal) = signals::received() {
-            return Ok(Outcome::Stopped(Stop::Signal(signal)));
-        }
-        let Some(stop) = Stop::of(status) else {
-            // Lines such as `error (ignored): ...` may come before success.
-            show(&held);
-            return parse_output(&stdout).map(Outcome::Built);
-        };
-        // Ctrl-C typed in the terminal reaches nix directly, and nixos-shell
-        // may have missed its own copy.
-        if stop == Stop::Signal(SIGINT) {
-            return Ok(Outcome::Stopped(stop));
-        }
-        let plain = output::held_lines(&held);
-        if matches!(self.target, Target::Installable(_))
-            && plain.iter().any(|l| {
-                l.contains(MISSING_ATTRIBUTE)
-                    || (l.contains(OUR_OPTION_MISSING) && l.contains("' does not exist"))
-            })
-        {
-            return Ok(Outcome::MissingAttribute(None));
-        }
-        if let Some(own) = plain
-            .iter()
-            .find_map(|l| l.trim_start().strip_prefix(OWN_ERROR))
-        {
-            if own.contains(NOT_PROVIDED) {
-                return Ok(Outcome::MissingAttribute(Some(own.to_owned())));
-            }
-            if self.flags.show_trace {
-                show(&held);
-            }
-            bail!("{own}");
-        }
-        show(&held);
-        Ok(Outcome::Stopped(stop))
+        Ok(Finished {
+            status,
+            stdout: String::from_utf8_lossy(&json).into_owned(),
+            held: forward.finish(),
+        })
     }
 }
 

@@ -18,6 +18,7 @@
 //! - A build result: nothing to build.
 
 pub mod command;
+pub mod outcome;
 pub mod output;
 pub mod resolve;
 pub mod result;
@@ -30,7 +31,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::cli::NixFlags;
 use crate::host::read::Host;
 use crate::host::settings::Build;
-use crate::host::stop::Stop;
 use command::{NixBuild, Outcome};
 use resolve::FlakeRef;
 pub use resolve::{resolve, Identity, Installable};
@@ -133,13 +133,13 @@ impl Plan {
     }
 
     /// Runs the steps until one builds, and reads what it built; the first
-    /// nix failure (or a signal) stops it.
-    pub fn realise(&self) -> Result<Result<Built, Stop>> {
+    /// nix failure (or a signal) stops it, as a [`Stop`] error.
+    pub fn realise(&self) -> Result<Built> {
         if let Plan::Ready { result, identity } = self {
-            return Ok(Ok(Built {
+            return Ok(Built {
                 result: BuildResult::read(result)?,
                 identity: identity.clone(),
-            }));
+            });
         }
         let mut missing = None;
         for step in self.steps() {
@@ -148,15 +148,14 @@ impl Plan {
                     if let Some(note) = &step.note {
                         eprintln!("nixos-shell: {note}");
                     }
-                    return Ok(Ok(Built {
+                    return Ok(Built {
                         result: BuildResult::read(&result)?,
                         identity: step.identity.clone(),
-                    }));
+                    });
                 }
                 Outcome::MissingAttribute(message) => {
                     missing = Some(message.unwrap_or_else(|| step.if_missing.clone()))
                 }
-                Outcome::Stopped(stop) => return Ok(Err(stop)),
             }
         }
         match missing {

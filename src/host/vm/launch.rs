@@ -28,7 +28,7 @@ pub enum Console<'a> {
     Log(&'a Utf8Path),
 }
 
-/// Runs the VM: `Ok(())` once QEMU exits 0, else how it stopped (a signal
+/// Runs the VM: `None` once QEMU exits 0, else how it stopped (a signal
 /// nixos-shell caught and passed on counts as that signal, whatever QEMU
 /// made of it). `disk_lock` is the lock of its disk image: the VM inherits
 /// it, so the lock lasts as long as QEMU does, even past nixos-shell.
@@ -36,7 +36,7 @@ pub fn start(
     command: &VmCommand,
     disk_lock: Option<&File>,
     console: Console,
-) -> Result<Result<(), Stop>> {
+) -> Result<Option<Stop>> {
     if let Some(lock) = disk_lock {
         let flags = fcntl_getfd(lock).context("could not read the disk lock's flags")?;
         fcntl_setfd(lock, flags - FdFlags::CLOEXEC)
@@ -61,11 +61,7 @@ pub fn start(
         .with_context(|| format!("could not run {}", command.program));
     drop(saved);
     let status = status?;
-    Ok(match (signals::received(), Stop::of(status)) {
-        (Some(signal), _) => Err(Stop::Signal(signal)),
-        (None, Some(stop)) => Err(stop),
-        (None, None) => Ok(()),
-    })
+    Ok(signals::received().map(Stop::Signal).or(Stop::of(status)))
 }
 
 /// What to say when QEMU ended with a failure `status`: QEMU said why

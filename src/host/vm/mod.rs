@@ -205,7 +205,7 @@ fn execute(
     }
     session.write_facts(&vm.facts)?;
     if let Some(signal) = signals::received() {
-        return Ok(Stop::Signal(signal).exit_status());
+        return Err(Stop::Signal(signal).into());
     }
     let console = match &vm.console_log {
         Some(log) => Console::Log(log),
@@ -229,14 +229,14 @@ fn execute(
             .unwrap_or_else(|| launch::failure_hint(status, disk.image.as_deref()))
     };
     Ok(match (ended, &vm.facts.command) {
-        (Err(Stop::Signal(signal)), _) => Stop::Signal(signal).exit_status(),
-        (Ok(()), None) => 0,
-        (Err(Stop::Status(status)), None) => {
+        (Some(stop @ Stop::Signal(_)), _) => return Err(stop.into()),
+        (None, None) => 0,
+        (Some(Stop::Status(status)), None) => {
             eprintln!("nixos-shell: {}", qemu_failed(status));
             status
         }
         (ended, Some(_)) => {
-            let failed = ended.err().map(|stop| qemu_failed(stop.exit_status()));
+            let failed = ended.map(|stop| qemu_failed(stop.exit_status()));
             session
                 .command_status(failed)
                 .inspect_err(|_| console.show_tail(CONSOLE_TAIL_LINES))?
