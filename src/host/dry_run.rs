@@ -1,108 +1,101 @@
-//! `--dry-run`: what a run would execute, printed shell-quoted: the plan's
-//! builds and the VM command from the same composition a run uses
-//! (`vm::compose`), with a stand-in for what only the build decides (the
-//! result's path, the VM's name, the module's shares and disk image).
+//! `--dry-run`: prints the [`Plan`] a run would execute, shell-quoted: its
+//! builds and the VM command its recipe composes (`compose`), with a
+//! stand-in for what only the build decides (the result's path, the VM's
+//! name, the module's shares and disk image) and for the session's
+//! directory.
+
+use std::fmt::Write;
 
 use anyhow::Result;
-use camino::Utf8Path;
 
+use crate::host::compose::disk::DiskPlan;
+use crate::host::compose::layout::Layout;
+use crate::host::compose::{Found, Plan, VmRecipe};
+use crate::host::gather::Gathered;
 use crate::host::nix::result::BuildResult;
-use crate::host::nix::{Built, Plan, Request};
+use crate::host::nix::Built;
 use crate::host::read::Host;
-use crate::host::settings::Run;
-use crate::host::shares::Shares;
-use crate::host::vm::disk::{self, DiskPlan};
-use crate::host::vm::facts::Gathered;
-use crate::host::vm::session::Layout;
-use crate::host::vm::{self, Inputs};
 use crate::schema::manifest::{CacheMode, Manifest, Mounts, Protocol, MANIFEST_VERSION};
 use crate::sh;
 
-/// Prints the builds and, unless `build_only`, the VM command.
-pub fn print(
-    request: &Request,
-    run: Option<&Run>,
-    out_link: Option<&Utf8Path>,
-    host: &Host,
-) -> Result<u8> {
-    let session = Layout::under("<private-temp-dir>");
-    let vm_link = run.map(|_| session.out_link());
-    let plan = request.plan(out_link.or(vm_link.as_deref()))?;
-    print_builds(&plan);
-    let Some(run) = run else {
-        return Ok(0);
-    };
+/// The stand-in for the session's directory, which only a run creates.
+pub fn layout() -> Layout {
+    Layout::under("<private-temp-dir>")
+}
+
+/// The text of `plan`: its builds and, for a run, the VM command.
+pub fn render(plan: &Plan) -> Result<String> {
+    let mut text = builds(plan);
+    if let Some(recipe) = &plan.vm {
+        text.push_str(NOTE);
+        let _ = writeln!(text, "{}", vm_line(plan, recipe)?);
+    }
+    Ok(text)
+}
+
+/// What the VM line leaves out.
+const NOTE: &str = "\
+# run (<result> and <name> come from the build; the module's shares (home, nix profile,
+# extraMounts), its disk image and, with --memory, its memory backend are added after
+# it, the shares before the --mount shares; over virtiofs, the build's default on a
+# Linux host, each share is a virtiofsd and a vhost-user-fs device instead of -virtfs)
+";
+
+/// The VM command of `recipe` with stand-ins for the build's result, as
+/// one shell line with its environment.
+fn vm_line(plan: &Plan, recipe: &VmRecipe) -> Result<String> {
     let built = Built {
         result: BuildResult {
             run_script: "<result>/bin/run-<name>-vm".into(),
-            manifest: unknown_manifest(host),
+            manifest: unknown_manifest(recipe.host),
         },
-        identity: request.identity(),
+        identity: plan.identity.clone(),
     };
-    let shares = Shares::collect(
-        &built.result.manifest,
-        &host.home,
-        None,
-        &run.vm.mounts,
-        run.vm.no_home,
-    )?;
-    let disk_image = match disk::plan(&host.env, &run.vm.disk, None) {
-        DiskPlan::Ephemeral => Some(session.ephemeral_image("<name>")),
+    let manifest = &built.result.manifest;
+    let gathered = Gathered::default();
+    let disk_image = match recipe.disk(manifest) {
+        DiskPlan::Ephemeral => Some(recipe.layout.ephemeral_image("<name>")),
         DiskPlan::Given(path) => Some(path),
         DiskPlan::LeaveAlone | DiskPlan::State => None,
     };
-    let ports = vm::needed_ports(host, run, &built.result.manifest);
-    let vm = vm::compose(Inputs {
-        host,
-        run,
-        built: &built,
-        session: &session,
-        shares: shares.export(),
-        gathered: &Gathered::default(),
-        ports: &ports,
-        socket_dir: &session.sockets(),
+    let found = Found {
+        gathered: &gathered,
+        shares: recipe.shares(manifest, &gathered)?.export(),
         disk_image: disk_image.as_deref(),
-    });
-    println!(
-        "# run (<result> and <name> come from the build; the module's shares (home, nix profile,"
-    );
-    println!(
-        "# extraMounts), its disk image and, with --memory, its memory backend are added after"
-    );
-    println!("# it, the shares before the --mount shares; over virtiofs, the build's default on a");
-    println!(
-        "# Linux host, each share is a virtiofsd and a vhost-user-fs device instead of -virtfs)"
-    );
-    let command = &vm.command;
-    let assignments = command
-        .env
-        .iter()
-        .map(|(k, v)| format!("{k}={}", sh::quote(v)));
+        socket_dir: &recipe.layout.sockets(),
+    };
+    let command = recipe.compose(&built, found).command;
+    let assignments = (command.env.iter()).map(|(k, v)| format!("{k}={}", sh::quote(v)));
     let words: Vec<String> = assignments
         .chain(std::iter::once(sh::quote(command.program.as_str())))
         .chain(command.args.iter().map(|a| sh::quote(a)))
         .collect();
-    println!("{}", words.join(" "));
-    Ok(0)
+    Ok(words.join(" "))
 }
 
 /// The builds of `plan`, one shell line each.
-fn print_builds(plan: &Plan) {
-    if let Plan::Ready { result, .. } = plan {
-        println!("# no build: {result} is a build result");
+fn builds(plan: &Plan) -> String {
+    let mut text = String::new();
+    if let crate::host::nix::Builds::Ready { result, .. } = &plan.builds {
+        let _ = writeln!(text, "# no build: {result} is a build result");
     }
-    for (n, step) in plan.steps().iter().enumerate() {
-        if n == 0 {
-            println!("# build");
-        } else {
-            println!("# only if the builds above report the configuration missing");
-        }
+    for (n, step) in plan.builds.steps().iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "{}",
+            if n == 0 {
+                "# build"
+            } else {
+                "# only if the builds above report the configuration missing"
+            }
+        );
         let command = sh::join(step.build.argv());
-        match step.build.cwd() {
-            Some(dir) => println!("(cd {} && {command})", sh::quote(dir.as_str())),
-            None => println!("{command}"),
-        }
+        let _ = match step.build.cwd() {
+            Some(dir) => writeln!(text, "(cd {} && {command})", sh::quote(dir.as_str())),
+            None => writeln!(text, "{command}"),
+        };
     }
+    text
 }
 
 /// A manifest that says nothing the build would: no shares of the

@@ -1,26 +1,34 @@
 //! The host role: from the command line to a running VM. Its folders are
-//! its phases, in the order a run goes:
+//! its phases, in the order a run goes; each imports only earlier ones:
 //!
-//! 1. [`read`] reads the host once (environment, cwd, user, home, terminal);
-//!    [`settings`] checks the command line into typed values.
-//! 2. [`nix`] resolves CONFIG, plans the `nix build`s as values, runs them
-//!    and reads the result: its run script and manifest.
-//! 3. [`vm`] composes the VM from the build, the host and the settings (one
-//!    pure value; [`shares`] owns what is shared into it), then runs it in
-//!    this terminal.
+//! 1. [`read`] reads the host once (environment, cwd, user, home, terminal),
+//!    and [`gather`] what else the VM takes from it; [`settings`] checks the
+//!    command line into a [`Mode`] that carries only its own values.
+//! 2. [`nix`] resolves CONFIG into the `nix build`s that realise it, as
+//!    values; runs them and judges how nix ended; reads the result.
+//! 3. [`compose`] makes the [`Plan`]: the builds, and what composes the VM
+//!    from their result (QEMU's arguments and environment, the host facts,
+//!    the ports, the disk; [`shares`] owns what is shared into it). Pure.
+//! 4. [`execute`] runs a plan: the builds, then the VM in this terminal,
+//!    with the threads and poll loops that serve it.
 //!
-//! Beside them: [`attach`] is a session in a VM that already runs, found
-//! without building; [`dry_run`] prints what a run would execute, from the
-//! same composition; [`generate`] prints shell completions and the man page for
-//! packagers; [`signals`] passes the signals that end a session to the
-//! child of the moment and keeps nixos-shell alive to clean up after it;
-//! [`stop`] is how a step ended early; [`qemu`] the QEMU option syntax that
-//! shares and ports both write.
+//! Beside them: [`attach`] is the attach feature's host side (the registry
+//! of running VMs, the relay a run serves, the client `--attach` runs,
+//! found without building); [`dry_run`] prints a plan; [`generate`] prints
+//! shell completions and the man page for packagers; [`signals`] passes the
+//! signals that end a session to the child of the moment and keeps
+//! nixos-shell alive to clean up after it; [`stop`] is how a step ended
+//! early, an error mapped here to the exit status; [`qemu`] the QEMU option
+//! syntax that shares and ports both write; [`terminal`] saves and restores
+//! this terminal.
 //!
-//! This file only orchestrates.
+//! This file only orchestrates: one function per mode.
 
 mod attach;
+mod compose;
 mod dry_run;
+mod execute;
+mod gather;
 mod generate;
 mod nix;
 mod qemu;
@@ -32,16 +40,16 @@ mod stop;
 mod terminal;
 #[cfg(test)]
 mod test_data;
-mod vm;
 
 use anyhow::Result;
 
 use crate::cli::HostArgs;
-use nix::{Installable, Request};
+use compose::layout::Layout;
+use compose::Plan;
+use execute::session::Session;
 use read::Host;
 use settings::{Attach, Build, Dry, Mode, Run};
 use stop::Stop;
-use vm::session::Session;
 
 /// Runs the mode the command line asks for: nixos-shell's exit status.
 pub fn run(args: HostArgs) -> Result<u8> {
@@ -73,22 +81,30 @@ fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
 /// `--build-only`: builds and prints the run script. Nothing to keep while
 /// nothing runs: the result's GC root is `--out-link`'s, or none.
 fn build_only(build: &Build, host: &Host) -> Result<u8> {
-    let installable = resolve(build, host)?;
-    let request = Request::new(&installable, build, host);
-    let built = request.plan(build.out_link.as_deref())?.realise()?;
+    let built = Plan::build_only(build, host)?.builds.realise()?;
     println!("{}", built.result.run_script);
     Ok(0)
 }
 
-/// `--dry-run`: prints what the run, or the build alone, would execute.
+/// `--dry-run`: prints the plan of the run, or of the build alone, with
+/// stand-ins for the session's directory and what only the build decides.
 fn dry_run(dry: &Dry, host: &Host) -> Result<u8> {
-    let (build, run) = match dry {
-        Dry::BuildOnly(build) => (build, None),
-        Dry::Run(run) => (&run.build, Some(run)),
-    };
-    let installable = resolve(build, host)?;
-    let request = Request::new(&installable, build, host);
-    dry_run::print(&request, run, build.out_link.as_deref(), host)
+    print!("{}", dry_run::render(&dry_plan(dry, host)?)?);
+    Ok(0)
+}
+
+/// The plan `--dry-run` prints: the one [`run_plan`] makes for the run it
+/// shows, in the stand-in session.
+fn dry_plan<'a>(dry: &'a Dry, host: &'a Host) -> Result<Plan<'a>> {
+    match dry {
+        Dry::BuildOnly(build) => Plan::build_only(build, host),
+        Dry::Run(run) => run_plan(run, host, dry_run::layout()),
+    }
+}
+
+/// The plan a run executes in a session at `layout`.
+fn run_plan<'a>(run: &'a Run, host: &'a Host, layout: Layout) -> Result<Plan<'a>> {
+    Plan::run(run, host, layout)
 }
 
 /// Builds the VM, its result kept in the session unless `--out-link` says
@@ -97,19 +113,53 @@ fn run_vm(run: &Run, host: &Host) -> Result<u8> {
     // Ports and disks matter only to a VM that starts; checked before the
     // build so that their errors come first.
     run.vm.check_host()?;
-    let installable = resolve(&run.build, host)?;
-    let request = Request::new(&installable, &run.build, host);
     let session = Session::create()?;
-    let out_link = run
-        .build
-        .out_link
-        .clone()
-        .unwrap_or_else(|| session.out_link());
-    let built = request.plan(Some(&out_link))?.realise()?;
-    vm::run(host, run, &built, session)
+    let plan = run_plan(run, host, session.layout().clone())?;
+    execute::run(&plan, session)
 }
 
-/// What CONFIG names.
-fn resolve(build: &Build, host: &Host) -> Result<Installable> {
-    nix::resolve(build.config.as_ref(), &host.cwd)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::test_data::{env, host_in, try_mode_on};
+    use crate::sh;
+
+    #[test]
+    fn a_dry_run_prints_the_plan_a_run_executes() {
+        let host = host_in(
+            env(&[("NIXOS_SHELL_MODULE", "/m"), ("NIXOS_SHELL_NIXPKGS", "/np")]),
+            "/w",
+        );
+        let flags = ["github:o/r#vm", "--memory", "2G", "--ephemeral", "-c", "id"];
+        let Mode::Run(run) = try_mode_on(&host, &flags).unwrap() else {
+            panic!("no run")
+        };
+        let dry_flags: Vec<&str> = std::iter::once("--dry-run").chain(flags).collect();
+        let Mode::DryRun(dry) = try_mode_on(&host, &dry_flags).unwrap() else {
+            panic!("no dry run")
+        };
+        // The plan the dry run prints is the one the run makes in the same
+        // session, by value.
+        let plan = dry_plan(&dry, &host).unwrap();
+        assert_eq!(plan, run_plan(&run, &host, dry_run::layout()).unwrap());
+        // And what it prints is that plan: its builds, then its VM.
+        let text = dry_run::render(&plan).unwrap();
+        let steps = plan.builds.steps();
+        assert_eq!(steps.len(), 2);
+        for step in steps {
+            assert!(text.contains(&sh::join(step.build.argv())), "{text}");
+        }
+        let vm_line = text.lines().last().unwrap();
+        assert!(
+            vm_line.ends_with(
+                "'<result>/bin/run-<name>-vm' -m 2G -virtfs \
+                 'local,path=<private-temp-dir>/share,security_model=none,mount_tag=nixos-shell'"
+            ),
+            "{vm_line}"
+        );
+        assert!(
+            vm_line.starts_with("NIX_DISK_IMAGE='<private-temp-dir>/<name>.qcow2' "),
+            "{vm_line}"
+        );
+    }
 }

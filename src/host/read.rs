@@ -27,7 +27,7 @@ pub struct Host {
     /// This machine's Nix platform, e.g. `x86_64-linux`.
     pub system: String,
     /// Whether nixos-shell has a controlling terminal: the VM's console is
-    /// then that terminal and follows its size (`vm::ports`).
+    /// then that terminal and follows its size (`compose::ports`).
     pub terminal: bool,
     /// Whether nixos-shell's standard input and output are both a terminal:
     /// then `--command` runs on the console, interactive; otherwise its

@@ -5,8 +5,13 @@
 //! image, and the [`registry`] leads from it to the attach socket of the
 //! nixos-shell that runs that VM, which relays the [`session`] to the
 //! guest (`schema::attach`).
+//!
+//! The whole feature's host side is here: the [`registry`] a run enters its
+//! VM in, the [`relay`] it serves while the VM runs (`host::execute`), and
+//! the client's [`session`].
 
 pub mod registry;
+pub mod relay;
 mod session;
 
 use std::os::unix::net::UnixStream;

@@ -103,9 +103,9 @@ pub struct Step {
     pub if_missing: String,
 }
 
-/// What to do to get a build result.
+/// What to do to get a build result: the builds of a [`Request`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Plan {
+pub enum Builds {
     /// The builds to try, in order: each runs only when the ones before it
     /// report their attribute missing.
     Build(Vec<Step>),
@@ -123,19 +123,19 @@ pub struct Built {
     pub identity: Identity,
 }
 
-impl Plan {
+impl Builds {
     /// The builds to try; none for a build result.
     pub fn steps(&self) -> &[Step] {
         match self {
-            Plan::Build(steps) => steps,
-            Plan::Ready { .. } => &[],
+            Builds::Build(steps) => steps,
+            Builds::Ready { .. } => &[],
         }
     }
 
     /// Runs the steps until one builds, and reads what it built; the first
     /// nix failure (or a signal) stops it, as a [`Stop`] error.
     pub fn realise(&self) -> Result<Built> {
-        if let Plan::Ready { result, identity } = self {
+        if let Builds::Ready { result, identity } = self {
             return Ok(Built {
                 result: BuildResult::read(result)?,
                 identity: identity.clone(),
@@ -166,7 +166,7 @@ impl Plan {
 }
 
 /// What to build, and how: the installable with the command line's flags
-/// and this binary's locations. Plans are made from it for a given out-link.
+/// and this binary's locations. Its [`Builds`] are made for a given out-link.
 pub struct Request<'a> {
     installable: &'a Installable,
     settings: &'a Build,
@@ -186,17 +186,12 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// What names the configuration.
-    pub fn identity(&self) -> Identity {
-        self.installable.identity()
-    }
-
     /// The builds, their results kept as GC roots at `out_link` (none for
     /// `None`); pure.
-    pub fn plan(&self, out_link: Option<&Utf8Path>) -> Result<Plan> {
+    pub fn builds(&self, out_link: Option<&Utf8Path>) -> Result<Builds> {
         match self.installable {
             Installable::Built { path } => self.ready(path),
-            Installable::File { path } => Ok(Plan::Build(vec![self.file_step(path, out_link)?])),
+            Installable::File { path } => Ok(Builds::Build(vec![self.file_step(path, out_link)?])),
             Installable::Flake {
                 flake,
                 name,
@@ -206,13 +201,13 @@ impl<'a> Request<'a> {
     }
 
     /// A build result given as CONFIG: refused with flags it cannot use.
-    fn ready(&self, path: &Utf8Path) -> Result<Plan> {
+    fn ready(&self, path: &Utf8Path) -> Result<Builds> {
         if self.settings.nix != NixFlags::default() || self.settings.out_link.is_some() {
             bail!(
                 "{path} is a build result and needs no nix: drop the flags for nix and --out-link"
             );
         }
-        Ok(Plan::Ready {
+        Ok(Builds::Ready {
             result: path.to_owned(),
             identity: self.installable.identity(),
         })
@@ -240,7 +235,7 @@ impl<'a> Request<'a> {
         name: &str,
         or_file: Option<&Utf8Path>,
         out_link: Option<&Utf8Path>,
-    ) -> Result<Plan> {
+    ) -> Result<Builds> {
         let step = |build: NixBuild| Step {
             build,
             identity: self.installable.identity(),
@@ -276,7 +271,7 @@ impl<'a> Request<'a> {
                 steps.push(last);
             }
         }
-        Ok(Plan::Build(steps))
+        Ok(Builds::Build(steps))
     }
 
     /// What to say when a flake has no `name` and the full lookup cannot run.
@@ -359,12 +354,12 @@ mod tests {
         [("NIXOS_SHELL_MODULE", "/m"), ("NIXOS_SHELL_NIXPKGS", "/np")];
 
     /// The plan for `installable` with `args`, in an environment of `pairs`.
-    fn plan_in(installable: &Installable, args: &[&str], pairs: &[(&str, &str)]) -> Result<Plan> {
+    fn plan_in(installable: &Installable, args: &[&str], pairs: &[(&str, &str)]) -> Result<Builds> {
         let host = host_in(env(pairs), "/");
         let Mode::Run(run) = try_mode_on(&host, args)? else {
             panic!("{args:?} is no run")
         };
-        Request::new(installable, &run.build, &host).plan(Some("/t/result".into()))
+        Request::new(installable, &run.build, &host).builds(Some("/t/result".into()))
     }
 
     fn tail(build: &NixBuild) -> Vec<String> {
@@ -383,7 +378,7 @@ mod tests {
         }
     }
 
-    fn plan_for(installable: &Installable, args: &[&str]) -> Plan {
+    fn plan_for(installable: &Installable, args: &[&str]) -> Builds {
         plan_in(installable, args, &LOCATED).unwrap()
     }
 
@@ -472,7 +467,7 @@ mod tests {
         };
         assert_eq!(
             plan_for(&built, &["--memory", "1G"]),
-            Plan::Ready {
+            Builds::Ready {
                 result: "/w/result".into(),
                 identity: Identity::new("built:/w/result")
             }

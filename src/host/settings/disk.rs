@@ -10,7 +10,7 @@ const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
 /// What the command line says about the disk image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskChoice {
-    /// Nothing: the configuration's image (`host::vm::disk` decides).
+    /// Nothing: the configuration's image (`host::compose::disk` decides).
     Default,
     /// `--ephemeral`: a throwaway image.
     Ephemeral,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use camino::Utf8Path;
 use rustix::io::{fcntl_getfd, fcntl_setfd, FdFlags};
 
-use super::command::VmCommand;
+use crate::host::compose::command::VmCommand;
 use crate::host::signals;
 use crate::host::stop::Stop;
 use crate::host::terminal;

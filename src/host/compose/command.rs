@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::layout::Layout;
 use super::ports::{self, PortSocket};
-use super::session::Layout;
 use crate::host::settings::memory::Memory;
 use crate::host::settings::VmSettings;
 use crate::host::shares::{self, Exported};

@@ -11,8 +11,8 @@
 //!   <name>.qcow2  the --ephemeral disk image
 //! ```
 //!
-//! [`Layout`] names those paths, for a real session or for `--dry-run`'s
-//! placeholder; [`Session`] owns the directory.
+//! `compose::layout::Layout` names those paths, for a real session or for
+//! `--dry-run`'s placeholder; [`Session`] owns the directory.
 
 use std::ops::Deref;
 
@@ -20,45 +20,8 @@ use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
 use tempfile::TempDir;
 
+use crate::host::compose::layout::Layout;
 use crate::schema::facts::{GuestResult, HostFacts, FACTS_FILE, RESULT_FILE};
-
-/// Where a session's files are, under its root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Layout {
-    root: Utf8PathBuf,
-}
-
-impl Layout {
-    /// A session under `root` (a placeholder such as `<private-temp-dir>`
-    /// for `--dry-run`).
-    pub fn under(root: impl Into<Utf8PathBuf>) -> Layout {
-        Layout { root: root.into() }
-    }
-
-    pub fn out_link(&self) -> Utf8PathBuf {
-        self.root.join("result")
-    }
-
-    pub fn share(&self) -> Utf8PathBuf {
-        self.root.join("share")
-    }
-
-    pub fn tmp(&self) -> Utf8PathBuf {
-        self.root.join("tmp")
-    }
-
-    pub fn sockets(&self) -> Utf8PathBuf {
-        self.root.join("sockets")
-    }
-
-    pub fn console_log(&self) -> Utf8PathBuf {
-        self.root.join("console.log")
-    }
-
-    pub fn ephemeral_image(&self, name: &str) -> Utf8PathBuf {
-        self.root.join(format!("{name}.qcow2"))
-    }
-}
 
 /// The directory of a run.
 pub struct Session {
@@ -127,9 +90,14 @@ impl Session {
         Ok(u8::try_from(result.exit_code & 0xff).unwrap_or(1))
     }
 
+    /// Where its files are.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
     /// Removes the directory now, reporting a failure.
     pub fn close(self) -> Result<()> {
-        let root = self.layout.root;
+        let root = self.layout.root().to_owned();
         self.dir
             .close()
             .with_context(|| format!("could not remove {root}"))
@@ -143,7 +111,7 @@ mod tests {
     #[test]
     fn created_for_a_build_then_for_a_vm_and_removed() {
         let session = Session::create().unwrap();
-        let root = session.root.clone();
+        let root = session.root().to_owned();
         assert!(!session.share().exists());
         session.prepare_vm().unwrap();
         assert!(session.share().is_dir() && session.tmp().is_dir());

@@ -1,14 +1,14 @@
-//! The CLI's end of the virtio-serial ports (`schema::ports`).
+//! The CLI's end of the virtio-serial ports (`schema::ports`), served.
 //!
-//! [`needed`], [`sockets`] and [`qemu_args`] are pure: which ports a run needs, on which
-//! sockets, and QEMU's device for them. [`listen`] binds the sockets before
+//! Which ports a run needs, on which sockets, and QEMU's device for them
+//! are composed in `compose::ports`. [`listen`] binds the sockets before
 //! QEMU starts; [`Listening::serve`] then runs one thread per port while
 //! the VM runs:
 //!
 //! - resize: the terminal's size now, each time the guest asks for it (its
 //!   follower does whenever it opens the port), and, once asked, after
 //!   every SIGWINCH;
-//! - attach: the relay of `nixos-shell --attach` sessions (`vm::attach`);
+//! - attach: the relay of `nixos-shell --attach` sessions (`attach::relay`);
 //! - stdin: nixos-shell's standard input, then a half-close (end of file in
 //!   the guest); the socket stays open until QEMU closes it, since a full
 //!   close would be a hang-up that drops what QEMU has not read yet;
@@ -29,90 +29,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::SignalOnly;
 
-use super::attach;
+use crate::host::attach::relay;
+use crate::host::compose::ports::PortSocket;
+use crate::host::signals;
 use crate::host::terminal;
-use crate::host::{qemu, signals};
-use crate::schema::facts::CommandIo;
 use crate::schema::ports::{Port, TerminalSize, UNKNOWN_SIZE_LINE};
-
-/// QEMU's id of the virtio-serial device the ports are on.
-const BUS: &str = "nixos-shell-ports";
 
 /// How long [`Serving::finish`] waits for output once the VM has ended: QEMU
 /// is gone by then, so its sockets read as closed at once; a process that
 /// kept one open must not keep nixos-shell waiting.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One port and its socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortSocket {
-    pub port: Port,
-    pub socket: Utf8PathBuf,
-}
-
-/// The file name of a port's socket (next to the virtiofsd sockets, whose
-/// names end in `.sock`).
-pub fn socket_name(port: Port) -> String {
-    format!("{}.port", port.short())
-}
-
-/// The ports of a run whose command (if any) has its streams on
-/// `command_io`, `terminal` telling whether nixos-shell has a controlling
-/// terminal and `attach` whether the guest serves attaches: the resize port
-/// when the console is that terminal, the stdio ports when the command's
-/// streams are nixos-shell's own, the attach port; pure.
-pub fn needed(command_io: Option<CommandIo>, terminal: bool, attach: bool) -> Vec<Port> {
-    let console = match command_io {
-        Some(CommandIo::Ports) => Port::STDIO.to_vec(),
-        None | Some(CommandIo::Console) if terminal => vec![Port::Resize],
-        None | Some(CommandIo::Console) => Vec::new(),
-    };
-    console
-        .into_iter()
-        .chain(attach.then_some(Port::Attach))
-        .collect()
-}
-
-/// `ports` with their sockets in `socket_dir`; pure.
-pub fn sockets(ports: &[Port], socket_dir: &Utf8Path) -> Vec<PortSocket> {
-    ports
-        .iter()
-        .map(|&port| PortSocket {
-            port,
-            socket: socket_dir.join(socket_name(port)),
-        })
-        .collect()
-}
-
-/// QEMU's arguments for `ports`: a virtio-serial device of nixos-shell's
-/// own (the console's may be absent) with one named port per socket; QEMU
-/// connects to each as a client.
-pub fn qemu_args(ports: &[PortSocket]) -> Vec<String> {
-    if ports.is_empty() {
-        return Vec::new();
-    }
-    let mut args = vec!["-device".to_owned(), format!("virtio-serial,id={BUS}")];
-    for PortSocket { port, socket } in ports {
-        let id = format!("nixos-shell-{}", port.short());
-        args.extend([
-            "-chardev".to_owned(),
-            format!("socket,id={id},path={}", qemu::escape(socket.as_str())),
-            "-device".to_owned(),
-            format!(
-                "virtserialport,bus={BUS}.0,chardev={id},name={}",
-                port.name()
-            ),
-        ]);
-    }
-    args
-}
 
 /// The bound sockets, waiting for QEMU.
 pub struct Listening {
@@ -150,7 +82,7 @@ pub struct Serving {
 impl Listening {
     /// Serves each port on a thread of its own; the attach port relays for
     /// `clients`.
-    pub fn serve(self, mut clients: Option<attach::Clients>) -> Result<Serving> {
+    pub fn serve(self, mut clients: Option<relay::Clients>) -> Result<Serving> {
         let (vm_ended, ended) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .context("could not create a pipe for the ports")?;
         let vm_ended = Arc::new(vm_ended);
@@ -174,7 +106,7 @@ impl Listening {
                     };
                     thread::spawn(move || {
                         if let Some(stream) = accept(&listener, &ended) {
-                            attach::relay(stream, clients, &ended);
+                            relay::relay(stream, clients, &ended);
                         }
                     });
                 }
@@ -326,40 +258,7 @@ fn pass_output(mut stream: UnixStream, mut out: impl Write) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_console_in_a_terminal_follows_resizes_and_a_piped_command_gets_streams() {
-        assert_eq!(needed(None, true, false), [Port::Resize]);
-        assert_eq!(
-            needed(Some(CommandIo::Console), true, false),
-            [Port::Resize]
-        );
-        assert_eq!(needed(None, false, false), []);
-        assert_eq!(needed(Some(CommandIo::Ports), true, false), Port::STDIO);
-        assert_eq!(needed(Some(CommandIo::Ports), false, false), Port::STDIO);
-        assert_eq!(needed(None, false, true), [Port::Attach]);
-        assert_eq!(needed(None, true, true), [Port::Resize, Port::Attach]);
-    }
-
-    #[test]
-    fn qemu_gets_a_device_and_a_named_port_per_socket() {
-        let ports = [PortSocket {
-            port: Port::Stdout,
-            socket: "/s,1/stdout.port".into(),
-        }];
-        assert_eq!(
-            qemu_args(&ports),
-            [
-                "-device",
-                "virtio-serial,id=nixos-shell-ports",
-                "-chardev",
-                "socket,id=nixos-shell-stdout,path=/s,,1/stdout.port",
-                "-device",
-                "virtserialport,bus=nixos-shell-ports.0,chardev=nixos-shell-stdout,name=org.nixos-shell.stdout",
-            ]
-        );
-        assert!(qemu_args(&[]).is_empty());
-    }
+    use camino::Utf8Path;
 
     #[test]
     fn a_guest_that_asked_gets_the_size_now_and_after_each_resize() {

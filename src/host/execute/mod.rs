@@ -1,0 +1,166 @@
+//! A plan executed: the builds run, then the VM composed from their result
+//! (`compose::VmRecipe::compose`) runs in this terminal. Everything here
+//! touches the machine: the [`session`] directory and its [`sockets`], the
+//! [`disk`] image and its lock, the served [`ports`] and the shares'
+//! daemons (their threads and poll loops), and QEMU itself ([`launch`];
+//! `host::terminal` saves and restores this terminal), with the attach
+//! relay (`attach::relay`) while it runs.
+
+pub mod disk;
+pub mod launch;
+pub mod ports;
+pub mod session;
+pub mod sockets;
+
+use anyhow::{bail, Result};
+use camino::Utf8Path;
+
+use crate::host::attach::registry::{self, Registration};
+use crate::host::attach::relay;
+use crate::host::compose::ports::socket_name;
+use crate::host::compose::{Found, Plan, Vm, VmRecipe};
+use crate::host::gather::Gathered;
+use crate::host::nix::Built;
+use crate::host::shares::virtiofs::{self, Owner};
+use crate::host::shares::{self, Exported};
+use crate::host::signals;
+use crate::host::stop::Stop;
+use crate::schema::facts::TERMINFO_DIR;
+use crate::schema::ports::Port;
+use launch::Console;
+use session::Session;
+use sockets::SocketDir;
+
+/// The file name of the attach clients' socket, beside the ports'.
+const ATTACH_SOCKET: &str = "attach.sock";
+
+/// How much of the console a command that ended without its status shows.
+const CONSOLE_TAIL_LINES: usize = 20;
+
+/// Executes `plan`, made with the layout of `session`: builds, then runs
+/// the VM in this terminal; nixos-shell's exit status.
+pub fn run(plan: &Plan, session: Session) -> Result<u8> {
+    let Some(recipe) = &plan.vm else {
+        bail!("a plan without a VM reached the run; report this");
+    };
+    let built = plan.builds.realise()?;
+    let manifest = &built.result.manifest;
+    let gathered = Gathered::read(recipe.host);
+    let shares = recipe.shares(manifest, &gathered)?;
+    for note in shares::store_copy_notes(&shares) {
+        eprintln!("nixos-shell: {note}");
+    }
+    let disk = disk::choose(
+        &recipe.host.env,
+        &recipe.run.vm.disk,
+        manifest.disk_image.as_deref(),
+        &manifest.name,
+        &built.identity,
+        session.ephemeral_image(&manifest.name),
+    )?;
+    session.prepare_vm()?;
+    let exported = shares.export();
+    let ports = recipe.ports(manifest);
+    let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
+    let vm = recipe.compose(
+        &built,
+        Found {
+            gathered: &gathered,
+            shares: exported,
+            disk_image: disk.image.as_deref(),
+            socket_dir: sockets.path(),
+        },
+    );
+    let attachable = attachable(recipe, &built, &ports, sockets.path())?;
+    let code = execute(&vm, &session, &disk, sockets.path(), attachable)?;
+    drop(disk);
+    session.close()?;
+    Ok(code)
+}
+
+/// The file names of the run's sockets: the shares' daemons', the ports',
+/// the attach clients'.
+fn socket_names(shares: &Exported, ports: &[Port]) -> Vec<String> {
+    let attach = ports
+        .contains(&Port::Attach)
+        .then(|| ATTACH_SOCKET.to_owned());
+    (shares.socket_names())
+        .chain(ports.iter().map(|&port| socket_name(port)))
+        .chain(attach)
+        .collect()
+}
+
+/// The attach clients' socket and the registry's entry for it, when the
+/// guest serves attaches: attachable from the moment QEMU starts, since a
+/// client that comes while the VM boots waits for the guest's server.
+fn attachable(
+    recipe: &VmRecipe,
+    built: &Built,
+    ports: &[Port],
+    socket_dir: &Utf8Path,
+) -> Result<Option<(relay::Clients, Registration)>> {
+    if !ports.contains(&Port::Attach) {
+        return Ok(None);
+    }
+    let socket = socket_dir.join(ATTACH_SOCKET);
+    let clients = relay::listen(&socket)?;
+    let registry = registry::dir(&recipe.host.env);
+    let entry = registry::register(&registry, &built.identity, &socket)?;
+    Ok(Some((clients, entry)))
+}
+
+/// Runs a composed VM: the facts written, the ports served, the daemons
+/// started, QEMU in this terminal; then everything stopped. The exit
+/// status: QEMU's, or with a command the command's.
+fn execute(
+    vm: &Vm,
+    session: &Session,
+    disk: &disk::Disk,
+    socket_dir: &Utf8Path,
+    attachable: Option<(relay::Clients, Registration)>,
+) -> Result<u8> {
+    // The entry lasts as long as the VM runs, and goes with this function.
+    let (clients, _entry) = attachable.unzip();
+    if let Some(entry) = &vm.terminfo {
+        entry.install(&session.share().join(TERMINFO_DIR))?;
+    }
+    session.write_facts(&vm.facts)?;
+    if let Some(signal) = signals::received() {
+        return Err(Stop::Signal(signal).into());
+    }
+    let console = match &vm.console_log {
+        Some(log) => Console::Log(log),
+        None => Console::Terminal,
+    };
+    let serving = ports::listen(&vm.ports)?.serve(clients)?;
+    let mut running = virtiofs::start(
+        vm.shares.virtiofsd.as_deref(),
+        &vm.shares.daemons,
+        socket_dir,
+        Owner::current(),
+    )?;
+    let ended = launch::start(&vm.command, disk.lock(), console)?;
+    // A share's daemon that failed is why QEMU did, if it did.
+    let daemon_failed = running.failed();
+    drop(running);
+    serving.finish();
+    let qemu_failed = |status| {
+        daemon_failed
+            .clone()
+            .unwrap_or_else(|| launch::failure_hint(status, disk.image.as_deref()))
+    };
+    Ok(match (ended, &vm.facts.command) {
+        (Some(stop @ Stop::Signal(_)), _) => return Err(stop.into()),
+        (None, None) => 0,
+        (Some(Stop::Status(status)), None) => {
+            eprintln!("nixos-shell: {}", qemu_failed(status));
+            status
+        }
+        (ended, Some(_)) => {
+            let failed = ended.map(|stop| qemu_failed(stop.exit_status()));
+            session
+                .command_status(failed)
+                .inspect_err(|_| console.show_tail(CONSOLE_TAIL_LINES))?
+        }
+    })
+}
