@@ -5,13 +5,15 @@
 //! loop always reads what the session sends while it waits to send input;
 //! standard input is read only while less than a window of it waits to go.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use signal_hook::consts::SIGWINCH;
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::host::signals;
 use crate::host::terminal::{self, SavedTerminal};
@@ -27,32 +29,77 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
     };
     let mut resizes = signals::resizes().context("could not listen for the terminal's resizes")?;
     let wake = signals::wake_fd();
-    stream
-        .set_nonblocking(true)
-        .context("could not set up the attach socket")?;
-    let mut client = Client {
-        stream,
-        outbox: Outbox::default(),
-        decoder: Decoder::default(),
-        chunk: vec![0; MAX_PAYLOAD],
-        stdin_open: true,
-        stdout_open: true,
-        terminal: request.terminal,
-    };
-    client.outbox.push(&Frame::json(Kind::Open, 0, request));
+    let mut client = Client::open(stream, request)?;
     let stdin = std::io::stdin();
     loop {
-        let reading_stdin = client.stdin_open && client.outbox.len() < WINDOW;
-        let socket_events = if client.outbox.is_empty() {
+        let ready = client.wait(&mut resizes, wake.as_ref(), stdin.as_fd())?;
+        if let Some(code) = client.on_ready(ready, stdin.as_fd())? {
+            return Ok(code);
+        }
+    }
+}
+
+/// What one poll found ready.
+struct Ready {
+    socket: bool,
+    /// The terminal was resized.
+    resized: bool,
+    /// Signals to pass on were caught.
+    woke: bool,
+    /// Standard input has something.
+    typed: bool,
+}
+
+struct Client {
+    stream: UnixStream,
+    outbox: Outbox,
+    decoder: Decoder,
+    /// Where standard input is read, [`MAX_PAYLOAD`] bytes, allocated once.
+    chunk: Vec<u8>,
+    stdin_open: bool,
+    stdout_open: bool,
+    terminal: bool,
+}
+
+impl Client {
+    /// The client of `stream`, its first frame the `request`.
+    fn open(stream: UnixStream, request: &Request) -> Result<Client> {
+        stream
+            .set_nonblocking(true)
+            .context("could not set up the attach socket")?;
+        let mut client = Client {
+            stream,
+            outbox: Outbox::default(),
+            decoder: Decoder::default(),
+            chunk: vec![0; MAX_PAYLOAD],
+            stdin_open: true,
+            stdout_open: true,
+            terminal: request.terminal,
+        };
+        client.outbox.push(&Frame::json(Kind::Open, 0, request));
+        Ok(client)
+    }
+
+    /// Waits until the socket, a resize, a caught signal (`wake`) or, while
+    /// less than a window of input waits to go, standard input has
+    /// something.
+    fn wait(
+        &self,
+        resizes: &mut SignalDelivery<UnixStream, SignalOnly>,
+        wake: Option<&OwnedFd>,
+        stdin: BorrowedFd,
+    ) -> Result<Ready> {
+        let reading_stdin = self.stdin_open && self.outbox.len() < WINDOW;
+        let socket_events = if self.outbox.is_empty() {
             PollFlags::IN
         } else {
             PollFlags::IN | PollFlags::OUT
         };
         let mut fds = vec![
-            PollFd::new(&client.stream, socket_events),
+            PollFd::new(&self.stream, socket_events),
             PollFd::new(resizes.get_read(), PollFlags::IN),
         ];
-        if let Some(wake) = &wake {
+        if let Some(wake) = wake {
             fds.push(PollFd::new(wake, PollFlags::IN));
         }
         if reading_stdin {
@@ -70,40 +117,40 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
             reading_stdin && ready(fds.len() - 1),
         );
         drop(fds);
-        if resized && resizes.pending().any(|signal| signal == SIGWINCH) && client.terminal {
-            if let Some(size) = terminal::size() {
-                client.outbox.push(&Frame::json(Kind::Resize, 0, &size));
-            }
-        }
-        if woke {
-            for signal in signals::take() {
-                client.outbox.push(&Frame::json(Kind::Signal, 0, &signal));
-            }
-        }
-        if typed {
-            client.read_input(stdin.as_fd())?;
-        }
-        if socket {
-            if let Some(code) = client.read_socket()? {
-                return Ok(code);
-            }
-        }
-        client.flush()?;
+        let resized = resized && resizes.pending().any(|signal| signal == SIGWINCH);
+        Ok(Ready {
+            socket,
+            resized,
+            woke,
+            typed,
+        })
     }
-}
 
-struct Client {
-    stream: UnixStream,
-    outbox: Outbox,
-    decoder: Decoder,
-    /// Where standard input is read, [`MAX_PAYLOAD`] bytes, allocated once.
-    chunk: Vec<u8>,
-    stdin_open: bool,
-    stdout_open: bool,
-    terminal: bool,
-}
+    /// Acts on what is `ready`, then sends what the socket takes: the
+    /// session's exit status once it ended.
+    fn on_ready(&mut self, ready: Ready, stdin: BorrowedFd) -> Result<Option<u8>> {
+        if ready.resized && self.terminal {
+            if let Some(size) = terminal::size() {
+                self.outbox.push(&Frame::json(Kind::Resize, 0, &size));
+            }
+        }
+        if ready.woke {
+            for signal in signals::take() {
+                self.outbox.push(&Frame::json(Kind::Signal, 0, &signal));
+            }
+        }
+        if ready.typed {
+            self.read_input(stdin)?;
+        }
+        if ready.socket {
+            if let Some(code) = self.read_socket()? {
+                return Ok(Some(code));
+            }
+        }
+        self.flush()?;
+        Ok(None)
+    }
 
-impl Client {
     /// Reads what standard input has; its end ends the session's input.
     fn read_input(&mut self, stdin: BorrowedFd) -> Result<()> {
         match rustix::io::read(stdin, &mut self.chunk) {

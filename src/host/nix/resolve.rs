@@ -264,27 +264,7 @@ pub fn resolve(config: Option<&Config>, cwd: &Utf8Path) -> Result<Installable> {
         None => None,
     };
     let Some(config) = config else {
-        let vm_nix = cwd.join("vm.nix");
-        let vm_nix = vm_nix.is_file().then_some(vm_nix);
-        if cwd.join("flake.nix").is_file() {
-            return Ok(Installable::Flake {
-                flake: FlakeRef::Local {
-                    dir: cwd.to_owned(),
-                    query: String::new(),
-                    path_scheme: false,
-                },
-                name: DEFAULT_ATTRIBUTE.to_owned(),
-                or_file: vm_nix,
-            });
-        }
-        if let Some(path) = vm_nix {
-            return Ok(Installable::File { path });
-        }
-        bail!(
-            "no vm.nix and no flake.nix in {cwd}; write a NixOS module to vm.nix (`echo '{{ }}' > vm.nix` \
-             is a plain VM) and run `nixos-shell` again, or name one: `nixos-shell some-module.nix`, \
-             `nixos-shell .#vm`"
-        );
+        return found_in(cwd);
     };
     if let Some((reference, name)) = config.split_once('#') {
         return flake(config, reference, attribute_or_default(name), cwd);
@@ -308,6 +288,32 @@ pub fn resolve(config: Option<&Config>, cwd: &Utf8Path) -> Result<Installable> {
         );
     }
     Ok(Installable::File { path })
+}
+
+/// What nixos-shell finds by itself in `cwd`: the `vm` attribute of
+/// `./flake.nix` (with `./vm.nix` to fall back to), else `./vm.nix`.
+fn found_in(cwd: &Utf8Path) -> Result<Installable> {
+    let vm_nix = cwd.join("vm.nix");
+    let vm_nix = vm_nix.is_file().then_some(vm_nix);
+    if cwd.join("flake.nix").is_file() {
+        return Ok(Installable::Flake {
+            flake: FlakeRef::Local {
+                dir: cwd.to_owned(),
+                query: String::new(),
+                path_scheme: false,
+            },
+            name: DEFAULT_ATTRIBUTE.to_owned(),
+            or_file: vm_nix,
+        });
+    }
+    if let Some(path) = vm_nix {
+        return Ok(Installable::File { path });
+    }
+    bail!(
+        "no vm.nix and no flake.nix in {cwd}; write a NixOS module to vm.nix (`echo '{{ }}' > vm.nix` \
+         is a plain VM) and run `nixos-shell` again, or name one: `nixos-shell some-module.nix`, \
+         `nixos-shell .#vm`"
+    );
 }
 
 /// The attribute after `#`, or [`DEFAULT_ATTRIBUTE`] for none (`.#`).

@@ -19,7 +19,7 @@ use crate::host::qemu;
 use crate::host::settings::mount::{check_guest_path, refuse_two_at_one_path};
 use crate::host::settings::MountFlag;
 use crate::schema::facts::GuestMount;
-use crate::schema::manifest::{CacheMode, Manifest, Protocol};
+use crate::schema::manifest::{CacheMode, Manifest, Mounts, Protocol};
 use virtiofs::Daemon;
 
 /// The tag of the home share.
@@ -94,48 +94,7 @@ impl Shares {
         no_home: bool,
     ) -> Result<Shares> {
         let mounts = &manifest.mounts;
-        let same_path = |source, tag: &str, path: &Utf8Path, read_only| Share {
-            source,
-            tag: tag.to_owned(),
-            host: path.to_owned(),
-            guest: path.to_owned(),
-            cache: mounts.cache,
-            read_only,
-        };
-        let mut shares = Vec::new();
-        if mounts.mount_home && !no_home {
-            if home == "/" {
-                bail!("HOME is /, and sharing it would share the host's whole root; set HOME to your home directory, or pass --no-home");
-            }
-            shares.push(same_path(
-                Source::Home,
-                HOME_TAG,
-                home,
-                mounts.mount_home_read_only,
-            ));
-        }
-        if let Some(profile) = nix_profile.filter(|_| mounts.mount_nix_profile) {
-            shares.push(same_path(
-                Source::NixProfile,
-                NIX_PROFILE_TAG,
-                profile,
-                false,
-            ));
-        }
-        for extra in &mounts.extra_mounts {
-            shares.push(Share {
-                source: Source::ExtraMount,
-                tag: extra.tag.clone(),
-                host: extra.target.clone(),
-                guest: extra.guest_path.clone(),
-                cache: extra.cache,
-                read_only: extra.read_only,
-            });
-        }
-        for share in &shares {
-            check_guest_path(&share.guest)
-                .with_context(|| format!("the module's share of {}", share.host))?;
-        }
+        let mut shares = module_shares(mounts, home, nix_profile, no_home)?;
         shares.extend(flag_shares(flags, mounts.cache));
         refuse_two_at_one_path(shares.iter().map(|s| (s.host.as_path(), s.guest.as_path())))?;
         let transport = match mounts.protocol {
@@ -198,6 +157,59 @@ impl Shares {
             }
         }
     }
+}
+
+/// The module's shares: home unless `no_home`, the nix profile when there
+/// is one, the extra mounts; each at a guest path a share may take.
+fn module_shares(
+    mounts: &Mounts,
+    home: &Utf8Path,
+    nix_profile: Option<&Utf8Path>,
+    no_home: bool,
+) -> Result<Vec<Share>> {
+    let same_path = |source, tag: &str, path: &Utf8Path, read_only| Share {
+        source,
+        tag: tag.to_owned(),
+        host: path.to_owned(),
+        guest: path.to_owned(),
+        cache: mounts.cache,
+        read_only,
+    };
+    let mut shares = Vec::new();
+    if mounts.mount_home && !no_home {
+        if home == "/" {
+            bail!("HOME is /, and sharing it would share the host's whole root; set HOME to your home directory, or pass --no-home");
+        }
+        shares.push(same_path(
+            Source::Home,
+            HOME_TAG,
+            home,
+            mounts.mount_home_read_only,
+        ));
+    }
+    if let Some(profile) = nix_profile.filter(|_| mounts.mount_nix_profile) {
+        shares.push(same_path(
+            Source::NixProfile,
+            NIX_PROFILE_TAG,
+            profile,
+            false,
+        ));
+    }
+    for extra in &mounts.extra_mounts {
+        shares.push(Share {
+            source: Source::ExtraMount,
+            tag: extra.tag.clone(),
+            host: extra.target.clone(),
+            guest: extra.guest_path.clone(),
+            cache: extra.cache,
+            read_only: extra.read_only,
+        });
+    }
+    for share in &shares {
+        check_guest_path(&share.guest)
+            .with_context(|| format!("the module's share of {}", share.host))?;
+    }
+    Ok(shares)
 }
 
 impl Exported {
