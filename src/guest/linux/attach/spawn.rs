@@ -14,8 +14,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::pty::OpenptFlags;
 use rustix::termios::{tcsetwinsize, Winsize};
 
-use crate::guest::command::{self, GuestEnv};
-use crate::guest::{login_env, session, user_shell};
+use crate::guest::linux::command::{self, GuestEnv};
+use crate::guest::linux::{login_env, session, user_shell};
 use crate::schema::attach::Request;
 use crate::schema::facts::{HostFacts, GUEST_DIR};
 use crate::schema::ports::TerminalSize;
