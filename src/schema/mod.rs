@@ -18,7 +18,7 @@
 //!
 //! - [`manifest::ExtraMount`]: one the module declares
 //!   (`nixos-shell.mounts.extraMounts`), in the build's manifest;
-//! - `host::shares::MountFlag`: one `--mount` asks for, for one run;
+//! - `host::settings::MountFlag`: one `--mount` asks for, for one run;
 //! - `host::shares::Share`: either of those, or the home and Nix profile,
 //!   as the host exports it to QEMU (`-virtfs`, or a virtiofsd of
 //!   `host::shares::virtiofs`) with its tag;
