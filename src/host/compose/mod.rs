@@ -8,6 +8,11 @@
 //! ([`facts`]), the shares and their daemons (`host::shares`), the
 //! virtio-serial ports ([`ports`]), the disk image ([`disk`]), all under
 //! the run's files ([`layout`]).
+//!
+//! The modes to come plan here too: a run that starts its VM detached is a
+//! run's plan whose console is a log; one that builds and then acts on a
+//! running VM is [`Plan::build_only`]'s builds beside the VM it names (as
+//! `--attach` finds one, by the plan's [`Identity`]).
 
 pub mod command;
 pub mod disk;
