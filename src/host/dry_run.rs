@@ -65,7 +65,10 @@ fn vm_line(plan: &Plan, recipe: &VmRecipe) -> Result<String> {
         socket_dir: &recipe.layout.sockets(),
     };
     let command = recipe.compose(&built, found).command;
-    let assignments = (command.env.iter()).map(|(k, v)| format!("{k}={}", sh::quote(v)));
+    let assignments = command
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={}", sh::quote(v)));
     let words: Vec<String> = assignments
         .chain(std::iter::once(sh::quote(command.program.as_str())))
         .chain(command.args.iter().map(|a| sh::quote(a)))

@@ -103,7 +103,11 @@ impl<'a> Plan<'a> {
     pub fn run(run: &'a Run, host: &'a Host, layout: Layout) -> Result<Plan<'a>> {
         let installable = nix::resolve(run.build.config.as_ref(), &host.cwd)?;
         let request = Request::new(&installable, &run.build, host);
-        let out_link = (run.build.out_link.clone()).unwrap_or_else(|| layout.out_link());
+        let out_link = run
+            .build
+            .out_link
+            .clone()
+            .unwrap_or_else(|| layout.out_link());
         Ok(Plan {
             identity: installable.identity(),
             builds: request.builds(Some(&out_link))?,

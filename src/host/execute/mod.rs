@@ -84,7 +84,8 @@ fn socket_names(shares: &Exported, ports: &[Port]) -> Vec<String> {
     let attach = ports
         .contains(&Port::Attach)
         .then(|| ATTACH_SOCKET.to_owned());
-    (shares.socket_names())
+    shares
+        .socket_names()
         .chain(ports.iter().map(|&port| socket_name(port)))
         .chain(attach)
         .collect()
