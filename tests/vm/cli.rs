@@ -405,14 +405,6 @@ fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
 }
 
 #[test]
-fn poweroff_ends_the_vm_with_status_0() {
-    let fx = Fixture::new(PATHS, Era::NineP);
-    let mut vm = fx.start(&[]);
-    vm.wait_for_shell();
-    power_off(&fx, &mut vm);
-}
-
-#[test]
 fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let permit = Permit::acquire(2);

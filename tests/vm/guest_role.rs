@@ -141,17 +141,6 @@ fn guest_role_runs_the_command_on_the_console_and_reports_its_status() {
 }
 
 #[test]
-fn guest_role_reports_malformed_facts_and_the_shell_still_starts() {
-    let host = Host::new();
-    host.write_facts("{\"version\": 1, \"user\": ");
-    let mut vm = host.boot(true);
-    vm.expect("are malformed", BOOT_TIMEOUT);
-    vm.wait_for_shell();
-    let (out, status) = vm.sh("echo alive");
-    assert_eq!(status, 0, "{out}");
-}
-
-#[test]
 fn guest_role_without_a_session_share_does_nothing() {
     let host = Host::new();
     let mut vm = host.boot(false);
