@@ -19,7 +19,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::vm::processes_under;
+use crate::support::vm::{kill_processes_under, processes_under};
 use crate::support::vm::{Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT, MEMORY_MIB};
 use crate::support::vm_fixture::{self as fixture, Fixture, Shares, COLS, DATA_GUEST_PATH, ROWS};
 use crate::PATHS;
@@ -396,7 +396,11 @@ fn ctrl_a_x_ends_the_vm_and_restores_the_terminal() {
         "QEMU should have put the terminal in raw mode"
     );
     vm.send("\x01x");
-    vm.wait(BOOT_TIMEOUT);
+    // Asserted before the console is dropped: dropping it kills the process
+    // group, which would hide a QEMU or a daemon that outlived the run.
+    expect_exit(&fx, &mut vm, 0);
+    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
+    assert!(qemu.is_empty(), "QEMU outlived nixos-shell: {qemu:?}");
     let after = vm.pty().termios();
     assert!(
         same_settings(&before, &after),
