@@ -46,6 +46,11 @@ const MODULE: &str = include_str!("nix_fixture/module.nix");
 const RECORDING_RUN_SCRIPT: &str = include_str!("nix_fixture/run-vm.sh");
 const NIX_WRAPPER: &str = include_str!("nix_fixture/nix.sh");
 
+/// While this file (under the root) exists, nix calls wait; a waiting one
+/// writes the other.
+const NIX_HOLD: &str = "nix.hold";
+const NIX_HELD: &str = "nix.held";
+
 /// Every fixture flake: its outputs in scope of `nixos`, `shellModule`,
 /// `mkVm` and `system`.
 const FLAKE: &str = include_str!("nix_fixture/flake.nix.in");
@@ -87,6 +92,8 @@ impl NixFixture {
                 NIX_WRAPPER,
                 &[
                     ("log", &quote(&root.join("nix.log").to_string_lossy())),
+                    ("hold", &quote(&root.join(NIX_HOLD).to_string_lossy())),
+                    ("held", &quote(&root.join(NIX_HELD).to_string_lossy())),
                     ("nix", &quote(&nix.to_string_lossy())),
                 ],
             ),
@@ -243,6 +250,32 @@ impl NixFixture {
             .filter_map(|l| l.strip_prefix("call "))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Holds every later nix call before nix starts, until
+    /// [`NixFixture::release_nix`]: nixos-shell waits for it as for a
+    /// build under way, for as long as the test acts (a cached build is
+    /// done in milliseconds).
+    pub fn hold_nix(&self) {
+        std::fs::write(self.root.join(NIX_HOLD), "").expect("hold nix");
+    }
+
+    /// Waits until a nix call is held; panics after `timeout`.
+    pub fn wait_until_nix_held(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.root.join(NIX_HELD).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no nix call was held within {timeout:?}: {:?}",
+                self.nix_argv()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the held nix call go on.
+    pub fn release_nix(&self) {
+        std::fs::remove_file(self.root.join(NIX_HOLD)).expect("release nix");
     }
 
     /// How many nix processes ran so far, and their exit statuses.
