@@ -181,13 +181,22 @@ fn absurd_sizes_and_non_utf8_homes_get_one_line() {
 #[test]
 fn a_command_may_start_with_a_dash() {
     let fx = fixture();
-    let out = fx.run(&["--dry-run", "-c", "-x"]);
+    let out = fx.run(&["-c", "-x"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("-- -x"));
+    // The guest's command, not an argument of the run script (QEMU's).
+    let record = fx.record();
+    let facts = record.facts.expect("facts.json in the session share");
+    assert_eq!(facts["command"], "-x");
+    assert!(
+        !record.args.iter().any(|arg| arg == "-x"),
+        "{:?}",
+        record.args
+    );
 }
 
 /// QEMU failing before any guest ran (its own message on the terminal) is
