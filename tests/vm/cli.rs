@@ -422,10 +422,16 @@ fn two_vms_started_at_once_from_one_directory_get_their_own_disk_images() {
         !fx.cwd().join("vm.qcow2").exists(),
         "a disk image was left in the cwd"
     );
-    // The second VM's daemons still run while the first ends.
+    // The second VM's daemons still run while the first ends: once it has,
+    // the second still reads a file written in the shared home only now.
     first.send("poweroff\n");
     let status = first.wait(BOOT_TIMEOUT);
     assert_eq!(status.code(), Some(0), "{}", first.transcript());
+    let late = fx.home().join("written-after-the-first-ended");
+    std::fs::write(&late, "second-still-shares\n").unwrap();
+    let (seen, status) = second.sh(&format!("cat {}", path_str(&late)));
+    assert_eq!(status, 0, "{seen}");
+    assert!(seen.contains("second-still-shares"), "{seen}");
     power_off(&fx, &mut second);
 }
 
