@@ -128,13 +128,22 @@ impl NixFixture {
         )
         .expect("make the marker dir world-writable");
         let started = dir.path().join("build-started");
+        let finished = dir.path().join("build-finished");
+        // The waiting shell names the marker (its `$0`), so that
+        // [`WaitingBuild::left`] finds it; `; :` keeps it from exec'ing
+        // sleep.
         self.flake(&format!(
             r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ {{
-                 fixture.preBuild = "touch {}; sleep 60";
+                 fixture.preBuild = "touch {started}; sh -c 'sleep 60; :' {started}; touch {finished}";
                }} ]; }}; }}"#,
-            started.display()
+            started = started.display(),
+            finished = finished.display()
         ));
-        WaitingBuild { _dir: dir, started }
+        WaitingBuild {
+            _dir: dir,
+            started,
+            finished,
+        }
     }
 
     /// What the CLI left in its TMPDIR.
@@ -350,6 +359,7 @@ pub fn stdout(output: &Output) -> String {
 pub struct WaitingBuild {
     _dir: tempfile::TempDir,
     started: PathBuf,
+    finished: PathBuf,
 }
 
 impl WaitingBuild {
@@ -364,5 +374,23 @@ impl WaitingBuild {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Whether the builder got past its wait: nix was not stopped.
+    pub fn finished(&self) -> bool {
+        self.finished.exists()
+    }
+
+    /// The processes of the build still running: nix's (the wrapper's and
+    /// the real one's, whose command lines name the fixture `fx`) and the
+    /// builder's waiting shell.
+    pub fn left(&self, fx: &NixFixture) -> Vec<String> {
+        let mut left: Vec<String> = crate::vm::processes_under(&fx.root, "")
+            .into_iter()
+            .chain(crate::vm::processes_under(&self.started, ""))
+            .map(|(_, cmdline)| cmdline)
+            .collect();
+        left.dedup();
+        left
     }
 }
