@@ -85,7 +85,7 @@ fn guest_role_mounts_shares_and_writes_the_login_environment() {
     let host = Host::new();
     host.write_facts(&host.facts(None).to_string());
     std::fs::write(host.path("home/from-host"), "written on the host\n").unwrap();
-    std::fs::write(host.path("ro/file"), "read-only\n").unwrap();
+    std::fs::write(host.path("ro/file"), "kept on the host\n").unwrap();
     let mut vm = host.boot(true);
     vm.wait_for_shell();
 
@@ -114,6 +114,7 @@ fn guest_role_mounts_shares_and_writes_the_login_environment() {
 
     let (out, status) = vm.sh("cat /srv/ro/file");
     assert_eq!(status, 0, "{out}");
+    assert!(out.contains("kept on the host"), "{out}");
     let (out, status) = vm.sh("touch /srv/ro/new");
     assert_ne!(status, 0, "a write to the read-only share succeeded: {out}");
     assert!(!host.path("ro/new").exists());
