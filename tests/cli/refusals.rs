@@ -147,19 +147,28 @@ fn a_forward_qemu_could_not_listen_on_is_refused_before_the_build() {
     drop(taken);
 }
 
-/// Ports below 1024 need root: tried as the unprivileged user `nobody`.
+/// Ports below 1024 need root: tried as an unprivileged user (uid 65534,
+/// which needs no entry in /etc/passwd), in a network namespace of its own
+/// whose `net.ipv4.ip_unprivileged_port_start` is the kernel's default,
+/// 1024, whatever this machine's is (some set it to 0). The namespace has
+/// no loopback up, so the forward listens on 0.0.0.0. Needs root, as the
+/// VM tests do.
 #[test]
 fn a_low_port_without_root_says_it_needs_root() {
     let fx = fixture();
-    let mut cli = std::process::Command::new("setpriv");
-    cli.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let mut cli = std::process::Command::new("unshare");
+    cli.args(["--net", "--", "sh", "-c"])
+        .arg(
+            "echo 1024 > /proc/sys/net/ipv4/ip_unprivileged_port_start && \
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups -- \"$0\" \"$@\"",
+        )
         .arg(PATHS.cli())
-        .args(["--forward", "80:80"])
+        .args(["--forward", "0.0.0.0:80:80"])
         .current_dir(fx.work())
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("HOME", "/nonexistent");
-    let out = cli.output().expect("run setpriv (util-linux)");
+    let out = cli.output().expect("run unshare (util-linux)");
     assert_only_error(&out, "tcp port 80 is below 1024 and needs root");
 }
 

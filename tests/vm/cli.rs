@@ -270,6 +270,32 @@ fn free_port() -> u16 {
         .expect("find a free port")
 }
 
+/// The fixture's VM forwarding a port of 127.0.0.1 to the guest's port 80,
+/// booted to its shell, and that port. The kernel names a port free now,
+/// but anything may take it before QEMU listens there (nixos-shell checks
+/// it before the build, QEMU binds it after): a start that fails for that
+/// reason is tried again with another port.
+fn start_forwarding_a_free_port(fx: &Fixture) -> (Console, u16) {
+    const ATTEMPTS: usize = 5;
+    let mut failures = Vec::new();
+    for _ in 0..ATTEMPTS {
+        let port = free_port();
+        let mut vm = fx.start(&["--forward", &format!("127.0.0.1:{port}:80")]);
+        match vm.wait_for_shell_unless_ended() {
+            Ok(()) => return (vm, port),
+            // nixos-shell's own refusal, or QEMU's ("Could not set up host
+            // forwarding rule").
+            Err(failure)
+                if failure.contains("is in use") || failure.contains("forwarding rule") =>
+            {
+                failures.push(failure);
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+    panic!("{ATTEMPTS} ports were taken before QEMU listened: {failures:#?}");
+}
+
 /// `GET /` on 127.0.0.1:`port`, retried until a body arrives or `timeout`.
 fn http_get(port: u16, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
@@ -295,10 +321,7 @@ fn http_get(port: u16, timeout: Duration) -> String {
 
 fn a_forwarded_port_reaches_a_server_in_the_guest(era: Era) {
     let fx = Fixture::new(PATHS, era);
-    let port = free_port();
-    let forward = format!("127.0.0.1:{port}:80");
-    let mut vm = fx.start(&["--forward", &forward]);
-    vm.wait_for_shell();
+    let (mut vm, port) = start_forwarding_a_free_port(&fx);
     let (out, status) = vm.sh(
         "mkdir -p /tmp/www && echo \"served-$((20+3))\" > /tmp/www/index.html \
          && httpd -p 80 -h /tmp/www",
