@@ -12,8 +12,9 @@
 //! - `console`: the console at the terminal's latest size however early it
 //!   was resized, and the terminal's terminfo entry known in the guest.
 //! - `guest_units`: the guest role's steps in the order the module's units
-//!   run them: services start with the shares mounted, another user's login
-//!   is left alone, and every nixpkgs era boots whatever the shares.
+//!   run them: every share is mounted once the early step returns,
+//!   another user's login is left alone, and every nixpkgs era boots
+//!   whatever the shares.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
