@@ -46,6 +46,11 @@ const MODULE: &str = include_str!("nix_fixture/module.nix");
 const RECORDING_RUN_SCRIPT: &str = include_str!("nix_fixture/run-vm.sh");
 const NIX_WRAPPER: &str = include_str!("nix_fixture/nix.sh");
 
+/// While this file (under the root) exists, nix calls wait; a waiting one
+/// writes the other.
+const NIX_HOLD: &str = "nix.hold";
+const NIX_HELD: &str = "nix.held";
+
 /// Every fixture flake: its outputs in scope of `nixos`, `shellModule`,
 /// `mkVm` and `system`.
 const FLAKE: &str = include_str!("nix_fixture/flake.nix.in");
@@ -87,6 +92,8 @@ impl NixFixture {
                 NIX_WRAPPER,
                 &[
                     ("log", &quote(&root.join("nix.log").to_string_lossy())),
+                    ("hold", &quote(&root.join(NIX_HOLD).to_string_lossy())),
+                    ("held", &quote(&root.join(NIX_HELD).to_string_lossy())),
                     ("nix", &quote(&nix.to_string_lossy())),
                 ],
             ),
@@ -121,13 +128,22 @@ impl NixFixture {
         )
         .expect("make the marker dir world-writable");
         let started = dir.path().join("build-started");
+        let finished = dir.path().join("build-finished");
+        // The waiting shell names the marker (its `$0`), so that
+        // [`WaitingBuild::left`] finds it; `; :` keeps it from exec'ing
+        // sleep.
         self.flake(&format!(
             r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ {{
-                 fixture.preBuild = "touch {}; sleep 60";
+                 fixture.preBuild = "touch {started}; sh -c 'sleep 60; :' {started}; touch {finished}";
                }} ]; }}; }}"#,
-            started.display()
+            started = started.display(),
+            finished = finished.display()
         ));
-        WaitingBuild { _dir: dir, started }
+        WaitingBuild {
+            _dir: dir,
+            started,
+            finished,
+        }
     }
 
     /// What the CLI left in its TMPDIR.
@@ -245,6 +261,32 @@ impl NixFixture {
             .collect()
     }
 
+    /// Holds every later nix call before nix starts, until
+    /// [`NixFixture::release_nix`]: nixos-shell waits for it as for a
+    /// build under way, for as long as the test acts (a cached build is
+    /// done in milliseconds).
+    pub fn hold_nix(&self) {
+        std::fs::write(self.root.join(NIX_HOLD), "").expect("hold nix");
+    }
+
+    /// Waits until a nix call is held; panics after `timeout`.
+    pub fn wait_until_nix_held(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.root.join(NIX_HELD).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no nix call was held within {timeout:?}: {:?}",
+                self.nix_argv()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Lets the held nix call go on.
+    pub fn release_nix(&self) {
+        std::fs::remove_file(self.root.join(NIX_HOLD)).expect("release nix");
+    }
+
     /// How many nix processes ran so far, and their exit statuses.
     pub fn nix_calls(&self) -> (usize, Vec<i32>) {
         let log = std::fs::read_to_string(self.root.join("nix.log")).unwrap_or_default();
@@ -317,6 +359,7 @@ pub fn stdout(output: &Output) -> String {
 pub struct WaitingBuild {
     _dir: tempfile::TempDir,
     started: PathBuf,
+    finished: PathBuf,
 }
 
 impl WaitingBuild {
@@ -331,5 +374,23 @@ impl WaitingBuild {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Whether the builder got past its wait: nix was not stopped.
+    pub fn finished(&self) -> bool {
+        self.finished.exists()
+    }
+
+    /// The processes of the build still running: nix's (the wrapper's and
+    /// the real one's, whose command lines name the fixture `fx`) and the
+    /// builder's waiting shell.
+    pub fn left(&self, fx: &NixFixture) -> Vec<String> {
+        let mut left: Vec<String> = crate::vm::processes_under(&fx.root, "")
+            .into_iter()
+            .chain(crate::vm::processes_under(&self.started, ""))
+            .map(|(_, cmdline)| cmdline)
+            .collect();
+        left.dedup();
+        left
     }
 }

@@ -139,6 +139,10 @@ fn ctrl_c_during_the_build_stops_it_exits_130_and_leaves_nothing() {
     assert_eq!(unsafe { libc::kill(-pgid, libc::SIGINT) }, 0);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
+    // No nix and no builder left, so nothing can write into TMPDIR later.
+    let left = build.left(&fx);
+    assert!(left.is_empty(), "the build outlived nixos-shell: {left:?}");
+    assert!(!build.finished(), "nix was waited for, not stopped");
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
     assert!(!fx.record_path().exists());
 }
@@ -157,11 +161,11 @@ fn term_during_the_build_stops_nix_exits_143_and_nothing_is_written_afterwards()
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
-    // nix was stopped and waited for, and nothing appears in TMPDIR while
-    // the build would still have run.
-    let nix = crate::support::vm::processes_under(&fx.root, "/nix");
-    assert!(nix.is_empty(), "nix outlived nixos-shell: {nix:?}");
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // nix and its builder were stopped and waited for: nothing is left
+    // that could write into TMPDIR later.
+    let left = build.left(&fx);
+    assert!(left.is_empty(), "the build outlived nixos-shell: {left:?}");
+    assert!(!build.finished(), "nix was waited for, not stopped");
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
     assert!(!fx.record_path().exists());
 }

@@ -1,5 +1,6 @@
 //! The hidden flags the Nix package runs to install shell
-//! completions and the man page. They need no nix and write no file.
+//! completions and the man page. They need no nix and write no file. The
+//! man page's text is checked once, by the unit test beside `man_page`.
 
 use std::process::{Command, Output};
 
@@ -50,19 +51,6 @@ fn every_shell_clap_knows_gets_completions() {
         let script = stdout(&generate(&["--generate-completions", shell]));
         assert!(script.contains("forward"), "{shell}: {script}");
     }
-}
-
-#[test]
-fn the_man_page_is_roff_and_documents_the_flags() {
-    let page = stdout(&generate(&["--generate-man-page"]));
-    assert!(page.contains("\n.TH nixos-shell 1 "), "{page}");
-    // roff escapes hyphens as `\-`.
-    let text = page.replace("\\-", "-");
-    assert!(text.contains("--command"), "{page}");
-    assert!(
-        !text.contains("--generate-"),
-        "hidden flags in the man page"
-    );
 }
 
 #[test]

@@ -2,11 +2,16 @@
 //! statuses, out-links, the disk image, --build-only and --dry-run.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::assert_one_line_error;
 use crate::support::nix_fixture::{stdout, NixFixture, Record};
 use crate::support::terminfo;
+use crate::support::vm::Console;
 use crate::PATHS;
+
+/// Bound for a run on a terminal (no VM boots; nix builds the fixture).
+const TERMINAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn mkvm(config: &str) -> String {
     format!(r#"{{ nixosConfigurations.vm = mkVm {{ modules = [ ({config}) ]; }}; }}"#)
@@ -480,17 +485,39 @@ fn exit_status_is_the_run_scripts_or_the_commands() {
 #[test]
 fn a_replaced_run_script_gets_the_terminal_and_decides_the_status() {
     let fx = NixFixture::new(PATHS);
-    fx.write_run_script("#!/bin/sh\necho from the vm\nexit 9\n");
+    // Each of its streams a terminal, and that terminal nixos-shell's (its
+    // size, which no other terminal here has).
+    fx.write_run_script(
+        "#!/bin/sh\n\
+         for fd in 0 1 2; do [ -t $fd ] || echo \"fd $fd is no terminal\"; done\n\
+         echo \"from the vm at $(stty size)\"\n\
+         exit 9\n",
+    );
     fx.flake(&mkvm("{ }"));
-    let out = fx.run(&[]);
-    assert_eq!(out.status.code(), Some(9));
-    assert_eq!(stdout(&out), "from the vm\n");
+    let mut console = Console::spawn_with(fx.cli(&[]), 27, 91, None);
+    console.expect("from the vm at 27 91", TERMINAL_TIMEOUT);
+    let status = console.wait(TERMINAL_TIMEOUT);
+    assert_eq!(status.code(), Some(9), "{}", console.transcript());
+    assert!(
+        !console.transcript().contains("is no terminal"),
+        "{}",
+        console.transcript()
+    );
 }
 
 #[test]
 fn the_out_link_is_private_unless_asked_for() {
     let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm(r#"{ system.name = "kept"; }"#));
+    // A plain run links nothing into the cwd, as `nix build` would.
+    assert!(fx.run(&[]).status.success());
+    let result = fx.work().join("result");
+    assert!(
+        result.symlink_metadata().is_err(),
+        "a plain run left {}",
+        result.display()
+    );
+    assert!(fx.leftovers().is_empty());
     assert!(fx.run(&["--out-link", "keep"]).status.success());
     let link = fx.work().join("keep");
     let target = std::fs::read_link(&link).expect("--out-link keeps a link");

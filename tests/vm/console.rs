@@ -30,27 +30,25 @@ fn wait_until(what: &str, timeout: Duration, ready: impl Fn() -> bool) {
     }
 }
 
-/// Waits until the fixture's nix has been started once more than `before`
-/// times: nixos-shell is building.
-fn wait_for_build(fx: &Fixture, before: usize) {
-    wait_until("the nix build", BOOT_TIMEOUT, || {
-        fx.nix.nix_calls().0 > before
-    });
-}
-
+/// The resizes land while nixos-shell waits for nix: each build is held
+/// open until the terminal has its new size (the second build is cached
+/// and would be done before a resize came).
 #[test]
 fn a_resize_while_nix_builds_is_the_size_of_the_command_and_of_the_login() {
     let fx = Fixture::new(PATHS, Era::NineP);
+    fx.nix.hold_nix();
     let mut vm = fx.start(&["--command", "stty size"]);
-    wait_for_build(&fx, 0);
+    fx.nix.wait_until_nix_held(BOOT_TIMEOUT);
     vm.resize(41, 123);
+    fx.nix.release_nix();
     vm.expect("41 123", BOOT_TIMEOUT);
     assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
 
-    let builds = fx.nix.nix_calls().0;
+    fx.nix.hold_nix();
     let mut vm = fx.start(&[]);
-    wait_for_build(&fx, builds);
+    fx.nix.wait_until_nix_held(BOOT_TIMEOUT);
     vm.resize(42, 124);
+    fx.nix.release_nix();
     vm.wait_for_shell();
     let (size, _) = vm.sh("stty size");
     assert!(size.trim_end().ends_with("\n42 124"), "{size:?}");

@@ -85,7 +85,7 @@ fn guest_role_mounts_shares_and_writes_the_login_environment() {
     let host = Host::new();
     host.write_facts(&host.facts(None).to_string());
     std::fs::write(host.path("home/from-host"), "written on the host\n").unwrap();
-    std::fs::write(host.path("ro/file"), "read-only\n").unwrap();
+    std::fs::write(host.path("ro/file"), "kept on the host\n").unwrap();
     let mut vm = host.boot(true);
     vm.wait_for_shell();
 
@@ -114,6 +114,7 @@ fn guest_role_mounts_shares_and_writes_the_login_environment() {
 
     let (out, status) = vm.sh("cat /srv/ro/file");
     assert_eq!(status, 0, "{out}");
+    assert!(out.contains("kept on the host"), "{out}");
     let (out, status) = vm.sh("touch /srv/ro/new");
     assert_ne!(status, 0, "a write to the read-only share succeeded: {out}");
     assert!(!host.path("ro/new").exists());
@@ -138,17 +139,6 @@ fn guest_role_runs_the_command_on_the_console_and_reports_its_status() {
     assert!(vm.wait(BOOT_TIMEOUT).success());
     let result = std::fs::read_to_string(host.path("session/result.json")).unwrap();
     assert_eq!(result, r#"{"version":1,"exitCode":7}"#);
-}
-
-#[test]
-fn guest_role_reports_malformed_facts_and_the_shell_still_starts() {
-    let host = Host::new();
-    host.write_facts("{\"version\": 1, \"user\": ");
-    let mut vm = host.boot(true);
-    vm.expect("are malformed", BOOT_TIMEOUT);
-    vm.wait_for_shell();
-    let (out, status) = vm.sh("echo alive");
-    assert_eq!(status, 0, "{out}");
 }
 
 #[test]

@@ -16,11 +16,15 @@ fn mount_points(mounts: &str) -> Vec<&str> {
 }
 
 /// Regression: the shares were mounted by a unit that raced the services
-/// of multi-user.target, which could start on the empty directory. What a
-/// service started after the early step sees: every share, the home, the
-/// module's read-only extra mount and a `--mount`.
+/// of multi-user.target, which could start on the empty directory. The
+/// order of the units is the module's, checked where it is declared
+/// (`module::defaults`, the shares are mounted before every service); the
+/// initramfs here only follows it. What this proves is the guest role's
+/// part: once its early step has returned, every share is mounted (the
+/// home, the module's read-only extra mount and a `--mount`), as the next
+/// step in the inittab sees them.
 #[test]
-fn services_start_with_every_share_mounted() {
+fn every_share_is_mounted_once_the_early_step_returns() {
     for protocol in [Shares::Virtiofs, Shares::NineP] {
         let fx = Fixture::with_protocol(PATHS, Era::NineP, protocol);
         let extra = fx.path("extra");

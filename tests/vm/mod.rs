@@ -12,8 +12,9 @@
 //! - `console`: the console at the terminal's latest size however early it
 //!   was resized, and the terminal's terminfo entry known in the guest.
 //! - `guest_units`: the guest role's steps in the order the module's units
-//!   run them: services start with the shares mounted, another user's login
-//!   is left alone, and every nixpkgs era boots whatever the shares.
+//!   run them: every share is mounted once the early step returns,
+//!   another user's login is left alone, and every nixpkgs era boots
+//!   whatever the shares.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -23,8 +24,8 @@
 //!   as that user, and what the guest's root writes in the home is theirs.
 //! - `waits`: nixos-shell's own processes never sleep on a timer while a
 //!   VM runs.
-//! - `run_script`: the virtiofs era's script on the host with a stand-in
-//!   QEMU: its daemons start before QEMU and never outlive it.
+//! - `daemons`: nixos-shell's virtiofs daemons around a stand-in QEMU
+//!   that fails: up before QEMU starts, gone with it, sockets and all.
 //!
 //! The harness' own pure parts (module order, templates, the run script's
 //! text) are tested in the support crate, beside them.
@@ -32,9 +33,9 @@
 mod attach;
 mod cli;
 mod console;
+mod daemons;
 mod guest_role;
 mod guest_units;
-mod run_script;
 mod signals;
 mod streams;
 mod unprivileged;

@@ -75,6 +75,8 @@ fn an_ordinary_user_shares_home_over_virtiofs_and_owns_what_the_guests_root_writ
         home.display()
     ));
     assert_eq!(status, 0, "{out}");
+    // The writer is the guest's root: `id -u` said 0 on a line of its own.
+    assert!(out.lines().any(|line| line.trim() == "0"), "{out:?}");
     for made in ["by-root", "dir-by-root"] {
         let meta = std::fs::metadata(home.join(made)).unwrap();
         assert_eq!(

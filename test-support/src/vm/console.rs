@@ -172,6 +172,18 @@ impl Console {
     /// Waits until `needle` appears after the previous match and returns the
     /// output up to and including it; fails the test after `timeout`.
     pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        self.expect_unless_ended(needle, timeout)
+            .unwrap_or_else(|reason| panic!("{reason}"))
+    }
+
+    /// [`Console::expect`], but a process that ended without printing
+    /// `needle` is an `Err` saying so, for a caller that tries again; fails
+    /// the test after `timeout`.
+    pub fn expect_unless_ended(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
         // A process that ended will print nothing more: fail once its last
         // output has been read rather than at the deadline, so a VM that
         // QEMU refused to start costs seconds, not the boot timeout.
@@ -187,20 +199,23 @@ impl Console {
                 let end = self.cursor + pos + needle.len();
                 let seen = String::from_utf8_lossy(&data[self.cursor..end]).into_owned();
                 self.cursor = end;
-                return seen;
+                return Ok(seen);
             }
             let now = Instant::now();
-            let gave_up = match ended {
+            let text = || String::from_utf8_lossy(&data).into_owned();
+            match ended {
                 Some((status, at)) if now >= at + DRAIN => {
-                    Some(format!("the process ended ({status})"))
+                    return Err(format!(
+                        "the process ended ({status}) waiting for {needle:?}; the terminal showed:\n{}",
+                        text()
+                    ));
                 }
-                _ if now >= deadline => Some(format!("timed out after {timeout:?}")),
-                _ => None,
-            };
-            if let Some(reason) = gave_up {
-                let text = String::from_utf8_lossy(&data).into_owned();
-                drop(data);
-                panic!("{reason} waiting for {needle:?}; the terminal showed:\n{text}");
+                _ if now >= deadline => {
+                    let text = text();
+                    drop(data);
+                    panic!("timed out after {timeout:?} waiting for {needle:?}; the terminal showed:\n{text}");
+                }
+                _ => {}
             }
             data = ready
                 .wait_timeout(data, (deadline - now).min(POLL))
@@ -264,6 +279,13 @@ impl Console {
     /// Waits for the guest's login shell.
     pub fn wait_for_shell(&mut self) {
         self.expect(SHELL_READY, BOOT_TIMEOUT);
+    }
+
+    /// [`Console::wait_for_shell`], but a process that ended first is an
+    /// `Err` saying so.
+    pub fn wait_for_shell_unless_ended(&mut self) -> Result<(), String> {
+        self.expect_unless_ended(SHELL_READY, BOOT_TIMEOUT)
+            .map(drop)
     }
 
     /// Runs `command` in the guest's shell; returns what it printed and its
