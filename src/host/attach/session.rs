@@ -15,10 +15,15 @@ use signal_hook::consts::SIGWINCH;
 
 use crate::host::signals;
 use crate::host::terminal::{self, SavedTerminal};
-use crate::schema::attach::{Decoder, Exit, Frame, Kind, Outbox, Request, MAX_PAYLOAD, WINDOW};
+use crate::schema::attach::{Decoder, Frame, Kind, Outbox, Request, MAX_PAYLOAD, WINDOW};
 
 /// Runs the session of `request` on `stream`: its exit status.
 pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
+    let open = Frame::open(request).map_err(|err| {
+        anyhow::anyhow!(
+            "the session's request is {err}; give a shorter command (or a script in the VM)"
+        )
+    })?;
     // Restored when this returns, before any error is printed.
     let _saved = if request.terminal {
         SavedTerminal::raw()
@@ -39,7 +44,7 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
         stdout_open: true,
         terminal: request.terminal,
     };
-    client.outbox.push(&Frame::json(Kind::Open, 0, request));
+    client.outbox.push(&open);
     let stdin = std::io::stdin();
     loop {
         let reading_stdin = client.stdin_open && client.outbox.len() < WINDOW;
@@ -141,8 +146,10 @@ impl Client {
                     let _ = write_all(std::io::stderr().as_fd(), &frame.payload);
                 }
                 Kind::Exit => {
-                    let exit: Exit = frame.parse().unwrap_or(Exit { exit_code: 1 });
-                    return Ok(Some(u8::try_from(exit.exit_code & 0xff).unwrap_or(1)));
+                    let status = frame.exit_status().map_err(|err| {
+                        anyhow::anyhow!("the VM's attach server ended the session with {err}")
+                    })?;
+                    return Ok(Some(status));
                 }
                 Kind::Refused => {
                     bail!("{}", String::from_utf8_lossy(&frame.payload))

@@ -169,7 +169,12 @@ impl Relay {
                 Ok(Some(frame)) => self.route(frame),
                 Ok(None) => return true,
                 // Not the guest role's protocol: nothing more can be read.
-                Err(_) => return false,
+                Err(err) => {
+                    self.end_all(&format!(
+                        "the VM's attach server sent {err}; attach no longer works in this VM"
+                    ));
+                    return false;
+                }
             }
         }
     }
@@ -203,9 +208,18 @@ impl Relay {
                 client.outbox.push(&frame);
                 client.ending = true;
             }
-            Kind::InputAck => {
-                client.input_unacked = client.input_unacked.saturating_sub(frame.as_count());
-            }
+            Kind::InputAck => match frame.read_count() {
+                Ok(n) => client.input_unacked = client.input_unacked.saturating_sub(n),
+                Err(err) => {
+                    let message = format!("the VM's attach server sent {err}; ending this session");
+                    client
+                        .outbox
+                        .push(&Frame::new(Kind::Refused, id, message.into_bytes()));
+                    client.ending = true;
+                    self.port_outbox
+                        .push(&Frame::new(Kind::Close, id, Vec::new()));
+                }
+            },
             _ => {}
         }
     }
@@ -219,7 +233,11 @@ impl Relay {
         if !std::mem::replace(&mut self.served, true) {
             return;
         }
-        let message = "the VM's attach server restarted, ending this session; attach again";
+        self.end_all("the VM's attach server restarted, ending this session; attach again");
+    }
+
+    /// Ends every session with `message`, its one line.
+    fn end_all(&mut self, message: &str) {
         for client in self.clients.values_mut() {
             client
                 .outbox
