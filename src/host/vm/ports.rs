@@ -40,7 +40,7 @@ use super::attach;
 use crate::host::terminal;
 use crate::host::{qemu, signals};
 use crate::schema::facts::CommandIo;
-use crate::schema::ports::{Port, TerminalSize, UNKNOWN_SIZE_LINE};
+use crate::schema::ports::{Port, SizeRequests, TerminalSize, UNKNOWN_SIZE_LINE};
 
 /// QEMU's id of the virtio-serial device the ports are on.
 const BUS: &str = "nixos-shell-ports";
@@ -261,10 +261,12 @@ fn size_line() -> String {
 
 /// Answers each request of the guest's with the terminal's size now and,
 /// once asked, sends the new size after every resize, until QEMU closes
-/// the socket (or the guest's end stops taking them). Sleeps in poll(2) on
-/// the socket and the resizes' self-pipe.
+/// the socket (or the guest's end stops taking them, or sends what is not
+/// a request: then with one line). Sleeps in poll(2) on the socket and the
+/// resizes' self-pipe.
 fn answer_sizes(mut stream: UnixStream, mut resizes: SignalDelivery<UnixStream, SignalOnly>) {
     let mut asked = false;
+    let mut requests = SizeRequests::default();
     let mut request = [0u8; 64];
     loop {
         let mut ready = [
@@ -283,7 +285,13 @@ fn answer_sizes(mut stream: UnixStream, mut resizes: SignalDelivery<UnixStream, 
         if requested {
             match stream.read(&mut request) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => send = request[..n].contains(&b'\n'),
+                Ok(n) => match requests.read(&request[..n]) {
+                    Ok(count) => send = count > 0,
+                    Err(err) => {
+                        eprintln!("nixos-shell: the guest sent {err} on the resize port; the console no longer follows this terminal's size");
+                        return;
+                    }
+                },
             }
             asked |= send;
         }
