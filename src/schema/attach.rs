@@ -252,7 +252,7 @@ impl std::error::Error for Malformed {}
 ///
 /// Its reader takes every frame ([`Decoder::next_frame`] until `None`)
 /// before it reads again; what is then left is less than one frame, and
-/// the next read has at least [`READ_ROOM`] bytes of room.
+/// the next read has room for two frames.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,

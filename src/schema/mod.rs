@@ -15,7 +15,8 @@
 //!
 //! What the guest writes is read as untrusted: a guest crashes, runs broken
 //! programs and may run code nobody trusts. Each reader of its bytes holds
-//! at most a constant it names ([`attach::Decoder::CAPACITY`]) and says what was wrong
+//! at most a constant it names ([`attach::Decoder::CAPACITY`],
+//! [`ports::MAX_LINE`], [`facts::MAX_RESULT_LEN`]) and says what was wrong
 //! with what it refuses; property tests (`proptest`, a fixed number of
 //! cases) feed them generated input.
 //!
