@@ -50,6 +50,12 @@ pub const ACK_EVERY: usize = WINDOW / 4;
 /// The largest payload of a frame; data goes in chunks of at most this.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
+/// The most data of one session and direction a sender may have sent
+/// unacknowledged: the [`WINDOW`], and the reads of the session's two
+/// output streams that began below it. What a receiver holds for a
+/// session is bounded by it ([`Unacked::received`]).
+pub const MAX_UNACKED: usize = WINDOW + 2 * MAX_PAYLOAD;
+
 /// The size of a frame's header.
 pub const HEADER: usize = 9;
 
@@ -214,6 +220,14 @@ pub enum Malformed {
     Json { kind: Kind, error: String },
     /// An exit code no process ends with.
     Status(i32),
+    /// A data frame without data.
+    Empty(Kind),
+    /// Data past [`MAX_UNACKED`]: a sender that ignores the window.
+    Overrun { unacked: usize },
+    /// An acknowledgement of more than was sent.
+    Overacked { acked: usize, sent: usize },
+    /// A frame of a kind its sender never sends.
+    Misdirected(Kind),
 }
 
 impl std::fmt::Display for Malformed {
@@ -232,6 +246,18 @@ impl std::fmt::Display for Malformed {
             }
             Malformed::Status(code) => {
                 write!(f, "an exit status of {code}, not one of 0 to 255")
+            }
+            Malformed::Empty(kind) => write!(f, "a {kind:?} frame without data"),
+            Malformed::Overrun { unacked } => write!(
+                f,
+                "{unacked} bytes unacknowledged, more than the {MAX_UNACKED} a window allows"
+            ),
+            Malformed::Overacked { acked, sent } => write!(
+                f,
+                "an acknowledgement of {acked} bytes when {sent} were unacknowledged"
+            ),
+            Malformed::Misdirected(kind) => {
+                write!(f, "a {kind:?} frame, which it never sends")
             }
         }
     }
@@ -330,6 +356,54 @@ impl Decoder {
         let payload = pending[HEADER..HEADER + len].to_vec();
         self.start += HEADER + len;
         Ok(Some(Frame::new(kind, session, payload)))
+    }
+}
+
+/// The data of one session and direction that was sent and not yet
+/// acknowledged, as one end counts it; what the other end says about it is
+/// checked against that count, so that a peer that ignores the window is
+/// caught rather than buffered for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unacked(usize);
+
+impl Unacked {
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// This end sent `n` bytes.
+    pub fn sent(&mut self, n: usize) {
+        self.0 = self.0.saturating_add(n);
+    }
+
+    /// The peer acknowledged `n` bytes: an error when that is more than
+    /// this end sent.
+    pub fn acked_by_peer(&mut self, n: usize) -> Result<(), Malformed> {
+        self.0 = self.0.checked_sub(n).ok_or(Malformed::Overacked {
+            acked: n,
+            sent: self.0,
+        })?;
+        Ok(())
+    }
+
+    /// The peer sent `n` bytes in a frame of `kind`: an error for a frame
+    /// without data, or when the peer now has more than [`MAX_UNACKED`]
+    /// unacknowledged.
+    pub fn received(&mut self, kind: Kind, n: usize) -> Result<(), Malformed> {
+        if n == 0 {
+            return Err(Malformed::Empty(kind));
+        }
+        let unacked = self.0.saturating_add(n);
+        if unacked > MAX_UNACKED {
+            return Err(Malformed::Overrun { unacked });
+        }
+        self.0 = unacked;
+        Ok(())
+    }
+
+    /// This end acknowledged `n` of the bytes it received.
+    pub fn acked(&mut self, n: usize) {
+        self.0 = self.0.saturating_sub(n);
     }
 }
 
@@ -837,6 +911,64 @@ mod tests {
                         Err(other) => prop_assert!(false, "{}", other),
                     }
                 }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(crate::schema::proptest_config())]
+
+            /// A sender as the guest's attach server is (it reads a
+            /// session's two streams while less than the window is
+            /// unacknowledged) never trips the receiver; one that goes on
+            /// past the window is caught at once, so a receiver holds at
+            /// most [`MAX_UNACKED`]; an acknowledgement of more than was
+            /// sent is refused.
+            #[test]
+            fn a_window_holds_a_sender_that_keeps_it_and_catches_one_that_does_not(
+                steps in prop::collection::vec((1..=MAX_PAYLOAD, 1..=MAX_PAYLOAD, 0..3u8), 1..300),
+                overack in 1..1000usize,
+            ) {
+                let (mut sender, mut receiver) = (0usize, Unacked::default());
+                for (out, err, step) in steps {
+                    match step {
+                        // The receiver acknowledges all it holds.
+                        0 => {
+                            let all = receiver.get();
+                            receiver.acked(all);
+                            sender -= all;
+                        }
+                        // A sender that keeps the window.
+                        1 if sender < WINDOW => {
+                            for n in [out, err] {
+                                prop_assert_eq!(receiver.received(Kind::Output, n), Ok(()));
+                                sender += n;
+                            }
+                        }
+                        // One that does not.
+                        _ => {
+                            let before = receiver;
+                            match receiver.received(Kind::Output, out) {
+                                Ok(()) => prop_assert!(sender + out <= MAX_UNACKED),
+                                Err(err) => {
+                                    prop_assert_eq!(err, Malformed::Overrun { unacked: sender + out });
+                                    prop_assert_eq!(receiver, before);
+                                    continue;
+                                }
+                            }
+                            sender += out;
+                        }
+                    }
+                    prop_assert_eq!(receiver.get(), sender);
+                    prop_assert!(receiver.get() <= MAX_UNACKED);
+                }
+                let mut mine = Unacked::default();
+                mine.sent(sender);
+                prop_assert_eq!(
+                    mine.acked_by_peer(sender + overack),
+                    Err(Malformed::Overacked { acked: sender + overack, sent: sender })
+                );
+                prop_assert_eq!(mine.acked_by_peer(sender), Ok(()));
+                prop_assert_eq!(Unacked::default().received(Kind::Error, 0), Err(Malformed::Empty(Kind::Error)));
             }
         }
 
