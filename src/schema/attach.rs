@@ -180,6 +180,23 @@ impl Frame {
         super::exit_status(exit_code).ok_or(Malformed::Status(exit_code))
     }
 
+    /// The payload as one line a terminal shows as it is (a
+    /// [`Kind::Refused`] frame's message): what is not printable, a
+    /// newline or an escape sequence among them, is written out as an
+    /// escape, so the guest cannot move the cursor or change the terminal.
+    pub fn message(&self) -> String {
+        String::from_utf8_lossy(&self.payload)
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
     /// The [`Kind::Open`] frame of `request`, when it fits a frame.
     pub fn open(request: &Request) -> Result<Frame, Malformed> {
         let frame = Frame::json(Kind::Open, 0, request);
@@ -871,6 +888,20 @@ mod tests {
                     Err(Malformed::Status(code)) => prop_assert!(!(0..=255).contains(&code)),
                     Err(other) => prop_assert!(false, "{}", other),
                 }
+            }
+
+            #[test]
+            fn a_message_is_one_line_without_control_characters(
+                payload in prop::collection::vec(
+                    prop_oneof![any::<u8>(), Just(0x1b), Just(b'\n'), Just(b'\r')],
+                    0..200,
+                ),
+                text in "[a-zA-Z ;:.,'()]{0,60}",
+            ) {
+                let message = Frame::new(Kind::Refused, 1, payload).message();
+                prop_assert!(!message.chars().any(char::is_control), "{:?}", message);
+                let plain = Frame::new(Kind::Refused, 1, text.clone().into_bytes());
+                prop_assert_eq!(plain.message(), text);
             }
 
             #[test]

@@ -152,7 +152,7 @@ impl Client {
                     return Ok(Some(status));
                 }
                 Kind::Refused => {
-                    bail!("{}", String::from_utf8_lossy(&frame.payload))
+                    bail!("{}", frame.message())
                 }
                 Kind::VmEnded => bail!("the VM ended; the session with it"),
                 _ => {}
