@@ -24,7 +24,11 @@
 //! unacknowledged and the guest acknowledges ([`Kind::InputAck`]) what it
 //! has written to the session's program, each once it has taken
 //! [`ACK_EVERY`] bytes. Between a client and the VM's
-//! nixos-shell, the socket's own buffer is the flow control.
+//! nixos-shell, the socket's own buffer is the flow control. The VM's
+//! nixos-shell checks the guest against its window ([`Unacked`]): a guest
+//! that sends more than [`MAX_UNACKED`] of a session unacknowledged, or
+//! acknowledges input it never got, ends that session with one line
+//! ([`Malformed`] says what was wrong), rather than being buffered for.
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
