@@ -24,7 +24,11 @@
 //! unacknowledged and the guest acknowledges ([`Kind::InputAck`]) what it
 //! has written to the session's program, each once it has taken
 //! [`ACK_EVERY`] bytes. Between a client and the VM's
-//! nixos-shell, the socket's own buffer is the flow control.
+//! nixos-shell, the socket's own buffer is the flow control. The VM's
+//! nixos-shell checks the guest against its window ([`Unacked`]): a guest
+//! that sends more than [`MAX_UNACKED`] of a session unacknowledged, or
+//! acknowledges input it never got, ends that session with one line
+//! ([`Malformed`] says what was wrong), rather than being buffered for.
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -49,6 +53,12 @@ pub const ACK_EVERY: usize = WINDOW / 4;
 
 /// The largest payload of a frame; data goes in chunks of at most this.
 pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// The most data of one session and direction a sender may have sent
+/// unacknowledged: the [`WINDOW`], and the reads of the session's two
+/// output streams that began below it. What a receiver holds for a
+/// session is bounded by it ([`Unacked::received`]).
+pub const MAX_UNACKED: usize = WINDOW + 2 * MAX_PAYLOAD;
 
 /// The size of a frame's header.
 pub const HEADER: usize = 9;
@@ -149,14 +159,55 @@ impl Frame {
     }
 
     /// The payload as JSON of `T`.
-    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
-        serde_json::from_slice(&self.payload).ok()
+    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, Malformed> {
+        serde_json::from_slice(&self.payload).map_err(|err| Malformed::Json {
+            kind: self.kind,
+            error: err.to_string(),
+        })
     }
 
-    /// The payload as a count.
-    pub fn as_count(&self) -> usize {
+    /// The payload as a count: exactly four bytes; anything else would
+    /// read as some count, and a window would drift silently.
+    pub fn read_count(&self) -> Result<usize, Malformed> {
         <[u8; 4]>::try_from(self.payload.as_slice())
-            .map_or(0, |bytes| u32::from_be_bytes(bytes) as usize)
+            .map(|bytes| u32::from_be_bytes(bytes) as usize)
+            .map_err(|_| Malformed::Count {
+                kind: self.kind,
+                len: self.payload.len(),
+            })
+    }
+
+    /// The exit status of a [`Kind::Exit`] frame: its JSON [`Exit`], whose
+    /// code must be one a process can end with.
+    pub fn exit_status(&self) -> Result<u8, Malformed> {
+        let Exit { exit_code } = self.parse()?;
+        super::exit_status(exit_code).ok_or(Malformed::Status(exit_code))
+    }
+
+    /// The payload as one line a terminal shows as it is (a
+    /// [`Kind::Refused`] frame's message): what is not printable, a
+    /// newline or an escape sequence among them, is written out as an
+    /// escape, so the guest cannot move the cursor or change the terminal.
+    pub fn message(&self) -> String {
+        String::from_utf8_lossy(&self.payload)
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// The [`Kind::Open`] frame of `request`, when it fits a frame.
+    pub fn open(request: &Request) -> Result<Frame, Malformed> {
+        let frame = Frame::json(Kind::Open, 0, request);
+        if frame.payload.len() > MAX_PAYLOAD {
+            return Err(Malformed::Oversized(frame.payload.len()));
+        }
+        Ok(frame)
     }
 
     /// The frame's bytes.
@@ -176,10 +227,64 @@ fn encode(kind: Kind, session: u32, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// A stream that is not this protocol: an unknown kind or an oversized
-/// payload. The stream cannot be read on; its peer is dropped.
+/// What is not this protocol: a stream that cannot be read on (its peer
+/// is dropped), or a frame whose payload is not what its kind carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed;
+pub enum Malformed {
+    /// A frame's kind byte that no [`Kind`] has.
+    UnknownKind(u8),
+    /// A payload length over [`MAX_PAYLOAD`].
+    Oversized(usize),
+    /// A count's payload that is not four bytes.
+    Count { kind: Kind, len: usize },
+    /// A payload that is not the JSON its kind carries.
+    Json { kind: Kind, error: String },
+    /// An exit code no process ends with.
+    Status(i32),
+    /// A data frame without data.
+    Empty(Kind),
+    /// Data past [`MAX_UNACKED`]: a sender that ignores the window.
+    Overrun { unacked: usize },
+    /// An acknowledgement of more than was sent.
+    Overacked { acked: usize, sent: usize },
+    /// A frame of a kind its sender never sends.
+    Misdirected(Kind),
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Malformed::UnknownKind(byte) => write!(f, "a frame of unknown kind {byte}"),
+            Malformed::Oversized(len) => write!(
+                f,
+                "a frame of {len} bytes, more than the {MAX_PAYLOAD} one may carry"
+            ),
+            Malformed::Count { kind, len } => {
+                write!(f, "a {kind:?} frame of {len} bytes, not a 4-byte count")
+            }
+            Malformed::Json { kind, error } => {
+                write!(f, "a {kind:?} frame that does not read: {error}")
+            }
+            Malformed::Status(code) => {
+                write!(f, "an exit status of {code}, not one of 0 to 255")
+            }
+            Malformed::Empty(kind) => write!(f, "a {kind:?} frame without data"),
+            Malformed::Overrun { unacked } => write!(
+                f,
+                "{unacked} bytes unacknowledged, more than the {MAX_UNACKED} a window allows"
+            ),
+            Malformed::Overacked { acked, sent } => write!(
+                f,
+                "an acknowledgement of {acked} bytes when {sent} were unacknowledged"
+            ),
+            Malformed::Misdirected(kind) => {
+                write!(f, "a {kind:?} frame, which it never sends")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Malformed {}
 
 /// Frames out of a byte stream that arrives in pieces.
 ///
@@ -187,7 +292,14 @@ pub struct Malformed;
 /// data is many small reads: the decoder reads straight into its own
 /// buffer (no allocation per read) and consumes frames from its front by
 /// an offset (no move per frame); what is left is moved to the front only
-/// when the buffer runs out of room.
+/// when the buffer runs out of room. The buffer is allocated once, at
+/// [`Decoder::CAPACITY`], and never grows, whatever the peer writes: a
+/// header that announces more than [`MAX_PAYLOAD`] is refused before its
+/// payload is awaited.
+///
+/// Its reader takes every frame ([`Decoder::next_frame`] until `None`)
+/// before it reads again; what is then left is less than one frame, and
+/// the next read has room for two frames.
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: Vec<u8>,
@@ -199,38 +311,53 @@ pub struct Decoder {
 const READ_ROOM: usize = 2 * (HEADER + MAX_PAYLOAD);
 
 impl Decoder {
-    /// Appends `bytes` to what arrived (the tests' way in; a stream is
-    /// read with [`Decoder::read_from`]).
+    /// The most bytes a decoder holds: room for a read beside the start of
+    /// a frame that has not arrived whole.
+    pub const CAPACITY: usize = READ_ROOM + HEADER + MAX_PAYLOAD;
+
+    /// Appends what of `bytes` fits, as a read would: how much (the tests'
+    /// way in; a stream is read with [`Decoder::read_from`]).
     #[cfg(test)]
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.make_room();
-        self.buf.extend_from_slice(bytes);
+    pub fn push(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.make_room());
+        self.buf.extend_from_slice(&bytes[..n]);
+        n
     }
 
     /// Reads what `fd` has now into the decoder: how much (0 at its end).
+    /// `NOBUFS` when its reader left whole frames in it and it is full.
     pub fn read_from(&mut self, fd: impl AsFd) -> rustix::io::Result<usize> {
-        self.make_room();
+        if self.make_room() == 0 {
+            return Err(rustix::io::Errno::NOBUFS);
+        }
         rustix::io::read(fd, rustix::buffer::spare_capacity(&mut self.buf))
     }
 
-    fn make_room(&mut self) {
+    /// Moves what is left to the front when the room for a read runs
+    /// short: the room there is now, never more than [`Decoder::CAPACITY`]
+    /// in all.
+    fn make_room(&mut self) -> usize {
+        if self.buf.capacity() < Decoder::CAPACITY {
+            self.buf.reserve_exact(Decoder::CAPACITY - self.buf.len());
+        }
         if self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
-        } else if self.buf.capacity() - self.buf.len() < READ_ROOM {
+        } else if Decoder::CAPACITY - self.buf.len() < READ_ROOM {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(READ_ROOM);
+        Decoder::CAPACITY - self.buf.len()
     }
 
-    /// The next whole frame, if one has arrived.
+    /// The next whole frame, if one has arrived. Once it says a stream is
+    /// malformed, it says so again: nothing after that can be read.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Malformed> {
         let pending = &self.buf[self.start..];
         if pending.len() < HEADER {
             return Ok(None);
         }
-        let kind = Kind::from_byte(pending[0]).ok_or(Malformed)?;
+        let kind = Kind::from_byte(pending[0]).ok_or(Malformed::UnknownKind(pending[0]))?;
         let word = |at: usize| {
             u32::from_be_bytes([
                 pending[at],
@@ -242,7 +369,7 @@ impl Decoder {
         let session = word(1);
         let len = word(5) as usize;
         if len > MAX_PAYLOAD {
-            return Err(Malformed);
+            return Err(Malformed::Oversized(len));
         }
         if pending.len() < HEADER + len {
             return Ok(None);
@@ -250,6 +377,54 @@ impl Decoder {
         let payload = pending[HEADER..HEADER + len].to_vec();
         self.start += HEADER + len;
         Ok(Some(Frame::new(kind, session, payload)))
+    }
+}
+
+/// The data of one session and direction that was sent and not yet
+/// acknowledged, as one end counts it; what the other end says about it is
+/// checked against that count, so that a peer that ignores the window is
+/// caught rather than buffered for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unacked(usize);
+
+impl Unacked {
+    pub fn get(self) -> usize {
+        self.0
+    }
+
+    /// This end sent `n` bytes.
+    pub fn sent(&mut self, n: usize) {
+        self.0 = self.0.saturating_add(n);
+    }
+
+    /// The peer acknowledged `n` bytes: an error when that is more than
+    /// this end sent.
+    pub fn acked_by_peer(&mut self, n: usize) -> Result<(), Malformed> {
+        self.0 = self.0.checked_sub(n).ok_or(Malformed::Overacked {
+            acked: n,
+            sent: self.0,
+        })?;
+        Ok(())
+    }
+
+    /// The peer sent `n` bytes in a frame of `kind`: an error for a frame
+    /// without data, or when the peer now has more than [`MAX_UNACKED`]
+    /// unacknowledged.
+    pub fn received(&mut self, kind: Kind, n: usize) -> Result<(), Malformed> {
+        if n == 0 {
+            return Err(Malformed::Empty(kind));
+        }
+        let unacked = self.0.saturating_add(n);
+        if unacked > MAX_UNACKED {
+            return Err(Malformed::Overrun { unacked });
+        }
+        self.0 = unacked;
+        Ok(())
+    }
+
+    /// This end acknowledged `n` of the bytes it received.
+    pub fn acked(&mut self, n: usize) {
+        self.0 = self.0.saturating_sub(n);
     }
 }
 
@@ -397,20 +572,24 @@ mod tests {
             }
         }
         assert_eq!(got, frames);
-        assert_eq!(got[1].as_count(), 300);
-        assert_eq!(got[2].parse::<Exit>(), Some(Exit { exit_code: 3 }));
+        assert_eq!(got[1].read_count(), Ok(300));
+        assert_eq!(got[2].parse::<Exit>(), Ok(Exit { exit_code: 3 }));
+        assert_eq!(got[2].exit_status(), Ok(3));
     }
 
     #[test]
     fn an_unknown_kind_or_an_oversized_payload_is_malformed() {
         let mut decoder = Decoder::default();
         decoder.push(&[99, 0, 0, 0, 1, 0, 0, 0, 0]);
-        assert_eq!(decoder.next_frame(), Err(Malformed));
+        assert_eq!(decoder.next_frame(), Err(Malformed::UnknownKind(99)));
         let mut decoder = Decoder::default();
         let mut big = Frame::new(Kind::Input, 1, Vec::new()).encode();
         big[5..9].copy_from_slice(&(MAX_PAYLOAD as u32 + 1).to_be_bytes());
         decoder.push(&big);
-        assert_eq!(decoder.next_frame(), Err(Malformed));
+        assert_eq!(
+            decoder.next_frame(),
+            Err(Malformed::Oversized(MAX_PAYLOAD + 1))
+        );
     }
 
     #[test]
@@ -465,9 +644,391 @@ mod tests {
             size: None,
         };
         let frame = Frame::json(Kind::Open, 0, &request);
-        assert_eq!(frame.parse::<Request>(), Some(request));
+        assert_eq!(frame.parse::<Request>(), Ok(request));
         let newer: Request =
             serde_json::from_str(r#"{"version":1,"terminal":true,"cwd":"/","x":1}"#).unwrap();
         assert_eq!(newer.command, None);
+    }
+
+    #[test]
+    fn a_request_too_long_for_a_frame_is_refused_before_it_is_sent() {
+        let request = Request {
+            version: REQUEST_VERSION,
+            command: Some("x".repeat(MAX_PAYLOAD)),
+            terminal: false,
+            cwd: "/".into(),
+            term: None,
+            terminfo: None,
+            size: None,
+        };
+        let Err(Malformed::Oversized(len)) = Frame::open(&request) else {
+            panic!("a request of more than {MAX_PAYLOAD} bytes went into a frame");
+        };
+        assert!(len > MAX_PAYLOAD);
+        assert!(
+            Malformed::Oversized(len)
+                .to_string()
+                .contains(&MAX_PAYLOAD.to_string()),
+            "the message names the limit"
+        );
+    }
+
+    #[test]
+    fn a_count_or_an_exit_that_does_not_read_is_an_error() {
+        assert_eq!(
+            Frame::new(Kind::InputAck, 1, vec![0; 3]).read_count(),
+            Err(Malformed::Count {
+                kind: Kind::InputAck,
+                len: 3
+            })
+        );
+        let exit = |code: i32| Frame::json(Kind::Exit, 1, &Exit { exit_code: code });
+        assert_eq!(exit(256).exit_status(), Err(Malformed::Status(256)));
+        assert_eq!(exit(-1).exit_status(), Err(Malformed::Status(-1)));
+        assert!(matches!(
+            Frame::new(Kind::Exit, 1, b"{}".to_vec()).exit_status(),
+            Err(Malformed::Json {
+                kind: Kind::Exit,
+                ..
+            })
+        ));
+    }
+
+    /// Generated frames and streams: whatever arrives, the decoder neither
+    /// panics nor holds more than [`Decoder::CAPACITY`]; every frame comes
+    /// back as it was sent, in pieces of any size; a stream that is not
+    /// frames is refused, at its first bad header, with what was wrong.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const KINDS: [Kind; 15] = [
+            Kind::Open,
+            Kind::Input,
+            Kind::InputEnd,
+            Kind::Resize,
+            Kind::Signal,
+            Kind::OutputClosed,
+            Kind::Close,
+            Kind::OutputAck,
+            Kind::Output,
+            Kind::Error,
+            Kind::Exit,
+            Kind::Refused,
+            Kind::InputAck,
+            Kind::VmEnded,
+            Kind::Hello,
+        ];
+
+        fn kind() -> impl Strategy<Value = Kind> {
+            proptest::sample::select(KINDS.to_vec())
+        }
+
+        /// Mostly small payloads, sometimes one at the limit.
+        fn payload() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                8 => prop::collection::vec(any::<u8>(), 0..300),
+                1 => (MAX_PAYLOAD - 16..=MAX_PAYLOAD, any::<u8>())
+                    .prop_map(|(len, byte)| vec![byte; len]),
+            ]
+        }
+
+        fn frame() -> impl Strategy<Value = Frame> {
+            (kind(), any::<u32>(), payload())
+                .prop_map(|(kind, session, payload)| Frame::new(kind, session, payload))
+        }
+
+        /// Frames with garbage between them.
+        fn stream() -> impl Strategy<Value = Vec<u8>> {
+            prop::collection::vec(
+                prop_oneof![
+                    3 => frame().prop_map(|frame| frame.encode()),
+                    1 => prop::collection::vec(any::<u8>(), 0..40),
+                ],
+                0..8,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        fn pieces() -> impl Strategy<Value = Vec<usize>> {
+            prop::collection::vec(
+                prop_oneof![1..16usize, 1..4096usize, 1..=Decoder::CAPACITY],
+                1..6,
+            )
+        }
+
+        /// `bytes` fed in pieces of the sizes `pieces` (over and over), as
+        /// reads bring them, taking every frame after each: the frames and
+        /// the error that stopped them, if one did.
+        fn decode(bytes: &[u8], pieces: &[usize]) -> (Vec<Frame>, Option<Malformed>) {
+            let mut decoder = Decoder::default();
+            let mut frames = Vec::new();
+            let mut rest = bytes;
+            for &size in pieces.iter().cycle() {
+                let n = decoder.push(&rest[..size.min(rest.len())]);
+                assert!(n > 0 || rest.is_empty(), "no room for a read");
+                rest = &rest[n..];
+                assert!(
+                    decoder.buf.capacity() <= Decoder::CAPACITY,
+                    "the decoder holds {} bytes",
+                    decoder.buf.capacity()
+                );
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some(frame)) => frames.push(frame),
+                        Ok(None) => break,
+                        Err(err) => {
+                            // Once malformed, always: nothing after it
+                            // is read as frames.
+                            assert_eq!(decoder.next_frame(), Err(err.clone()));
+                            return (frames, Some(err));
+                        }
+                    }
+                }
+                if rest.is_empty() {
+                    break;
+                }
+            }
+            (frames, None)
+        }
+
+        proptest! {
+            #![proptest_config(crate::schema::proptest_config())]
+
+            #[test]
+            fn frames_come_back_as_they_were_sent(
+                frames in prop::collection::vec(frame(), 0..6),
+                pieces in pieces(),
+            ) {
+                let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+                let (got, error) = decode(&bytes, &pieces);
+                prop_assert_eq!(error, None);
+                prop_assert_eq!(got, frames);
+            }
+
+            #[test]
+            fn any_stream_is_frames_up_to_its_first_bad_header(
+                bytes in stream(),
+                pieces in pieces(),
+            ) {
+                let (frames, error) = decode(&bytes, &pieces);
+                // What came out is exactly what the stream starts with.
+                let read: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+                prop_assert_eq!(&bytes[..read.len()], &read[..]);
+                let rest = &bytes[read.len()..];
+                match error {
+                    Some(Malformed::UnknownKind(byte)) => {
+                        prop_assert!(rest.len() >= HEADER);
+                        prop_assert_eq!(byte, rest[0]);
+                        prop_assert!(Kind::from_byte(byte).is_none());
+                    }
+                    Some(Malformed::Oversized(len)) => {
+                        prop_assert!(rest.len() >= HEADER);
+                        prop_assert!(len > MAX_PAYLOAD);
+                        prop_assert_eq!(len as u32, u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]));
+                    }
+                    Some(other) => prop_assert!(false, "the stream said {}", other),
+                    // The rest is a frame that has not arrived whole.
+                    None => prop_assert!(
+                        rest.len() < HEADER
+                            || rest.len() < HEADER + u32::from_be_bytes([rest[5], rest[6], rest[7], rest[8]]) as usize
+                    ),
+                }
+            }
+
+            #[test]
+            fn a_bad_header_is_refused_before_its_payload_is_awaited(
+                byte in any::<u8>().prop_filter("not a kind", |b| Kind::from_byte(*b).is_none()),
+                kind in kind(),
+                session in any::<u32>(),
+                len in (MAX_PAYLOAD as u32 + 1)..=u32::MAX,
+            ) {
+                let mut decoder = Decoder::default();
+                decoder.push(&[&[byte][..], &session.to_be_bytes(), &0u32.to_be_bytes()].concat());
+                prop_assert_eq!(decoder.next_frame(), Err(Malformed::UnknownKind(byte)));
+                let mut decoder = Decoder::default();
+                decoder.push(&[&[kind as u8][..], &session.to_be_bytes(), &len.to_be_bytes()].concat());
+                prop_assert_eq!(decoder.next_frame(), Err(Malformed::Oversized(len as usize)));
+            }
+
+            #[test]
+            fn a_count_is_four_bytes_and_reads_back(
+                kind in kind(),
+                n in any::<u32>(),
+                payload in prop::collection::vec(any::<u8>(), 0..12),
+            ) {
+                prop_assert_eq!(Frame::count(kind, 1, n as usize).read_count(), Ok(n as usize));
+                let frame = Frame::new(kind, 1, payload.clone());
+                match frame.read_count() {
+                    Ok(count) => prop_assert_eq!(payload, (count as u32).to_be_bytes().to_vec()),
+                    Err(err) => prop_assert_eq!(err, Malformed::Count { kind, len: payload.len() }),
+                }
+            }
+
+            #[test]
+            fn an_exit_reads_back_only_as_a_status_a_process_can_have(
+                code in any::<i32>(),
+                small in 0..=255i32,
+                garbage in prop::collection::vec(any::<u8>(), 0..40),
+            ) {
+                let exit = |code| Frame::json(Kind::Exit, 1, &Exit { exit_code: code });
+                prop_assert_eq!(exit(small).exit_status(), Ok(small as u8));
+                match exit(code).exit_status() {
+                    Ok(status) => prop_assert_eq!(i32::from(status), code),
+                    Err(err) => {
+                        prop_assert!(!(0..=255).contains(&code));
+                        prop_assert_eq!(err, Malformed::Status(code));
+                    }
+                }
+                let frame = Frame::new(Kind::Exit, 1, garbage.clone());
+                match frame.exit_status() {
+                    Ok(status) => prop_assert_eq!(
+                        serde_json::from_slice::<Exit>(&garbage).ok(),
+                        Some(Exit { exit_code: i32::from(status) })
+                    ),
+                    Err(Malformed::Json { .. }) => {
+                        prop_assert!(serde_json::from_slice::<Exit>(&garbage).is_err());
+                    }
+                    Err(Malformed::Status(code)) => prop_assert!(!(0..=255).contains(&code)),
+                    Err(other) => prop_assert!(false, "{}", other),
+                }
+            }
+
+            #[test]
+            fn a_message_is_one_line_without_control_characters(
+                payload in prop::collection::vec(
+                    prop_oneof![any::<u8>(), Just(0x1b), Just(b'\n'), Just(b'\r')],
+                    0..200,
+                ),
+                text in "[a-zA-Z ;:.,'()]{0,60}",
+            ) {
+                let message = Frame::new(Kind::Refused, 1, payload).message();
+                prop_assert!(!message.chars().any(char::is_control), "{:?}", message);
+                let plain = Frame::new(Kind::Refused, 1, text.clone().into_bytes());
+                prop_assert_eq!(plain.message(), text);
+            }
+
+            #[test]
+            fn a_request_goes_into_a_frame_and_back_or_is_refused_before(
+                request in request(),
+            ) {
+                match Frame::open(&request) {
+                    Ok(frame) => {
+                        let (frames, error) = decode(&frame.encode(), &[usize::MAX]);
+                        prop_assert_eq!(error, None);
+                        prop_assert_eq!(frames.len(), 1);
+                        prop_assert_eq!(frames[0].parse::<Request>(), Ok(request));
+                    }
+                    Err(Malformed::Oversized(len)) => {
+                        prop_assert!(len > MAX_PAYLOAD);
+                        prop_assert_eq!(len, serde_json::to_vec(&request).unwrap().len());
+                    }
+                    Err(other) => prop_assert!(false, "{}", other),
+                }
+            }
+
+            #[test]
+            fn any_payload_of_an_open_frame_reads_as_a_request_or_says_why_not(
+                payload in prop::collection::vec(any::<u8>(), 0..200),
+                json in "\\{\"version\":[0-9]{1,3},\"terminal\":(true|false),\"cwd\":\"[a-z/]{0,8}\".{0,20}\\}",
+            ) {
+                for payload in [payload, json.into_bytes()] {
+                    let frame = Frame::new(Kind::Open, 1, payload.clone());
+                    match frame.parse::<Request>() {
+                        Ok(request) => prop_assert_eq!(
+                            serde_json::from_slice::<Request>(&payload).ok(),
+                            Some(request)
+                        ),
+                        Err(Malformed::Json { kind, error }) => {
+                            prop_assert_eq!(kind, Kind::Open);
+                            prop_assert!(!error.is_empty());
+                        }
+                        Err(other) => prop_assert!(false, "{}", other),
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(crate::schema::proptest_config())]
+
+            /// A sender as the guest's attach server is (it reads a
+            /// session's two streams while less than the window is
+            /// unacknowledged) never trips the receiver; one that goes on
+            /// past the window is caught at once, so a receiver holds at
+            /// most [`MAX_UNACKED`]; an acknowledgement of more than was
+            /// sent is refused.
+            #[test]
+            fn a_window_holds_a_sender_that_keeps_it_and_catches_one_that_does_not(
+                steps in prop::collection::vec((1..=MAX_PAYLOAD, 1..=MAX_PAYLOAD, 0..3u8), 1..300),
+                overack in 1..1000usize,
+            ) {
+                let (mut sender, mut receiver) = (0usize, Unacked::default());
+                for (out, err, step) in steps {
+                    match step {
+                        // The receiver acknowledges all it holds.
+                        0 => {
+                            let all = receiver.get();
+                            receiver.acked(all);
+                            sender -= all;
+                        }
+                        // A sender that keeps the window.
+                        1 if sender < WINDOW => {
+                            for n in [out, err] {
+                                prop_assert_eq!(receiver.received(Kind::Output, n), Ok(()));
+                                sender += n;
+                            }
+                        }
+                        // One that does not.
+                        _ => {
+                            let before = receiver;
+                            match receiver.received(Kind::Output, out) {
+                                Ok(()) => prop_assert!(sender + out <= MAX_UNACKED),
+                                Err(err) => {
+                                    prop_assert_eq!(err, Malformed::Overrun { unacked: sender + out });
+                                    prop_assert_eq!(receiver, before);
+                                    continue;
+                                }
+                            }
+                            sender += out;
+                        }
+                    }
+                    prop_assert_eq!(receiver.get(), sender);
+                    prop_assert!(receiver.get() <= MAX_UNACKED);
+                }
+                let mut mine = Unacked::default();
+                mine.sent(sender);
+                prop_assert_eq!(
+                    mine.acked_by_peer(sender + overack),
+                    Err(Malformed::Overacked { acked: sender + overack, sent: sender })
+                );
+                prop_assert_eq!(mine.acked_by_peer(sender), Ok(()));
+                prop_assert_eq!(Unacked::default().received(Kind::Error, 0), Err(Malformed::Empty(Kind::Error)));
+            }
+        }
+
+        fn request() -> impl Strategy<Value = Request> {
+            let command = prop_oneof![
+                4 => proptest::option::of(any::<String>()),
+                1 => (MAX_PAYLOAD - 200..MAX_PAYLOAD + 200).prop_map(|len| Some("x".repeat(len))),
+            ];
+            (
+                command,
+                any::<bool>(),
+                any::<String>(),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(prop::collection::vec(any::<u8>(), 0..4096)),
+                proptest::option::of((any::<u16>(), any::<u16>())),
+            )
+                .prop_map(|(command, terminal, cwd, term, terminfo, size)| Request {
+                    version: REQUEST_VERSION,
+                    command,
+                    terminal,
+                    cwd: cwd.into(),
+                    term,
+                    terminfo,
+                    size: size.map(|(rows, cols)| TerminalSize { rows, cols }),
+                })
+        }
     }
 }

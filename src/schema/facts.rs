@@ -12,7 +12,9 @@
 //! A VM started without nixos-shell has no such share: the guest role notices
 //! the missing tag and does nothing.
 
-use camino::Utf8PathBuf;
+use std::io::Read;
+
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{CacheMode, Protocol};
@@ -27,6 +29,11 @@ pub const SESSION_TAG: &str = "nixos-shell";
 pub const FACTS_FILE: &str = "facts.json";
 /// The guest's answer's file name inside the session share.
 pub const RESULT_FILE: &str = "result.json";
+/// The most bytes of [`RESULT_FILE`] the host reads: a [`GuestResult`] is
+/// a few dozen, and the guest writes the session share, so what it leaves
+/// there (a file that never ends, a link to one) must not make the host
+/// read without end.
+pub const MAX_RESULT_LEN: usize = 4096;
 /// The terminfo directory inside the session share, in ncurses' layout
 /// (`<first letter>/<name>`), when it holds the host's entry for `TERM`.
 pub const TERMINFO_DIR: &str = "terminfo";
@@ -150,6 +157,75 @@ pub struct GuestResult {
     pub exit_code: i32,
 }
 
+/// What is wrong with the guest's [`RESULT_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadResult {
+    /// More than [`MAX_RESULT_LEN`] bytes.
+    TooLong,
+    /// A link, a FIFO, a directory: anything but a regular file.
+    NotAFile,
+    /// It could not be read (the error).
+    Unreadable(String),
+    /// Not the JSON of a [`GuestResult`] (the parser's error).
+    Json(String),
+    /// An exit code no process ends with.
+    Status(i32),
+}
+
+impl std::fmt::Display for BadResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadResult::TooLong => write!(f, "it is longer than {MAX_RESULT_LEN} bytes"),
+            BadResult::NotAFile => write!(f, "it is not a regular file"),
+            BadResult::Unreadable(err) => write!(f, "it cannot be read: {err}"),
+            BadResult::Json(err) => write!(f, "it is not a result: {err}"),
+            BadResult::Status(code) => {
+                write!(f, "its exit status {code} is not one of 0 to 255")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BadResult {}
+
+impl GuestResult {
+    /// The command's exit status from the bytes of [`RESULT_FILE`].
+    pub fn status_from(bytes: &[u8]) -> Result<u8, BadResult> {
+        let result: GuestResult =
+            serde_json::from_slice(bytes).map_err(|err| BadResult::Json(err.to_string()))?;
+        super::exit_status(result.exit_code).ok_or(BadResult::Status(result.exit_code))
+    }
+
+    /// The bytes of [`RESULT_FILE`] at `path` as the guest left it: a
+    /// regular file, never reached through a link (the share's links are
+    /// the guest's), of at most [`MAX_RESULT_LEN`] bytes; `None` when there
+    /// is none.
+    pub fn read(path: &Utf8Path) -> Result<Option<Vec<u8>>, BadResult> {
+        use rustix::fs::{FileType, Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(path.as_std_path(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            // O_NOFOLLOW's answer for a link.
+            Err(rustix::io::Errno::LOOP) => return Err(BadResult::NotAFile),
+            Err(err) => return Err(BadResult::Unreadable(err.to_string())),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|err| BadResult::Unreadable(err.to_string()))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(BadResult::NotAFile);
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(MAX_RESULT_LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|err| BadResult::Unreadable(err.to_string()))?;
+        if bytes.len() > MAX_RESULT_LEN {
+            return Err(BadResult::TooLong);
+        }
+        Ok(Some(bytes))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +269,182 @@ mod tests {
             serde_json::to_string(&result).unwrap(),
             r#"{"version":1,"exitCode":7}"#
         );
+    }
+
+    #[test]
+    fn a_result_is_read_back_as_its_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join(RESULT_FILE);
+        assert_eq!(GuestResult::read(&path), Ok(None));
+        let result = GuestResult {
+            version: FACTS_VERSION,
+            exit_code: 42,
+        };
+        std::fs::write(&path, serde_json::to_vec(&result).unwrap()).unwrap();
+        let bytes = GuestResult::read(&path).unwrap().unwrap();
+        assert_eq!(GuestResult::status_from(&bytes), Ok(42));
+    }
+
+    #[test]
+    fn a_result_the_guest_left_as_a_link_a_fifo_or_a_flood_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        // Before, the host read the file whole, and through a link: a
+        // guest's link to /dev/zero made it read until memory ran out, and
+        // one to a FIFO made it wait for good.
+        let link = dir.join("link.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert_eq!(GuestResult::read(&link), Err(BadResult::NotAFile));
+        let fifo = dir.join("fifo.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.as_std_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(GuestResult::read(&fifo), Err(BadResult::NotAFile));
+        let big = dir.join("big.json");
+        let padded = format!(
+            "{{\"version\":1,\"exitCode\":0{}}}",
+            " ".repeat(MAX_RESULT_LEN)
+        );
+        std::fs::write(&big, padded).unwrap();
+        assert_eq!(GuestResult::read(&big), Err(BadResult::TooLong));
+        assert!(BadResult::TooLong
+            .to_string()
+            .contains(&MAX_RESULT_LEN.to_string()));
+    }
+
+    #[test]
+    fn a_status_no_process_has_is_refused_not_truncated() {
+        // Before, 256 & 0xff read as success.
+        assert_eq!(
+            GuestResult::status_from(br#"{"version":1,"exitCode":256}"#),
+            Err(BadResult::Status(256))
+        );
+    }
+
+    /// Generated results and bytes: every result reads back as its status
+    /// when it is one; anything else is refused with why.
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::schema::proptest_config())]
+
+            #[test]
+            fn a_result_reads_back_or_says_why_not(
+                version in any::<u32>(),
+                exit_code in any::<i32>(),
+                garbage in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let json = serde_json::to_vec(&GuestResult { version, exit_code }).unwrap();
+                match GuestResult::status_from(&json) {
+                    Ok(status) => prop_assert_eq!(i32::from(status), exit_code),
+                    Err(err) => {
+                        prop_assert_eq!(err, BadResult::Status(exit_code));
+                        prop_assert!(!(0..=255).contains(&exit_code));
+                    }
+                }
+                match GuestResult::status_from(&garbage) {
+                    Ok(status) => prop_assert_eq!(
+                        serde_json::from_slice::<GuestResult>(&garbage).ok().map(|r| r.exit_code),
+                        Some(i32::from(status))
+                    ),
+                    Err(BadResult::Json(err)) => prop_assert!(!err.is_empty()),
+                    Err(BadResult::Status(code)) => prop_assert!(!(0..=255).contains(&code)),
+                    Err(other) => prop_assert!(false, "{}", other),
+                }
+            }
+
+            #[test]
+            fn host_facts_round_trip(facts in facts()) {
+                let json = serde_json::to_vec(&facts).unwrap();
+                prop_assert_eq!(serde_json::from_slice::<HostFacts>(&json).unwrap(), facts);
+            }
+        }
+
+        fn mount() -> impl Strategy<Value = GuestMount> {
+            (
+                any::<String>(),
+                any::<String>(),
+                proptest::sample::select(CacheMode::ALL.to_vec()),
+                any::<u64>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(tag, guest_path, cache, msize, read_only, virtiofs)| {
+                    GuestMount {
+                        tag,
+                        guest_path: guest_path.into(),
+                        cache,
+                        read_only,
+                        msize,
+                        protocol: if virtiofs {
+                            Protocol::Virtiofs
+                        } else {
+                            Protocol::NineP
+                        },
+                    }
+                })
+        }
+
+        fn facts() -> impl Strategy<Value = HostFacts> {
+            let strings = (
+                any::<String>(),
+                any::<String>(),
+                any::<String>(),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+                proptest::option::of(any::<String>()),
+            );
+            let rest = (
+                prop::collection::vec(
+                    proptest::sample::select(vec![
+                        Port::Resize,
+                        Port::Attach,
+                        Port::Stdin,
+                        Port::Stdout,
+                        Port::Stderr,
+                    ]),
+                    0..5,
+                ),
+                prop::collection::vec(any::<String>(), 0..3),
+                prop::collection::vec(mount(), 0..3),
+                any::<bool>(),
+            );
+            (any::<u32>(), strings, rest).prop_map(
+                |(
+                    version,
+                    (user, home, cwd, term, terminfo_dir, path, shell, shell_path, command),
+                    (ports, authorized_keys, mounts, on_ports),
+                )| HostFacts {
+                    version,
+                    user,
+                    home: home.into(),
+                    cwd: cwd.into(),
+                    term,
+                    terminfo_dir: terminfo_dir.map(Into::into),
+                    path,
+                    shell,
+                    shell_path: shell_path.map(Into::into),
+                    ports,
+                    authorized_keys,
+                    mounts,
+                    command,
+                    command_io: if on_ports {
+                        CommandIo::Ports
+                    } else {
+                        CommandIo::Console
+                    },
+                },
+            )
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! the VM booted), and nothing sets an older size after a newer one.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use rustix::pipe::PipeFlags;
 
 use super::report::Reporter;
 use super::{console, ports, session};
-use crate::schema::ports::{Port, TerminalSize, SIZE_REQUEST};
+use crate::schema::ports::{Port, SizeLines, MAX_LINE, SIZE_REQUEST};
 
 /// How long the boot waits for the host's answer before it goes on without
 /// it: a host that never answers (its resize thread gone) must not hold the
@@ -104,22 +104,33 @@ fn follow_port(port: File, console: &Utf8Path, reporter: &Reporter, told: OwnedF
         reporter.warn("the host did not send the terminal's size; the login starts without it");
         drop(told.take());
     }
-    let mut lines = BufReader::new(port);
-    let mut line = String::new();
+    let mut lines = SizeLines::default();
+    let mut buf = [0u8; MAX_LINE];
     loop {
-        line.clear();
-        match lines.read_line(&mut line) {
+        let n = match (&port).read(&mut buf) {
             // The host's end is gone: the VM is ending.
             Ok(0) => return 0,
-            Ok(_) => {
-                if let Some(size) = TerminalSize::from_line(&line) {
-                    reporter.check(console::set_size(console, size));
-                }
-                // Applied: the unit is started.
-                drop(told.take());
-            }
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(err) => {
                 reporter.warn(&format!("cannot read the resize port: {err}"));
+                return 0;
+            }
+        };
+        match lines.read(&buf[..n]) {
+            Ok(sizes) => {
+                for size in &sizes {
+                    if let Some(size) = size {
+                        reporter.check(console::set_size(console, *size));
+                    }
+                    // Applied: the unit is started.
+                    drop(told.take());
+                }
+            }
+            Err(err) => {
+                reporter.warn(&format!(
+                    "the host sent {err} on the resize port; the console keeps its size"
+                ));
                 return 0;
             }
         }

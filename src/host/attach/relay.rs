@@ -19,10 +19,16 @@ use camino::Utf8Path;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 
-use crate::schema::attach::{Decoder, Frame, Kind, Outbox, ACK_EVERY, WINDOW};
+use crate::schema::attach::{Decoder, Frame, Kind, Malformed, Outbox, Unacked, ACK_EVERY, WINDOW};
 
 /// How long the relay tries to tell its clients that the VM ended.
 const FAREWELL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// What may wait for the guest before the relay stops reading (its
+/// clients and the port) until the guest has taken some: a guest that
+/// stops reading must not make the relay buffer without end, for clients
+/// that go on typing or for the guest's own frames it answers.
+const PORT_BACKLOG: usize = WINDOW;
 
 /// The clients' socket, bound before QEMU starts.
 pub struct Clients {
@@ -45,7 +51,10 @@ struct Client {
     decoder: Decoder,
     outbox: Outbox,
     /// Input sent to the guest that it has not acknowledged yet.
-    input_unacked: usize,
+    input_unacked: Unacked,
+    /// Output of the guest's not acknowledged yet (in the outbox, or
+    /// written but not yet acknowledged): at most `MAX_UNACKED`.
+    output_held: Unacked,
     /// Output written to the client that the guest has not been told of.
     output_delivered: usize,
     /// The session ended: the client is dropped once its outbox is out.
@@ -84,11 +93,14 @@ struct Relay {
 impl Relay {
     /// One wait and what it found; `false` once the VM has ended.
     fn turn(&mut self, listener: &UnixListener, ended: &OwnedFd) -> bool {
-        let port_events = if self.port_outbox.is_empty() {
-            PollFlags::IN
-        } else {
-            PollFlags::IN | PollFlags::OUT
-        };
+        let backlogged = self.port_outbox.len() >= PORT_BACKLOG;
+        let mut port_events = PollFlags::empty();
+        if !backlogged {
+            port_events |= PollFlags::IN;
+        }
+        if !self.port_outbox.is_empty() {
+            port_events |= PollFlags::OUT;
+        }
         let ids: Vec<u32> = self.clients.keys().copied().collect();
         let mut fds = vec![
             PollFd::new(listener, PollFlags::IN),
@@ -98,7 +110,7 @@ impl Relay {
         for id in &ids {
             let client = &self.clients[id];
             let mut events = PollFlags::empty();
-            if client.input_unacked < WINDOW && !client.ending {
+            if client.input_unacked.get() < WINDOW && !client.ending && !backlogged {
                 events |= PollFlags::IN;
             }
             if !client.outbox.is_empty() {
@@ -148,7 +160,8 @@ impl Relay {
                     stream,
                     decoder: Decoder::default(),
                     outbox: Outbox::default(),
-                    input_unacked: 0,
+                    input_unacked: Unacked::default(),
+                    output_held: Unacked::default(),
                     output_delivered: 0,
                     ending: false,
                 },
@@ -169,7 +182,12 @@ impl Relay {
                 Ok(Some(frame)) => self.route(frame),
                 Ok(None) => return true,
                 // Not the guest role's protocol: nothing more can be read.
-                Err(_) => return false,
+                Err(err) => {
+                    self.end_all(&format!(
+                        "the VM's attach server sent {err}; attach no longer works in this VM"
+                    ));
+                    return false;
+                }
             }
         }
     }
@@ -194,20 +212,41 @@ impl Relay {
             }
             return;
         };
-        match frame.kind {
+        let checked = match frame.kind {
             Kind::Output | Kind::Error => {
                 let counted = frame.payload.len();
-                client.outbox.push_counted(&frame, id, counted);
+                client.output_held.received(frame.kind, counted).map(|()| {
+                    client.outbox.push_counted(&frame, id, counted);
+                })
             }
             Kind::Exit | Kind::Refused => {
                 client.outbox.push(&frame);
                 client.ending = true;
+                Ok(())
             }
-            Kind::InputAck => {
-                client.input_unacked = client.input_unacked.saturating_sub(frame.as_count());
-            }
-            _ => {}
+            Kind::InputAck => frame
+                .read_count()
+                .and_then(|n| client.input_unacked.acked_by_peer(n)),
+            kind => Err(Malformed::Misdirected(kind)),
+        };
+        if let Err(err) = checked {
+            self.end_session(id, &err);
         }
+    }
+
+    /// Ends session `id`, whose frame from the guest was `err`, with one
+    /// line to its client; the guest is told to close it.
+    fn end_session(&mut self, id: u32, err: &Malformed) {
+        let Some(client) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let message = format!("the VM's attach server sent {err}; ending this session");
+        client
+            .outbox
+            .push(&Frame::new(Kind::Refused, id, message.into_bytes()));
+        client.ending = true;
+        self.port_outbox
+            .push(&Frame::new(Kind::Close, id, Vec::new()));
     }
 
     /// The guest's attach server is up. Its first hello finds the sessions
@@ -219,7 +258,11 @@ impl Relay {
         if !std::mem::replace(&mut self.served, true) {
             return;
         }
-        let message = "the VM's attach server restarted, ending this session; attach again";
+        self.end_all("the VM's attach server restarted, ending this session; attach again");
+    }
+
+    /// Ends every session with `message`, its one line.
+    fn end_all(&mut self, message: &str) {
         for client in self.clients.values_mut() {
             client
                 .outbox
@@ -257,7 +300,7 @@ impl Relay {
                         break;
                     }
                     if frame.kind == Kind::Input {
-                        client.input_unacked += frame.payload.len();
+                        client.input_unacked.sent(frame.payload.len());
                     }
                     self.port_outbox
                         .push(&Frame::new(frame.kind, id, frame.payload));
@@ -286,6 +329,7 @@ impl Relay {
                     client.output_delivered += acked.iter().map(|(_, n)| n).sum::<usize>();
                     if client.output_delivered >= ACK_EVERY {
                         let delivered = std::mem::take(&mut client.output_delivered);
+                        client.output_held.acked(delivered);
                         self.port_outbox
                             .push(&Frame::count(Kind::OutputAck, id, delivered));
                     }
@@ -323,5 +367,143 @@ impl Relay {
             let _ = std::io::Write::write_all(&mut client.stream, client.outbox.pending());
         }
         self.clients.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+    use crate::schema::attach::{MAX_PAYLOAD, MAX_UNACKED};
+
+    /// A relay on a socket pair: the relay, and the guest's end.
+    fn relay() -> (Relay, UnixStream) {
+        let (port, guest) = UnixStream::pair().unwrap();
+        port.set_nonblocking(true).unwrap();
+        guest.set_nonblocking(true).unwrap();
+        let relay = Relay {
+            port,
+            port_decoder: Decoder::default(),
+            port_outbox: Outbox::default(),
+            clients: BTreeMap::new(),
+            next: 1,
+            served: true,
+        };
+        (relay, guest)
+    }
+
+    /// A client of session `id` that reads nothing: its end.
+    fn client(relay: &mut Relay, id: u32) -> UnixStream {
+        let (stream, theirs) = UnixStream::pair().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        relay.clients.insert(
+            id,
+            Client {
+                stream,
+                decoder: Decoder::default(),
+                outbox: Outbox::default(),
+                input_unacked: Unacked::default(),
+                output_held: Unacked::default(),
+                output_delivered: 0,
+                ending: false,
+            },
+        );
+        theirs
+    }
+
+    /// Writes what of `bytes` the non-blocking `stream` takes now.
+    fn write_some(stream: &mut UnixStream, bytes: &[u8]) -> usize {
+        match stream.write(bytes) {
+            Ok(n) => n,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// The kinds, sessions and payloads of the frames in `bytes`.
+    fn frames(mut bytes: &[u8]) -> Vec<(Kind, u32, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !bytes.is_empty() {
+            let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+            let len = word(5) as usize;
+            let kind = [Kind::Close, Kind::Refused, Kind::Output, Kind::OutputAck]
+                .into_iter()
+                .find(|kind| *kind as u8 == bytes[0])
+                .unwrap();
+            frames.push((kind, word(1), bytes[9..9 + len].to_vec()));
+            bytes = &bytes[9 + len..];
+        }
+        frames
+    }
+
+    #[test]
+    fn a_guest_that_ignores_the_window_ends_its_session_not_the_hosts_memory() {
+        let (mut relay, mut guest) = relay();
+        let _client = client(&mut relay, 1);
+        let data = Frame::new(Kind::Output, 1, vec![b'x'; MAX_PAYLOAD]).encode();
+        let stream: Vec<u8> = data.repeat(MAX_UNACKED / MAX_PAYLOAD + 8);
+        let mut written = 0;
+        while written < stream.len() {
+            written += write_some(&mut guest, &stream[written..]);
+            assert!(relay.read_port());
+        }
+        while relay.port_decoder.next_frame().unwrap().is_some() {}
+        for _ in 0..8 {
+            assert!(relay.read_port());
+        }
+        let told = frames(relay.port_outbox.pending());
+        assert!(
+            told.iter().any(|f| f.0 == Kind::Close && f.1 == 1),
+            "the guest was not told to close the session"
+        );
+        let client = &relay.clients[&1];
+        assert!(client.ending);
+        assert!(client.outbox.len() <= MAX_UNACKED + (MAX_UNACKED / MAX_PAYLOAD + 2) * 64);
+        let to_client = frames(client.outbox.pending());
+        let last = to_client.last().unwrap();
+        assert_eq!(last.0, Kind::Refused);
+        let line = String::from_utf8_lossy(&last.2);
+        assert!(line.contains("window allows"), "{line}");
+    }
+
+    #[test]
+    fn a_guest_that_acknowledges_input_never_sent_ends_its_session() {
+        let (mut relay, mut guest) = relay();
+        let _client = client(&mut relay, 1);
+        relay.clients.get_mut(&1).unwrap().input_unacked.sent(10);
+        let ack = Frame::count(Kind::InputAck, 1, 11).encode();
+        assert_eq!(write_some(&mut guest, &ack), ack.len());
+        assert!(relay.read_port());
+        let to_client = frames(relay.clients[&1].outbox.pending());
+        assert_eq!(to_client[0].0, Kind::Refused);
+        assert!(String::from_utf8_lossy(&to_client[0].2).contains("acknowledgement of 11"));
+    }
+
+    #[test]
+    fn a_guest_that_stops_reading_stops_the_relay_reading_it() {
+        let (mut relay, mut guest) = relay();
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("s")).unwrap();
+        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        // Output for a session whose client is gone: the relay answers
+        // each frame with more than it (an acknowledgement and a close),
+        // while the guest takes no more than the port passes on.
+        let frame = Frame::new(Kind::Output, 9, vec![b'x']).encode();
+        let stream = frame.repeat(64 * 1024);
+        let mut written = 0;
+        let mut most = 0;
+        let mut taken = vec![0u8; 1 << 20];
+        for _ in 0..300 {
+            written += write_some(&mut guest, &stream[written % stream.len()..]);
+            while guest.read(&mut taken).is_ok_and(|n| n > 0) {}
+            assert!(relay.turn(&listener, &ended));
+            most = most.max(relay.port_outbox.len());
+        }
+        assert!(written > 2 * WINDOW, "the test did not write enough");
+        assert!(
+            most <= PORT_BACKLOG + 3 * Decoder::CAPACITY,
+            "the relay held {most} bytes for the guest"
+        );
     }
 }

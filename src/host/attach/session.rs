@@ -17,10 +17,15 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::host::signals;
 use crate::host::terminal::{self, SavedTerminal};
-use crate::schema::attach::{Decoder, Exit, Frame, Kind, Outbox, Request, MAX_PAYLOAD, WINDOW};
+use crate::schema::attach::{Decoder, Frame, Kind, Outbox, Request, MAX_PAYLOAD, WINDOW};
 
 /// Runs the session of `request` on `stream`: its exit status.
 pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
+    let open = Frame::open(request).map_err(|err| {
+        anyhow::anyhow!(
+            "the session's request is {err}; give a shorter command (or a script in the VM)"
+        )
+    })?;
     // Restored when this returns, before any error is printed.
     let _saved = if request.terminal {
         SavedTerminal::raw()
@@ -29,7 +34,7 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
     };
     let mut resizes = signals::resizes().context("could not listen for the terminal's resizes")?;
     let wake = signals::wake_fd();
-    let mut client = Client::open(stream, request)?;
+    let mut client = Client::open(stream, request.terminal, &open)?;
     let stdin = std::io::stdin();
     loop {
         let ready = client.wait(&mut resizes, wake.as_ref(), stdin.as_fd())?;
@@ -62,8 +67,8 @@ struct Client {
 }
 
 impl Client {
-    /// The client of `stream`, its first frame the `request`.
-    fn open(stream: UnixStream, request: &Request) -> Result<Client> {
+    /// The client of `stream`, its first frame `open` (the request).
+    fn open(stream: UnixStream, terminal: bool, open: &Frame) -> Result<Client> {
         stream
             .set_nonblocking(true)
             .context("could not set up the attach socket")?;
@@ -74,9 +79,9 @@ impl Client {
             chunk: vec![0; MAX_PAYLOAD],
             stdin_open: true,
             stdout_open: true,
-            terminal: request.terminal,
+            terminal,
         };
-        client.outbox.push(&Frame::json(Kind::Open, 0, request));
+        client.outbox.push(open);
         Ok(client)
     }
 
@@ -188,11 +193,13 @@ impl Client {
                     let _ = write_all(std::io::stderr().as_fd(), &frame.payload);
                 }
                 Kind::Exit => {
-                    let exit: Exit = frame.parse().unwrap_or(Exit { exit_code: 1 });
-                    return Ok(Some(u8::try_from(exit.exit_code & 0xff).unwrap_or(1)));
+                    let status = frame.exit_status().map_err(|err| {
+                        anyhow::anyhow!("the VM's attach server ended the session with {err}")
+                    })?;
+                    return Ok(Some(status));
                 }
                 Kind::Refused => {
-                    bail!("{}", String::from_utf8_lossy(&frame.payload))
+                    bail!("{}", frame.message())
                 }
                 Kind::VmEnded => bail!("the VM ended; the session with it"),
                 _ => {}

@@ -6,6 +6,7 @@
 //! and the VM dies with nixos-shell.
 
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -92,10 +93,34 @@ impl Console<'_> {
     }
 }
 
+/// The most of the console log [`tail`] reads: its end, where the lines it
+/// shows are. The guest wrote the log, as much as it liked.
+const TAIL_BYTES: u64 = 64 * 1024;
+
 /// The last `lines` lines of the file `log`, without the console's CRs.
 fn tail(log: &Utf8Path, lines: usize) -> String {
-    let text = std::fs::read(log).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
+    File::open(log)
+        .map(|file| tail_of(file, lines))
+        .unwrap_or_default()
+}
+
+/// The last `lines` lines of `log` within its last [`TAIL_BYTES`].
+fn tail_of(mut log: impl Read + Seek, lines: usize) -> String {
+    let start = log
+        .seek(SeekFrom::End(0))
+        .map_or(0, |len| len.saturating_sub(TAIL_BYTES));
+    let mut text = Vec::new();
+    if log.seek(SeekFrom::Start(start)).is_err()
+        || log.take(TAIL_BYTES).read_to_end(&mut text).is_err()
+    {
+        return String::new();
+    }
+    // A line cut by the start is not shown.
+    let whole = match text.iter().position(|&b| b == b'\n') {
+        Some(end) if start > 0 => &text[end + 1..],
+        _ => &text[..],
+    };
+    let text = String::from_utf8_lossy(whole);
     let all: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -112,5 +137,31 @@ mod tests {
         assert_eq!(tail(&log, 2), "two\nthree");
         assert_eq!(tail(&log, 5), "one\ntwo\nthree");
         assert_eq!(tail(&log.with_extension("missing"), 2), "");
+    }
+
+    #[test]
+    fn the_tail_of_a_long_log_reads_only_its_end() {
+        /// A log that counts what is read of it.
+        struct Counted<'a>(std::io::Cursor<Vec<u8>>, &'a std::cell::Cell<u64>);
+        impl Read for Counted<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.0.read(buf)?;
+                self.1.set(self.1.get() + n as u64);
+                Ok(n)
+            }
+        }
+        impl Seek for Counted<'_> {
+            fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+                self.0.seek(to)
+            }
+        }
+        // Before, the whole log was read: a guest that wrote gigabytes to
+        // its console made nixos-shell hold them to show three lines.
+        let mut text = "noise\r\n".repeat(2 << 20).into_bytes();
+        text.extend_from_slice(b"one\r\ntwo\r\n");
+        let read = std::cell::Cell::new(0);
+        let log = Counted(std::io::Cursor::new(text), &read);
+        assert_eq!(tail_of(log, 3), "noise\none\ntwo");
+        assert!(read.get() <= TAIL_BYTES, "read {} bytes", read.get());
     }
 }

@@ -39,7 +39,7 @@ use crate::host::attach::relay;
 use crate::host::compose::ports::PortSocket;
 use crate::host::signals;
 use crate::host::terminal;
-use crate::schema::ports::{Port, TerminalSize, UNKNOWN_SIZE_LINE};
+use crate::schema::ports::{Port, SizeRequests, TerminalSize, UNKNOWN_SIZE_LINE};
 
 /// How long [`Serving::finish`] waits for output once the VM has ended: QEMU
 /// is gone by then, so its sockets read as closed at once; a process that
@@ -193,10 +193,12 @@ fn size_line() -> String {
 
 /// Answers each request of the guest's with the terminal's size now and,
 /// once asked, sends the new size after every resize, until QEMU closes
-/// the socket (or the guest's end stops taking them). Sleeps in poll(2) on
-/// the socket and the resizes' self-pipe.
+/// the socket (or the guest's end stops taking them, or sends what is not
+/// a request: then with one line). Sleeps in poll(2) on the socket and the
+/// resizes' self-pipe.
 fn answer_sizes(mut stream: UnixStream, mut resizes: SignalDelivery<UnixStream, SignalOnly>) {
     let mut asked = false;
+    let mut requests = SizeRequests::default();
     let mut request = [0u8; 64];
     loop {
         let mut ready = [
@@ -215,7 +217,13 @@ fn answer_sizes(mut stream: UnixStream, mut resizes: SignalDelivery<UnixStream, 
         if requested {
             match stream.read(&mut request) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => send = request[..n].contains(&b'\n'),
+                Ok(n) => match requests.read(&request[..n]) {
+                    Ok(count) => send = count > 0,
+                    Err(err) => {
+                        eprintln!("nixos-shell: the guest sent {err} on the resize port; the console no longer follows this terminal's size");
+                        return;
+                    }
+                },
             }
             asked |= send;
         }

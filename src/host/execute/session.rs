@@ -75,19 +75,22 @@ impl Session {
     /// failed before any guest ran (`None`: it did not fail).
     pub fn command_status(&self, qemu_failed: Option<String>) -> Result<u8> {
         let path = self.share().join(RESULT_FILE);
-        let text = match (std::fs::read_to_string(&path), qemu_failed) {
-            (Ok(text), _) => text,
+        let bytes = match (GuestResult::read(&path), qemu_failed) {
+            (Ok(Some(bytes)), _) => bytes,
             // QEMU's own errors (a port in use, a locked or broken disk
             // image) end it with a failure before any guest runs.
-            (Err(_), Some(failed)) => bail!("{failed}"),
-            (Err(_), None) => bail!(
+            (Ok(None), Some(failed)) => bail!("{failed}"),
+            (Ok(None), None) => bail!(
                 "the VM ended without reporting the command's status ({path} is missing); \
                  check the console output above, and that the configuration includes the nixos-shell module"
             ),
+            (Err(err), _) => {
+                bail!("{path} is malformed: {err}; check the console output above")
+            }
         };
-        let result: GuestResult = serde_json::from_str(&text)
-            .with_context(|| format!("{path} is malformed; check the console output above"))?;
-        Ok(u8::try_from(result.exit_code & 0xff).unwrap_or(1))
+        GuestResult::status_from(&bytes).map_err(|err| {
+            anyhow::anyhow!("{path} is malformed: {err}; check the console output above")
+        })
     }
 
     /// Where its files are.

@@ -219,13 +219,13 @@ impl Server {
             Kind::InputEnd => attached.input_ended = true,
             Kind::Resize => {
                 if let (Io::Terminal { master }, Some(size)) =
-                    (&attached.io, frame.parse::<TerminalSize>())
+                    (&attached.io, frame.parse::<TerminalSize>().ok())
                 {
                     spawn::set_size(master, size);
                 }
             }
             Kind::Signal => {
-                if let Some(signal) = frame.parse::<i32>().and_then(Signal::from_named_raw) {
+                if let Some(signal) = frame.parse::<i32>().ok().and_then(Signal::from_named_raw) {
                     attached.signal(signal);
                 }
             }
@@ -236,7 +236,10 @@ impl Server {
                 }
             }
             Kind::OutputAck => {
-                attached.output_unacked = attached.output_unacked.saturating_sub(frame.as_count());
+                // The host's relay writes every count; one that does not
+                // read acknowledges nothing.
+                let acked = frame.read_count().unwrap_or(0);
+                attached.output_unacked = attached.output_unacked.saturating_sub(acked);
             }
             Kind::Close => {
                 attached.closed = true;
@@ -256,11 +259,14 @@ impl Server {
         if self.sessions.contains_key(&id) {
             return;
         }
-        let Some(request) = frame.parse::<Request>() else {
-            let message = "this VM's nixos-shell cannot read the request; use the same nixos-shell on host and guest";
-            self.outbox
-                .push(&Frame::new(Kind::Refused, id, message.as_bytes().to_vec()));
-            return;
+        let request = match frame.parse::<Request>() {
+            Ok(request) => request,
+            Err(err) => {
+                let message = format!("this VM's nixos-shell cannot read the request ({err}); use the same nixos-shell on host and guest");
+                self.outbox
+                    .push(&Frame::new(Kind::Refused, id, message.into_bytes()));
+                return;
+            }
         };
         match spawn::start(id, &request, &self.facts, &self.guest_path) {
             Ok(Started { child, io, dir }) => {
