@@ -447,3 +447,34 @@ fn an_extra_mount_the_environment_left_empty_says_to_evaluate_impurely() {
         "{err}"
     );
 }
+
+/// Regression: with immutable users and systemd-sysusers, the console's
+/// empty root password was `hashedPassword`, which sysusers.nix refuses
+/// for a system user ("only supports initial passwords"), so the system
+/// did not evaluate. It is the initial password there, and root still logs
+/// in with it (immutable users copy it into `hashedPassword`).
+#[test]
+fn immutable_users_with_sysusers_evaluate_with_an_empty_initial_root_password() {
+    let (_dir, standin) = standin(Era::NineP);
+    let module = "{ users.mutableUsers = false; systemd.sysusers.enable = true; }";
+    let got = standin
+        .eval(
+            module,
+            "{ inherit (config.users.users.root) initialHashedPassword hashedPassword;
+               failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+               inherit (config) warnings; }",
+        )
+        .unwrap_or_else(|err| panic!("does not evaluate:\n{err}"));
+    assert_eq!(
+        got,
+        json!({
+            "initialHashedPassword": "",
+            "hashedPassword": "",
+            "failed": [],
+            "warnings": [],
+        })
+    );
+    standin
+        .build(module)
+        .unwrap_or_else(|err| panic!("does not build:\n{err}"));
+}
