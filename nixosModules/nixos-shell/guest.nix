@@ -20,13 +20,16 @@ let
   # tty1's is getty@tty1, started by logind as autovt@tty1 on a switch to
   # the terminal (systemd's units/getty@.service.in and autovt@.service
   # alias; nixos/modules/system/boot/systemd/logind.nix adds
-  # autovt@.service). A unit that is never started orders nothing.
+  # autovt@.service). A unit that is never started orders nothing. Not
+  # systemd-user-sessions.service: logind orders every non-root session
+  # after it (systemd's src/login/logind-session.c, the "login session
+  # barrier"), so a command before it held back every ssh login and
+  # display manager, and kept /run/nologin, for as long as it ran.
   consoleLogins = [
     "getty.target"
     "getty@tty1.service"
     "autovt@tty1.service"
     "serial-getty@hvc0.service"
-    "systemd-user-sessions.service"
   ];
 in
 {
@@ -60,6 +63,11 @@ in
     ];
     conflicts = [ "shutdown.target" ];
     unitConfig.DefaultDependencies = false;
+    # Once per boot: NixOS restarts a changed unit on a switch
+    # (`restartIfChanged`, default true, nixos/lib/systemd-unit-options.nix;
+    # switch-to-configuration reads it as X-RestartIfChanged), and this one
+    # would mount every share again over the first.
+    restartIfChanged = false;
     # modprobe, for the 9p modules when they are not loaded yet.
     path = [ pkgs.kmod ];
     serviceConfig = {
@@ -73,12 +81,20 @@ in
 
   # The user's --command, once the system is up, on the console before its
   # login prompt (a getty on the same terminal would fight the command for
-  # it), or on nixos-shell's virtio ports; then the VM powers off.
+  # it), or on nixos-shell's virtio ports; then the VM powers off. Every
+  # other service, and every other login, starts as usual while it runs;
+  # multi-user.target, which waits for the console's getty (getty.target),
+  # is reached only when it ends, and so what is ordered after that target
+  # (graphical.target) waits too: a VM with --command counts as booted when
+  # the command is done (README.md, "How host facts reach the VM").
   systemd.services.nixos-shell-command = {
     description = "Run nixos-shell's --command";
     wantedBy = [ "multi-user.target" ];
     after = [ "nixos-shell-guest.service" ];
     before = consoleLogins;
+    # Once per boot, like nixos-shell-guest: a switch must not run the
+    # command again (or stop the one that runs).
+    restartIfChanged = false;
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;

@@ -181,6 +181,13 @@ fn the_command_runs_after_the_mounts_and_before_the_consoles_login() {
         ] {
             assert!(before.contains(&getty), "{getty} not in {before:?}");
         }
+        // Regression: logind orders every non-root session after
+        // systemd-user-sessions.service; a command before it held back
+        // every ssh login and display manager while it ran.
+        assert!(
+            !before.contains(&"systemd-user-sessions.service"),
+            "{before:?}"
+        );
         assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
         assert!(
             unit["serviceConfig"]["ExecStart"]
@@ -238,6 +245,10 @@ fn the_resize_follower_is_started_before_the_command_and_the_login() {
     ] {
         assert!(before.contains(&later), "{later} not in {before:?}");
     }
+    assert!(
+        !before.contains(&"systemd-user-sessions.service"),
+        "{before:?}"
+    );
 }
 
 /// `nixos-shell --attach` needs no sshd and no getty: a unit of the guest
@@ -477,4 +488,30 @@ fn immutable_users_with_sysusers_evaluate_with_an_empty_initial_root_password() 
     standin
         .build(module)
         .unwrap_or_else(|err| panic!("does not build:\n{err}"));
+}
+
+/// Regression: the units kept NixOS's `restartIfChanged = true`, so a
+/// `switch-to-configuration` in the VM ran the early step again (every
+/// share mounted a second time over the first) and the command again. Those
+/// run once per boot; the attach server and the resize follower may restart.
+#[test]
+fn a_switch_restarts_neither_the_early_step_nor_the_command() {
+    let (_dir, standin) = standin(Era::NineP);
+    let got = standin
+        .eval(
+            "{ }",
+            "builtins.mapAttrs (_: unit: unit.restartIfChanged) \
+             (builtins.intersectAttrs { nixos-shell-guest = 0; nixos-shell-command = 0; \
+               nixos-shell-attach = 0; nixos-shell-resize = 0; } config.systemd.services)",
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "nixos-shell-guest": false,
+            "nixos-shell-command": false,
+            "nixos-shell-attach": true,
+            "nixos-shell-resize": true,
+        })
+    );
 }
