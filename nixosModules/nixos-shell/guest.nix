@@ -11,8 +11,8 @@
 }:
 let
   cfg = config.nixos-shell;
-  # The package's `guest` output holds the bare binary, without the host
-  # command's references (this nixpkgs' source, the module).
+  # The package's `guest` is its crate, the bare binary, without the
+  # wrapper's references (this nixpkgs' source, the module): package.nix.
   guestRole = "${cfg.package.guest or cfg.package}/bin/nixos-shell-guest";
   # Written by the guest role; see src/schema/facts.rs.
   inherit ((import ./lib.nix).guestPaths) loginEnv;
@@ -74,6 +74,12 @@ in
       Type = "oneshot";
       RemainAfterExit = true;
       ExecStart = "${guestRole} prepare";
+      # A oneshot has no start timeout by default (systemd.service(5),
+      # TimeoutStartSec=), and everything after sysinit.target waits for
+      # this one. The role gives up a share that does not mount in 20 s
+      # (src/guest/mount.rs) and the boot goes on without it; this bounds
+      # whatever else might block it.
+      TimeoutStartSec = "5min";
       StandardOutput = "journal+console";
       StandardError = "journal+console";
     };

@@ -5,6 +5,14 @@ use serde_json::json;
 use super::standin;
 use crate::support::vm::Era;
 
+/// The guest role in the package's crate derivation (package.nix), not in
+/// its wrapper.
+const GUEST_ROLE: &str = concat!(
+    "-nixos-shell-guest-",
+    env!("CARGO_PKG_VERSION"),
+    "/bin/nixos-shell-guest"
+);
+
 /// What the module sets for a throwaway development VM.
 const DEFAULTS: &str = "{
   memorySize = config.virtualisation.memorySize;
@@ -155,7 +163,7 @@ fn the_shares_are_mounted_after_the_local_file_systems_and_before_every_service(
         unit["serviceConfig"]["ExecStart"]
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest prepare"),
+            .ends_with(&format!("{GUEST_ROLE} prepare")),
         "{unit}"
     );
 }
@@ -193,9 +201,7 @@ fn the_command_runs_after_the_mounts_and_before_the_consoles_login() {
             unit["serviceConfig"]["ExecStart"]
                 .as_str()
                 .unwrap()
-                .ends_with(&format!(
-                    "-guest/bin/nixos-shell-guest command --console {console}"
-                )),
+                .ends_with(&format!("{GUEST_ROLE} command --console {console}")),
             "{unit}"
         );
     }
@@ -213,7 +219,7 @@ fn the_resize_follower_runs_for_the_terminal_console_only() {
         with_console
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest follow-resizes --console /dev/hvc0"),
+            .ends_with(&format!("{GUEST_ROLE} follow-resizes --console /dev/hvc0")),
         "{with_console}"
     );
     let without = standin
@@ -265,7 +271,7 @@ fn the_attach_server_is_a_unit_of_its_own_after_the_facts() {
         unit["serviceConfig"]["ExecStart"]
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest serve-attach"),
+            .ends_with(&format!("{GUEST_ROLE} serve-attach")),
         "{unit}"
     );
 }
@@ -514,4 +520,18 @@ fn a_switch_restarts_neither_the_early_step_nor_the_command() {
             "nixos-shell-resize": true,
         })
     );
+}
+
+/// Regression: the early step, a oneshot (no start timeout by default),
+/// blocked the whole boot when a share never mounted. It has one.
+#[test]
+fn the_early_step_has_a_start_timeout() {
+    let (_dir, standin) = standin(Era::NineP);
+    let got = standin
+        .eval(
+            "{ }",
+            "config.systemd.services.nixos-shell-guest.serviceConfig.TimeoutStartSec or null",
+        )
+        .unwrap();
+    assert_eq!(got, json!("5min"));
 }
