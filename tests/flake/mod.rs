@@ -8,4 +8,5 @@
 mod checks;
 mod examples;
 mod newcomer;
+mod package;
 mod users;
