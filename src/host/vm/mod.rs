@@ -17,6 +17,7 @@ pub mod disk;
 pub mod facts;
 pub mod launch;
 pub mod ports;
+pub mod release;
 pub mod session;
 pub mod sockets;
 
@@ -147,6 +148,11 @@ pub fn run(host: &Host, settings: &Settings, built: &Built, session: Session) ->
         &built.identity,
         session.ephemeral_image(&manifest.name),
     )?;
+    if let Some(image) = &disk.image {
+        if let Some(line) = release::check(image, manifest.state_version.as_deref()) {
+            eprintln!("nixos-shell: {line}");
+        }
+    }
     session.prepare_vm()?;
     let ports = needed_ports(host, settings, manifest);
     let exported = shares.export();
