@@ -36,10 +36,12 @@ in
   # Mounts the shares (and writes root's keys and login environment) before
   # every service that might use them. Services with default dependencies
   # start after sysinit.target, which comes after local-fs.target (systemd's
-  # bootup(7)); this unit sits between the two, as qemu-vm.nix's own
-  # register-nix-paths does (nixos/modules/virtualisation/qemu-vm.nix,
-  # `systemd.services.register-nix-paths`: DefaultDependencies = false,
-  # after local-fs.target, before sysinit.target): after the local file
+  # bootup(7)); this unit sits between the two, where systemd's own early
+  # units sit (DefaultDependencies = false, after local-fs.target, before
+  # sysinit.target; systemd-tmpfiles-setup below). (qemu-vm.nix has no unit
+  # there: it registers the VM's store paths with `nix-store --load-db` in
+  # `boot.postBootCommands`, from the `regInfo=` kernel parameter,
+  # nixos/modules/virtualisation/qemu-vm.nix.) After the local file
   # systems a share may be mounted onto (a separate /home, say), before a
   # web server on an extraMounts path or anything reading $HOME starts. It
   # loads the 9p and virtiofs modules itself; systemd-modules-load is only
