@@ -9,4 +9,5 @@ mod checks;
 mod examples;
 mod newcomer;
 mod package;
+mod release;
 mod users;
