@@ -98,7 +98,8 @@
 
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${pkgs.stdenv.hostPlatform.system}.nixos-shell ];
+          # The crate's build inputs (cargo, rustc), not its wrapper's.
+          inputsFrom = [ self.packages.${pkgs.stdenv.hostPlatform.system}.nixos-shell.guest ];
           packages = [
             pkgs.clippy
             pkgs.rustfmt

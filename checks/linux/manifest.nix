@@ -4,8 +4,9 @@
 # memory backend, which depends on the nixpkgs revision, is checked against
 # the run script itself: the manifest names one exactly when the script
 # passes one (nixpkgs since its shares moved to virtiofs), with the script's
-# id and size. The shares are virtiofs on a Linux host, with the host
-# package's virtiofsd (a store path, so checked apart), and 9p elsewhere.
+# id and size, matched by its key=value pairs in any order. The shares are
+# virtiofs on a Linux host, with the host package's virtiofsd (a store path,
+# so checked apart), and 9p elsewhere.
 {
   self,
   pkgs,
@@ -29,11 +30,15 @@ pkgs.runCommand "nixos-shell-manifest" { nativeBuildInputs = [ pkgs.jq ]; } ''
   diff -u expected.json manifest.json
   test "$(jq -c .mounts.virtiofsd "$manifest")" = '${virtiofsd}'
   test -x ${build}/bin/run-dev-vm
-  if grep -q 'memory-backend-memfd,id=mem0,size=${toString memorySize}M' ${build}/bin/run-dev-vm; then
+  # The script's memfd backend, whatever the order of QEMU's key=value
+  # pairs: the one with id mem0 names its size and is shared.
+  backend=null
+  for arg in $(grep -o 'memory-backend-memfd,[^[:space:]"'"'"']*' ${build}/bin/run-dev-vm); do
+    case ",$arg," in *,id=mem0,*) ;; *) continue ;; esac
+    case ",$arg," in *,size=${toString memorySize}M,*) ;; *) continue ;; esac
+    case ",$arg," in *,share=on,*) ;; *) continue ;; esac
     backend='{"id":"mem0","size":${toString memorySize}}'
-  else
-    backend=null
-  fi
+  done
   test "$(jq -c .memoryBackend "$manifest")" = "$(jq -c . <<<"$backend")"
   touch $out
 ''

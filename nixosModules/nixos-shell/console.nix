@@ -24,25 +24,44 @@ in
       # hashedPassword (same file, the user submodule's config), which
       # would outrank a user's initialPassword and depend on the option
       # being decided here, so the empty password is hashedPassword itself
-      # there. Each condition reads only options the other mode defines.
+      # there. Except with systemd-sysusers: it refuses a system user's
+      # hashedPassword unless it equals initialHashedPassword ("only
+      # supports initial passwords", nixos/modules/system/boot/systemd/
+      # sysusers.nix, `assertions`), so there the empty password is the
+      # initial one, which immutable users copy into hashedPassword. Each
+      # condition reads only options the other modes define.
       users.users.root =
         let
           root = config.users.users.root;
           mutable = config.users.mutableUsers;
+          # Older nixpkgs have no systemd-sysusers module.
+          sysusers = config.systemd.sysusers.enable or false;
           noneOf = names: lib.all (name: root.${name} == null) names;
         in
         {
-          initialHashedPassword = lib.mkIf (
-            mutable
-            && noneOf [
-              "hashedPassword"
-              "hashedPasswordFile"
-              "password"
-              "initialPassword"
-            ]
-          ) (mkVMDefault "");
+          initialHashedPassword = lib.mkMerge [
+            (lib.mkIf (
+              mutable
+              && noneOf [
+                "hashedPassword"
+                "hashedPasswordFile"
+                "password"
+                "initialPassword"
+              ]
+            ) (mkVMDefault ""))
+            # Immutable: `password` carries a user's initialPassword.
+            (lib.mkIf (
+              !mutable
+              && sysusers
+              && noneOf [
+                "hashedPasswordFile"
+                "password"
+              ]
+            ) (mkVMDefault ""))
+          ];
           hashedPassword = lib.mkIf (
             !mutable
+            && !sysusers
             && noneOf [
               "hashedPasswordFile"
               "password"

@@ -11,8 +11,8 @@
 }:
 let
   cfg = config.nixos-shell;
-  # The package's `guest` output holds the bare binary, without the host
-  # command's references (this nixpkgs' source, the module).
+  # The package's `guest` is its crate, the bare binary, without the
+  # wrapper's references (this nixpkgs' source, the module): package.nix.
   guestRole = "${cfg.package.guest or cfg.package}/bin/nixos-shell-guest";
   # Written by the guest role; see src/schema/facts.rs.
   inherit ((import ./lib.nix).guestPaths) loginEnv;
@@ -20,23 +20,28 @@ let
   # tty1's is getty@tty1, started by logind as autovt@tty1 on a switch to
   # the terminal (systemd's units/getty@.service.in and autovt@.service
   # alias; nixos/modules/system/boot/systemd/logind.nix adds
-  # autovt@.service). A unit that is never started orders nothing.
+  # autovt@.service). A unit that is never started orders nothing. Not
+  # systemd-user-sessions.service: logind orders every non-root session
+  # after it (systemd's src/login/logind-session.c, the "login session
+  # barrier"), so a command before it held back every ssh login and
+  # display manager, and kept /run/nologin, for as long as it ran.
   consoleLogins = [
     "getty.target"
     "getty@tty1.service"
     "autovt@tty1.service"
     "serial-getty@hvc0.service"
-    "systemd-user-sessions.service"
   ];
 in
 {
   # Mounts the shares (and writes root's keys and login environment) before
   # every service that might use them. Services with default dependencies
   # start after sysinit.target, which comes after local-fs.target (systemd's
-  # bootup(7)); this unit sits between the two, as qemu-vm.nix's own
-  # register-nix-paths does (nixos/modules/virtualisation/qemu-vm.nix,
-  # `systemd.services.register-nix-paths`: DefaultDependencies = false,
-  # after local-fs.target, before sysinit.target): after the local file
+  # bootup(7)); this unit sits between the two, where systemd's own early
+  # units sit (DefaultDependencies = false, after local-fs.target, before
+  # sysinit.target; systemd-tmpfiles-setup below). (qemu-vm.nix has no unit
+  # there: it registers the VM's store paths with `nix-store --load-db` in
+  # `boot.postBootCommands`, from the `regInfo=` kernel parameter,
+  # nixos/modules/virtualisation/qemu-vm.nix.) After the local file
   # systems a share may be mounted onto (a separate /home, say), before a
   # web server on an extraMounts path or anything reading $HOME starts. It
   # loads the 9p and virtiofs modules itself; systemd-modules-load is only
@@ -60,12 +65,23 @@ in
     ];
     conflicts = [ "shutdown.target" ];
     unitConfig.DefaultDependencies = false;
+    # Once per boot: NixOS restarts a changed unit on a switch
+    # (`restartIfChanged`, default true, nixos/lib/systemd-unit-options.nix;
+    # switch-to-configuration reads it as X-RestartIfChanged), and this one
+    # would mount every share again over the first.
+    restartIfChanged = false;
     # modprobe, for the 9p modules when they are not loaded yet.
     path = [ pkgs.kmod ];
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;
       ExecStart = "${guestRole} prepare";
+      # A oneshot has no start timeout by default (systemd.service(5),
+      # TimeoutStartSec=), and everything after sysinit.target waits for
+      # this one. The role gives up a share that does not mount in 20 s
+      # (src/guest/mount.rs) and the boot goes on without it; this bounds
+      # whatever else might block it.
+      TimeoutStartSec = "5min";
       StandardOutput = "journal+console";
       StandardError = "journal+console";
     };
@@ -73,12 +89,20 @@ in
 
   # The user's --command, once the system is up, on the console before its
   # login prompt (a getty on the same terminal would fight the command for
-  # it), or on nixos-shell's virtio ports; then the VM powers off.
+  # it), or on nixos-shell's virtio ports; then the VM powers off. Every
+  # other service, and every other login, starts as usual while it runs;
+  # multi-user.target, which waits for the console's getty (getty.target),
+  # is reached only when it ends, and so what is ordered after that target
+  # (graphical.target) waits too: a VM with --command counts as booted when
+  # the command is done (README.md, "How host facts reach the VM").
   systemd.services.nixos-shell-command = {
     description = "Run nixos-shell's --command";
     wantedBy = [ "multi-user.target" ];
     after = [ "nixos-shell-guest.service" ];
     before = consoleLogins;
+    # Once per boot, like nixos-shell-guest: a switch must not run the
+    # command again (or stop the one that runs).
+    restartIfChanged = false;
     serviceConfig = {
       Type = "oneshot";
       RemainAfterExit = true;

@@ -73,7 +73,9 @@ rec {
     null); `memorySize` the guest's memory in MiB, the size of the shared
     memory backend the CLI adds for virtiofs when the run script has none;
     `memoryBackend` the shared memory backend the run script gives QEMU
-    (`{ id, size }`, size in MiB), or null.
+    (`{ id, size }`, size in MiB), or null; `stateVersion` the
+    configuration's `system.stateVersion`, which the CLI keeps beside a
+    persistent disk image it creates (null: not known).
   */
   mkManifest =
     {
@@ -86,6 +88,7 @@ rec {
       virtiofsd,
       memorySize,
       memoryBackend,
+      stateVersion ? null,
     }:
     {
       version = 3;
@@ -99,6 +102,7 @@ rec {
         inheritPath
         memorySize
         memoryBackend
+        stateVersion
         ;
       mounts = {
         inherit (mounts)

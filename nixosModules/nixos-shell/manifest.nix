@@ -25,6 +25,9 @@ let
     inherit (cfg) inheritPath mounts;
     inherit (cfg.mounts) msize;
     inherit (config.virtualisation) memorySize;
+    # NixOS keys stateful defaults on it (nixos/modules/misc/version.nix);
+    # an image made under one keeps that data when it changes.
+    inherit (config.system) stateVersion;
     # The host's virtiofsd: the CLI runs it on the host, next to QEMU. Only
     # forced for virtiofs, so a 9p VM (a darwin host) never needs it.
     virtiofsd = "${hostPkgs.virtiofsd}/bin/virtiofsd";

@@ -113,6 +113,7 @@ fn unknown_manifest(host: &Host) -> Manifest {
         memory_backend: None,
         memory_size: None,
         attach: false,
+        state_version: None,
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

@@ -24,6 +24,7 @@ pub fn manifest() -> Manifest {
         memory_backend: None,
         memory_size: Some(500),
         attach: false,
+        state_version: None,
         mounts: Mounts {
             mount_home: true,
             mount_home_read_only: false,

@@ -67,6 +67,12 @@ pub struct Manifest {
     /// and `--attach` says so instead of waiting for it.
     #[serde(default)]
     pub attach: bool,
+    /// `system.stateVersion`, which the CLI keeps beside a disk image it
+    /// creates and compares on later runs (`host::vm::release`). Optional
+    /// in version 3: a manifest without it (an older module) means unknown,
+    /// and an older CLI ignores it.
+    #[serde(default)]
+    pub state_version: Option<String>,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together

@@ -218,6 +218,13 @@ impl Fixture {
         command
     }
 
+    /// [`Fixture::command`] with `qemu_args` after `--`, for QEMU.
+    pub fn command_with_qemu_args(&self, args: &[&str], qemu_args: &[&str]) -> Command {
+        let mut command = self.command(args);
+        command.arg("--").args(qemu_args);
+        command
+    }
+
     /// Starts nixos-shell on a 30x100 pseudo-terminal.
     pub fn start(&self, args: &[&str]) -> Console {
         Console::spawn(self.command(args), ROWS, COLS)

@@ -64,7 +64,13 @@ let
         outputs = attrs.outputs or [ "out" ];
         bin = if builtins.elem "guest" outputs then "$guest/bin" else "$out/bin";
       in
-      runCommand "${attrs.pname}-${attrs.version}" { inherit outputs; } ''
+      runCommand "${attrs.pname}-${attrs.version}" {
+        inherit outputs;
+        # As nixpkgs' builder has it: a store path the install step names is
+        # an input of the build. (Not `src`: lib.fileset needs a newer nix
+        # than some test machines have.)
+        postInstall = attrs.postInstall or "";
+      } ''
         for output in ${toString outputs}; do mkdir -p "$(eval echo \$$output)/bin"; done
         cp ${builtins.readFile ./nixos-shell-binary} ${bin}/nixos-shell
         ln -s nixos-shell ${bin}/nixos-shell-guest

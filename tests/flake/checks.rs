@@ -47,3 +47,45 @@ fn every_check_file_is_a_check_and_the_linux_ones_only_on_linux() {
     on_darwin.sort();
     assert_eq!(check_names(&world, "aarch64-darwin"), on_darwin);
 }
+
+/// Regression: `nix flake check` on x86_64-linux tried to build the darwin
+/// example's aarch64-linux system (it pins its guest's platform), which
+/// needs a builder of that platform. Every check on this host builds here;
+/// the darwin example's guest is still evaluated (its check names its .drv).
+#[test]
+fn every_check_builds_on_this_host_and_the_darwin_example_is_evaluated() {
+    let world = OurFlake::new(PATHS, Era::NineP, "#!/bin/sh\n");
+    let system = host_system();
+    // The examples' checks only: the others need a real nixpkgs.
+    let systems: std::collections::BTreeMap<String, String> = world.eval_json(
+        &format!("checks.{system}"),
+        r#"cs: builtins.listToAttrs (map (name: { inherit name; value = cs.${name}.system; })
+             (builtins.filter (n: builtins.substring 0 8 n == "example-") (builtins.attrNames cs)))"#,
+    );
+    assert!(systems.contains_key("example-darwin"), "{systems:?}");
+    let elsewhere: Vec<_> = systems.iter().filter(|(_, s)| **s != system).collect();
+    assert!(
+        elsewhere.is_empty(),
+        "checks for another platform: {elsewhere:?}"
+    );
+    let darwin = world.nix_ok(
+        &[
+            "build",
+            "--no-link",
+            "--json",
+            &format!(
+                "path:{}#checks.{system}.example-darwin",
+                world.flake.display()
+            ),
+        ],
+        &world.root,
+    );
+    let built: serde_json::Value =
+        serde_json::from_slice(&darwin.stdout).expect("nix build printed JSON");
+    let out = built[0]["outputs"]["out"].as_str().expect("an out path");
+    let text = std::fs::read_to_string(out).expect("the check's output");
+    assert!(
+        text.starts_with("aarch64-linux: ") && text.trim_end().ends_with(".drv"),
+        "{text}"
+    );
+}

@@ -8,4 +8,6 @@
 mod checks;
 mod examples;
 mod newcomer;
+mod package;
+mod release;
 mod users;

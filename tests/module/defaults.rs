@@ -5,6 +5,14 @@ use serde_json::json;
 use super::standin;
 use crate::support::vm::Era;
 
+/// The guest role in the package's crate derivation (package.nix), not in
+/// its wrapper.
+const GUEST_ROLE: &str = concat!(
+    "-nixos-shell-guest-",
+    env!("CARGO_PKG_VERSION"),
+    "/bin/nixos-shell-guest"
+);
+
 /// What the module sets for a throwaway development VM.
 const DEFAULTS: &str = "{
   memorySize = config.virtualisation.memorySize;
@@ -155,7 +163,7 @@ fn the_shares_are_mounted_after_the_local_file_systems_and_before_every_service(
         unit["serviceConfig"]["ExecStart"]
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest prepare"),
+            .ends_with(&format!("{GUEST_ROLE} prepare")),
         "{unit}"
     );
 }
@@ -181,14 +189,19 @@ fn the_command_runs_after_the_mounts_and_before_the_consoles_login() {
         ] {
             assert!(before.contains(&getty), "{getty} not in {before:?}");
         }
+        // Regression: logind orders every non-root session after
+        // systemd-user-sessions.service; a command before it held back
+        // every ssh login and display manager while it ran.
+        assert!(
+            !before.contains(&"systemd-user-sessions.service"),
+            "{before:?}"
+        );
         assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
         assert!(
             unit["serviceConfig"]["ExecStart"]
                 .as_str()
                 .unwrap()
-                .ends_with(&format!(
-                    "-guest/bin/nixos-shell-guest command --console {console}"
-                )),
+                .ends_with(&format!("{GUEST_ROLE} command --console {console}")),
             "{unit}"
         );
     }
@@ -206,7 +219,7 @@ fn the_resize_follower_runs_for_the_terminal_console_only() {
         with_console
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest follow-resizes --console /dev/hvc0"),
+            .ends_with(&format!("{GUEST_ROLE} follow-resizes --console /dev/hvc0")),
         "{with_console}"
     );
     let without = standin
@@ -238,6 +251,10 @@ fn the_resize_follower_is_started_before_the_command_and_the_login() {
     ] {
         assert!(before.contains(&later), "{later} not in {before:?}");
     }
+    assert!(
+        !before.contains(&"systemd-user-sessions.service"),
+        "{before:?}"
+    );
 }
 
 /// `nixos-shell --attach` needs no sshd and no getty: a unit of the guest
@@ -254,7 +271,7 @@ fn the_attach_server_is_a_unit_of_its_own_after_the_facts() {
         unit["serviceConfig"]["ExecStart"]
             .as_str()
             .unwrap()
-            .ends_with("-guest/bin/nixos-shell-guest serve-attach"),
+            .ends_with(&format!("{GUEST_ROLE} serve-attach")),
         "{unit}"
     );
 }
@@ -449,4 +466,75 @@ fn an_extra_mount_the_environment_left_empty_says_to_evaluate_impurely() {
         err.contains(r#"extraMounts."/data": the host directory "data" is not absolute"#),
         "{err}"
     );
+}
+
+/// Regression: with immutable users and systemd-sysusers, the console's
+/// empty root password was `hashedPassword`, which sysusers.nix refuses
+/// for a system user ("only supports initial passwords"), so the system
+/// did not evaluate. It is the initial password there, and root still logs
+/// in with it (immutable users copy it into `hashedPassword`).
+#[test]
+fn immutable_users_with_sysusers_evaluate_with_an_empty_initial_root_password() {
+    let (_dir, standin) = standin(Era::NineP);
+    let module = "{ users.mutableUsers = false; systemd.sysusers.enable = true; }";
+    let got = standin
+        .eval(
+            module,
+            "{ inherit (config.users.users.root) initialHashedPassword hashedPassword;
+               failed = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+               inherit (config) warnings; }",
+        )
+        .unwrap_or_else(|err| panic!("does not evaluate:\n{err}"));
+    assert_eq!(
+        got,
+        json!({
+            "initialHashedPassword": "",
+            "hashedPassword": "",
+            "failed": [],
+            "warnings": [],
+        })
+    );
+    standin
+        .build(module)
+        .unwrap_or_else(|err| panic!("does not build:\n{err}"));
+}
+
+/// Regression: the units kept NixOS's `restartIfChanged = true`, so a
+/// `switch-to-configuration` in the VM ran the early step again (every
+/// share mounted a second time over the first) and the command again. Those
+/// run once per boot; the attach server and the resize follower may restart.
+#[test]
+fn a_switch_restarts_neither_the_early_step_nor_the_command() {
+    let (_dir, standin) = standin(Era::NineP);
+    let got = standin
+        .eval(
+            "{ }",
+            "builtins.mapAttrs (_: unit: unit.restartIfChanged) \
+             (builtins.intersectAttrs { nixos-shell-guest = 0; nixos-shell-command = 0; \
+               nixos-shell-attach = 0; nixos-shell-resize = 0; } config.systemd.services)",
+        )
+        .unwrap();
+    assert_eq!(
+        got,
+        json!({
+            "nixos-shell-guest": false,
+            "nixos-shell-command": false,
+            "nixos-shell-attach": true,
+            "nixos-shell-resize": true,
+        })
+    );
+}
+
+/// Regression: the early step, a oneshot (no start timeout by default),
+/// blocked the whole boot when a share never mounted. It has one.
+#[test]
+fn the_early_step_has_a_start_timeout() {
+    let (_dir, standin) = standin(Era::NineP);
+    let got = standin
+        .eval(
+            "{ }",
+            "config.systemd.services.nixos-shell-guest.serviceConfig.TimeoutStartSec or null",
+        )
+        .unwrap();
+    assert_eq!(got, json!("5min"));
 }

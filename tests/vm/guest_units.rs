@@ -3,9 +3,14 @@
 //! services after it, the command, the login), what the login environment
 //! applies to, and which nixpkgs eras boot.
 
-use crate::support::vm::{Console, Era, BOOT_TIMEOUT, MOUNTS_SEEN_BY_SERVICES, OTHER_USER};
+use crate::support::vm::{
+    Console, Era, BOOT_TIMEOUT, MEMORY_MIB, MOUNTS_SEEN_BY_SERVICES, OTHER_USER,
+};
 use crate::support::vm_fixture::{Fixture, ShareOptions, Shares, COLS, DATA_GUEST_PATH, ROWS};
 use crate::PATHS;
+
+/// A shell command printing each mount point as `M:<path>` on a line.
+const MOUNT_POINTS: &str = "cut -d' ' -f2 /proc/mounts | sed 's/^/M:/'";
 
 /// The guest paths of `mounts` (the text of /proc/mounts).
 fn mount_points(mounts: &str) -> Vec<&str> {
@@ -116,5 +121,85 @@ fn every_era_boots_with_9p_shares_without_home_and_with_the_defaults() {
                 vm.transcript()
             );
         }
+    }
+}
+
+/// Regression: a share that never mounted blocked the early step, which
+/// has no start timeout, and with it the whole boot, with no message. Here
+/// the virtiofs shares' daemons cannot serve the guest (its memory is not
+/// shared: a later `-machine memory-backend` replaces nixos-shell's shared
+/// one, the failure of nixpkgs #552774); the run script's own shares are
+/// 9p. The boot goes on to the login, the console names each share, and
+/// nothing is left mounted where they go.
+#[test]
+fn a_share_that_never_mounts_is_named_and_the_boot_goes_on() {
+    let fx = Fixture::with_protocol(PATHS, Era::NineP, Shares::Virtiofs);
+    let backend = format!("memory-backend-ram,id=unshared,size={MEMORY_MIB}M");
+    let mut vm = Console::spawn(
+        fx.command_with_qemu_args(
+            &[],
+            &["-object", &backend, "-machine", "memory-backend=unshared"],
+        ),
+        ROWS,
+        COLS,
+    );
+    vm.wait_for_shell();
+    let home = fx.home().display().to_string();
+    let transcript = vm.transcript();
+    for guest in [home.as_str(), DATA_GUEST_PATH] {
+        assert!(
+            transcript.contains(&format!(" did not mount at {guest} within ")),
+            "{guest} is not named:\n{transcript}"
+        );
+    }
+    assert!(
+        transcript.contains("the boot goes on without it"),
+        "{transcript}"
+    );
+    // What is there instead: an empty directory, which answers.
+    for guest in [home.as_str(), DATA_GUEST_PATH] {
+        let (listing, status) = vm.sh(&format!("ls -A {guest} | wc -l"));
+        assert_eq!(status, 0, "{listing}");
+        assert!(listing.trim_end().ends_with("\n0"), "{guest}: {listing}");
+    }
+    // Ctrl-a x: QEMU quits. Not `poweroff`: its `sync` waits for ever on
+    // the shares whose daemon is gone (the kernel's request is sent).
+    vm.send("\x01x");
+    vm.wait(BOOT_TIMEOUT);
+}
+
+/// Regression: the early step mounted every share again when run a second
+/// time (as a switch did, restarting its unit), one mount over the other.
+/// Run again, it leaves the mounts as they are, in both protocols.
+#[test]
+fn the_early_step_run_again_stacks_no_mount() {
+    for protocol in [Shares::Virtiofs, Shares::NineP] {
+        let fx = Fixture::with_protocol(PATHS, Era::NineP, protocol);
+        let mut vm = fx.start(&[]);
+        vm.wait_for_shell();
+        let (before, status) = vm.sh(MOUNT_POINTS);
+        assert_eq!(status, 0, "{before}");
+        // As a restart of its unit would: without a word (the session
+        // share, 9p, refuses a second mount of its tag, EBUSY, and the
+        // step stopped there).
+        let (out, status) = vm.sh("nixos-shell-guest prepare");
+        assert_eq!(status, 0, "{out}");
+        assert!(!out.contains("warning"), "{}: {out}", protocol.name());
+        let (after, _) = vm.sh(MOUNT_POINTS);
+        let points = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|line| line.trim_end().strip_prefix("M:"))
+                .map(str::to_owned)
+                .collect()
+        };
+        let (before, after) = (points(&before), points(&after));
+        assert!(
+            before.iter().any(|point| point == DATA_GUEST_PATH),
+            "{}: {before:?}",
+            protocol.name()
+        );
+        assert_eq!(before, after, "{} shares", protocol.name());
+        vm.send("poweroff\n");
+        assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
     }
 }

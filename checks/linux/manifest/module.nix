@@ -3,6 +3,8 @@
 # cargo tests (tests/module/manifest.rs, with a stand-in nixpkgs) build it.
 {
   system.name = "dev";
+  # Set, so that the manifest's copy is known in advance.
+  system.stateVersion = "25.05";
   virtualisation.memorySize = 768;
   nixos-shell.mounts = {
     mountHomeReadOnly = true;

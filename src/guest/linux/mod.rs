@@ -69,7 +69,7 @@ fn prepare(reporter: &Reporter) -> u8 {
             ));
             continue;
         }
-        reporter.check(mount::mount_share(share));
+        reporter.check(mount::mount_share_within(share, mount::MOUNT_TIMEOUT));
     }
     let keys_file = Utf8Path::new(GUEST_AUTHORIZED_KEYS_DIR).join(KEYS_USER);
     reporter.check(keys::install(&keys_file, &facts.authorized_keys));

@@ -1,7 +1,7 @@
 //! A plan executed: the builds run, then the VM composed from their result
 //! (`compose::VmRecipe::compose`) runs in this terminal. Everything here
 //! touches the machine: the [`session`] directory and its [`sockets`], the
-//! [`disk`] image and its lock, the served [`ports`] and the shares'
+//! [`disk`] image and its lock (and the [`release`] it was made with), the served [`ports`] and the shares'
 //! daemons (their threads and poll loops), and QEMU itself ([`launch`];
 //! `host::terminal` saves and restores this terminal), with the attach
 //! relay (`attach::relay`) while it runs.
@@ -9,6 +9,7 @@
 pub mod disk;
 pub mod launch;
 pub mod ports;
+pub mod release;
 pub mod session;
 pub mod sockets;
 
@@ -58,6 +59,13 @@ pub fn run(plan: &Plan, session: Session) -> Result<u8> {
         &built.identity,
         session.ephemeral_image(&manifest.name),
     )?;
+    if let Some(line) = disk
+        .image
+        .as_deref()
+        .and_then(|image| release::check(image, manifest.state_version.as_deref()))
+    {
+        eprintln!("nixos-shell: {line}");
+    }
     session.prepare_vm()?;
     let exported = shares.export();
     let ports = recipe.ports(manifest);

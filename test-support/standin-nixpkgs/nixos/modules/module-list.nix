@@ -8,6 +8,7 @@ map (file: ./standin + "/${file}") [
   "environment.nix"
   "systemd.nix"
   "users.nix"
+  "sysusers.nix"
   "getty.nix"
   "sshd.nix"
   "git.nix"

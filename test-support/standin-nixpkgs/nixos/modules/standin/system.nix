@@ -1,7 +1,13 @@
 # nixos/modules/system/activation/top-level.nix, misc/version.nix and
 # tasks/network-interfaces.nix (hostName): the system's name, its state
-# version and the attribute set of things a configuration builds.
-{ config, lib, ... }:
+# version and the attribute set of things a configuration builds, with the
+# system itself (`toplevel`), built for the configuration's own platform.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   inherit (lib) mkOption types;
 in
@@ -31,4 +37,6 @@ in
       description = "The name of the machine.";
     };
   };
+
+  config.system.build.toplevel = pkgs.runCommand "nixos-system-${config.system.name}" { } "mkdir $out";
 }

@@ -52,6 +52,11 @@ in
             default = { };
             description = "The [Unit] section of the unit.";
           };
+          restartIfChanged = mkOption {
+            type = types.bool;
+            default = true;
+            description = "Whether the service is restarted when it changed during a switch.";
+          };
           path = mkOption {
             type = types.listOf (types.oneOf [
               types.package

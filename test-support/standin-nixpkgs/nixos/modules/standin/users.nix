@@ -32,6 +32,16 @@ in
               default = name;
               description = "The name of the user account.";
             };
+            enable = mkOption {
+              type = types.bool;
+              default = true;
+              description = "Whether the user account is created.";
+            };
+            isNormalUser = mkOption {
+              type = types.bool;
+              default = false;
+              description = "Whether this is an account for a real user.";
+            };
             home = mkOption {
               type = types.path;
               default = if name == "root" then "/root" else "/var/empty";
