@@ -311,6 +311,21 @@ mod tests {
             )
         }
 
+        /// The whole lines `bytes` really has, up to the first one too
+        /// long, and whether there was one.
+        fn whole_lines(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+            let mut whole = Vec::new();
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                if line.len() > MAX_LINE {
+                    return (whole, true);
+                }
+                if let Some(line) = line.strip_suffix(b"\n") {
+                    whole.push(line);
+                }
+            }
+            (whole, false)
+        }
+
         proptest! {
             #![proptest_config(crate::schema::proptest_config())]
 
@@ -369,18 +384,7 @@ mod tests {
                     assert!(requests.0.partial.capacity() <= MAX_LINE);
                     read
                 });
-                // The lines the stream really has, up to one too long.
-                let mut whole = Vec::new();
-                let mut too_long = false;
-                for line in bytes.split_inclusive(|&b| b == b'\n') {
-                    if line.len() > MAX_LINE {
-                        too_long = true;
-                        break;
-                    }
-                    if let Some(line) = line.strip_suffix(b"\n") {
-                        whole.push(line);
-                    }
-                }
+                let (whole, too_long) = whole_lines(&bytes);
                 let expected: Result<Vec<_>, BadLine> = whole
                     .iter()
                     .map(|line| TerminalSize::from_line(line))
