@@ -1,0 +1,154 @@
+//! `nixos-shell --switch`: the running VM follows its configuration. The
+//! fixture's guest sees the host's store as qemu-vm.nix shares it, and its
+//! system (`support::vm_fixture::System`) has a switch-to-configuration
+//! whose output, effect (/run/switched) and status the tests see. Driven
+//! by the real CLI and the real nix on the host, the guest role's switch
+//! step in the guest.
+//!
+//! What the harness cannot show: the busybox guest has no systemd, so the
+//! step runs switch-to-configuration directly instead of in a transient
+//! unit (`systemd-run --wait`), which only a NixOS guest exercises.
+
+use std::time::Duration;
+
+use crate::support::vm::{Console, Output, Piped, BOOT_TIMEOUT};
+use crate::support::vm_fixture::{Fixture, System};
+use crate::PATHS;
+
+/// Far above what a build of the fixture and a switch take; a hang guard.
+const SWITCH: Duration = Duration::from_secs(600);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `nixos-shell --switch` of the fixture's configuration, to its end.
+fn switch(fx: &Fixture) -> Output {
+    Piped::spawn_with(fx.command(&["--switch"]), None).finish(b"", SWITCH)
+}
+
+/// What /run/switched in the guest holds ("" without one).
+fn switched(fx: &Fixture) -> String {
+    let out = fx
+        .attach_piped(&["-c", "cat /run/switched 2>/dev/null; true"])
+        .finish(b"", SWITCH);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn running(fx: &Fixture) -> Console {
+    let mut vm = fx.start(&[]);
+    vm.wait_for_shell();
+    vm
+}
+
+fn power_off(mut vm: Console) {
+    vm.send("poweroff\n");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+}
+
+#[test]
+fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_back() {
+    let fx = Fixture::switchable(PATHS);
+    let vm = running(&fx);
+
+    // The build the VM runs: nothing to do.
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already runs this build; nothing to switch"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "", "an unchanged build was activated");
+
+    // A new system: its switch-to-configuration runs in the guest, as
+    // `test`, its output here.
+    fx.set_system(&System {
+        mark: "second",
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("switch-to-configuration test: second"),
+        "stdout: {} stderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("needs a restart"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "second");
+
+    // Its status comes back as nixos-shell's.
+    fx.set_system(&System {
+        mark: "third",
+        status: 4,
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(switched(&fx), "third");
+
+    // A build that fails: nix's error, and the VM as it was, answering.
+    fx.set_system(&System {
+        mark: "fourth",
+        broken: true,
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("broken on purpose"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "third");
+
+    // A new kernel: named as needing a restart, the rest switched.
+    fx.set_system(&System {
+        mark: "fifth",
+        kernel: "k2",
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nixos-shell: needs a restart: the kernel changed (boot.kernelPackages)\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("needs a restart").count(), 1, "{stderr}");
+    assert_eq!(switched(&fx), "fifth");
+    power_off(vm);
+}
+
+#[test]
+fn a_vm_whose_store_is_not_the_hosts_is_refused_without_a_build() {
+    let fx = Fixture::switchable(PATHS);
+    let no_host_store = System {
+        host_store: false,
+        ..System::default()
+    };
+    fx.set_system(&no_host_store);
+    let vm = running(&fx);
+    fx.set_system(&System {
+        mark: "second",
+        ..no_host_store
+    });
+    let before = fx.nix.nix_calls().0;
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nixos-shell: the running VM's store is not the host's"),
+        "{stderr}"
+    );
+    assert_eq!(fx.nix.nix_calls().0, before, "something was built");
+    assert_eq!(switched(&fx), "");
+    power_off(vm);
+}
