@@ -152,3 +152,119 @@ fn a_vm_whose_store_is_not_the_hosts_is_refused_without_a_build() {
     assert_eq!(switched(&fx), "");
     power_off(vm);
 }
+
+/// The lines a `--watch` writes on stderr, as they come.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watching {
+    fn start(fx: &Fixture) -> Watching {
+        let mut child = fx
+            .command(&["--switch", "--watch"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start nixos-shell --switch --watch");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watching {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines up to the next one containing `needle`: that line.
+    fn until(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(SWITCH) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// The rounds so far: one status line each.
+    fn rounds(&self) -> usize {
+        self.seen
+            .iter()
+            .filter(|l| l.contains("waiting for the next save"))
+            .count()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_watch_switches_once_per_burst_of_saves_and_survives_a_broken_one() {
+    let fx = Fixture::switchable(PATHS);
+    let vm = running(&fx);
+    let mut watch = Watching::start(&fx);
+    watch.until("watching");
+    // Three saves at once: one round, of the last.
+    for mark in ["burst-a", "burst-b", "burst-c"] {
+        fx.set_system(&System {
+            mark,
+            ..System::default()
+        });
+    }
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("] switched in "), "{line}");
+    assert_eq!(switched(&fx), "burst-c");
+    // A broken save: its error, and the watch goes on.
+    fx.set_system(&System {
+        mark: "broken",
+        broken: true,
+        ..System::default()
+    });
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("failed"), "{line}");
+    assert!(
+        watch.seen.iter().any(|l| l.contains("broken on purpose")),
+        "{:?}",
+        watch.seen
+    );
+    // The fixed save switches.
+    fx.set_system(&System {
+        mark: "fixed",
+        ..System::default()
+    });
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("] switched in "), "{line}");
+    assert_eq!(switched(&fx), "fixed");
+    assert_eq!(watch.rounds(), 3, "{:?}", watch.seen);
+    // Ctrl-C ends the watch, not the VM.
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(watch.child.id() as libc::pid_t, libc::SIGINT) };
+    watch.until("the watch ended; the VM runs on");
+    let status = watch.child.wait().expect("wait for the watch");
+    assert_eq!(status.code(), Some(0), "{:?}", watch.seen);
+    assert_eq!(watch.rounds(), 3, "{:?}", watch.seen);
+    assert_eq!(switched(&fx), "fixed");
+    power_off(vm);
+}

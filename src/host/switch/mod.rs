@@ -80,11 +80,23 @@ pub fn run(switch: &Switch, host: &Host) -> Result<u8> {
     if switch.watch {
         return watch::run(switch, host, &installable, running);
     }
-    once(switch, host, &running)
+    Ok(match once(switch, host, &running)? {
+        Switched::Unchanged => 0,
+        Switched::Ran(status) => status,
+    })
+}
+
+/// How one switch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switched {
+    /// The VM already ran the build: nothing was done.
+    Unchanged,
+    /// The activation ran and ended with this status.
+    Ran(u8),
 }
 
 /// One switch of `running`: build, compare, activate.
-pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<u8> {
+pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched> {
     let built = Plan::build_only(&switch.build, host)?.builds.realise()?;
     let new = &built.result;
     let Some(toplevel) = new.manifest.switch.toplevel.clone() else {
@@ -103,7 +115,7 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<u8> {
             let old_toplevel = old.manifest.switch.toplevel.as_deref();
             if old.path == new.path || old_toplevel == Some(toplevel.as_path()) {
                 eprintln!("nixos-shell: the VM already runs this build; nothing to switch");
-                return Ok(0);
+                return Ok(Switched::Unchanged);
             }
             match old_toplevel {
                 Some(old_toplevel) => restart::needed(
@@ -130,7 +142,7 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<u8> {
     if status == 0 && restarts.is_empty() {
         let _ = registry::record_build(&running.entry, &new.path);
     }
-    Ok(status)
+    Ok(Switched::Ran(status))
 }
 
 /// Says how the activation of `toplevel` ended, by its status

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use notify::{RecursiveMode, Watcher};
 
-use super::{once, Running};
+use super::{once, Running, Switched};
 use crate::host::nix::resolve::FlakeRef;
 use crate::host::nix::Installable;
 use crate::host::read::Host;
@@ -70,8 +70,9 @@ pub fn run(
         }
         let started = Instant::now();
         let line = match once(switch, host, &running) {
-            Ok(0) => "switched".to_owned(),
-            Ok(status) => format!("the switch failed with status {status}"),
+            Ok(Switched::Ran(0)) => "switched".to_owned(),
+            Ok(Switched::Ran(status)) => format!("the switch failed with status {status}"),
+            Ok(Switched::Unchanged) => "unchanged".to_owned(),
             Err(err) => {
                 if let Some(Stop::Signal(signal)) = err.downcast_ref::<Stop>() {
                     return ended(*signal);
