@@ -124,6 +124,20 @@ fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_b
     assert_eq!(stderr.matches("needs a restart").count(), 1, "{stderr}");
     assert_eq!(switched(&fx), "fifth");
     power_off(vm);
+    assert_eq!(kept_build(&fx), None, "the kept build outlived the VM");
+}
+
+/// The manifest of the build `--switch` keeps beside the VM's registry
+/// entry (the fixture's TMPDIR holds the registry), if one is kept.
+fn kept_build(fx: &Fixture) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let registry = fx.nix.tmp().join(format!("nixos-shell-{uid}"));
+    let entries = std::fs::read_dir(registry).ok()?;
+    let kept = entries
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".result"))?;
+    std::fs::read_to_string(kept.path().join("share/nixos-shell/manifest.json")).ok()
 }
 
 #[test]

@@ -8,8 +8,10 @@
 //! (mode 0700): nothing is found there that another user put.
 //!
 //! Beside each entry, `<identity key>.<pid>.build` links to the build
-//! result the VM was started from, so that `--switch` knows which system
-//! runs without asking the guest.
+//! result the VM runs, so that `--switch` knows which system runs without
+//! asking the guest, and `<identity key>.<pid>.result` is the out-link (a
+//! GC root) of the last build `--switch` made for it, so that the host's
+//! garbage collector leaves the system the VM was switched to while it runs.
 //!
 //! An entry of a nixos-shell that was killed outright stays behind; the
 //! next lookup notices its process is gone and removes it.
@@ -58,6 +60,15 @@ pub struct Registration {
 /// The suffix of the link beside an entry to the build its VM runs.
 const BUILD_SUFFIX: &str = ".build";
 
+/// The suffix of the out-link beside an entry of the build `--switch` made.
+const RESULT_SUFFIX: &str = ".result";
+
+/// Where `--switch` keeps the build it makes for the VM of the entry
+/// `link` (nix's `--out-link`), removed with the entry.
+pub fn result_link(link: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{link}{RESULT_SUFFIX}"))
+}
+
 /// The link to the build that the VM of the entry `link` runs.
 fn build_link(link: &Utf8Path) -> Utf8PathBuf {
     Utf8PathBuf::from(format!("{link}{BUILD_SUFFIX}"))
@@ -83,6 +94,7 @@ pub fn record_build(link: &Utf8Path, build: &Utf8Path) -> Result<()> {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(result_link(&self.link));
         let _ = std::fs::remove_file(build_link(&self.link));
         let _ = std::fs::remove_file(&self.link);
         // The directory too, when no other VM runs: nothing is left in the
@@ -136,7 +148,10 @@ pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBu
         let Some((key, pid)) = entry.file_name().split_once('.') else {
             continue;
         };
-        if let Some(pid) = pid.strip_suffix(BUILD_SUFFIX) {
+        if let Some(pid) = pid
+            .strip_suffix(BUILD_SUFFIX)
+            .or_else(|| pid.strip_suffix(RESULT_SUFFIX))
+        {
             // Goes with its entry, or alone when its nixos-shell is gone.
             if pid.parse::<u32>().is_ok_and(|pid| !running(pid)) {
                 let _ = std::fs::remove_file(entry.path());
@@ -256,9 +271,11 @@ mod tests {
         let stale = registry.join(format!("{}.{}", vm.key(), (1 << 22) + 1));
         std::os::unix::fs::symlink(&socket, &stale).unwrap();
         std::os::unix::fs::symlink("/b", build_link(&stale)).unwrap();
+        std::os::unix::fs::symlink("/r", result_link(&stale)).unwrap();
         assert_eq!(find(&registry, &[vm]).unwrap(), None);
         assert!(std::fs::symlink_metadata(&stale).is_err());
         assert!(std::fs::symlink_metadata(build_link(&stale)).is_err());
+        assert!(std::fs::symlink_metadata(result_link(&stale)).is_err());
         assert!(!registry.exists());
     }
 

@@ -17,7 +17,7 @@ use crate::host::attach::{self, registry};
 use crate::host::compose::Plan;
 use crate::host::nix::{self, BuildResult, Installable};
 use crate::host::read::Host;
-use crate::host::settings::{Config, Switch};
+use crate::host::settings::{Build, Config, Switch};
 use restart::Boot;
 
 /// The VM a switch acts on, found before anything builds.
@@ -97,7 +97,14 @@ pub enum Switched {
 
 /// One switch of `running`: build, compare, activate.
 pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched> {
-    let built = Plan::build_only(&switch.build, host)?.builds.realise()?;
+    // Kept beside the VM's registry entry while it runs: the system it is
+    // switched to must outlive a garbage collection on the host, since the
+    // guest runs it from the host's store.
+    let build = Build {
+        out_link: Some(registry::result_link(&running.entry)),
+        ..switch.build.clone()
+    };
+    let built = Plan::build_only(&build, host)?.builds.realise()?;
     let new = &built.result;
     let Some(toplevel) = new.manifest.switch.toplevel.clone() else {
         bail!(
