@@ -82,6 +82,10 @@ fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_b
         text(&out.stderr)
     );
     assert_eq!(switched(&fx), "second");
+    // The host keeps what the VM now runs from its garbage collector: an
+    // out-link beside the VM's registry entry.
+    let kept = kept_build(&fx).expect("no build kept beside the registry entry");
+    assert!(kept.contains("nixos-system-vm-second"), "{kept}");
 
     // Its status comes back as nixos-shell's.
     fx.set_system(&System {
