@@ -94,7 +94,9 @@ pub struct HostArgs {
     pub switch: bool,
     /// With --switch: stay, and switch again on each save of the
     /// configuration's files; Ctrl-C ends the watch, not the VM.
-    #[arg(long, help_heading = "Change the running VM", requires = "switch")]
+    // Checked in host::settings: clap's own line for a missing `requires`
+    // does not name the flag once made one line.
+    #[arg(long, help_heading = "Change the running VM")]
     pub watch: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here

@@ -141,3 +141,20 @@ fn a_registry_other_users_may_write_to_is_refused() {
         "is not a directory of yours alone (mode 0700); remove it and try again",
     );
 }
+
+#[test]
+fn switch_refuses_the_flags_of_a_run_and_watch_needs_switch() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm("{ }"));
+    let out = fx.run(&["--switch", "--memory", "1G"]);
+    assert_only_error(
+        &out,
+        "the argument '--switch' cannot be used with '--memory <SIZE>'",
+    );
+    let out = fx.run(&["--watch"]);
+    assert_only_error(
+        &out,
+        "--watch switches the running VM on each save: use it with --switch",
+    );
+    assert_eq!(fx.nix_calls().0, 0);
+}

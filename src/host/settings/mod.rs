@@ -136,6 +136,9 @@ impl Mode {
         }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
         let (switch, watch) = (args.switch, args.watch);
+        if watch && !switch {
+            bail!("--watch switches the running VM on each save: use it with --switch");
+        }
         let vm = VmSettings::from_args(&args, host)?;
         let config = args
             .flake
