@@ -21,12 +21,15 @@ pub struct Boot {
 }
 
 impl Boot {
-    /// Reads what the build of `toplevel` and `run_script` carries. The
-    /// toplevel's `kernel`, `initrd` and `kernel-params` are what NixOS's
-    /// run script boots (nixos/modules/virtualisation/qemu-vm.nix: `-kernel
-    /// ${config.system.build.toplevel}/kernel`, `-initrd .../initrd`,
-    /// `$(cat ${config.system.build.toplevel}/kernel-params)`;
-    /// nixos/modules/system/activation/top-level.nix makes them).
+    /// Reads what the build of `toplevel` and `run_script` carries. NixOS's
+    /// run script boots `-kernel ${toplevel}/kernel` with `-append "$(cat
+    /// ${toplevel}/kernel-params) init=${toplevel}/init
+    /// regInfo=${regInfo}/registration ..."` and `-initrd
+    /// ${cfg.directBoot.initrd}`, the initial ramdisk the toplevel's
+    /// `initrd` links to (nixos/modules/virtualisation/qemu-vm.nix, rev
+    /// 00008e8e); nixos/modules/system/activation/top-level.nix makes those
+    /// links and `kernel-params` (`boot.kernelParams`). A new initrd thus
+    /// also changes the run script.
     pub fn read(toplevel: &Utf8Path, run_script: &Utf8Path) -> Boot {
         let link = |name: &str| {
             std::fs::read_link(toplevel.join(name))
