@@ -127,6 +127,21 @@ fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_b
     );
     assert_eq!(stderr.matches("needs a restart").count(), 1, "{stderr}");
     assert_eq!(switched(&fx), "fifth");
+
+    // The guest's step itself refuses a system its store does not show.
+    let out = fx
+        .attach_piped(&[
+            "-c",
+            "/bin/nixos-shell-guest switch /nix/store/00000000000000000000000000000000-none",
+        ])
+        .finish(b"", SWITCH);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not visible in the VM's store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "fifth");
     power_off(vm);
     assert_eq!(kept_build(&fx), None, "the kept build outlived the VM");
 }
