@@ -81,6 +81,23 @@ pub struct HostArgs {
         ]
     )]
     pub attach: bool,
+    /// Build CONFIG and switch its running VM to the new system, without a
+    /// reboot (`switch-to-configuration test`); exits with its status.
+    #[arg(
+        long,
+        help_heading = "Change the running VM",
+        conflicts_with_all = [
+            "attach", "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
+            "no_home", "disk", "ephemeral", "qemu_args", "command",
+        ]
+    )]
+    pub switch: bool,
+    /// With --switch: stay, and switch again on each save of the
+    /// configuration's files; Ctrl-C ends the watch, not the VM.
+    // Checked in host::settings: clap's own line for a missing `requires`
+    // does not name the flag once made one line.
+    #[arg(long, help_heading = "Change the running VM")]
+    pub watch: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.
@@ -183,6 +200,13 @@ pub enum GuestStep {
     },
     /// Serve `nixos-shell --attach` sessions while the VM runs.
     ServeAttach,
+    /// Activate the system TOPLEVEL (`nixos-shell --switch`, through an
+    /// attach session): `switch-to-configuration test` in a transient
+    /// unit, its output here, its exit status.
+    Switch {
+        /// The system to switch to, a store path the host has built.
+        toplevel: Utf8PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -131,6 +131,9 @@ in
     wantedBy = [ "multi-user.target" ];
     after = [ "nixos-shell-guest.service" ];
     before = [ "nixos-shell-command.service" ] ++ consoleLogins;
+    # One follower per boot, as the console has one terminal: a switch
+    # leaves it running (see nixos-shell-attach).
+    restartIfChanged = false;
     serviceConfig = {
       Type = "forking";
       ExecStart = "${guestRole} follow-resizes --console ${cfg.console.device}";
@@ -150,6 +153,13 @@ in
     description = "Serve nixos-shell --attach sessions";
     wantedBy = [ "multi-user.target" ];
     after = [ "nixos-shell-guest.service" ];
+    # `nixos-shell --switch` runs through one of its sessions: a switch to a
+    # build with another guest role would otherwise stop this unit, and the
+    # switch's session with it, halfway. switch-to-configuration skips a
+    # changed unit with X-RestartIfChanged=false ("NOT restarting the
+    # following changed units"; pkgs/by-name/sw/switch-to-configuration-ng,
+    # handle_modified_unit); the new server runs from the next boot.
+    restartIfChanged = false;
     serviceConfig = {
       ExecStart = "${guestRole} serve-attach";
       Restart = "on-failure";

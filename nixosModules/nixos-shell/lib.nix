@@ -89,9 +89,12 @@ rec {
       memorySize,
       memoryBackend,
       stateVersion ? null,
+      toplevel ? null,
+      hostStore ? null,
+      switchable ? null,
     }:
     {
-      version = 3;
+      version = 4;
       # The guest serves `nixos-shell --attach` (guest.nix,
       # nixos-shell-attach.service).
       attach = true;
@@ -104,6 +107,13 @@ rec {
         memoryBackend
         stateVersion
         ;
+      # What `nixos-shell --switch` compares and activates, and whether it
+      # can: the system's toplevel, whether the guest's store is the host's
+      # (so a system built later appears in it), and whether the system
+      # carries bin/switch-to-configuration. null: unknown to this module.
+      switch = {
+        inherit toplevel hostStore switchable;
+      };
       mounts = {
         inherit (mounts)
           mountHome

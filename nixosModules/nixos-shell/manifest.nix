@@ -31,6 +31,24 @@ let
     # The host's virtiofsd: the CLI runs it on the host, next to QEMU. Only
     # forced for virtiofs, so a 9p VM (a darwin host) never needs it.
     virtiofsd = "${hostPkgs.virtiofsd}/bin/virtiofsd";
+    # The system `nixos-shell --switch` activates in the running VM.
+    toplevel = config.system.build.toplevel;
+    # The host's store reaches the guest only with mountHostNixStore: it is
+    # shared at /nix/.ro-store and bound or overlaid at /nix/store; with
+    # useNixStoreImage (or useBootLoader) it defaults to false and the
+    # guest's store is an image of the boot closure alone
+    # (nixos/modules/virtualisation/qemu-vm.nix, options mountHostNixStore,
+    # useNixStoreImage, sharedDirectories.nix-store). Unknown (null) where
+    # the option is not declared.
+    hostStore =
+      if options ? virtualisation.mountHostNixStore then
+        config.virtualisation.mountHostNixStore
+      else
+        null;
+    # With system.switch.enable = false the toplevel has no
+    # bin/switch-to-configuration
+    # (nixos/modules/system/activation/switchable-system.nix).
+    switchable = if options ? system.switch.enable then config.system.switch.enable else null;
     # Since nixpkgs shares the store over virtiofs, its run script backs the
     # guest's memory with a shared memfd of `memorySize` MiB, named mem0
     # (qemu-vm.nix, `virtualisation.qemu.enableSharedMemory`); older

@@ -46,6 +46,7 @@ const NOTE: &str = "\
 fn vm_line(plan: &Plan, recipe: &VmRecipe) -> Result<String> {
     let built = Built {
         result: BuildResult {
+            path: "<result>".into(),
             run_script: "<result>/bin/run-<name>-vm".into(),
             manifest: unknown_manifest(recipe.host),
         },
@@ -114,6 +115,7 @@ fn unknown_manifest(host: &Host) -> Manifest {
         memory_size: None,
         attach: false,
         state_version: None,
+        switch: Default::default(),
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

@@ -12,7 +12,8 @@
 //! 4. [`execute`] runs a plan: the builds, then the VM in this terminal,
 //!    with the threads and poll loops that serve it.
 //!
-//! Beside them: [`attach`] is the attach feature's host side (the registry
+//! Beside them: [`switch`] switches a running VM to a new build of its
+//! configuration (`--switch`, `--watch`); [`attach`] is the attach feature's host side (the registry
 //! of running VMs, the relay a run serves, the client `--attach` runs,
 //! found without building); [`dry_run`] prints a plan; [`generate`] prints
 //! shell completions and the man page for packagers; [`signals`] passes the
@@ -37,6 +38,7 @@ mod settings;
 mod shares;
 mod signals;
 mod stop;
+mod switch;
 mod terminal;
 #[cfg(test)]
 mod test_data;
@@ -48,7 +50,7 @@ use compose::layout::Layout;
 use compose::Plan;
 use execute::session::Session;
 use read::Host;
-use settings::{Attach, Build, Dry, Mode, Run};
+use settings::{Attach, Build, Dry, Mode, Run, Switch};
 use stop::Stop;
 
 /// Runs the mode the command line asks for: nixos-shell's exit status.
@@ -69,6 +71,7 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
         Mode::Run(run) => run_vm(&run, &host),
+        Mode::Switch(switch) => run_switch(&switch, &host),
     }
 }
 
@@ -76,6 +79,12 @@ fn run_mode(args: HostArgs) -> Result<u8> {
 fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
     let installable = nix::resolve(attach.target.config.as_ref(), &host.cwd)?;
     attach::run(&installable, attach, host)
+}
+
+/// `--switch [--watch]`: CONFIG names the running VM (nothing builds
+/// when none runs); the build a run would make is activated in it.
+fn run_switch(switch: &Switch, host: &Host) -> Result<u8> {
+    switch::run(switch, host)
 }
 
 /// `--build-only`: builds and prints the run script. Nothing to keep while

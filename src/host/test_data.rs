@@ -25,6 +25,7 @@ pub fn manifest() -> Manifest {
         memory_size: Some(500),
         attach: false,
         state_version: None,
+        switch: Default::default(),
         mounts: Mounts {
             mount_home: true,
             mount_home_read_only: false,

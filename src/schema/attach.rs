@@ -454,6 +454,11 @@ pub struct Request {
     /// The client's terminal size, with `terminal`.
     #[serde(default)]
     pub size: Option<TerminalSize>,
+    /// `nixos-shell --switch`: instead of `command`, the guest role's own
+    /// `switch` step activates this system (a toplevel in the store); a
+    /// guest that predates it ignores the field and runs `command`.
+    #[serde(default)]
+    pub switch: Option<Utf8PathBuf>,
 }
 
 /// How a session's program ended.
@@ -636,6 +641,7 @@ mod tests {
     fn a_request_reads_back_and_tolerates_what_it_does_not_know() {
         let request = Request {
             version: REQUEST_VERSION,
+            switch: None,
             command: Some("make test".into()),
             terminal: false,
             cwd: "/home/a/p".into(),
@@ -654,6 +660,7 @@ mod tests {
     fn a_request_too_long_for_a_frame_is_refused_before_it_is_sent() {
         let request = Request {
             version: REQUEST_VERSION,
+            switch: None,
             command: Some("x".repeat(MAX_PAYLOAD)),
             terminal: false,
             cwd: "/".into(),
@@ -1022,6 +1029,7 @@ mod tests {
             )
                 .prop_map(|(command, terminal, cwd, term, terminfo, size)| Request {
                     version: REQUEST_VERSION,
+                    switch: None,
                     command,
                     terminal,
                     cwd: cwd.into(),

@@ -23,7 +23,8 @@ pub const MANIFEST_PATH: &str = "share/nixos-shell/manifest.json";
 /// what it meant. Version 3 added [`Mounts::protocol`] with
 /// [`Mounts::virtiofsd`], and [`Manifest::memory_size`]; versions 1 and 2
 /// shared over 9p only, which is what their missing protocol means.
-pub const MANIFEST_VERSION: u32 = 3;
+/// Version 4 added [`Manifest::switch`]; an older manifest's is unknown.
+pub const MANIFEST_VERSION: u32 = 4;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,27 @@ pub struct Manifest {
     /// and an older CLI ignores it.
     #[serde(default)]
     pub state_version: Option<String>,
+    /// What `nixos-shell --switch` needs to know of the system (version 4).
+    #[serde(default)]
+    pub switch: Switch,
+}
+
+/// What a build says about switching a running VM to another build; each
+/// `None` where the module did not know (an older module, or a nixpkgs
+/// without the option).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Switch {
+    /// `config.system.build.toplevel`: the system the VM runs.
+    #[serde(default)]
+    pub toplevel: Option<Utf8PathBuf>,
+    /// `virtualisation.mountHostNixStore`: the guest's store shows the
+    /// host's, so a system built after the boot can reach it.
+    #[serde(default)]
+    pub host_store: Option<bool>,
+    /// `system.switch.enable`: the system has `bin/switch-to-configuration`.
+    #[serde(default)]
+    pub switchable: Option<bool>,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together

@@ -66,6 +66,37 @@ impl Default for ShareOptions {
     }
 }
 
+/// The system of a [`Fixture::switchable`]'s configuration.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// What its switch-to-configuration prints and writes to
+    /// /run/switched in the guest; a different mark, a different system.
+    pub mark: &'static str,
+    /// The status its switch-to-configuration exits with.
+    pub status: u8,
+    /// Names what its `kernel` links to.
+    pub kernel: &'static str,
+    /// `virtualisation.mountHostNixStore`.
+    pub host_store: bool,
+    /// The configuration fails to evaluate.
+    pub broken: bool,
+}
+
+impl Default for System {
+    fn default() -> System {
+        System {
+            mark: "first",
+            status: 0,
+            kernel: "k1",
+            host_store: true,
+            broken: false,
+        }
+    }
+}
+
+/// `work/system.nix` of a [`Fixture::switchable`] (a template).
+const SYSTEM: &str = include_str!("vm_fixture/system.nix.in");
+
 pub struct Fixture {
     /// The fixture underneath: the flake in `work/`, HOME, TMPDIR.
     pub nix: NixFixture,
@@ -117,7 +148,7 @@ impl Fixture {
         let assets = nix.root.join(USER_ASSETS);
         let script = RunScript::new(paths, era, "vm").assets_in(&assets);
         std::fs::copy(paths.cli(), assets.join("nixos-shell")).expect("copy nixos-shell");
-        Fixture::build_with(nix, paths, era, script, shares)
+        Fixture::build_with(nix, paths, era, script, shares, "[ ]")
     }
 
     /// The copy of nixos-shell that [`Fixture::for_another_user`] made
@@ -128,7 +159,52 @@ impl Fixture {
 
     fn build(paths: Paths, era: Era, prelude: &str, shares: ShareOptions) -> Fixture {
         let script = RunScript::new(paths, era, "vm").prelude(prelude);
-        Fixture::build_with(NixFixture::new(paths), paths, era, script, shares)
+        Fixture::build_with(NixFixture::new(paths), paths, era, script, shares, "[ ]")
+    }
+
+    /// A fixture for `--switch`: the guest sees the host's store (9p, as
+    /// qemu-vm.nix shares it), and the configuration's system is
+    /// `work/system.nix`, which [`Fixture::set_system`] writes: a toplevel
+    /// whose `bin/switch-to-configuration` has effects a test sees.
+    pub fn switchable(paths: Paths) -> Fixture {
+        let script = RunScript::new(paths, Era::NineP, "vm").with_host_store();
+        let fixture = Fixture::build_with(
+            NixFixture::new(paths),
+            paths,
+            Era::NineP,
+            script,
+            ShareOptions::default(),
+            "[ ./system.nix ]",
+        );
+        fixture.set_system(&System::default());
+        fixture
+    }
+
+    /// Writes the configuration's system (`work/system.nix`) as `system`
+    /// says.
+    pub fn set_system(&self, system: &System) {
+        let status = system.status.to_string();
+        let host_store = system.host_store.to_string();
+        self.nix.write(
+            "system.nix",
+            &fill(
+                SYSTEM,
+                &[
+                    ("mark", system.mark),
+                    ("status", &status),
+                    ("kernel", system.kernel),
+                    ("host_store", &host_store),
+                    (
+                        "broken",
+                        if system.broken {
+                            "echo broken on purpose >&2; exit 1"
+                        } else {
+                            ""
+                        },
+                    ),
+                ],
+            ),
+        );
     }
 
     fn build_with(
@@ -137,6 +213,7 @@ impl Fixture {
         era: Era,
         script: RunScript,
         shares: ShareOptions,
+        modules: &str,
     ) -> Fixture {
         let world = OurFlake::new(paths, era, &script.nix_template());
         let fixture = Fixture { nix, world };
@@ -161,6 +238,7 @@ impl Fixture {
                     ("protocol", &protocol),
                     ("data_guest_path", DATA_GUEST_PATH),
                     ("data", &data),
+                    ("modules", modules),
                 ],
             ),
         );

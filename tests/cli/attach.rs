@@ -27,15 +27,24 @@ fn without_a_running_vm_it_says_so_in_one_line_and_starts_no_nix() {
     for (args, says) in [
         (
             &["--attach"][..],
-            "no VM of this directory is running; start one with `nixos-shell`, then attach",
+            "no VM of this directory is running; start one with `nixos-shell`",
         ),
         (
             &["--attach", ".#vm", "-c", "true"][..],
-            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`, then attach",
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
         ),
         (
             &["--attach", "--flake", "."][..],
-            "no VM of . is running; start one with `nixos-shell --flake .`, then attach",
+            "no VM of . is running; start one with `nixos-shell --flake .`",
+        ),
+        // --switch builds only once it knows the VM it switches.
+        (
+            &["--switch"][..],
+            "no VM of this directory is running; start one with `nixos-shell`",
+        ),
+        (
+            &["--switch", "--watch", ".#vm"][..],
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
         ),
     ] {
         let out = fx.run(args);
@@ -91,7 +100,12 @@ fn a_run_is_found_while_its_vm_runs_and_only_then() {
         "{facts}"
     );
     let entries = std::fs::read_to_string(fx.root.join("record.registry")).unwrap();
-    let entry = entries.trim();
+    // The entry, and beside it the build its VM runs (for --switch).
+    let listed: Vec<&str> = entries.lines().collect();
+    let [entry, build] = listed[..] else {
+        panic!("not an entry and its build: {entries:?}")
+    };
+    assert_eq!(build, format!("{entry}.build"), "{entries:?}");
     let (key, pid) = entry
         .split_once('.')
         .unwrap_or_else(|| panic!("no entry: {entries:?}"));
@@ -126,4 +140,21 @@ fn a_registry_other_users_may_write_to_is_refused() {
         &fx.run(&["--attach"]),
         "is not a directory of yours alone (mode 0700); remove it and try again",
     );
+}
+
+#[test]
+fn switch_refuses_the_flags_of_a_run_and_watch_needs_switch() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm("{ }"));
+    let out = fx.run(&["--switch", "--memory", "1G"]);
+    assert_only_error(
+        &out,
+        "the argument '--switch' cannot be used with '--memory <SIZE>'",
+    );
+    let out = fx.run(&["--watch"]);
+    assert_only_error(
+        &out,
+        "--watch switches the running VM on each save: use it with --switch",
+    );
+    assert_eq!(fx.nix_calls().0, 0);
 }

@@ -40,6 +40,14 @@ fn the_manifest_carries_the_shares_with_their_coerced_targets_cache_modes_and_ta
         manifest.memory_backend = None;
         // A store path: checked by virtiofs_shares_name_the_hosts_virtiofsd.
         manifest.mounts.virtiofsd = None;
+        // A store path: the system the VM runs, which --switch compares.
+        let toplevel = manifest.switch.toplevel.take();
+        assert!(
+            toplevel
+                .as_ref()
+                .is_some_and(|t| t.as_str().ends_with("-nixos-system-dev")),
+            "{toplevel:?}"
+        );
         assert_eq!(manifest, expected, "{} era", era.name());
     }
     // Spelled out, what the expected manifest says about the shares.
@@ -113,7 +121,7 @@ fn a_linux_host_shares_the_guests_memory_in_every_era_and_the_manifest_says_so()
 fn virtiofs_shares_name_the_hosts_virtiofsd() {
     for era in Era::ALL {
         let manifest = built_manifest(era, "{ }");
-        assert_eq!(manifest.version, 3);
+        assert_eq!(manifest.version, 4);
         assert_eq!(
             manifest.mounts.protocol,
             Protocol::Virtiofs,

@@ -24,6 +24,9 @@
 //!   as that user, and what the guest's root writes in the home is theirs.
 //! - `waits`: nixos-shell's own processes never sleep on a timer while a
 //!   VM runs.
+//! - `switch`: `nixos-shell --switch` in the running VM: a new build
+//!   switched to, its output and status back, an unchanged one left alone,
+//!   a failed build harmless, a new kernel named as needing a restart.
 //! - `daemons`: nixos-shell's virtiofs daemons around a stand-in QEMU
 //!   that fails: up before QEMU starts, gone with it, sockets and all.
 //!
@@ -38,5 +41,6 @@ mod guest_role;
 mod guest_units;
 mod signals;
 mod streams;
+mod switch;
 mod unprivileged;
 mod waits;

@@ -12,6 +12,7 @@ mod power;
 mod report;
 mod resize;
 mod session;
+mod switch;
 mod tags;
 mod user_shell;
 
@@ -26,7 +27,8 @@ use report::Reporter;
 /// The user whose authorized keys the host facts carry.
 const KEYS_USER: &str = "root";
 
-/// Runs the step `args` names; every failure is reported, so the status is 0.
+/// Runs the step `args` names; every failure is reported, so the status is
+/// 0, except `switch`'s, which is the activation's for the host to report.
 pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
     let reporter = Reporter;
     Ok(match args.step {
@@ -34,6 +36,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
         GuestStep::Command { console } => command(&console, &reporter),
         GuestStep::FollowResizes { console } => resize::follow(&console, &reporter),
         GuestStep::ServeAttach => attach::serve(&reporter),
+        GuestStep::Switch { toplevel } => switch::switch(&toplevel),
     })
 }
 

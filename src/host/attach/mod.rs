@@ -17,6 +17,7 @@ mod session;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::nix::Installable;
 use crate::host::read::Host;
@@ -26,19 +27,50 @@ use crate::schema::attach::{Request, REQUEST_VERSION};
 
 /// Attaches to the running VM of `installable`: the session's exit status.
 pub fn run(installable: &Installable, attach: &Attach, host: &Host) -> Result<u8> {
-    let config = attach.target.config.as_ref();
+    let socket = find_running(installable, attach.target.config.as_ref(), host)?;
+    session::run(connect(&socket)?, &request(attach, host))
+}
+
+/// The registry's entry (the attach socket) of the running VM of
+/// `installable`, CONFIG being `config`; one line when none runs.
+pub fn find_running(
+    installable: &Installable,
+    config: Option<&Config>,
+    host: &Host,
+) -> Result<Utf8PathBuf> {
     let registry = registry::dir(&host.env);
-    let Some(socket) = registry::find(&registry, &installable.identities())? else {
-        bail!(
-            "no VM of {} is running; start one with `{}`, then attach",
+    match registry::find(&registry, &installable.identities())? {
+        Some(socket) => Ok(socket),
+        None => bail!(
+            "no VM of {} is running; start one with `{}`",
             described(config),
             start_command(config)
-        );
-    };
-    let stream = UnixStream::connect(&socket).with_context(|| {
+        ),
+    }
+}
+
+/// Connects to the attach socket `socket`.
+fn connect(socket: &Utf8Path) -> Result<UnixStream> {
+    UnixStream::connect(socket).with_context(|| {
         format!("could not reach the VM's nixos-shell at {socket}; it may have just ended")
-    })?;
-    session::run(stream, &request(attach, host))
+    })
+}
+
+/// Switches the VM at the attach socket `socket` to the system `toplevel`
+/// (the guest role's `switch` step, over an attach session with pipes):
+/// its output on this process' streams, its exit status.
+pub fn switch(socket: &Utf8Path, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
+    let request = Request {
+        version: REQUEST_VERSION,
+        command: None,
+        terminal: false,
+        cwd: host.cwd.clone(),
+        term: None,
+        terminfo: None,
+        size: None,
+        switch: Some(toplevel.to_owned()),
+    };
+    session::run_with(connect(socket)?, &request, false)
 }
 
 /// What this side asks for.
@@ -55,6 +87,7 @@ fn request(attach: &Attach, host: &Host) -> Request {
             .map(|entry| entry.bytes),
         term,
         size: host.interactive.then(terminal::size).flatten(),
+        switch: None,
     }
 }
 
@@ -66,8 +99,8 @@ fn described(config: Option<&Config>) -> String {
     }
 }
 
-/// The command that starts the VM `--attach` looked for.
-fn start_command(config: Option<&Config>) -> String {
+/// The command that starts the VM of CONFIG `config`.
+pub fn start_command(config: Option<&Config>) -> String {
     match config {
         Some(Config::Given(config)) => format!("nixos-shell {}", crate::sh::quote(config)),
         Some(Config::Flake(config)) => format!("nixos-shell --flake {}", crate::sh::quote(config)),

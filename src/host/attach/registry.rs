@@ -7,6 +7,12 @@
 //! `nixos-shell-<uid>/` in `$TMPDIR` (else `/tmp`), and is the user's alone
 //! (mode 0700): nothing is found there that another user put.
 //!
+//! Beside each entry, `<identity key>.<pid>.build` links to the build
+//! result the VM runs, so that `--switch` knows which system runs without
+//! asking the guest, and `<identity key>.<pid>.result` is the out-link (a
+//! GC root) of the last build `--switch` made for it, so that the host's
+//! garbage collector leaves the system the VM was switched to while it runs.
+//!
 //! An entry of a nixos-shell that was killed outright stays behind; the
 //! next lookup notices its process is gone and removes it.
 
@@ -51,8 +57,45 @@ pub struct Registration {
     link: Utf8PathBuf,
 }
 
+/// The suffix of the link beside an entry to the build its VM runs.
+const BUILD_SUFFIX: &str = ".build";
+
+/// The suffix of the out-link beside an entry of the build `--switch` made.
+const RESULT_SUFFIX: &str = ".result";
+
+/// Where `--switch` keeps the build it makes for the VM of the entry
+/// `link` (nix's `--out-link`), removed with the entry.
+pub fn result_link(link: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{link}{RESULT_SUFFIX}"))
+}
+
+/// The link to the build that the VM of the entry `link` runs.
+fn build_link(link: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{link}{BUILD_SUFFIX}"))
+}
+
+/// The build result the VM of the entry `link` (as [`find`] returns it)
+/// was started from, when its nixos-shell recorded one.
+pub fn build_of(link: &Utf8Path) -> Option<Utf8PathBuf> {
+    std::fs::read_link(build_link(link))
+        .ok()
+        .and_then(|path| Utf8PathBuf::from_path_buf(path).ok())
+}
+
+/// Records that the VM of the entry `link` now runs the build result
+/// `build` (after a switch to all of it): the link replaced at once.
+pub fn record_build(link: &Utf8Path, build: &Utf8Path) -> Result<()> {
+    let built = build_link(link);
+    let next = Utf8PathBuf::from(format!("{built}.next"));
+    let _ = std::fs::remove_file(&next);
+    std::os::unix::fs::symlink(build, &next).with_context(|| format!("could not create {next}"))?;
+    std::fs::rename(&next, &built).with_context(|| format!("could not replace {built}"))
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(result_link(&self.link));
+        let _ = std::fs::remove_file(build_link(&self.link));
         let _ = std::fs::remove_file(&self.link);
         // The directory too, when no other VM runs: nothing is left in the
         // user's TMPDIR. It fails harmlessly while other entries are there.
@@ -62,14 +105,27 @@ impl Drop for Registration {
     }
 }
 
-/// Enters the VM of `identity`, whose attach socket is `socket`, in `dir`.
-pub fn register(dir: &Utf8Path, identity: &Identity, socket: &Utf8Path) -> Result<Registration> {
+/// Enters the VM of `identity`, whose attach socket is `socket` and which
+/// runs the build result `build`, in `dir`.
+pub fn register(
+    dir: &Utf8Path,
+    identity: &Identity,
+    socket: &Utf8Path,
+    build: &Utf8Path,
+) -> Result<Registration> {
     let link = dir.join(format!("{}.{}", identity.key(), std::process::id()));
     // Twice at most: the last VM of another nixos-shell may remove the
     // empty directory between its creation and the link.
     for _ in 0..2 {
         own(dir)?;
         let _ = std::fs::remove_file(&link);
+        // The build first: an entry found has its build beside it.
+        let built = build_link(&link);
+        let _ = std::fs::remove_file(&built);
+        match std::os::unix::fs::symlink(build, &built) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            linked => linked.with_context(|| format!("could not create {built}"))?,
+        }
         match std::os::unix::fs::symlink(socket, &link) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             linked => linked.with_context(|| format!("could not create {link}"))?,
@@ -92,6 +148,16 @@ pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBu
         let Some((key, pid)) = entry.file_name().split_once('.') else {
             continue;
         };
+        if let Some(pid) = pid
+            .strip_suffix(BUILD_SUFFIX)
+            .or_else(|| pid.strip_suffix(RESULT_SUFFIX))
+        {
+            // Goes with its entry, or alone when its nixos-shell is gone.
+            if pid.parse::<u32>().is_ok_and(|pid| !running(pid)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+            continue;
+        }
         let Ok(pid) = pid.parse::<u32>() else {
             continue;
         };
@@ -169,13 +235,14 @@ mod tests {
         let vm = Identity::new("/p#vm");
         let other = Identity::new("file:/p/vm.nix");
         assert_eq!(find(&registry, std::slice::from_ref(&vm)).unwrap(), None);
-        let entry = register(&registry, &vm, &socket).unwrap();
+        let entry = register(&registry, &vm, &socket, "/nix/store/b-vm".into()).unwrap();
         let mode = std::fs::metadata(&registry).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         let found = find(&registry, &[other.clone(), vm.clone()])
             .unwrap()
             .unwrap();
         assert_eq!(std::fs::read_link(&found).unwrap(), socket);
+        assert_eq!(build_of(&found).unwrap(), "/nix/store/b-vm");
         assert_eq!(find(&registry, &[other]).unwrap(), None);
         drop(entry);
         assert_eq!(find(&registry, &[vm]).unwrap(), None);
@@ -185,8 +252,8 @@ mod tests {
     fn the_directory_goes_with_its_last_entry() {
         let (_tmp, registry) = temp();
         let socket = registry.with_file_name("attach.sock");
-        let first = register(&registry, &Identity::new("/p#vm"), &socket).unwrap();
-        let second = register(&registry, &Identity::new("/q#vm"), &socket).unwrap();
+        let first = register(&registry, &Identity::new("/p#vm"), &socket, "/b".into()).unwrap();
+        let second = register(&registry, &Identity::new("/q#vm"), &socket, "/b".into()).unwrap();
         drop(first);
         assert!(registry.is_dir(), "removed while another VM runs");
         drop(second);
@@ -203,8 +270,12 @@ mod tests {
         // No process has pid 2^22 + 1 (Linux's pid_max is at most 2^22).
         let stale = registry.join(format!("{}.{}", vm.key(), (1 << 22) + 1));
         std::os::unix::fs::symlink(&socket, &stale).unwrap();
+        std::os::unix::fs::symlink("/b", build_link(&stale)).unwrap();
+        std::os::unix::fs::symlink("/r", result_link(&stale)).unwrap();
         assert_eq!(find(&registry, &[vm]).unwrap(), None);
         assert!(std::fs::symlink_metadata(&stale).is_err());
+        assert!(std::fs::symlink_metadata(build_link(&stale)).is_err());
+        assert!(std::fs::symlink_metadata(result_link(&stale)).is_err());
         assert!(!registry.exists());
     }
 
@@ -213,7 +284,7 @@ mod tests {
         let (_tmp, registry) = temp();
         std::fs::create_dir(&registry).unwrap();
         std::fs::set_permissions(&registry, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = register(&registry, &Identity::new("x"), "/s".into()).unwrap_err();
+        let err = register(&registry, &Identity::new("x"), "/s".into(), "/b".into()).unwrap_err();
         assert!(format!("{err:#}").contains("is not a directory of yours alone"));
     }
 }

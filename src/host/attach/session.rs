@@ -21,6 +21,13 @@ use crate::schema::attach::{Decoder, Frame, Kind, Outbox, Request, MAX_PAYLOAD, 
 
 /// Runs the session of `request` on `stream`: its exit status.
 pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
+    run_with(stream, request, true)
+}
+
+/// [`run`] with standard input left alone when `input` is false: the
+/// session's input ends at once (a `--switch`, which reads none, while
+/// the terminal stays the user's, e.g. for `--watch`'s Ctrl-C).
+pub fn run_with(stream: UnixStream, request: &Request, input: bool) -> Result<u8> {
     let open = Frame::open(request).map_err(|err| {
         anyhow::anyhow!(
             "the session's request is {err}; give a shorter command (or a script in the VM)"
@@ -35,6 +42,12 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
     let mut resizes = signals::resizes().context("could not listen for the terminal's resizes")?;
     let wake = signals::wake_fd();
     let mut client = Client::open(stream, request.terminal, &open)?;
+    if !input {
+        client.stdin_open = false;
+        client
+            .outbox
+            .push(&Frame::new(Kind::InputEnd, 0, Vec::new()));
+    }
     let stdin = std::io::stdin();
     loop {
         let ready = client.wait(&mut resizes, wake.as_ref(), stdin.as_fd())?;

@@ -114,7 +114,7 @@ fn attachable(
     let socket = socket_dir.join(ATTACH_SOCKET);
     let clients = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
-    let entry = registry::register(&registry, &built.identity, &socket)?;
+    let entry = registry::register(&registry, &built.identity, &socket, &built.result.path)?;
     Ok(Some((clients, entry)))
 }
 

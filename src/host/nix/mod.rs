@@ -34,7 +34,7 @@ use crate::host::settings::Build;
 use command::{NixBuild, Outcome};
 use resolve::FlakeRef;
 pub use resolve::{resolve, Identity, Installable};
-use result::BuildResult;
+pub use result::BuildResult;
 
 /// The legacy-mode expression: a module file with <nixpkgs/nixos>.
 pub const LEGACY_NIX: &str = include_str!("legacy.nix");

@@ -10,6 +10,8 @@ use crate::schema::manifest::{Manifest, MANIFEST_PATH, MANIFEST_VERSION};
 /// What a build produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildResult {
+    /// The result's store path: which build a VM runs.
+    pub path: Utf8PathBuf,
     pub run_script: Utf8PathBuf,
     pub manifest: Manifest,
 }
@@ -18,6 +20,8 @@ impl BuildResult {
     /// Reads the build result at `path`.
     pub fn read(path: &Utf8Path) -> Result<BuildResult> {
         Ok(BuildResult {
+            // The store path, also when `path` is a link to it.
+            path: path.canonicalize_utf8().unwrap_or_else(|_| path.to_owned()),
             run_script: find_run_script(path)?,
             manifest: read_manifest(path)?,
         })

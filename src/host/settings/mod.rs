@@ -41,6 +41,17 @@ pub enum Mode {
     DryRun(Dry),
     /// Build and start the VM.
     Run(Run),
+    /// `--switch`: build, then switch the running VM to what was built.
+    Switch(Switch),
+}
+
+/// `--switch`'s values: the build, the VM it switches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Switch {
+    pub build: Build,
+    pub target: Target,
+    /// `--watch`: switch again on each save.
+    pub watch: bool,
 }
 
 /// What `--dry-run` shows.
@@ -124,6 +135,10 @@ impl Mode {
             bail!("--attach evaluates nothing: drop the flags for nix");
         }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
+        let (switch, watch) = (args.switch, args.watch);
+        if watch && !switch {
+            bail!("--watch switches the running VM on each save: use it with --switch");
+        }
         let vm = VmSettings::from_args(&args, host)?;
         let config = args
             .flake
@@ -141,6 +156,16 @@ impl Mode {
             host_system: args.host_system,
             out_link: args.out_link.map(|p| absolute(&host.cwd, &p)),
         };
+        if switch {
+            let target = Target {
+                config: build.config.clone(),
+            };
+            return Ok(Mode::Switch(Switch {
+                build,
+                target,
+                watch,
+            }));
+        }
         Ok(match (dry_run, build_only) {
             (true, true) => Mode::DryRun(Dry::BuildOnly(build)),
             (true, false) => Mode::DryRun(Dry::Run(Run { build, vm })),

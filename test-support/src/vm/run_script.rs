@@ -36,6 +36,10 @@ pub const MEMORY_BACKEND_ID: &str = "mem0";
 
 const RUN_VM: &str = include_str!("run_script/run-vm.sh");
 const NINE_P_START: &str = include_str!("run_script/9p-start.sh");
+/// The host's store and the tag it is shared under (qemu-vm.nix's).
+const STORE_DIR: &str = "/nix/store";
+const STORE_TAG: &str = "nix-store";
+
 const NINE_P_OPTIONS: &str = include_str!("run_script/9p.options");
 const VIRTIOFS_START: &str = include_str!("run_script/virtiofs-start.sh");
 const VIRTIOFS_OPTIONS: &str = include_str!("run_script/virtiofs.options");
@@ -87,6 +91,12 @@ pub struct RunScript {
     /// sh code run first, before anything else; tests use it to tamper
     /// with what the CLI handed over.
     pub prelude: String,
+    /// Share the host's Nix store, read-only, as tag `nix-store`, which the
+    /// initramfs binds at /nix/store (qemu-vm.nix's
+    /// `sharedDirectories.nix-store` at /nix/.ro-store, bound at
+    /// /nix/store without `writableStore`): a system built after the boot
+    /// is seen as on NixOS.
+    pub host_store: bool,
 }
 
 impl RunScript {
@@ -105,6 +115,7 @@ impl RunScript {
                 Era::VirtiofsEarly | Era::Virtiofs => virtiofsd(),
             },
             prelude: String::new(),
+            host_store: false,
         }
     }
 
@@ -124,6 +135,12 @@ impl RunScript {
                 .expect("open a VM asset");
             *asset = copy;
         }
+        self
+    }
+
+    /// The same script sharing the host's store (see [`RunScript::host_store`]).
+    pub fn with_host_store(mut self) -> RunScript {
+        self.host_store = true;
         self
     }
 
@@ -178,6 +195,15 @@ impl RunScript {
                 VIRTIOFS_OPTIONS.to_owned(),
             ),
         };
+        // qemu-vm.nix (rev 00008e8e): the store's 9p share is the only one
+        // mounted with cache=loose; QEMU refuses writes to it too.
+        let options = if self.host_store {
+            format!(
+                "    -virtfs local,path={STORE_DIR},security_model=none,mount_tag={STORE_TAG},readonly=on \\\n{options}"
+            )
+        } else {
+            options
+        };
         fill(
             RUN_VM,
             &[
@@ -230,6 +256,7 @@ mod tests {
             initramfs: PathBuf::from("/k/init's.cpio"),
             virtiofsd: PathBuf::from("/opt/bin/virtiofsd"),
             prelude: String::new(),
+            host_store: false,
         }
         .text()
     }
@@ -296,6 +323,7 @@ mod tests {
             initramfs: PathBuf::from("/k/initrd"),
             virtiofsd: PathBuf::from("/opt/bin/virtiofsd"),
             prelude: String::new(),
+            host_store: false,
         }
         .nix_template();
         assert!(template.contains("\n    @sharedMemory@ \\\n"), "{template}");

@@ -113,6 +113,14 @@ fn program(request: &Request, facts: &HostFacts, guest_path: &str) -> Command {
         user_shell::Choice::Use(path) => Some(path),
         user_shell::Choice::Keep | user_shell::Choice::Missing(_) => None,
     };
+    if let Some(toplevel) = &request.switch {
+        // This very role's `switch` step: the server's own executable,
+        // wherever the system installed it.
+        let own = std::env::current_exe().unwrap_or_else(|_| "nixos-shell-guest".into());
+        let mut program = Command::new(own);
+        program.arg("switch").arg(toplevel.as_str());
+        return program;
+    }
     match &request.command {
         Some(cmd) => {
             let mut program = Command::new(shell.unwrap_or_else(|| command::SHELL.into()));

@@ -31,6 +31,13 @@ in
       };
       description = "Attribute set of derivations used to set up the system.";
     };
+    # nixos/modules/system/activation/switchable-system.nix: without it the
+    # toplevel has no bin/switch-to-configuration.
+    system.switch.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = "Whether to include the capability to switch configurations.";
+    };
     networking.hostName = mkOption {
       type = types.strMatching "^$|^[[:alnum:]]([[:alnum:]_-]{0,61}[[:alnum:]])?$";
       default = "nixos";

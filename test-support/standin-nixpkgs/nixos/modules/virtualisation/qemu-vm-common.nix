@@ -33,6 +33,21 @@ let
 in
 {
   options.virtualisation = {
+    # qemu-vm.nix: the guest's store is an image of the boot closure
+    # instead of the host's store.
+    useNixStoreImage = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Build and use a disk image for the Nix store instead of the host's store.";
+    };
+    # qemu-vm.nix: the host's store shared at /nix/.ro-store (by default
+    # unless useNixStoreImage or useBootLoader).
+    mountHostNixStore = mkOption {
+      type = types.bool;
+      default = !cfg.useNixStoreImage;
+      defaultText = lib.literalExpression "!cfg.useNixStoreImage && !cfg.useBootLoader";
+      description = "Mount the host Nix store as a 9p mount.";
+    };
     memorySize = mkOption {
       type = types.ints.positive;
       default = 1024;

@@ -1,0 +1,303 @@
+//! `nixos-shell --switch`: the running VM follows its configuration. The
+//! fixture's guest sees the host's store as qemu-vm.nix shares it, and its
+//! system (`support::vm_fixture::System`) has a switch-to-configuration
+//! whose output, effect (/run/switched) and status the tests see. Driven
+//! by the real CLI and the real nix on the host, the guest role's switch
+//! step in the guest.
+//!
+//! What the harness cannot show: the busybox guest has no systemd, so the
+//! step runs switch-to-configuration directly instead of in a transient
+//! unit (`systemd-run --wait`), which only a NixOS guest exercises.
+
+use std::time::Duration;
+
+use crate::support::vm::{Console, Output, Piped, BOOT_TIMEOUT};
+use crate::support::vm_fixture::{Fixture, System};
+use crate::PATHS;
+
+/// Far above what a build of the fixture and a switch take; a hang guard.
+const SWITCH: Duration = Duration::from_secs(600);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `nixos-shell --switch` of the fixture's configuration, to its end.
+fn switch(fx: &Fixture) -> Output {
+    Piped::spawn_with(fx.command(&["--switch"]), None).finish(b"", SWITCH)
+}
+
+/// What /run/switched in the guest holds ("" without one).
+fn switched(fx: &Fixture) -> String {
+    let out = fx
+        .attach_piped(&["-c", "cat /run/switched 2>/dev/null; true"])
+        .finish(b"", SWITCH);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn running(fx: &Fixture) -> Console {
+    let mut vm = fx.start(&[]);
+    vm.wait_for_shell();
+    vm
+}
+
+fn power_off(mut vm: Console) {
+    vm.send("poweroff\n");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
+}
+
+#[test]
+fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_back() {
+    let fx = Fixture::switchable(PATHS);
+    let vm = running(&fx);
+
+    // The build the VM runs: nothing to do.
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already runs this build; nothing to switch"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "", "an unchanged build was activated");
+
+    // A new system: its switch-to-configuration runs in the guest, as
+    // `test`, its output here.
+    fx.set_system(&System {
+        mark: "second",
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("switch-to-configuration test: second"),
+        "stdout: {} stderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("needs a restart"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "second");
+    // The host keeps what the VM now runs from its garbage collector: an
+    // out-link beside the VM's registry entry.
+    let kept = kept_build(&fx).expect("no build kept beside the registry entry");
+    assert!(kept.contains("nixos-system-vm-second"), "{kept}");
+
+    // Its status comes back as nixos-shell's.
+    fx.set_system(&System {
+        mark: "third",
+        status: 4,
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert_eq!(switched(&fx), "third");
+
+    // A build that fails: nix's error, and the VM as it was, answering.
+    fx.set_system(&System {
+        mark: "fourth",
+        broken: true,
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("broken on purpose"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "third");
+
+    // A new kernel: named as needing a restart, the rest switched.
+    fx.set_system(&System {
+        mark: "fifth",
+        kernel: "k2",
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("nixos-shell: needs a restart: the kernel changed (boot.kernelPackages)\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("needs a restart").count(), 1, "{stderr}");
+    assert_eq!(switched(&fx), "fifth");
+
+    // The guest's step itself refuses a system its store does not show.
+    let out = fx
+        .attach_piped(&[
+            "-c",
+            "/bin/nixos-shell-guest switch /nix/store/00000000000000000000000000000000-none",
+        ])
+        .finish(b"", SWITCH);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not visible in the VM's store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(switched(&fx), "fifth");
+    power_off(vm);
+    assert_eq!(kept_build(&fx), None, "the kept build outlived the VM");
+}
+
+/// The manifest of the build `--switch` keeps beside the VM's registry
+/// entry (the fixture's TMPDIR holds the registry), if one is kept.
+fn kept_build(fx: &Fixture) -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let registry = fx.nix.tmp().join(format!("nixos-shell-{uid}"));
+    let entries = std::fs::read_dir(registry).ok()?;
+    let kept = entries
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".result"))?;
+    std::fs::read_to_string(kept.path().join("share/nixos-shell/manifest.json")).ok()
+}
+
+#[test]
+fn a_vm_whose_store_is_not_the_hosts_is_refused_without_a_build() {
+    let fx = Fixture::switchable(PATHS);
+    let no_host_store = System {
+        host_store: false,
+        ..System::default()
+    };
+    fx.set_system(&no_host_store);
+    let vm = running(&fx);
+    fx.set_system(&System {
+        mark: "second",
+        ..no_host_store
+    });
+    let before = fx.nix.nix_calls().0;
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("nixos-shell: the running VM's store is not the host's"),
+        "{stderr}"
+    );
+    assert_eq!(fx.nix.nix_calls().0, before, "something was built");
+    assert_eq!(switched(&fx), "");
+    power_off(vm);
+}
+
+/// The lines a `--watch` writes on stderr, as they come.
+struct Watching {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Watching {
+    fn start(fx: &Fixture) -> Watching {
+        let mut child = fx
+            .command(&["--switch", "--watch"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start nixos-shell --switch --watch");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watching {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads lines up to the next one containing `needle`: that line.
+    fn until(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(SWITCH) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?}; so far:\n{}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    /// The rounds so far: one status line each.
+    fn rounds(&self) -> usize {
+        self.seen
+            .iter()
+            .filter(|l| l.contains("waiting for the next save"))
+            .count()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_watch_switches_once_per_burst_of_saves_and_survives_a_broken_one() {
+    let fx = Fixture::switchable(PATHS);
+    let vm = running(&fx);
+    let mut watch = Watching::start(&fx);
+    watch.until("watching");
+    // Three saves at once: one round, of the last.
+    for mark in ["burst-a", "burst-b", "burst-c"] {
+        fx.set_system(&System {
+            mark,
+            ..System::default()
+        });
+    }
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("] switched in "), "{line}");
+    assert_eq!(switched(&fx), "burst-c");
+    // A broken save: its error, and the watch goes on.
+    fx.set_system(&System {
+        mark: "broken",
+        broken: true,
+        ..System::default()
+    });
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("failed"), "{line}");
+    assert!(
+        watch.seen.iter().any(|l| l.contains("broken on purpose")),
+        "{:?}",
+        watch.seen
+    );
+    // The fixed save switches.
+    fx.set_system(&System {
+        mark: "fixed",
+        ..System::default()
+    });
+    let line = watch.until("waiting for the next save");
+    assert!(line.contains("] switched in "), "{line}");
+    assert_eq!(switched(&fx), "fixed");
+    assert_eq!(watch.rounds(), 3, "{:?}", watch.seen);
+    // Ctrl-C ends the watch, not the VM.
+    // SAFETY: signals the child this test started.
+    unsafe { libc::kill(watch.child.id() as libc::pid_t, libc::SIGINT) };
+    watch.until("the watch ended; the VM runs on");
+    let status = watch.child.wait().expect("wait for the watch");
+    assert_eq!(status.code(), Some(0), "{:?}", watch.seen);
+    assert_eq!(watch.rounds(), 3, "{:?}", watch.seen);
+    assert_eq!(switched(&fx), "fixed");
+    power_off(vm);
+}
