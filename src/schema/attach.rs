@@ -378,7 +378,26 @@ impl Decoder {
         self.start += HEADER + len;
         Ok(Some(Frame::new(kind, session, payload)))
     }
+
+    /// After a malformed stream: drops what comes before the next
+    /// [`HELLO`] (a guest's attach server that starts again says it
+    /// first), and whether one has come; [`Decoder::next_frame`] then
+    /// reads it. Until it comes, at most `HELLO.len() - 1` bytes are kept:
+    /// the start of one that has not arrived whole.
+    pub fn skip_to_hello(&mut self) -> bool {
+        let pending = &self.buf[self.start..];
+        if let Some(at) = pending.windows(HELLO.len()).position(|w| w == HELLO) {
+            self.start += at;
+            return true;
+        }
+        self.start += pending.len().saturating_sub(HELLO.len() - 1);
+        false
+    }
 }
+
+/// The bytes of the [`Kind::Hello`] frame: a guest's attach server sends
+/// them first, and only then.
+pub const HELLO: [u8; HEADER] = [Kind::Hello as u8, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The data of one session and direction that was sent and not yet
 /// acknowledged, as one end counts it; what the other end says about it is
@@ -849,6 +868,56 @@ mod tests {
                 let mut decoder = Decoder::default();
                 decoder.push(&[&[kind as u8][..], &session.to_be_bytes(), &len.to_be_bytes()].concat());
                 prop_assert_eq!(decoder.next_frame(), Err(Malformed::Oversized(len as usize)));
+            }
+
+            /// Whatever came before, a restarted server's hello and the
+            /// frames after it read as sent, and the garbage waiting for
+            /// it is not held.
+            #[test]
+            fn after_garbage_a_hello_and_what_follows_read_as_sent(
+                garbage in prop::collection::vec(any::<u8>(), 0..20_000),
+                frames in prop::collection::vec(frame(), 0..4),
+                pieces in pieces(),
+            ) {
+                let after: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+                let bytes = [&garbage[..], &HELLO[..], &after[..]].concat();
+                let mut decoder = Decoder::default();
+                let mut rest = &bytes[..];
+                let mut found = false;
+                for &size in pieces.iter().cycle() {
+                    let n = decoder.push(&rest[..size.min(rest.len())]);
+                    rest = &rest[n..];
+                    if decoder.skip_to_hello() {
+                        found = true;
+                        break;
+                    }
+                    prop_assert!(decoder.buf.len() - decoder.start < HELLO.len());
+                    prop_assert!(!rest.is_empty(), "no hello found");
+                }
+                prop_assert!(found);
+                let mut got = Vec::new();
+                'reading: loop {
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) => got.push(frame),
+                            Ok(None) => break,
+                            Err(_) => break 'reading,
+                        }
+                    }
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let n = decoder.push(&rest[..rest.len().min(4096)]);
+                    rest = &rest[n..];
+                }
+                // The first hello in the stream: one in the garbage, or
+                // the server's.
+                let first = bytes.windows(HELLO.len()).position(|w| w == HELLO).unwrap();
+                let expected = decode(&bytes[first..], &[usize::MAX]);
+                prop_assert_eq!(got, expected.0);
+                if first == garbage.len() {
+                    prop_assert_eq!(expected.1, None);
+                }
             }
 
             #[test]
