@@ -15,6 +15,9 @@
 //!   run them: every share is mounted once the early step returns,
 //!   another user's login is left alone, and every nixpkgs era boots
 //!   whatever the shares.
+//! - `misbehaving`: a guest program that takes nixos-shell's ports and
+//!   writes garbage on them: what it hit ends with one line, the rest goes
+//!   on byte for byte, and the host neither grows nor leaks.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -36,6 +39,7 @@ mod console;
 mod daemons;
 mod guest_role;
 mod guest_units;
+mod misbehaving;
 mod signals;
 mod streams;
 mod unprivileged;
