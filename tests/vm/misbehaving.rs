@@ -276,3 +276,104 @@ fn a_guest_that_garbles_its_ports_ends_what_it_hit_and_nothing_else() {
     fx.assert_no_virtiofsd_left();
     assert_eq!(fx.nix.leftovers(), Vec::<String>::new(), "left in TMPDIR");
 }
+
+/// A VM whose `--command` streams through its ports while a session of
+/// the guest's (started through an attach, and so hit itself) garbles the
+/// attach port and starts the server again: the attaches end with one
+/// line, the command's bytes come back exactly and its status with them,
+/// and attach works again. (Its streams' ports cannot be taken while the
+/// command runs: the guest's kernel lets one process open a port, and
+/// what the command writes on them is its output, passed byte for byte.)
+#[test]
+fn a_command_runs_on_byte_for_byte_while_the_guest_garbles_the_attach_port() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let mut vm = fx.start_piped(&["--command", "echo up; cat; exit 5"]);
+    let mut stdin = vm.stdin();
+    let mut stdout = BufReader::new(vm.stdout());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "up\n");
+    let pid = vm.pid();
+    let (rss_before, fds_before) = (rss_kib(pid), open_fds(pid).len());
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut all).unwrap();
+        all
+    });
+    let input = random_bytes(2 * 1024 * 1024, 5);
+    let first_half = input.len() / 2;
+    std::io::Write::write_all(&mut stdin, &input[..first_half]).unwrap();
+
+    let attach_garbage = fx.cwd().join("attach-garbage");
+    let mut bytes = frame(18, 1, b"{not json");
+    bytes.extend(frame(200, 0, b""));
+    bytes.extend(random_bytes(GARBAGE, 6));
+    std::fs::write(&attach_garbage, &bytes).unwrap();
+    // The rogue outlives its own session (setsid): it kills the server,
+    // as its unit's failure would, takes the port, then starts a server.
+    let rogue = fx.cwd().join("rogue.sh");
+    std::fs::write(
+        &rogue,
+        format!(
+            "kill $(ps -o pid,args | grep '[s]erve-attach' | awk '{{print $1}}')\nsleep 1\n{}\ncat {} > $p\nexec /bin/nixos-shell-guest serve-attach 2>/dev/null\n",
+            find_port("org.nixos-shell.attach"),
+            attach_garbage.display()
+        ),
+    )
+    .unwrap();
+    let rogue = format!(
+        "setsid sh {} </dev/null >/dev/null 2>&1 & sleep 600",
+        rogue.display()
+    );
+    let mut hit = fx.attach_piped(&["-c", &rogue]);
+    let status = hit.wait(STEP);
+    let stderr = text(&hit.stderr());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("the VM's attach server"), "{stderr}");
+
+    // Attach works again once the server the rogue started says hello.
+    let piped = random_bytes(256 * 1024, 7);
+    let mut again = attach_cat(&fx, &piped);
+    for _ in 0..RETRIES {
+        if !text(&again.stderr).contains("attach again once it restarts") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        again = attach_cat(&fx, &piped);
+    }
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert!(
+        again.stdout == piped,
+        "{} bytes of {}",
+        again.stdout.len(),
+        piped.len()
+    );
+
+    // The command it did not hit: the rest of its input, then its end.
+    std::io::Write::write_all(&mut stdin, &input[first_half..]).unwrap();
+    let (rss_after, fds_after) = (rss_kib(pid), open_fds(pid).len());
+    drop(stdin);
+    let status = vm.wait(BOOT_TIMEOUT);
+    let out = reader.join().unwrap();
+    assert_eq!(status.code(), Some(5), "{}", text(&vm.stderr()));
+    assert!(
+        out == input,
+        "{} bytes of {} came back",
+        out.len(),
+        input.len()
+    );
+    assert!(
+        rss_after <= rss_before + GROWTH_KIB,
+        "nixos-shell grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert_eq!(fds_after, fds_before, "descriptors");
+    assert_eq!(zombie_children(pid), Vec::<u32>::new());
+    fx.assert_no_virtiofsd_left();
+    assert_eq!(fx.nix.leftovers(), Vec::<String>::new(), "left in TMPDIR");
+}
+
+/// `nixos-shell --attach -c cat` with `input`, to its end.
+fn attach_cat(fx: &Fixture, input: &[u8]) -> crate::support::vm::Output {
+    fx.attach_piped(&["-c", "cat"]).finish(input, STEP)
+}
