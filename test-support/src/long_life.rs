@@ -44,11 +44,11 @@ pub struct Counts {
 impl Counts {
     /// About a minute of work under TCG, for CI.
     pub const SHORT: Counts = Counts {
-        attaches: 100,
-        interactive: 10,
-        resizes: 1000,
+        attaches: 300,
+        interactive: 20,
+        resizes: 2000,
         resizes_per_second: 100,
-        piped: 16 * 1024 * 1024,
+        piped: 32 * 1024 * 1024,
         at_least: Duration::ZERO,
     };
 

@@ -9,7 +9,9 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use crate::support::vm::{open_fds, rss_kib, zombie_children, Console, Era, Pty, BOOT_TIMEOUT};
+use crate::support::vm::{
+    open_fds, rss_kib, zombie_children, Console, Era, Permit, Pty, BOOT_TIMEOUT,
+};
 use crate::support::vm_fixture::{Fixture, COLS, ROWS};
 use crate::vm::cli::same_settings;
 use crate::PATHS;
@@ -120,7 +122,9 @@ impl Host {
 #[test]
 fn a_guest_that_garbles_its_ports_ends_what_it_hit_and_nothing_else() {
     let fx = Fixture::new(PATHS, Era::NineP);
-    let mut vm = fx.start(&[]);
+    let pty = Pty::open(ROWS, COLS);
+    let vm_settings = pty.termios();
+    let mut vm = Console::spawn_on(pty, fx.command(&[]), Some(Permit::acquire(1)));
     vm.wait_for_shell();
     let before = Host::look(&vm);
 
@@ -273,6 +277,10 @@ fn a_guest_that_garbles_its_ports_ends_what_it_hit_and_nothing_else() {
     assert_eq!(zombie_children(after.pid), Vec::<u32>::new());
     vm.send("poweroff\n");
     assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
+    assert!(
+        same_settings(&vm_settings, &vm.pty().termios()),
+        "the VM's terminal settings were not restored"
+    );
     fx.assert_no_virtiofsd_left();
     assert_eq!(fx.nix.leftovers(), Vec::<String>::new(), "left in TMPDIR");
 }
