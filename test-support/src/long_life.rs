@@ -114,7 +114,7 @@ pub fn live(
     }
 
     let elapsed = start.elapsed();
-    let fds_end = open_fds(pid);
+    let fds_end = descriptors_back(pid, fds_start.len());
     let rss_end_kib = rss_kib(pid);
     assert_eq!(
         fds_start.len(),
@@ -132,6 +132,20 @@ pub fn live(
         rss_start_kib,
         rss_end_kib,
         elapsed,
+    }
+}
+
+/// The descriptors of `pid` once they are `count` again, or after
+/// [`STEP`]: the relay drops a client's connection on its own turn,
+/// which may come a moment after the client has exited.
+fn descriptors_back(pid: u32, count: usize) -> Vec<(u32, std::path::PathBuf)> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let fds = open_fds(pid);
+        if fds.len() == count || Instant::now() >= deadline {
+            return fds;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

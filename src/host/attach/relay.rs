@@ -68,6 +68,7 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
     if port.set_nonblocking(true).is_err() {
         return;
     }
+    return_large_buffers();
     let mut relay = Relay {
         port,
         port_decoder: Decoder::default(),
@@ -80,6 +81,28 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
     while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
 }
+
+/// Has this process give back what a session's buffers held once they
+/// are freed. Each client's decoder, and an outbox that a window of data
+/// fills, is larger than glibc's threshold for an allocation of its own
+/// (`mmap`), which glibc raises to the size of each such block freed
+/// (up to 32 MiB): after one large transfer, later ones were served from
+/// the heap and kept there, and a VM's nixos-shell grew with every few
+/// sessions (the long-life test, `vm::long_life`). A fixed threshold turns
+/// that off: a block that large is unmapped when freed.
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) only sets a parameter of the allocator; glibc
+    // takes its own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER as libc::c_int);
+    }
+}
+
+/// The size from which an allocation has pages of its own: glibc's
+/// default, 128 KiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const LARGE_BUFFER: usize = 128 * 1024;
 
 struct Relay {
     port: UnixStream,
