@@ -498,6 +498,9 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The most an empty outbox keeps allocated: a few frames of data.
+    pub const KEEP: usize = 4 * (HEADER + MAX_PAYLOAD);
+
     pub fn push(&mut self, frame: &Frame) {
         self.push_data(frame.kind, frame.session, &frame.payload);
     }
@@ -555,7 +558,13 @@ impl Outbox {
             self.marks.pop_front();
         }
         if self.start == self.buf.len() {
-            self.buf.clear();
+            // Empty: a buffer a window's data once grew is given back, so
+            // what a long-lived relay holds between transfers is small.
+            if self.buf.capacity() > Outbox::KEEP {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         } else if self.start >= self.buf.len() / 2 {
             // Most of it is written: move the rest to the front, so the
@@ -621,6 +630,27 @@ mod tests {
         assert_eq!(outbox.written(first + 5), []);
         assert_eq!(outbox.written(outbox.len()), [(1, 10)]);
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn an_outbox_that_empties_gives_back_what_a_window_grew() {
+        let mut outbox = Outbox::default();
+        for _ in 0..WINDOW / MAX_PAYLOAD {
+            outbox.push(&Frame::new(Kind::Output, 1, vec![b'x'; MAX_PAYLOAD]));
+        }
+        assert!(outbox.buf.capacity() > Outbox::KEEP);
+        outbox.written(outbox.len());
+        assert!(outbox.is_empty());
+        assert!(
+            outbox.buf.capacity() <= Outbox::KEEP,
+            "{}",
+            outbox.buf.capacity()
+        );
+        // A small one keeps its buffer, for the next frames.
+        outbox.push(&Frame::new(Kind::Output, 1, vec![b'x'; 100]));
+        let kept = outbox.buf.capacity();
+        outbox.written(outbox.len());
+        assert_eq!(outbox.buf.capacity(), kept);
     }
 
     #[test]
