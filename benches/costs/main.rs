@@ -14,7 +14,8 @@
 //! Arguments (after `--`): section names to run only some of them:
 //! `cli`, `warm`, `boot` (boot to command and peak RSS), `resize` (the
 //! console following the terminal), `attach` (`--attach`'s start and its
-//! pipes), `shares` (the shared home over 9p and over virtiofs). Environment:
+//! pipes), `shares` (the shared home over 9p and over virtiofs), `long-life`
+//! (one VM for at least 15 minutes: what the host holds at the end). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
 //! `NIXOS_SHELL_BENCH_KEEP` set = keep the benchmark's temporary directory.
@@ -22,6 +23,7 @@
 mod attach;
 mod boot;
 mod load;
+mod long_life;
 mod machine;
 mod measure;
 mod nix;
@@ -45,7 +47,15 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 6] = ["cli", "warm", "boot", "resize", "attach", "shares"];
+const SECTIONS: [&str; 7] = [
+    "cli",
+    "warm",
+    "boot",
+    "resize",
+    "attach",
+    "shares",
+    "long-life",
+];
 
 /// The CLI under test, built by cargo for this benchmark, and its checkout,
 /// for the test-support crate's fixtures: these `env!`s name them only in
@@ -133,6 +143,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("shares") {
         rows.extend(bench.shares());
+    }
+    if wanted("long-life") {
+        rows.extend(bench.long_life());
     }
     println!(
         "{machine}- load average at end: {}\n{}",

@@ -378,7 +378,26 @@ impl Decoder {
         self.start += HEADER + len;
         Ok(Some(Frame::new(kind, session, payload)))
     }
+
+    /// After a malformed stream: drops what comes before the next
+    /// [`HELLO`] (a guest's attach server that starts again says it
+    /// first), and whether one has come; [`Decoder::next_frame`] then
+    /// reads it. Until it comes, at most `HELLO.len() - 1` bytes are kept:
+    /// the start of one that has not arrived whole.
+    pub fn skip_to_hello(&mut self) -> bool {
+        let pending = &self.buf[self.start..];
+        if let Some(at) = pending.windows(HELLO.len()).position(|w| w == HELLO) {
+            self.start += at;
+            return true;
+        }
+        self.start += pending.len().saturating_sub(HELLO.len() - 1);
+        false
+    }
 }
+
+/// The bytes of the [`Kind::Hello`] frame: a guest's attach server sends
+/// them first, and only then.
+pub const HELLO: [u8; HEADER] = [Kind::Hello as u8, 0, 0, 0, 0, 0, 0, 0, 0];
 
 /// The data of one session and direction that was sent and not yet
 /// acknowledged, as one end counts it; what the other end says about it is
@@ -484,6 +503,9 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// The most an empty outbox keeps allocated: a few frames of data.
+    pub const KEEP: usize = 4 * (HEADER + MAX_PAYLOAD);
+
     pub fn push(&mut self, frame: &Frame) {
         self.push_data(frame.kind, frame.session, &frame.payload);
     }
@@ -541,7 +563,13 @@ impl Outbox {
             self.marks.pop_front();
         }
         if self.start == self.buf.len() {
-            self.buf.clear();
+            // Empty: a buffer a window's data once grew is given back, so
+            // what a long-lived relay holds between transfers is small.
+            if self.buf.capacity() > Outbox::KEEP {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
             self.start = 0;
         } else if self.start >= self.buf.len() / 2 {
             // Most of it is written: move the rest to the front, so the
@@ -607,6 +635,27 @@ mod tests {
         assert_eq!(outbox.written(first + 5), []);
         assert_eq!(outbox.written(outbox.len()), [(1, 10)]);
         assert!(outbox.is_empty());
+    }
+
+    #[test]
+    fn an_outbox_that_empties_gives_back_what_a_window_grew() {
+        let mut outbox = Outbox::default();
+        for _ in 0..WINDOW / MAX_PAYLOAD {
+            outbox.push(&Frame::new(Kind::Output, 1, vec![b'x'; MAX_PAYLOAD]));
+        }
+        assert!(outbox.buf.capacity() > Outbox::KEEP);
+        outbox.written(outbox.len());
+        assert!(outbox.is_empty());
+        assert!(
+            outbox.buf.capacity() <= Outbox::KEEP,
+            "{}",
+            outbox.buf.capacity()
+        );
+        // A small one keeps its buffer, for the next frames.
+        outbox.push(&Frame::new(Kind::Output, 1, vec![b'x'; 100]));
+        let kept = outbox.buf.capacity();
+        outbox.written(outbox.len());
+        assert_eq!(outbox.buf.capacity(), kept);
     }
 
     #[test]
@@ -856,6 +905,56 @@ mod tests {
                 let mut decoder = Decoder::default();
                 decoder.push(&[&[kind as u8][..], &session.to_be_bytes(), &len.to_be_bytes()].concat());
                 prop_assert_eq!(decoder.next_frame(), Err(Malformed::Oversized(len as usize)));
+            }
+
+            /// Whatever came before, a restarted server's hello and the
+            /// frames after it read as sent, and the garbage waiting for
+            /// it is not held.
+            #[test]
+            fn after_garbage_a_hello_and_what_follows_read_as_sent(
+                garbage in prop::collection::vec(any::<u8>(), 0..20_000),
+                frames in prop::collection::vec(frame(), 0..4),
+                pieces in pieces(),
+            ) {
+                let after: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
+                let bytes = [&garbage[..], &HELLO[..], &after[..]].concat();
+                let mut decoder = Decoder::default();
+                let mut rest = &bytes[..];
+                let mut found = false;
+                for &size in pieces.iter().cycle() {
+                    let n = decoder.push(&rest[..size.min(rest.len())]);
+                    rest = &rest[n..];
+                    if decoder.skip_to_hello() {
+                        found = true;
+                        break;
+                    }
+                    prop_assert!(decoder.buf.len() - decoder.start < HELLO.len());
+                    prop_assert!(!rest.is_empty(), "no hello found");
+                }
+                prop_assert!(found);
+                let mut got = Vec::new();
+                'reading: loop {
+                    loop {
+                        match decoder.next_frame() {
+                            Ok(Some(frame)) => got.push(frame),
+                            Ok(None) => break,
+                            Err(_) => break 'reading,
+                        }
+                    }
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let n = decoder.push(&rest[..rest.len().min(4096)]);
+                    rest = &rest[n..];
+                }
+                // The first hello in the stream: one in the garbage, or
+                // the server's.
+                let first = bytes.windows(HELLO.len()).position(|w| w == HELLO).unwrap();
+                let expected = decode(&bytes[first..], &[usize::MAX]);
+                prop_assert_eq!(got, expected.0);
+                if first == garbage.len() {
+                    prop_assert_eq!(expected.1, None);
+                }
             }
 
             #[test]

@@ -11,6 +11,9 @@
 //!   module and its own `flake.nix` evaluate and build.
 //! - [`vm`]: the real-QEMU harness: kernel and initramfs, NixOS's run script
 //!   in both eras of its shares, a console on a pseudo-terminal, VM slots.
+//! - [`long_life`]: one VM's long life by counts (attaches, resizes,
+//!   pipes), the host's nixos-shell watched: short in the VM tests, full in
+//!   the benchmark.
 //! - [`vm_fixture`]: the fixture flake the CLI-driven VM tests and the boot
 //!   figures of the benchmark start.
 //! - [`sh`], `template`, [`fs`]: quoting and splitting `sh` words,
@@ -25,6 +28,7 @@
 
 pub mod bench;
 pub mod fs;
+pub mod long_life;
 pub mod nix;
 pub mod nix_fixture;
 pub mod our_flake;

@@ -18,6 +18,9 @@
 //!   drop; [`Piped`] runs the CLI with pipes and no terminal, as a script
 //!   does. At most `MAX_VMS` run at once (`slots.rs`): TCG is slow and the
 //!   machine small.
+//! - `host_process` reads the host's nixos-shell through /proc (resident
+//!   memory, open descriptors, unreaped children), for the tests of a long
+//!   life and of a misbehaving guest.
 //!
 //! Every missing tool is a test failure naming how to install it: a Debian
 //! package, or for virtiofsd (no Debian 12 package) `cargo install
@@ -25,6 +28,7 @@
 
 mod assets;
 mod console;
+mod host_process;
 mod piped;
 mod run_script;
 mod slots;
@@ -34,6 +38,7 @@ use std::time::Duration;
 
 pub use assets::{GUEST_OWN_TERMINFO, MOUNTS_SEEN_BY_SERVICES, OTHER_USER, TPUT};
 pub use console::{Console, Pty};
+pub use host_process::{open_fds, rss_kib, zombie_children};
 pub use piped::{Output, Piped};
 pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};
 pub use slots::Permit;

@@ -15,6 +15,12 @@
 //!   run them: every share is mounted once the early step returns,
 //!   another user's login is left alone, and every nixpkgs era boots
 //!   whatever the shares.
+//! - `long_life`: one VM's long life in short (attaches, resizes, pipes):
+//!   every output exact, the host's descriptors, memory and children as
+//!   they were.
+//! - `misbehaving`: a guest program that takes nixos-shell's ports and
+//!   writes garbage on them: what it hit ends with one line, the rest goes
+//!   on byte for byte, and the host neither grows nor leaks.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -39,6 +45,8 @@ mod console;
 mod daemons;
 mod guest_role;
 mod guest_units;
+mod long_life;
+mod misbehaving;
 mod signals;
 mod streams;
 mod switch;

@@ -68,6 +68,7 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
     if port.set_nonblocking(true).is_err() {
         return;
     }
+    return_large_buffers();
     let mut relay = Relay {
         port,
         port_decoder: Decoder::default(),
@@ -75,10 +76,33 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         clients: BTreeMap::new(),
         next: 1,
         served: false,
+        lost: None,
     };
-    while relay.turn(&clients.listener, ended) {}
+    while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
 }
+
+/// Has this process give back what a session's buffers held once they
+/// are freed. Each client's decoder, and an outbox that a window of data
+/// fills, is larger than glibc's threshold for an allocation of its own
+/// (`mmap`), which glibc raises to the size of each such block freed
+/// (up to 32 MiB): after one large transfer, later ones were served from
+/// the heap and kept there, and a VM's nixos-shell grew with every few
+/// sessions (the long-life test, `vm::long_life`). A fixed threshold turns
+/// that off: a block that large is unmapped when freed.
+fn return_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt(3) only sets a parameter of the allocator; glibc
+    // takes its own lock.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER as libc::c_int);
+    }
+}
+
+/// The size from which an allocation has pages of its own: glibc's
+/// default, 128 KiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const LARGE_BUFFER: usize = 128 * 1024;
 
 struct Relay {
     port: UnixStream,
@@ -88,11 +112,21 @@ struct Relay {
     next: u32,
     /// The guest's attach server has said hello.
     served: bool,
+    /// What the guest sent that is not the protocol, while the relay
+    /// waits for a server that starts again ([`Relay::lose`]).
+    lost: Option<String>,
 }
 
 impl Relay {
-    /// One wait and what it found; `false` once the VM has ended.
-    fn turn(&mut self, listener: &UnixListener, ended: &OwnedFd) -> bool {
+    /// One wait (for at most `timeout`: the tests' way to see that
+    /// nothing more comes) and what it found; `false` once the VM has
+    /// ended.
+    fn turn(
+        &mut self,
+        listener: &UnixListener,
+        ended: &OwnedFd,
+        timeout: Option<&rustix::event::Timespec>,
+    ) -> bool {
         let backlogged = self.port_outbox.len() >= PORT_BACKLOG;
         let mut port_events = PollFlags::empty();
         if !backlogged {
@@ -118,7 +152,7 @@ impl Relay {
             }
             fds.push(PollFd::new(&client.stream, events));
         }
-        match poll(&mut fds, None) {
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => return false,
         }
@@ -154,18 +188,23 @@ impl Relay {
             }
             let id = self.next;
             self.next = self.next.wrapping_add(1).max(1);
-            self.clients.insert(
-                id,
-                Client {
-                    stream,
-                    decoder: Decoder::default(),
-                    outbox: Outbox::default(),
-                    input_unacked: Unacked::default(),
-                    output_held: Unacked::default(),
-                    output_delivered: 0,
-                    ending: false,
-                },
-            );
+            let mut client = Client {
+                stream,
+                decoder: Decoder::default(),
+                outbox: Outbox::default(),
+                input_unacked: Unacked::default(),
+                output_held: Unacked::default(),
+                output_delivered: 0,
+                ending: false,
+            };
+            if let Some(lost) = &self.lost {
+                let message = format!("the VM's attach server sent {lost}; attach again once it restarts (in the VM: systemctl restart nixos-shell-attach)");
+                client
+                    .outbox
+                    .push(&Frame::new(Kind::Refused, 0, message.into_bytes()));
+                client.ending = true;
+            }
+            self.clients.insert(id, client);
         }
     }
 
@@ -178,18 +217,29 @@ impl Relay {
             Err(_) => return false,
         }
         loop {
+            if self.lost.is_some() && !self.port_decoder.skip_to_hello() {
+                return true;
+            }
             match self.port_decoder.next_frame() {
                 Ok(Some(frame)) => self.route(frame),
                 Ok(None) => return true,
-                // Not the guest role's protocol: nothing more can be read.
-                Err(err) => {
-                    self.end_all(&format!(
-                        "the VM's attach server sent {err}; attach no longer works in this VM"
-                    ));
-                    return false;
-                }
+                Err(err) => self.lose(&err),
             }
         }
+    }
+
+    /// The guest sent `err`, which is not the guest role's protocol: where
+    /// its next frame starts is unknown, so every session ends with one
+    /// line, and the relay waits for a server that starts again (the
+    /// module's unit restarts it on failure) and says hello. Until then a
+    /// new client is told so at once.
+    fn lose(&mut self, err: &Malformed) {
+        self.end_all(&format!(
+            "the VM's attach server sent {err}; ending this session; attach again once it restarts"
+        ));
+        // What waits is for a server that is gone or does not read it.
+        self.port_outbox = Outbox::default();
+        self.lost = Some(err.to_string());
     }
 
     /// A frame of the guest's, to its session's client.
@@ -255,7 +305,9 @@ impl Relay {
     /// it on failure) and knows none of the sessions it had: they end, each
     /// with one line, rather than wait for a server that forgot them.
     fn on_hello(&mut self) {
-        if !std::mem::replace(&mut self.served, true) {
+        let restarted = std::mem::replace(&mut self.served, true);
+        // After a loss, every session has ended already.
+        if self.lost.take().is_some() || !restarted {
             return;
         }
         self.end_all("the VM's attach server restarted, ending this session; attach again");
@@ -263,7 +315,7 @@ impl Relay {
 
     /// Ends every session with `message`, its one line.
     fn end_all(&mut self, message: &str) {
-        for client in self.clients.values_mut() {
+        for client in self.clients.values_mut().filter(|client| !client.ending) {
             client
                 .outbox
                 .push(&Frame::new(Kind::Refused, 0, message.as_bytes().to_vec()));
@@ -375,7 +427,7 @@ mod tests {
     use std::io::{Read, Write};
 
     use super::*;
-    use crate::schema::attach::{MAX_PAYLOAD, MAX_UNACKED};
+    use crate::schema::attach::{HELLO, MAX_PAYLOAD, MAX_UNACKED};
 
     /// A relay on a socket pair: the relay, and the guest's end.
     fn relay() -> (Relay, UnixStream) {
@@ -389,6 +441,7 @@ mod tests {
             clients: BTreeMap::new(),
             next: 1,
             served: true,
+            lost: None,
         };
         (relay, guest)
     }
@@ -427,10 +480,16 @@ mod tests {
         while !bytes.is_empty() {
             let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
             let len = word(5) as usize;
-            let kind = [Kind::Close, Kind::Refused, Kind::Output, Kind::OutputAck]
-                .into_iter()
-                .find(|kind| *kind as u8 == bytes[0])
-                .unwrap();
+            let kind = [
+                Kind::Close,
+                Kind::Refused,
+                Kind::Output,
+                Kind::OutputAck,
+                Kind::Input,
+            ]
+            .into_iter()
+            .find(|kind| *kind as u8 == bytes[0])
+            .unwrap();
             frames.push((kind, word(1), bytes[9..9 + len].to_vec()));
             bytes = &bytes[9 + len..];
         }
@@ -480,6 +539,94 @@ mod tests {
         assert!(String::from_utf8_lossy(&to_client[0].2).contains("acknowledgement of 11"));
     }
 
+    /// A few turns that do not wait: what the test wrote is in the
+    /// sockets already (they are local), so each finds what there is.
+    fn settle(relay: &mut Relay, listener: &UnixListener, ended: &OwnedFd) {
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        for _ in 0..8 {
+            assert!(relay.turn(listener, ended, Some(&now)), "the relay ended");
+        }
+    }
+
+    /// What `stream` has now, read until it would block.
+    fn read_now(stream: &mut UnixStream) -> Vec<u8> {
+        stream.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// A guest whose attach stream is garbage ends the sessions it had,
+    /// each with one line, and refuses attaches with one line while it
+    /// does; the relay goes on, and once a server says hello, an attach
+    /// reaches it as before.
+    #[test]
+    fn a_garbled_attach_stream_ends_its_sessions_and_the_next_server_is_served() {
+        let (mut relay, mut guest) = relay();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let mut old = client(&mut relay, 1);
+        relay.next = 2;
+        let garbage: Vec<u8> = (0..50_000u32)
+            .map(|i| (i * 7919 % 251) as u8 | 0x80)
+            .collect();
+        guest.write_all(&garbage[..4096]).unwrap();
+        settle(&mut relay, &listener, &ended);
+        let told = frames(&read_now(&mut old));
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].0, Kind::Refused);
+        let line = String::from_utf8_lossy(&told[0].2);
+        assert!(
+            line.contains("attach server sent a frame of unknown kind"),
+            "{line}"
+        );
+
+        // More garbage, and a client meanwhile: told at once, in a line.
+        guest.write_all(&garbage[4096..]).unwrap();
+        let mut refused = UnixStream::connect(&socket).unwrap();
+        settle(&mut relay, &listener, &ended);
+        let told = frames(&read_now(&mut refused));
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].0, Kind::Refused);
+        assert!(String::from_utf8_lossy(&told[0].2).contains("attach again once it restarts"));
+        assert!(
+            read_now(&mut guest).is_empty(),
+            "the guest was sent {:?}",
+            frames(&read_now(&mut guest))
+        );
+
+        // A server starts again: a new client's session reaches it and
+        // back.
+        guest.write_all(&HELLO).unwrap();
+        settle(&mut relay, &listener, &ended);
+        let mut new = UnixStream::connect(&socket).unwrap();
+        new.write_all(&Frame::new(Kind::Input, 0, b"in".to_vec()).encode())
+            .unwrap();
+        settle(&mut relay, &listener, &ended);
+        let sent = read_now(&mut guest);
+        assert_eq!(sent, Frame::new(Kind::Input, 3, b"in".to_vec()).encode());
+        guest
+            .write_all(&Frame::new(Kind::Output, 3, b"out".to_vec()).encode())
+            .unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert_eq!(
+            frames(&read_now(&mut new)),
+            [(Kind::Output, 3, b"out".to_vec())]
+        );
+    }
+
     #[test]
     fn a_guest_that_stops_reading_stops_the_relay_reading_it() {
         let (mut relay, mut guest) = relay();
@@ -497,7 +644,7 @@ mod tests {
         for _ in 0..300 {
             written += write_some(&mut guest, &stream[written % stream.len()..]);
             while guest.read(&mut taken).is_ok_and(|n| n > 0) {}
-            assert!(relay.turn(&listener, &ended));
+            assert!(relay.turn(&listener, &ended, None));
             most = most.max(relay.port_outbox.len());
         }
         assert!(written > 2 * WINDOW, "the test did not write enough");

@@ -63,6 +63,11 @@ impl Piped {
         }
     }
 
+    /// The process id of what runs (nixos-shell).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The process's standard input, to write to and close at will.
     pub fn stdin(&mut self) -> ChildStdin {
         self.child.stdin.take().expect("stdin is taken once")
