@@ -81,6 +81,17 @@ pub struct HostArgs {
         ]
     )]
     pub attach: bool,
+    /// Stop the running VM of CONFIG: power it off, end QEMU if it does
+    /// not in time, and wait until everything is gone.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "attach", "command", "build_only", "dry_run", "out_link", "memory", "cores",
+            "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args", "guest_system",
+            "host_system",
+        ]
+    )]
+    pub stop: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.

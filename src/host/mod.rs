@@ -48,7 +48,7 @@ use compose::layout::Layout;
 use compose::Plan;
 use execute::session::Session;
 use read::Host;
-use settings::{Attach, Build, Dry, Mode, Run};
+use settings::{Build, Dry, Mode, Run, Target};
 use stop::Stop;
 
 /// Runs the mode the command line asks for: nixos-shell's exit status.
@@ -65,17 +65,17 @@ fn run_mode(args: HostArgs) -> Result<u8> {
     let host = Host::read()?;
     match Mode::from_args(args, &host)? {
         Mode::Generate(page) => page.print(),
-        Mode::Attach(attach) => run_attach(&attach, &host),
+        Mode::Attach(attach) => attach::run(&attach, &host),
+        Mode::Stop(target) => stop_vm(&target, &host),
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
         Mode::Run(run) => run_vm(&run, &host),
     }
 }
 
-/// `--attach`: CONFIG names the VM; nothing builds.
-fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
-    let installable = nix::resolve(attach.target.config.as_ref(), &host.cwd)?;
-    attach::run(&installable, attach, host)
+/// `--stop`: CONFIG names the VM, whose holder stops it; nothing builds.
+fn stop_vm(target: &Target, host: &Host) -> Result<u8> {
+    attach::holder::stop(&attach::running(target, host)?)
 }
 
 /// `--build-only`: builds and prints the run script. Nothing to keep while

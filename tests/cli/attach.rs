@@ -27,15 +27,19 @@ fn without_a_running_vm_it_says_so_in_one_line_and_starts_no_nix() {
     for (args, says) in [
         (
             &["--attach"][..],
-            "no VM of this directory is running; start one with `nixos-shell`, then attach",
+            "no VM of this directory is running; start one with `nixos-shell`",
         ),
         (
             &["--attach", ".#vm", "-c", "true"][..],
-            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`, then attach",
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
+        ),
+        (
+            &["--stop", ".#vm"][..],
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
         ),
         (
             &["--attach", "--flake", "."][..],
-            "no VM of . is running; start one with `nixos-shell --flake .`, then attach",
+            "no VM of . is running; start one with `nixos-shell --flake .`",
         ),
     ] {
         let out = fx.run(args);

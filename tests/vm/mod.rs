@@ -20,6 +20,8 @@
 //!   away).
 //! - `signals`: signals sent to nixos-shell while its VM runs, and
 //!   nixos-shell killed outright: nothing survives or is left behind.
+//! - `stop`: `nixos-shell --stop` of a running VM: powered off, its
+//!   nixos-shell gone with everything it ran, waited for without a timer.
 //! - `unprivileged`: an ordinary user runs a built VM; its virtiofsd runs
 //!   as that user, and what the guest's root writes in the home is theirs.
 //! - `waits`: nixos-shell's own processes never sleep on a timer while a
@@ -37,6 +39,7 @@ mod daemons;
 mod guest_role;
 mod guest_units;
 mod signals;
+mod stop;
 mod streams;
 mod unprivileged;
 mod waits;

@@ -7,9 +7,12 @@
 //! guest (`schema::attach`).
 //!
 //! The whole feature's host side is here: the [`registry`] a run enters its
-//! VM in, the [`relay`] it serves while the VM runs (`host::execute`), and
-//! the client's [`session`].
+//! VM in, the [`relay`] it serves while the VM runs (`host::execute`), the
+//! client's [`session`], and the requests a client makes of the VM's
+//! holder itself ([`holder`]: `--stop`). [`running`] finds the VM of a
+//! CONFIG for every mode that acts on one.
 
+pub mod holder;
 pub mod registry;
 pub mod relay;
 mod session;
@@ -18,26 +21,43 @@ use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
 
-use crate::host::nix::Installable;
+use crate::host::nix;
 use crate::host::read::Host;
-use crate::host::settings::{Attach, Config};
+use crate::host::settings::{Attach, Config, Target};
 use crate::host::terminal::{self, terminfo};
 use crate::schema::attach::{Request, REQUEST_VERSION};
+use registry::Entry;
 
-/// Attaches to the running VM of `installable`: the session's exit status.
-pub fn run(installable: &Installable, attach: &Attach, host: &Host) -> Result<u8> {
-    let config = attach.target.config.as_ref();
+/// The entry of the running VM of `target`, found without nix: CONFIG
+/// resolves to the identities that name its disk image, and the registry
+/// leads from them to the VM's holder. Every mode that acts on a running
+/// VM asks here, so that all answer a missing VM with the same line.
+pub fn running(target: &Target, host: &Host) -> Result<Entry> {
+    let config = target.config.as_ref();
+    let installable = nix::resolve(config, &host.cwd)?;
     let registry = registry::dir(&host.env);
-    let Some(socket) = registry::find(&registry, &installable.identities())? else {
-        bail!(
-            "no VM of {} is running; start one with `{}`, then attach",
+    match registry::find(&registry, &installable.identities())? {
+        Some(entry) => Ok(entry),
+        None => bail!(
+            "no VM of {} is running; start one with `{}`",
             described(config),
             start_command(config)
-        );
-    };
-    let stream = UnixStream::connect(&socket).with_context(|| {
+        ),
+    }
+}
+
+/// Connects to the holder of the VM of `entry`.
+pub fn connect(entry: &Entry) -> Result<UnixStream> {
+    let socket = &entry.socket;
+    UnixStream::connect(socket).with_context(|| {
         format!("could not reach the VM's nixos-shell at {socket}; it may have just ended")
-    })?;
+    })
+}
+
+/// Attaches to the running VM of `attach`'s CONFIG: the session's exit
+/// status.
+pub fn run(attach: &Attach, host: &Host) -> Result<u8> {
+    let stream = connect(&running(&attach.target, host)?)?;
     session::run(stream, &request(attach, host))
 }
 
@@ -66,7 +86,7 @@ fn described(config: Option<&Config>) -> String {
     }
 }
 
-/// The command that starts the VM `--attach` looked for.
+/// The command that starts the VM a mode looked for.
 fn start_command(config: Option<&Config>) -> String {
     match config {
         Some(Config::Given(config)) => format!("nixos-shell {}", crate::sh::quote(config)),

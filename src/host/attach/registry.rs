@@ -79,10 +79,19 @@ pub fn register(dir: &Utf8Path, identity: &Identity, socket: &Utf8Path) -> Resul
     bail!("could not create {link}: its directory keeps disappearing")
 }
 
-/// The attach socket of the running VM of the first of `identities` that
-/// has one, through its entry in `dir`; the newest when one configuration
-/// runs twice. Entries of nixos-shells that are gone are removed.
-pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBuf>> {
+/// A running VM's entry as found: what leads to its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The link to the holder's attach socket, which a client connects to.
+    pub socket: Utf8PathBuf,
+    /// The holder: the nixos-shell that runs the VM.
+    pub pid: u32,
+}
+
+/// The entry of the running VM of the first of `identities` that has one,
+/// in `dir`; the newest when one configuration runs twice. Entries of
+/// nixos-shells that are gone are removed.
+pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Entry>> {
     let Ok(entries) = dir.read_dir_utf8() else {
         return Ok(None);
     };
@@ -116,8 +125,11 @@ pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBu
                     .and_then(|m| m.modified())
                     .ok()
             });
-        if let Some((_, _, link)) = newest {
-            return Ok(Some(link.clone()));
+        if let Some((_, pid, link)) = newest {
+            return Ok(Some(Entry {
+                socket: link.clone(),
+                pid: *pid,
+            }));
         }
     }
     Ok(None)
@@ -175,7 +187,8 @@ mod tests {
         let found = find(&registry, &[other.clone(), vm.clone()])
             .unwrap()
             .unwrap();
-        assert_eq!(std::fs::read_link(&found).unwrap(), socket);
+        assert_eq!(std::fs::read_link(&found.socket).unwrap(), socket);
+        assert_eq!(found.pid, std::process::id());
         assert_eq!(find(&registry, &[other]).unwrap(), None);
         drop(entry);
         assert_eq!(find(&registry, &[vm]).unwrap(), None);

@@ -57,6 +57,7 @@ pub fn start(
         .spawn()
         .and_then(|mut child| {
             let _input = child.stdin.take();
+            let _noted = signals::note_vm(&child);
             signals::wait(&mut child)
         })
         .with_context(|| format!("could not run {}", command.program));

@@ -35,6 +35,8 @@ pub enum Mode {
     Generate(Page),
     /// `--attach`: a session in the running VM; nothing builds.
     Attach(Attach),
+    /// `--stop`: the running VM stopped; nothing builds.
+    Stop(Target),
     /// `--build-only`: build, print the run script.
     BuildOnly(Build),
     /// `--dry-run`: print what the other mode would execute.
@@ -123,12 +125,18 @@ impl Mode {
         if args.attach && args.nix != NixFlags::default() {
             bail!("--attach evaluates nothing: drop the flags for nix");
         }
+        if args.stop && args.nix != NixFlags::default() {
+            bail!("--stop evaluates nothing: drop the flags for nix");
+        }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
         let vm = VmSettings::from_args(&args, host)?;
         let config = args
             .flake
             .map(Config::Flake)
             .or(args.config.map(Config::Given));
+        if args.stop {
+            return Ok(Mode::Stop(Target { config }));
+        }
         if attach {
             let target = Target { config };
             let command = vm.command;
