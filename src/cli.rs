@@ -92,6 +92,13 @@ pub struct HostArgs {
         ]
     )]
     pub stop: bool,
+    /// Start the VM in the background: build as a run does, return once
+    /// the VM answers, and leave it running without a terminal.
+    #[arg(
+        long,
+        conflicts_with_all = ["attach", "stop", "command", "build_only", "dry_run"]
+    )]
+    pub detach: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.
@@ -111,6 +118,13 @@ pub struct HostArgs {
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true, exclusive = true)]
     pub generate_man_page: bool,
+
+    // --- hidden: a detached VM's holder (host::detach) -----------------------
+    /// Hold the VM a `--detach` built: its session directory, the identity
+    /// of its build, the pipe to tell it the guest answers on.
+    #[arg(long, hide = true, num_args = 3, value_names = ["DIR", "IDENTITY", "FD"],
+          conflicts_with_all = ["attach", "stop", "detach", "command", "build_only", "dry_run"])]
+    pub hold: Vec<String>,
 }
 
 /// The flags nixos-shell passes through to `nix build`, typed until the

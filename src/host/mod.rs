@@ -14,7 +14,8 @@
 //!
 //! Beside them: [`attach`] is the attach feature's host side (the registry
 //! of running VMs, the relay a run serves, the client `--attach` runs,
-//! found without building); [`dry_run`] prints a plan; [`generate`] prints
+//! found without building, and `--stop`); [`detach`] starts a VM that
+//! goes on without the terminal; [`dry_run`] prints a plan; [`generate`] prints
 //! shell completions and the man page for packagers; [`signals`] passes the
 //! signals that end a session to the child of the moment and keeps
 //! nixos-shell alive to clean up after it; [`stop`] is how a step ended
@@ -26,6 +27,7 @@
 
 mod attach;
 mod compose;
+mod detach;
 mod dry_run;
 mod execute;
 mod gather;
@@ -70,6 +72,8 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
         Mode::Run(run) => run_vm(&run, &host),
+        Mode::Detach(run) => detach_vm(&run, &host),
+        Mode::Hold(run, hold) => hold_vm(&run, &hold, &host),
     }
 }
 
@@ -115,7 +119,39 @@ fn run_vm(run: &Run, host: &Host) -> Result<u8> {
     run.vm.check_host()?;
     let session = Session::create()?;
     let plan = run_plan(run, host, session.layout().clone())?;
-    execute::run(&plan, session)
+    execute::run(&plan, session, None)
+}
+
+/// `--detach`: builds as a run does, then starts the VM's holder without
+/// a terminal and returns once the guest answers.
+fn detach_vm(run: &Run, host: &Host) -> Result<u8> {
+    run.vm.check_host()?;
+    let session = Session::create()?;
+    let plan = run_plan(run, host, session.layout().clone())?;
+    let built = plan.builds.realise()?;
+    let log = execute::detached_console_log(
+        &host.env,
+        &built.result.manifest.name,
+        &built.identity,
+        &session,
+    );
+    detach::start(session, &built.identity, &log)?;
+    let config = attach::described_as_flag(run.build.config.as_ref());
+    println!(
+        "nixos-shell: {} runs in the background, its console in {log}; \
+         attach with `nixos-shell --attach{config}`, stop it with `nixos-shell --stop{config}`",
+        built.result.manifest.name
+    );
+    Ok(0)
+}
+
+/// A detached VM's holder (hidden `--hold`): the run of the build that
+/// `--detach` made, in the session it handed over.
+fn hold_vm(run: &Run, hold: &settings::Hold, host: &Host) -> Result<u8> {
+    let (session, holding, builds) = detach::holding(hold, run.build.out_link.as_deref());
+    let mut plan = run_plan(run, host, session.layout().clone())?;
+    plan.builds = builds;
+    execute::run(&plan, session, Some(holding))
 }
 
 #[cfg(test)]

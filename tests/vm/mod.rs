@@ -2,6 +2,9 @@
 //! initramfs holding the guest role, and a fixture of NixOS's run script in
 //! both eras of its shared directories (9p, virtiofs).
 //!
+//! - `detach`: `nixos-shell --detach`: a VM that outlives the terminal
+//!   that started it, reached by `--attach`, ended by `--stop`, and gone
+//!   with its holder when that is killed.
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
 //! - `attach`: `nixos-shell --attach` sessions in the running VM, through
@@ -36,6 +39,7 @@ mod attach;
 mod cli;
 mod console;
 mod daemons;
+mod detach;
 mod guest_role;
 mod guest_units;
 mod signals;

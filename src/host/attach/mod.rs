@@ -86,6 +86,15 @@ fn described(config: Option<&Config>) -> String {
     }
 }
 
+/// CONFIG as the flags that name it again after another flag, with a
+/// leading space: ` '.#vm'`, ` --flake .`, or nothing.
+pub fn described_as_flag(config: Option<&Config>) -> String {
+    match start_command(config).strip_prefix("nixos-shell") {
+        Some(rest) => rest.to_owned(),
+        None => String::new(),
+    }
+}
+
 /// The command that starts the VM a mode looked for.
 fn start_command(config: Option<&Config>) -> String {
     match config {

@@ -145,7 +145,21 @@ fn running(pid: u32) -> bool {
     };
     // Signal 0 checks without sending: EPERM would be another user's
     // process, which no entry here can belong to.
-    rustix::process::test_kill_process(pid).is_ok()
+    rustix::process::test_kill_process(pid).is_ok() && !zombie(pid)
+}
+
+/// Whether process `pid` has ended and waits to be reaped: a detached
+/// VM's holder killed outright, whose reaper (the init of a container may
+/// be none) has not reaped it yet. Its state is the field after the
+/// command's name in `/proc/PID/stat` (proc(5)).
+fn zombie(pid: rustix::process::Pid) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()));
+    stat.ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

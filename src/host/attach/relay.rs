@@ -41,6 +41,17 @@ const PORT_BACKLOG: usize = WINDOW;
 /// The clients' socket, bound before QEMU starts.
 pub struct Clients {
     listener: UnixListener,
+    /// Written to and closed once the guest's attach server says hello:
+    /// the pipe a detaching nixos-shell waits on ([`Clients::tell_ready`]).
+    ready: Option<OwnedFd>,
+}
+
+impl Clients {
+    /// Tells `ready` (a pipe's write end) when the guest answers on its
+    /// channel, with one byte.
+    pub fn tell_ready(&mut self, ready: OwnedFd) {
+        self.ready = Some(ready);
+    }
 }
 
 /// Binds the clients' socket at `socket`.
@@ -50,7 +61,10 @@ pub fn listen(socket: &Utf8Path) -> Result<Clients> {
     listener
         .set_nonblocking(true)
         .with_context(|| format!("could not set up the socket {socket}"))?;
-    Ok(Clients { listener })
+    Ok(Clients {
+        listener,
+        ready: None,
+    })
 }
 
 /// One client's connection and session.
@@ -84,6 +98,7 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         next: 1,
         served: false,
         stopping: None,
+        ready: clients.ready,
     };
     while relay.turn(&clients.listener, ended) {}
     relay.farewell();
@@ -100,6 +115,8 @@ struct Relay {
     /// A `--stop` asked the guest to power off; QEMU ends at this instant
     /// if it has not.
     stopping: Option<Instant>,
+    /// Who waits for the guest's first hello ([`Clients::tell_ready`]).
+    ready: Option<OwnedFd>,
 }
 
 impl Relay {
@@ -281,6 +298,9 @@ impl Relay {
     /// it on failure) and knows none of the sessions it had: they end, each
     /// with one line, rather than wait for a server that forgot them.
     fn on_hello(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            let _ = rustix::io::write(&ready, b"r");
+        }
         if !std::mem::replace(&mut self.served, true) {
             return;
         }
@@ -484,6 +504,7 @@ mod tests {
             next: 1,
             served: true,
             stopping: None,
+            ready: None,
         };
         (relay, guest)
     }

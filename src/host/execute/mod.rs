@@ -13,15 +13,18 @@ pub mod release;
 pub mod session;
 pub mod sockets;
 
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+
 use anyhow::{bail, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::attach::registry::{self, Registration};
 use crate::host::attach::relay;
 use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
 use crate::host::gather::Gathered;
-use crate::host::nix::Built;
+use crate::host::nix::{Built, Identity};
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported};
 use crate::host::signals;
@@ -38,9 +41,16 @@ const ATTACH_SOCKET: &str = "attach.sock";
 /// How much of the console a command that ended without its status shows.
 const CONSOLE_TAIL_LINES: usize = 20;
 
+/// What a detached VM's holder runs with: the pipe the nixos-shell that
+/// detached it waits on until the guest answers.
+pub struct Holding {
+    pub ready: OwnedFd,
+}
+
 /// Executes `plan`, made with the layout of `session`: builds, then runs
-/// the VM in this terminal; nixos-shell's exit status.
-pub fn run(plan: &Plan, session: Session) -> Result<u8> {
+/// the VM in this terminal, or as a detached VM's holder with `holding`;
+/// nixos-shell's exit status.
+pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8> {
     let Some(recipe) = &plan.vm else {
         bail!("a plan without a VM reached the run; report this");
     };
@@ -79,11 +89,53 @@ pub fn run(plan: &Plan, session: Session) -> Result<u8> {
             socket_dir: sockets.path(),
         },
     );
-    let attachable = attachable(recipe, &built, &ports, sockets.path())?;
-    let code = execute(&vm, &session, &disk, sockets.path(), attachable)?;
+    let mut attachable = attachable(recipe, &built, &ports, sockets.path())?;
+    let console_log = match holding {
+        None => None,
+        Some(holding) => {
+            let Some((clients, _)) = attachable.as_mut() else {
+                bail!(
+                    "the VM's guest does not answer on nixos-shell's channel, so --detach cannot \
+                     tell when it is up; include the nixos-shell module in the configuration"
+                );
+            };
+            clients.tell_ready(holding.ready);
+            Some(detached_console_log(
+                &recipe.host.env,
+                &manifest.name,
+                &built.identity,
+                &session,
+            ))
+        }
+    };
+    let code = execute(
+        &vm,
+        &session,
+        &disk,
+        sockets.path(),
+        attachable,
+        console_log.as_deref(),
+    )?;
     drop(disk);
     session.close()?;
     Ok(code)
+}
+
+/// Where a detached VM's console (and its holder's messages) go: beside
+/// the configuration's disk image in the state directory, named as it is;
+/// in the session without a state directory.
+pub fn detached_console_log(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    identity: &Identity,
+    session: &Session,
+) -> Utf8PathBuf {
+    let image = disk::state_image_name(name, identity);
+    let log = format!("{}.console.log", image.trim_end_matches(".qcow2"));
+    match disk::state_dir(env) {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir.join(log),
+        _ => session.root().join(log),
+    }
 }
 
 /// The file names of the run's sockets: the shares' daemons', the ports',
@@ -127,6 +179,7 @@ fn execute(
     disk: &disk::Disk,
     socket_dir: &Utf8Path,
     attachable: Option<(relay::Clients, Registration)>,
+    detached_log: Option<&Utf8Path>,
 ) -> Result<u8> {
     // The entry lasts as long as the VM runs, and goes with this function.
     let (clients, _entry) = attachable.unzip();
@@ -137,9 +190,10 @@ fn execute(
     if let Some(signal) = signals::received() {
         return Err(Stop::Signal(signal).into());
     }
-    let console = match &vm.console_log {
-        Some(log) => Console::Log(log),
-        None => Console::Terminal,
+    let console = match (detached_log, &vm.console_log) {
+        (Some(log), _) => Console::Detached(log),
+        (None, Some(log)) => Console::Log(log),
+        (None, None) => Console::Terminal,
     };
     let serving = ports::listen(&vm.ports)?.serve(clients)?;
     let mut running = virtiofs::start(

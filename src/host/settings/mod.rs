@@ -37,6 +37,10 @@ pub enum Mode {
     Attach(Attach),
     /// `--stop`: the running VM stopped; nothing builds.
     Stop(Target),
+    /// `--detach`: a run whose VM goes on without this terminal.
+    Detach(Run),
+    /// A detached VM's holder, started by `--detach` (hidden `--hold`).
+    Hold(Run, Hold),
     /// `--build-only`: build, print the run script.
     BuildOnly(Build),
     /// `--dry-run`: print what the other mode would execute.
@@ -99,6 +103,34 @@ pub struct Run {
     pub vm: VmSettings,
 }
 
+/// What a detached VM's holder takes over from the `--detach` that built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The session directory, with the build's out-link in it.
+    pub session: Utf8PathBuf,
+    /// The text of the identity the build was of.
+    pub identity: String,
+    /// The inherited write end of the pipe the `--detach` waits on.
+    pub ready_fd: i32,
+}
+
+impl Hold {
+    /// The hidden `--hold DIR IDENTITY FD`, when given.
+    fn from_args(values: &[String]) -> Result<Option<Hold>> {
+        let [session, identity, fd] = values else {
+            return Ok(None);
+        };
+        let Ok(ready_fd) = fd.parse() else {
+            bail!("--hold is nixos-shell's own: its FD {fd} is not a number");
+        };
+        Ok(Some(Hold {
+            session: session.into(),
+            identity: identity.clone(),
+            ready_fd,
+        }))
+    }
+}
+
 /// The command line's say in the VM's composition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSettings {
@@ -149,6 +181,14 @@ impl Mode {
             host_system: args.host_system,
             out_link: args.out_link.map(|p| absolute(&host.cwd, &p)),
         };
+        let hold = Hold::from_args(&args.hold)?;
+        if args.detach || hold.is_some() {
+            let run = Run { build, vm };
+            return Ok(match hold {
+                Some(hold) => Mode::Hold(run, hold),
+                None => Mode::Detach(run),
+            });
+        }
         Ok(match (dry_run, build_only) {
             (true, true) => Mode::DryRun(Dry::BuildOnly(build)),
             (true, false) => Mode::DryRun(Dry::Run(Run { build, vm })),
