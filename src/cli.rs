@@ -99,6 +99,20 @@ pub struct HostArgs {
         conflicts_with_all = ["attach", "stop", "command", "build_only", "dry_run"]
     )]
     pub detach: bool,
+    /// List the running VMs: name, configuration, start, whether detached,
+    /// disk image, forwards, shares.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "config", "flake", "attach", "stop", "detach", "command", "build_only", "dry_run",
+            "out_link", "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral",
+            "qemu_args", "guest_system", "host_system",
+        ]
+    )]
+    pub list: bool,
+    /// With --list: JSON, for scripts.
+    #[arg(long, requires = "list")]
+    pub json: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.

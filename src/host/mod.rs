@@ -69,6 +69,7 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::Generate(page) => page.print(),
         Mode::Attach(attach) => attach::run(&attach, &host),
         Mode::Stop(target) => stop_vm(&target, &host),
+        Mode::List { json } => attach::list::run(&attach::registry::dir(&host.env), json),
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
         Mode::Run(run) => run_vm(&run, &host),

@@ -39,6 +39,15 @@ fn attach(fx: &Fixture, command: &str) -> (String, Option<i32>, String) {
     (text(&out.stdout), out.status.code(), text(&out.stderr))
 }
 
+/// `nixos-shell --list ARGS`' output; it must succeed.
+fn list(fx: &Fixture, args: &[&str]) -> String {
+    let mut flags = vec!["--list"];
+    flags.extend_from_slice(args);
+    let out = fx.nix.cli(&flags).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
 /// The entries of the registry of running VMs in the fixture's TMPDIR.
 fn registry_entries(fx: &Fixture) -> Vec<String> {
     // SAFETY: geteuid has no preconditions.
@@ -78,10 +87,26 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     assert!(said.contains("nixos-shell --stop"), "{said}");
     let (out, status, err) = attach(&fx, "echo still-\"here\"");
     assert_eq!((out.as_str(), status), ("still-here\n", Some(0)), "{err}");
+    let table = list(&fx, &[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("NAME "), "{table}");
+    assert!(lines[1].contains("#vm"), "{table}");
+    assert!(lines[1].contains(" yes "), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+    let vms = json.as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{json}");
+    assert_eq!(vms[0]["detached"], true, "{json}");
+    assert!(
+        vms[0]["config"].as_str().unwrap().ends_with("#vm"),
+        "{json}"
+    );
+    assert!(vms[0]["pid"].as_u64().is_some(), "{json}");
     let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
     assert_nothing_left(&fx);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
+    assert_eq!(list(&fx, &["--json"]).trim(), "[]");
     let (_, status, err) = attach(&fx, "true");
     assert_eq!(status, Some(1));
     assert!(err.contains("no VM of"), "{err}");

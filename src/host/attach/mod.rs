@@ -9,10 +9,11 @@
 //! The whole feature's host side is here: the [`registry`] a run enters its
 //! VM in, the [`relay`] it serves while the VM runs (`host::execute`), the
 //! client's [`session`], and the requests a client makes of the VM's
-//! holder itself ([`holder`]: `--stop`). [`running`] finds the VM of a
+//! holder itself ([`holder`]: `--stop`), and `--list` ([`list`]). [`running`] finds the VM of a
 //! CONFIG for every mode that acts on one.
 
 pub mod holder;
+pub mod list;
 pub mod registry;
 pub mod relay;
 mod session;
@@ -79,7 +80,7 @@ fn request(attach: &Attach, host: &Host) -> Request {
 }
 
 /// CONFIG as the messages name it.
-fn described(config: Option<&Config>) -> String {
+pub fn described(config: Option<&Config>) -> String {
     match config {
         Some(Config::Given(config) | Config::Flake(config)) => config.clone(),
         None => "this directory".to_owned(),

@@ -7,6 +7,9 @@
 //! `nixos-shell-<uid>/` in `$TMPDIR` (else `/tmp`), and is the user's alone
 //! (mode 0700): nothing is found there that another user put.
 //!
+//! Beside each link, `<identity key>.<pid>.json` says what `--list` shows
+//! of the VM ([`VmInfo`]), written whole before it is renamed into place.
+//!
 //! An entry of a nixos-shell that was killed outright stays behind; the
 //! next lookup notices its process is gone and removes it.
 
@@ -15,6 +18,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
 
 use crate::host::nix::Identity;
 
@@ -45,14 +49,40 @@ fn own(dir: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// What a run knows of its VM that `--list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmInfo {
+    /// The VM's `system.name`.
+    pub name: String,
+    /// CONFIG as given, or `this directory`.
+    pub config: String,
+    /// When it started, in seconds since the epoch.
+    pub started: u64,
+    /// Whether it runs detached (`--detach`), without a terminal.
+    pub detached: bool,
+    /// Its disk image, if it has one.
+    pub disk_image: Option<Utf8PathBuf>,
+    /// Its forwards, as `--forward` takes them.
+    pub forwards: Vec<String>,
+    /// Its shares, `HOST:GUEST[:ro]`.
+    pub shares: Vec<String>,
+}
+
 /// A running VM's entry, removed when dropped.
 #[derive(Debug)]
 pub struct Registration {
     link: Utf8PathBuf,
 }
 
+/// The info file beside an entry's `link`.
+fn info_path(link: &Utf8Path) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{link}.json"))
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(info_path(&self.link));
         let _ = std::fs::remove_file(&self.link);
         // The directory too, when no other VM runs: nothing is left in the
         // user's TMPDIR. It fails harmlessly while other entries are there.
@@ -62,21 +92,50 @@ impl Drop for Registration {
     }
 }
 
-/// Enters the VM of `identity`, whose attach socket is `socket`, in `dir`.
-pub fn register(dir: &Utf8Path, identity: &Identity, socket: &Utf8Path) -> Result<Registration> {
+/// Enters the VM of `identity`, whose attach socket is `socket`, in `dir`,
+/// with what `--list` shows of it.
+pub fn register(
+    dir: &Utf8Path,
+    identity: &Identity,
+    socket: &Utf8Path,
+    info: &VmInfo,
+) -> Result<Registration> {
     let link = dir.join(format!("{}.{}", identity.key(), std::process::id()));
+    let json = serde_json::to_vec(info).context("could not encode the VM's entry")?;
     // Twice at most: the last VM of another nixos-shell may remove the
     // empty directory between its creation and the link.
     for _ in 0..2 {
         own(dir)?;
         let _ = std::fs::remove_file(&link);
-        match std::os::unix::fs::symlink(socket, &link) {
+        let info_file = info_path(&link);
+        let partial = Utf8PathBuf::from(format!("{info_file}.partial"));
+        let written =
+            std::fs::write(&partial, &json).and_then(|()| std::fs::rename(&partial, &info_file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        match written.and_then(|()| std::os::unix::fs::symlink(socket, &link)) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             linked => linked.with_context(|| format!("could not create {link}"))?,
         }
         return Ok(Registration { link });
     }
     bail!("could not create {link}: its directory keeps disappearing")
+}
+
+/// Every running VM's entry in `dir` and what it says of its VM, oldest
+/// first; entries of nixos-shells that are gone are removed.
+pub fn list(dir: &Utf8Path) -> Result<Vec<(Entry, VmInfo)>> {
+    let mut listed: Vec<(Entry, VmInfo)> = live(dir)?
+        .into_iter()
+        .filter_map(|(_, pid, link)| {
+            let info = std::fs::read(info_path(&link)).ok()?;
+            let info: VmInfo = serde_json::from_slice(&info).ok()?;
+            Some((Entry { socket: link, pid }, info))
+        })
+        .collect();
+    listed.sort_by_key(|(entry, info)| (info.started, entry.pid));
+    Ok(listed)
 }
 
 /// A running VM's entry as found: what leads to its holder.
@@ -92,29 +151,7 @@ pub struct Entry {
 /// in `dir`; the newest when one configuration runs twice. Entries of
 /// nixos-shells that are gone are removed.
 pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Entry>> {
-    let Ok(entries) = dir.read_dir_utf8() else {
-        return Ok(None);
-    };
-    own(dir)?;
-    let mut live: Vec<(String, u32, Utf8PathBuf)> = Vec::new();
-    for entry in entries.flatten() {
-        let Some((key, pid)) = entry.file_name().split_once('.') else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if running(pid) && entry.path().exists() {
-            live.push((key.to_owned(), pid, entry.path().to_owned()));
-        } else {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    if live.is_empty() {
-        // What stale entries leave: an empty directory, removed as a
-        // dropped registration removes it.
-        let _ = std::fs::remove_dir(dir);
-    }
+    let live = live(dir)?;
     for identity in identities {
         let key = identity.key();
         let newest = live
@@ -133,6 +170,40 @@ pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Entry>> {
         }
     }
     Ok(None)
+}
+
+/// The entries of nixos-shells that run, as key, pid and link; the others
+/// are removed, with their info and the directory once it is empty.
+fn live(dir: &Utf8Path) -> Result<Vec<(String, u32, Utf8PathBuf)>> {
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return Ok(Vec::new());
+    };
+    own(dir)?;
+    let mut live: Vec<(String, u32, Utf8PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let (link, is_link) = match name.strip_suffix(".json") {
+            Some(link) => (link, false),
+            None => (name, true),
+        };
+        let Some((key, pid)) = link.split_once('.') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !running(pid) || (is_link && !entry.path().exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        } else if is_link {
+            live.push((key.to_owned(), pid, entry.path().to_owned()));
+        }
+    }
+    if live.is_empty() {
+        // What stale entries leave: an empty directory, removed as a
+        // dropped registration removes it.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(live)
 }
 
 /// Whether process `pid` still runs.
@@ -167,6 +238,18 @@ mod tests {
     use super::*;
     use crate::host::test_data::env;
 
+    fn info(name: &str) -> VmInfo {
+        VmInfo {
+            name: name.to_owned(),
+            config: ".#vm".to_owned(),
+            started: 1,
+            detached: true,
+            disk_image: None,
+            forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
+            shares: Vec::new(),
+        }
+    }
+
     fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = Utf8Path::from_path(dir.path()).unwrap().join("registry");
@@ -195,7 +278,7 @@ mod tests {
         let vm = Identity::new("/p#vm");
         let other = Identity::new("file:/p/vm.nix");
         assert_eq!(find(&registry, std::slice::from_ref(&vm)).unwrap(), None);
-        let entry = register(&registry, &vm, &socket).unwrap();
+        let entry = register(&registry, &vm, &socket, &info("vm")).unwrap();
         let mode = std::fs::metadata(&registry).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         let found = find(&registry, &[other.clone(), vm.clone()])
@@ -209,11 +292,37 @@ mod tests {
     }
 
     #[test]
+    fn the_list_shows_what_each_entry_says_until_it_goes_stale() {
+        let (_tmp, registry) = temp();
+        let socket = registry.with_file_name("attach.sock");
+        std::fs::write(&socket, "").unwrap();
+        let entry = register(&registry, &Identity::new("/p#vm"), &socket, &info("p")).unwrap();
+        let listed = list(&registry).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.pid, std::process::id());
+        assert_eq!(listed[0].1, info("p"));
+        // A nixos-shell that is gone: its link and its info are removed.
+        let stale = registry.join(format!(
+            "{}.{}",
+            Identity::new("/q#vm").key(),
+            (1 << 22) + 1
+        ));
+        std::os::unix::fs::symlink(&socket, &stale).unwrap();
+        std::fs::write(info_path(&stale), serde_json::to_vec(&info("q")).unwrap()).unwrap();
+        assert_eq!(list(&registry).unwrap().len(), 1);
+        assert!(std::fs::symlink_metadata(&stale).is_err());
+        assert!(!info_path(&stale).exists());
+        drop(entry);
+        assert_eq!(list(&registry).unwrap(), Vec::new());
+        assert!(!registry.exists(), "left behind");
+    }
+
+    #[test]
     fn the_directory_goes_with_its_last_entry() {
         let (_tmp, registry) = temp();
         let socket = registry.with_file_name("attach.sock");
-        let first = register(&registry, &Identity::new("/p#vm"), &socket).unwrap();
-        let second = register(&registry, &Identity::new("/q#vm"), &socket).unwrap();
+        let first = register(&registry, &Identity::new("/p#vm"), &socket, &info("p")).unwrap();
+        let second = register(&registry, &Identity::new("/q#vm"), &socket, &info("q")).unwrap();
         drop(first);
         assert!(registry.is_dir(), "removed while another VM runs");
         drop(second);
@@ -240,7 +349,7 @@ mod tests {
         let (_tmp, registry) = temp();
         std::fs::create_dir(&registry).unwrap();
         std::fs::set_permissions(&registry, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = register(&registry, &Identity::new("x"), "/s".into()).unwrap_err();
+        let err = register(&registry, &Identity::new("x"), "/s".into(), &info("x")).unwrap_err();
         assert!(format!("{err:#}").contains("is not a directory of yours alone"));
     }
 }

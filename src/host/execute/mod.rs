@@ -19,7 +19,8 @@ use std::os::fd::OwnedFd;
 use anyhow::{bail, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::host::attach::registry::{self, Registration};
+use crate::host::attach;
+use crate::host::attach::registry::{self, Registration, VmInfo};
 use crate::host::attach::relay;
 use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
@@ -77,6 +78,23 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
+    let info = VmInfo {
+        name: manifest.name.clone(),
+        config: attach::described(recipe.run.build.config.as_ref()),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+        detached: holding.is_some(),
+        disk_image: disk.image.clone(),
+        forwards: recipe
+            .run
+            .vm
+            .forwards
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        shares: shares.described(),
+    };
     let exported = shares.export();
     let ports = recipe.ports(manifest);
     let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
@@ -89,7 +107,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             socket_dir: sockets.path(),
         },
     );
-    let mut attachable = attachable(recipe, &built, &ports, sockets.path())?;
+    let mut attachable = attachable(recipe, &built, &ports, sockets.path(), &info)?;
     let console_log = match holding {
         None => None,
         Some(holding) => {
@@ -159,6 +177,7 @@ fn attachable(
     built: &Built,
     ports: &[Port],
     socket_dir: &Utf8Path,
+    info: &VmInfo,
 ) -> Result<Option<(relay::Clients, Registration)>> {
     if !ports.contains(&Port::Attach) {
         return Ok(None);
@@ -166,7 +185,7 @@ fn attachable(
     let socket = socket_dir.join(ATTACH_SOCKET);
     let clients = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
-    let entry = registry::register(&registry, &built.identity, &socket)?;
+    let entry = registry::register(&registry, &built.identity, &socket, info)?;
     Ok(Some((clients, entry)))
 }
 

@@ -37,6 +37,8 @@ pub enum Mode {
     Attach(Attach),
     /// `--stop`: the running VM stopped; nothing builds.
     Stop(Target),
+    /// `--list`: the running VMs, as a table or `--json`.
+    List { json: bool },
     /// `--detach`: a run whose VM goes on without this terminal.
     Detach(Run),
     /// A detached VM's holder, started by `--detach` (hidden `--hold`).
@@ -159,6 +161,12 @@ impl Mode {
         }
         if args.stop && args.nix != NixFlags::default() {
             bail!("--stop evaluates nothing: drop the flags for nix");
+        }
+        if args.list {
+            if args.nix != NixFlags::default() {
+                bail!("--list evaluates nothing: drop the flags for nix");
+            }
+            return Ok(Mode::List { json: args.json });
         }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
         let vm = VmSettings::from_args(&args, host)?;
