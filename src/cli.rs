@@ -99,6 +99,17 @@ pub struct HostArgs {
         conflicts_with_all = ["attach", "stop", "command", "build_only", "dry_run"]
     )]
     pub detach: bool,
+    /// Delete the disk image of CONFIG in the state directory (with its
+    /// lock and records), saying which file; refused while its VM runs.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "attach", "stop", "detach", "list", "command", "build_only", "dry_run", "out_link",
+            "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args",
+            "guest_system", "host_system",
+        ]
+    )]
+    pub reset: bool,
     /// List the running VMs: name, configuration, start, whether detached,
     /// disk image, forwards, shares.
     #[arg(

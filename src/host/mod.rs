@@ -15,7 +15,8 @@
 //! Beside them: [`attach`] is the attach feature's host side (the registry
 //! of running VMs, the relay a run serves, the client `--attach` runs,
 //! found without building, and `--stop`); [`detach`] starts a VM that
-//! goes on without the terminal; [`dry_run`] prints a plan; [`generate`] prints
+//! goes on without the terminal; [`reset`] deletes a configuration's
+//! disk image; [`dry_run`] prints a plan; [`generate`] prints
 //! shell completions and the man page for packagers; [`signals`] passes the
 //! signals that end a session to the child of the moment and keeps
 //! nixos-shell alive to clean up after it; [`stop`] is how a step ended
@@ -35,6 +36,7 @@ mod generate;
 mod nix;
 mod qemu;
 mod read;
+mod reset;
 mod settings;
 mod shares;
 mod signals;
@@ -69,6 +71,7 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::Generate(page) => page.print(),
         Mode::Attach(attach) => attach::run(&attach, &host),
         Mode::Stop(target) => stop_vm(&target, &host),
+        Mode::Reset(target) => reset::run(&target, &host),
         Mode::List { json } => attach::list::run(&attach::registry::dir(&host.env), json),
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::vm::{
     kill_processes_under, processes_under, Console, Era, Permit, Piped, BOOT_TIMEOUT,
 };
-use crate::support::vm_fixture::{Fixture, COLS, ROWS};
+use crate::support::vm_fixture::{disk_images, Fixture, COLS, ROWS};
 use crate::PATHS;
 
 /// How long an attached command may take (far below what a user waits).
@@ -188,4 +188,42 @@ fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
     assert!(err.contains("the VM did not start"), "{err}");
     assert_nothing_left(&fx);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
+}
+
+/// `--reset` refuses while the VM of CONFIG runs, then deletes its disk
+/// image in the state directory, saying which, and what lies beside it.
+#[test]
+fn reset_refuses_while_the_vm_runs_and_deletes_its_image_after() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    detach(&fx, &[]);
+    let state = fx.home().join(".local/state/nixos-shell");
+    let images = disk_images(&state);
+    assert_eq!(images.len(), 1, "{images:?}");
+    let reset = || Piped::spawn_with(fx.command(&["--reset"]), None).finish(b"", STEP);
+    let refused = reset();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("is running on its disk image"), "{err}");
+    assert!(err.contains("nixos-shell --stop"), "{err}");
+    assert!(images[0].exists());
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    let done = reset();
+    let err = text(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "nixos-shell: deleting the disk image {}\n",
+            images[0].display()
+        )
+    );
+    // The image, its lock, its release record and its console's log.
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -70,11 +70,14 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         &built.identity,
         session.ephemeral_image(&manifest.name),
     )?;
-    if let Some(line) = disk
-        .image
-        .as_deref()
-        .and_then(|image| release::check(image, manifest.state_version.as_deref()))
-    {
+    let state_image = disk::state_dir(&recipe.host.env)
+        .map(|dir| dir.join(disk::state_image_name(&manifest.name, &built.identity)));
+    let config = recipe.run.build.config.as_ref();
+    let reset = (disk.image.is_some() && disk.image == state_image)
+        .then(|| format!("nixos-shell --reset{}", attach::described_as_flag(config)));
+    if let Some(line) = disk.image.as_deref().and_then(|image| {
+        release::check(image, manifest.state_version.as_deref(), reset.as_deref())
+    }) {
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;

@@ -37,6 +37,8 @@ pub enum Mode {
     Attach(Attach),
     /// `--stop`: the running VM stopped; nothing builds.
     Stop(Target),
+    /// `--reset`: the configuration's state disk image deleted.
+    Reset(Target),
     /// `--list`: the running VMs, as a table or `--json`.
     List { json: bool },
     /// `--detach`: a run whose VM goes on without this terminal.
@@ -176,6 +178,12 @@ impl Mode {
             .or(args.config.map(Config::Given));
         if args.stop {
             return Ok(Mode::Stop(Target { config }));
+        }
+        if args.reset {
+            if args.nix != NixFlags::default() {
+                bail!("--reset evaluates nothing: drop the flags for nix");
+            }
+            return Ok(Mode::Reset(Target { config }));
         }
         if attach {
             let target = Target { config };
