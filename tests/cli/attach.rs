@@ -95,7 +95,12 @@ fn a_run_is_found_while_its_vm_runs_and_only_then() {
         "{facts}"
     );
     let entries = std::fs::read_to_string(fx.root.join("record.registry")).unwrap();
-    let entry = entries.trim();
+    let mut names: Vec<&str> = entries.split_whitespace().collect();
+    names.sort_unstable();
+    // The link, and what `--list` reads beside it.
+    assert_eq!(names.len(), 2, "{entries:?}");
+    let entry = names[0];
+    assert_eq!(names[1], format!("{entry}.json"), "{entries:?}");
     let (key, pid) = entry
         .split_once('.')
         .unwrap_or_else(|| panic!("no entry: {entries:?}"));
