@@ -127,6 +127,15 @@ pub struct HostArgs {
         ]
     )]
     pub attach: bool,
+    /// With --attach: the console of the detached VM of CONFIG, its log so
+    /// far and then what it adds; a key or Ctrl-C leaves it running.
+    #[arg(
+        long,
+        help_heading = "VMs beside you",
+        requires = "attach",
+        conflicts_with = "command"
+    )]
+    pub console: bool,
     /// Delete the disk image of CONFIG in the state directory (with its
     /// lock and records), saying which file; refused while its VM runs.
     #[arg(

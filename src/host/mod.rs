@@ -72,6 +72,7 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::Attach(attach) => attach::run(&attach, &host),
         Mode::Stop(target) => stop_vm(&target, &host),
         Mode::Reset(target) => reset::run(&target, &host),
+        Mode::Console(target) => console(&target, &host),
         Mode::List { json } => attach::list::run(&attach::registry::dir(&host.env), json),
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
@@ -79,6 +80,13 @@ fn run_mode(args: HostArgs) -> Result<u8> {
         Mode::Detach(run) => detach_vm(&run, &host),
         Mode::Hold(run, hold) => hold_vm(&run, &hold, &host),
     }
+}
+
+/// `--attach --console`: CONFIG names the detached VM whose console log
+/// is followed; nothing builds.
+fn console(target: &Target, host: &Host) -> Result<u8> {
+    let entry = attach::running(target, host)?;
+    attach::console::run(&entry, &attach::registry::info_of(&entry)?)
 }
 
 /// `--stop`: CONFIG names the VM, whose holder stops it; nothing builds.

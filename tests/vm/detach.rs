@@ -87,6 +87,28 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     assert!(said.contains("nixos-shell --stop"), "{said}");
     let (out, status, err) = attach(&fx, "echo still-\"here\"");
     assert_eq!((out.as_str(), status), ("still-here\n", Some(0)), "{err}");
+    // The console: the log so far, followed until a key leaves it, the
+    // VM running on.
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    // What the console says from now on comes too (the stand-in guest's
+    // console is hvc0).
+    let (_, status, err) = attach(&fx, "echo followed-\"line\" >/dev/hvc0");
+    assert_eq!(status, Some(0), "{err}");
+    console.expect("followed-line", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let (out, status, err) = attach(&fx, "echo after-\"console\"");
+    assert_eq!(
+        (out.as_str(), status),
+        ("after-console\n", Some(0)),
+        "{err}"
+    );
     let table = list(&fx, &[]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");

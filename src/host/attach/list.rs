@@ -129,6 +129,7 @@ mod tests {
             disk_image: Some("/s/vm-1.qcow2".into()),
             forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
             shares: vec!["/h:/h".to_owned(), "/d:/d:ro".to_owned()],
+            console_log: None,
         };
         let other = VmInfo {
             name: "longer-name".to_owned(),

@@ -9,9 +9,11 @@
 //! The whole feature's host side is here: the [`registry`] a run enters its
 //! VM in, the [`relay`] it serves while the VM runs (`host::execute`), the
 //! client's [`session`], and the requests a client makes of the VM's
-//! holder itself ([`holder`]: `--stop`), and `--list` ([`list`]). [`running`] finds the VM of a
+//! holder itself ([`holder`]: `--stop`), `--list` ([`list`]) and the
+//! console of a detached VM ([`console`]: `--attach --console`). [`running`] finds the VM of a
 //! CONFIG for every mode that acts on one.
 
+pub mod console;
 pub mod holder;
 pub mod list;
 pub mod registry;

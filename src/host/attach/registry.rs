@@ -67,6 +67,9 @@ pub struct VmInfo {
     pub forwards: Vec<String>,
     /// Its shares, `HOST:GUEST[:ro]`.
     pub shares: Vec<String>,
+    /// The log its console goes to, when it runs detached.
+    #[serde(default)]
+    pub console_log: Option<Utf8PathBuf>,
 }
 
 /// A running VM's entry, removed when dropped.
@@ -121,6 +124,13 @@ pub fn register(
         return Ok(Registration { link });
     }
     bail!("could not create {link}: its directory keeps disappearing")
+}
+
+/// What the entry says of its VM.
+pub fn info_of(entry: &Entry) -> Result<VmInfo> {
+    let path = info_path(&entry.socket);
+    let bytes = std::fs::read(&path).with_context(|| format!("could not read {path}"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{path} is malformed"))
 }
 
 /// Every running VM's entry in `dir` and what it says of its VM, oldest
@@ -247,6 +257,7 @@ mod tests {
             disk_image: None,
             forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
             shares: Vec::new(),
+            console_log: None,
         }
     }
 

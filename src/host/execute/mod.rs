@@ -81,6 +81,9 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
+    let console_log = holding
+        .as_ref()
+        .map(|_| detached_console_log(&recipe.host.env, &manifest.name, &built.identity, &session));
     let info = VmInfo {
         name: manifest.name.clone(),
         config: attach::described(recipe.run.build.config.as_ref()),
@@ -97,6 +100,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             .map(ToString::to_string)
             .collect(),
         shares: shares.described(),
+        console_log: console_log.clone(),
     };
     let exported = shares.export();
     let ports = recipe.ports(manifest);
@@ -111,24 +115,15 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         },
     );
     let mut attachable = attachable(recipe, &built, &ports, sockets.path(), &info)?;
-    let console_log = match holding {
-        None => None,
-        Some(holding) => {
-            let Some((clients, _)) = attachable.as_mut() else {
-                bail!(
-                    "the VM's guest does not answer on nixos-shell's channel, so --detach cannot \
-                     tell when it is up; include the nixos-shell module in the configuration"
-                );
-            };
-            clients.tell_ready(holding.ready);
-            Some(detached_console_log(
-                &recipe.host.env,
-                &manifest.name,
-                &built.identity,
-                &session,
-            ))
-        }
-    };
+    if let Some(holding) = holding {
+        let Some((clients, _)) = attachable.as_mut() else {
+            bail!(
+                "the VM's guest does not answer on nixos-shell's channel, so --detach cannot \
+                 tell when it is up; include the nixos-shell module in the configuration"
+            );
+        };
+        clients.tell_ready(holding.ready);
+    }
     let code = execute(
         &vm,
         &session,

@@ -37,6 +37,8 @@ pub enum Mode {
     Attach(Attach),
     /// `--stop`: the running VM stopped; nothing builds.
     Stop(Target),
+    /// `--attach --console`: the console of a detached VM, followed.
+    Console(Target),
     /// `--reset`: the configuration's state disk image deleted.
     Reset(Target),
     /// `--list`: the running VMs, as a table or `--json`.
@@ -184,6 +186,9 @@ impl Mode {
                 bail!("--reset evaluates nothing: drop the flags for nix");
             }
             return Ok(Mode::Reset(Target { config }));
+        }
+        if attach && args.console {
+            return Ok(Mode::Console(Target { config }));
         }
         if attach {
             let target = Target { config };
