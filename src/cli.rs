@@ -102,7 +102,7 @@ pub struct HostArgs {
     )]
     pub list: bool,
     /// With --list: JSON, for scripts.
-    #[arg(help_heading = "VMs beside you", long, requires = "list")]
+    #[arg(help_heading = "VMs beside you", long)]
     pub json: bool,
     /// Stop the running VM of CONFIG: power it off, end QEMU if it does
     /// not in time, and wait until everything is gone.
@@ -129,12 +129,7 @@ pub struct HostArgs {
     pub attach: bool,
     /// With --attach: the console of the detached VM of CONFIG, its log so
     /// far and then what it adds; a key or Ctrl-C leaves it running.
-    #[arg(
-        long,
-        help_heading = "VMs beside you",
-        requires = "attach",
-        conflicts_with = "command"
-    )]
+    #[arg(long, help_heading = "VMs beside you", conflicts_with = "command")]
     pub console: bool,
     /// Delete the disk image of CONFIG in the state directory (with its
     /// lock and records), saying which file; refused while its VM runs.

@@ -136,3 +136,40 @@ fn a_registry_other_users_may_write_to_is_refused() {
         "is not a directory of yours alone (mode 0700); remove it and try again",
     );
 }
+
+/// The modes beside a running VM evaluate nothing: nix's flags are
+/// refused, `--console` goes with `--attach` only, and `--list` without a
+/// running VM gives an empty list at once.
+#[test]
+fn the_modes_beside_a_vm_refuse_what_they_cannot_use_and_run_no_nix() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm("{ }"));
+    assert_only_error(
+        &fx.run(&["--stop", "-L"]),
+        "--stop evaluates nothing: drop the flags for nix",
+    );
+    assert_only_error(
+        &fx.run(&["--reset", "--impure"]),
+        "--reset evaluates nothing: drop the flags for nix",
+    );
+    assert_only_error(
+        &fx.run(&["--console"]),
+        "--console goes with --attach: nixos-shell --attach --console [CONFIG]",
+    );
+    assert_only_error(
+        &fx.run(&["--json"]),
+        "--json goes with --list: nixos-shell --list --json",
+    );
+    let out = fx.run(&["--list", ".#vm"]);
+    assert_one_line_error(&out, "cannot be used with");
+    let out = fx.run(&["--list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let out = fx.run(&["--attach", "--console"]);
+    assert_only_error(
+        &out,
+        "no VM of this directory is running; start one with `nixos-shell`",
+    );
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+}

@@ -163,6 +163,14 @@ impl Mode {
         if args.attach && args.nix != NixFlags::default() {
             bail!("--attach evaluates nothing: drop the flags for nix");
         }
+        // Said here, not by clap's `requires`, whose one line would not
+        // name the flag that is missing.
+        if args.console && !args.attach {
+            bail!("--console goes with --attach: nixos-shell --attach --console [CONFIG]");
+        }
+        if args.json && !args.list {
+            bail!("--json goes with --list: nixos-shell --list --json");
+        }
         if args.stop && args.nix != NixFlags::default() {
             bail!("--stop evaluates nothing: drop the flags for nix");
         }
