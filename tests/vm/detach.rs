@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::strace::Sleeps;
 use crate::support::vm::{
     kill_processes_under, processes_under, Console, Era, Permit, Piped, BOOT_TIMEOUT,
 };
@@ -23,7 +24,12 @@ fn text(bytes: &[u8]) -> String {
 fn detach(fx: &Fixture, args: &[&str]) -> String {
     let mut flags = vec!["--detach"];
     flags.extend_from_slice(args);
-    let mut start = Console::spawn_with(fx.command(&flags), ROWS, COLS, None);
+    detach_with(fx.command(&flags))
+}
+
+/// [`detach`]'s run of `command`, a `--detach`.
+fn detach_with(command: std::process::Command) -> String {
+    let mut start = Console::spawn_with(command, ROWS, COLS, None);
     let status = start.wait(BOOT_TIMEOUT);
     let said = start.transcript();
     assert_eq!(status.code(), Some(0), "{said}");
@@ -156,7 +162,11 @@ fn console_logs(fx: &Fixture) -> Vec<std::path::PathBuf> {
 fn detach_returns_once_the_guest_answers() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
-    detach(&fx, &["--ephemeral"]);
+    // Waiting for the guest, it sleeps on no timer (strace leaves the
+    // holder alone: it starts by exec).
+    let (traced, sleeps) = Sleeps::trace(&fx.command(&["--detach", "--ephemeral"]));
+    detach_with(traced);
+    assert_eq!(sleeps.own(), Vec::<String>::new());
     let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
     let logs = console_logs(&fx);
