@@ -19,61 +19,107 @@ use clap::{ArgAction, Parser};
 pub struct HostArgs {
     /// A module file, a flake reference with an attribute (`.#vm`), or a
     /// build result of `system.build.nixos-shell` (`./result`).
-    #[arg(value_name = "CONFIG")]
+    #[arg(help_heading = "Run a VM", value_name = "CONFIG")]
     pub config: Option<String>,
 
     /// A flake reference with an attribute, instead of CONFIG.
-    #[arg(long, value_name = "URI", conflicts_with = "config")]
+    #[arg(
+        help_heading = "Run a VM",
+        long,
+        value_name = "URI",
+        conflicts_with = "config"
+    )]
     pub flake: Option<String>,
 
     /// Arguments handed to QEMU after everything else (after `--`).
-    #[arg(last = true, value_name = "QEMU_ARGS")]
+    #[arg(help_heading = "Run a VM", last = true, value_name = "QEMU_ARGS")]
     pub qemu_args: Vec<String>,
 
     // --- as in the original ------------------------------------------------
     /// The guest's platform, e.g. `x86_64-linux`.
-    #[arg(long, value_name = "SYS")]
+    #[arg(help_heading = "Build", long, value_name = "SYS")]
     pub guest_system: Option<String>,
     /// The host's platform QEMU runs on (a Linux guest from a darwin host).
-    #[arg(long, value_name = "SYS")]
+    #[arg(help_heading = "Build", long, value_name = "SYS")]
     pub host_system: Option<String>,
     /// Build, print the run script's path and start nothing.
-    #[arg(long)]
+    #[arg(help_heading = "Build", long)]
     pub build_only: bool,
     /// Keep the build result as a GC root at PATH.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Build", long, value_name = "PATH")]
     pub out_link: Option<Utf8PathBuf>,
 
     // --- new ---------------------------------------------------------------
     /// Print the nix command and the VM command with its environment (with
     /// --build-only, the nix command); run nothing.
-    #[arg(long)]
+    #[arg(help_heading = "Build", long)]
     pub dry_run: bool,
     /// The VM's memory: MiB (`2048`) or with a unit (`512M`, `2G`).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(help_heading = "Run a VM", long, value_name = "SIZE")]
     pub memory: Option<String>,
     /// The number of virtual CPUs.
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Run a VM", long, value_name = "N")]
     pub cores: Option<String>,
     /// Forward a host port to the guest: `[ADDR:]HOSTPORT:GUESTPORT[/udp]`;
     /// binds 127.0.0.1 unless ADDR is given. Repeatable.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(help_heading = "Run a VM", long, value_name = "SPEC")]
     pub forward: Vec<String>,
     /// Share a host directory: `HOST[:GUEST][:ro]` (GUEST defaults to HOST). Repeatable.
-    #[arg(long, value_name = "SPEC")]
+    #[arg(help_heading = "Run a VM", long, value_name = "SPEC")]
     pub mount: Vec<String>,
     /// Do not share the home directory.
-    #[arg(long)]
+    #[arg(help_heading = "Run a VM", long)]
     pub no_home: bool,
     /// Use this disk image (created when missing).
-    #[arg(long, value_name = "PATH", conflicts_with = "ephemeral")]
+    #[arg(
+        help_heading = "Run a VM",
+        long,
+        value_name = "PATH",
+        conflicts_with = "ephemeral"
+    )]
     pub disk: Option<Utf8PathBuf>,
     /// Put the disk image in a private temporary directory, deleted afterwards.
-    #[arg(long)]
+    #[arg(help_heading = "Run a VM", long)]
     pub ephemeral: bool,
+    /// Start the VM in the background: build as a run does, return once
+    /// the VM answers, and leave it running without a terminal.
+    #[arg(
+        help_heading = "VMs beside you",
+        long,
+        conflicts_with_all = ["attach", "stop", "command", "build_only", "dry_run"]
+    )]
+    pub detach: bool,
+    /// List the running VMs: name, configuration, start, whether detached,
+    /// disk image, forwards, shares.
+    #[arg(
+        help_heading = "VMs beside you",
+        long,
+        conflicts_with_all = [
+            "config", "flake", "attach", "stop", "detach", "command", "build_only", "dry_run",
+            "out_link", "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral",
+            "qemu_args", "guest_system", "host_system",
+        ]
+    )]
+    pub list: bool,
+    /// With --list: JSON, for scripts.
+    #[arg(help_heading = "VMs beside you", long)]
+    pub json: bool,
+    /// Stop the running VM of CONFIG: power it off, end QEMU if it does
+    /// not in time, and wait until everything is gone.
+    #[arg(
+        help_heading = "VMs beside you",
+        long,
+        conflicts_with_all = [
+            "attach", "command", "build_only", "dry_run", "out_link", "memory", "cores",
+            "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args", "guest_system",
+            "host_system",
+        ]
+    )]
+    pub stop: bool,
     /// Attach to the running VM of CONFIG: a login shell there, or with -c
     /// CMD that command; leaving it leaves the VM running.
     #[arg(
+        help_heading = "VMs beside you",
         long,
         conflicts_with_all = [
             "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
@@ -88,7 +134,8 @@ pub struct HostArgs {
         help_heading = "Change the running VM",
         conflicts_with_all = [
             "attach", "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
-            "no_home", "disk", "ephemeral", "qemu_args", "command",
+            "no_home", "disk", "ephemeral", "qemu_args", "command", "detach", "list", "stop",
+            "reset", "console",
         ]
     )]
     pub switch: bool,
@@ -98,10 +145,32 @@ pub struct HostArgs {
     // does not name the flag once made one line.
     #[arg(long, help_heading = "Change the running VM")]
     pub watch: bool,
+    /// With --attach: the console of the detached VM of CONFIG, its log so
+    /// far and then what it adds; a key or Ctrl-C leaves it running.
+    #[arg(long, help_heading = "VMs beside you", conflicts_with = "command")]
+    pub console: bool,
+    /// Delete the disk image of CONFIG in the state directory (with its
+    /// lock and records), saying which file; refused while its VM runs.
+    #[arg(
+        help_heading = "VMs beside you",
+        long,
+        conflicts_with_all = [
+            "attach", "stop", "detach", "list", "command", "build_only", "dry_run", "out_link",
+            "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args",
+            "guest_system", "host_system",
+        ]
+    )]
+    pub reset: bool,
     /// Run CMD in the VM in the current directory, power off, exit with its status.
     // Hyphen values: otherwise clap's tip for `-c -x` is `-- -x`, which here
     // would hand `-x` to QEMU.
-    #[arg(short = 'c', long, value_name = "CMD", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Run a VM",
+        short = 'c',
+        long,
+        value_name = "CMD",
+        allow_hyphen_values = true
+    )]
     pub command: Option<String>,
 
     /// Flags passed through to every `nix build` (listed last in --help,
@@ -117,6 +186,13 @@ pub struct HostArgs {
     /// Print the man page (roff) and exit.
     #[arg(long, hide = true, exclusive = true)]
     pub generate_man_page: bool,
+
+    // --- hidden: a detached VM's holder (host::detach) -----------------------
+    /// Hold the VM a `--detach` built: its session directory, the identity
+    /// of its build, the pipe to tell it the guest answers on.
+    #[arg(long, hide = true, num_args = 3, value_names = ["DIR", "IDENTITY", "FD"],
+          conflicts_with_all = ["attach", "stop", "detach", "command", "build_only", "dry_run"])]
+    pub hold: Vec<String>,
 }
 
 /// The flags nixos-shell passes through to `nix build`, typed until the

@@ -100,7 +100,7 @@ mod tests {
         assert!(ids(&visible, true).is_empty());
         assert_eq!(
             ids(&full, true),
-            ["generate_completions", "generate_man_page"]
+            ["generate_completions", "generate_man_page", "hold"]
         );
     }
 

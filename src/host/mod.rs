@@ -13,9 +13,12 @@
 //!    with the threads and poll loops that serve it.
 //!
 //! Beside them: [`switch`] switches a running VM to a new build of its
-//! configuration (`--switch`, `--watch`); [`attach`] is the attach feature's host side (the registry
+//! configuration (`--switch`, `--watch`); [`attach`] is the attach
+//! feature's host side (the registry
 //! of running VMs, the relay a run serves, the client `--attach` runs,
-//! found without building); [`dry_run`] prints a plan; [`generate`] prints
+//! found without building, and `--stop`); [`detach`] starts a VM that
+//! goes on without the terminal; [`reset`] deletes a configuration's
+//! disk image; [`dry_run`] prints a plan; [`generate`] prints
 //! shell completions and the man page for packagers; [`signals`] passes the
 //! signals that end a session to the child of the moment and keeps
 //! nixos-shell alive to clean up after it; [`stop`] is how a step ended
@@ -27,6 +30,7 @@
 
 mod attach;
 mod compose;
+mod detach;
 mod dry_run;
 mod execute;
 mod gather;
@@ -34,6 +38,7 @@ mod generate;
 mod nix;
 mod qemu;
 mod read;
+mod reset;
 mod settings;
 mod shares;
 mod signals;
@@ -50,7 +55,7 @@ use compose::layout::Layout;
 use compose::Plan;
 use execute::session::Session;
 use read::Host;
-use settings::{Attach, Build, Dry, Mode, Run, Switch};
+use settings::{Build, Dry, Mode, Run, Switch, Target};
 use stop::Stop;
 
 /// Runs the mode the command line asks for: nixos-shell's exit status.
@@ -67,18 +72,30 @@ fn run_mode(args: HostArgs) -> Result<u8> {
     let host = Host::read()?;
     match Mode::from_args(args, &host)? {
         Mode::Generate(page) => page.print(),
-        Mode::Attach(attach) => run_attach(&attach, &host),
+        Mode::Attach(attach) => attach::run(&attach, &host),
+        Mode::Stop(target) => stop_vm(&target, &host),
+        Mode::Reset(target) => reset::run(&target, &host),
+        Mode::Console(target) => console(&target, &host),
+        Mode::List { json } => attach::list::run(&attach::registry::dir(&host.env), json),
         Mode::BuildOnly(build) => build_only(&build, &host),
         Mode::DryRun(dry) => dry_run(&dry, &host),
         Mode::Run(run) => run_vm(&run, &host),
         Mode::Switch(switch) => run_switch(&switch, &host),
+        Mode::Detach(run) => detach_vm(&run, &host),
+        Mode::Hold(run, hold) => hold_vm(&run, &hold, &host),
     }
 }
 
-/// `--attach`: CONFIG names the VM; nothing builds.
-fn run_attach(attach: &Attach, host: &Host) -> Result<u8> {
-    let installable = nix::resolve(attach.target.config.as_ref(), &host.cwd)?;
-    attach::run(&installable, attach, host)
+/// `--attach --console`: CONFIG names the detached VM whose console log
+/// is followed; nothing builds.
+fn console(target: &Target, host: &Host) -> Result<u8> {
+    let entry = attach::running(target, host)?;
+    attach::console::run(&entry, &attach::registry::info_of(&entry)?)
+}
+
+/// `--stop`: CONFIG names the VM, whose holder stops it; nothing builds.
+fn stop_vm(target: &Target, host: &Host) -> Result<u8> {
+    attach::holder::stop(&attach::running(target, host)?)
 }
 
 /// `--switch [--watch]`: CONFIG names the running VM (nothing builds
@@ -124,7 +141,39 @@ fn run_vm(run: &Run, host: &Host) -> Result<u8> {
     run.vm.check_host()?;
     let session = Session::create()?;
     let plan = run_plan(run, host, session.layout().clone())?;
-    execute::run(&plan, session)
+    execute::run(&plan, session, None)
+}
+
+/// `--detach`: builds as a run does, then starts the VM's holder without
+/// a terminal and returns once the guest answers.
+fn detach_vm(run: &Run, host: &Host) -> Result<u8> {
+    run.vm.check_host()?;
+    let session = Session::create()?;
+    let plan = run_plan(run, host, session.layout().clone())?;
+    let built = plan.builds.realise()?;
+    let log = execute::detached_console_log(
+        &host.env,
+        &built.result.manifest.name,
+        &built.identity,
+        &session,
+    );
+    detach::start(session, &built.identity, &log)?;
+    let config = attach::described_as_flag(run.build.config.as_ref());
+    println!(
+        "nixos-shell: {} runs in the background, its console in {log}; \
+         attach with `nixos-shell --attach{config}`, stop it with `nixos-shell --stop{config}`",
+        built.result.manifest.name
+    );
+    Ok(0)
+}
+
+/// A detached VM's holder (hidden `--hold`): the run of the build that
+/// `--detach` made, in the session it handed over.
+fn hold_vm(run: &Run, hold: &settings::Hold, host: &Host) -> Result<u8> {
+    let (session, holding, builds) = detach::holding(hold, run.build.out_link.as_deref());
+    let mut plan = run_plan(run, host, session.layout().clone())?;
+    plan.builds = builds;
+    execute::run(&plan, session, Some(holding))
 }
 
 #[cfg(test)]

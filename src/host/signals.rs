@@ -30,6 +30,7 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -121,6 +122,36 @@ pub fn wake_fd() -> Option<OwnedFd> {
     let caught = caught();
     let read = caught.as_ref()?.delivery.get_read().try_clone().ok()?;
     Some(OwnedFd::from(read))
+}
+
+/// The VM's process while it runs (0: none), for [`end_vm`].
+static VM: AtomicI32 = AtomicI32::new(0);
+
+/// Notes `child` as the VM's process until it ends ([`VmNoted`] unnotes).
+pub fn note_vm(child: &Child) -> VmNoted {
+    let pid = pid_of(child).map_or(0, |pid| pid.as_raw_nonzero().get());
+    VM.store(pid, Ordering::SeqCst);
+    VmNoted(())
+}
+
+/// The VM noted by [`note_vm`], unnoted when dropped, right after its
+/// process is reaped: the pid could be reused only in that moment, and
+/// only by a process of this user's started just then.
+pub struct VmNoted(());
+
+impl Drop for VmNoted {
+    fn drop(&mut self) {
+        VM.store(0, Ordering::SeqCst);
+    }
+}
+
+/// Ends the VM's process with TERM, as a caught TERM would, from another
+/// thread than the one that waits for it (a `--stop` whose guest did not
+/// power off in time). Nothing when no VM runs.
+pub fn end_vm() {
+    if let Some(pid) = Pid::from_raw(VM.load(Ordering::SeqCst)) {
+        let _ = kill_process(pid, Signal::TERM);
+    }
 }
 
 /// The session signals caught since the last call, in order.

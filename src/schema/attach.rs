@@ -87,6 +87,9 @@ pub enum Kind {
     /// VM's nixos-shell → guest: this many output bytes (`u32`) reached
     /// the client.
     OutputAck = 8,
+    /// Client → VM's nixos-shell: the JSON [`HolderRequest`], for the
+    /// nixos-shell that holds the VM itself, never relayed to the guest.
+    Holder = 9,
     /// Guest → client: bytes of the session's terminal or standard output.
     Output = 16,
     /// Guest → client: bytes of the session's standard error.
@@ -116,6 +119,7 @@ impl Kind {
             6 => Kind::OutputClosed,
             7 => Kind::Close,
             8 => Kind::OutputAck,
+            9 => Kind::Holder,
             16 => Kind::Output,
             17 => Kind::Error,
             18 => Kind::Exit,
@@ -480,6 +484,17 @@ pub struct Request {
     pub switch: Option<Utf8PathBuf>,
 }
 
+/// What a client asks of the nixos-shell that holds the VM (a
+/// [`Kind::Holder`] frame), rather than of a session in the guest: one
+/// variant per request, so that a later mode adds its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HolderRequest {
+    /// `nixos-shell --stop`: power the guest off, end QEMU if it does not
+    /// within the holder's deadline, and end.
+    Stop,
+}
+
 /// How a session's program ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -758,7 +773,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const KINDS: [Kind; 15] = [
+        const KINDS: [Kind; 16] = [
             Kind::Open,
             Kind::Input,
             Kind::InputEnd,
@@ -767,6 +782,7 @@ mod tests {
             Kind::OutputClosed,
             Kind::Close,
             Kind::OutputAck,
+            Kind::Holder,
             Kind::Output,
             Kind::Error,
             Kind::Exit,

@@ -34,6 +34,10 @@ fn without_a_running_vm_it_says_so_in_one_line_and_starts_no_nix() {
             "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
         ),
         (
+            &["--stop", ".#vm"][..],
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
+        ),
+        (
             &["--attach", "--flake", "."][..],
             "no VM of . is running; start one with `nixos-shell --flake .`",
         ),
@@ -100,12 +104,14 @@ fn a_run_is_found_while_its_vm_runs_and_only_then() {
         "{facts}"
     );
     let entries = std::fs::read_to_string(fx.root.join("record.registry")).unwrap();
-    // The entry, and beside it the build its VM runs (for --switch).
-    let listed: Vec<&str> = entries.lines().collect();
-    let [entry, build] = listed[..] else {
-        panic!("not an entry and its build: {entries:?}")
-    };
-    assert_eq!(build, format!("{entry}.build"), "{entries:?}");
+    let mut names: Vec<&str> = entries.split_whitespace().collect();
+    names.sort_unstable();
+    // The link, and beside it what `--list` reads and the build its VM
+    // runs (for --switch).
+    assert_eq!(names.len(), 3, "{entries:?}");
+    let entry = names[0];
+    assert_eq!(names[1], format!("{entry}.build"), "{entries:?}");
+    assert_eq!(names[2], format!("{entry}.json"), "{entries:?}");
     let (key, pid) = entry
         .split_once('.')
         .unwrap_or_else(|| panic!("no entry: {entries:?}"));
@@ -157,4 +163,41 @@ fn switch_refuses_the_flags_of_a_run_and_watch_needs_switch() {
         "--watch switches the running VM on each save: use it with --switch",
     );
     assert_eq!(fx.nix_calls().0, 0);
+}
+
+/// The modes beside a running VM evaluate nothing: nix's flags are
+/// refused, `--console` goes with `--attach` only, and `--list` without a
+/// running VM gives an empty list at once.
+#[test]
+fn the_modes_beside_a_vm_refuse_what_they_cannot_use_and_run_no_nix() {
+    let fx = NixFixture::new(PATHS);
+    fx.flake(&mkvm("{ }"));
+    assert_only_error(
+        &fx.run(&["--stop", "-L"]),
+        "--stop evaluates nothing: drop the flags for nix",
+    );
+    assert_only_error(
+        &fx.run(&["--reset", "--impure"]),
+        "--reset evaluates nothing: drop the flags for nix",
+    );
+    assert_only_error(
+        &fx.run(&["--console"]),
+        "--console goes with --attach: nixos-shell --attach --console [CONFIG]",
+    );
+    assert_only_error(
+        &fx.run(&["--json"]),
+        "--json goes with --list: nixos-shell --list --json",
+    );
+    let out = fx.run(&["--list", ".#vm"]);
+    assert_one_line_error(&out, "cannot be used with");
+    let out = fx.run(&["--list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    let out = fx.run(&["--attach", "--console"]);
+    assert_only_error(
+        &out,
+        "no VM of this directory is running; start one with `nixos-shell`",
+    );
+    assert_eq!(fx.nix_calls().0, 0);
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
 }

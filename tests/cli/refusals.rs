@@ -255,3 +255,23 @@ fn a_missing_flake_attribute_lists_the_attributes_looked_for() {
         );
     }
 }
+
+/// `--detach` starts a VM without a terminal: a command for that terminal,
+/// another mode, or a build alone are refused by the parser, before nix.
+#[test]
+fn detach_with_a_command_or_another_mode_is_refused_before_the_build() {
+    let fx = fixture();
+    for (flags, other) in [
+        (&["--detach", "-c", "true"][..], "--command <CMD>"),
+        (&["--detach", "--attach"][..], "--attach"),
+        (&["--detach", "--build-only"][..], "--build-only"),
+        (&["--detach", "--dry-run"][..], "--dry-run"),
+        (&["--detach", "--stop"][..], "--stop"),
+    ] {
+        let out = fx.run(flags);
+        assert_one_line_error(&out, "cannot be used with");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(other), "{flags:?}: {said}");
+    }
+    assert_nothing_ran(&fx);
+}

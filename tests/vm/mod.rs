@@ -2,6 +2,9 @@
 //! initramfs holding the guest role, and a fixture of NixOS's run script in
 //! both eras of its shared directories (9p, virtiofs).
 //!
+//! - `detach`: `nixos-shell --detach`: a VM that outlives the terminal
+//!   that started it, reached by `--attach`, ended by `--stop`, and gone
+//!   with its holder when that is killed.
 //! - `guest_role`: the run script started directly with a session share the
 //!   test writes by hand, proving the guest role without the CLI.
 //! - `attach`: `nixos-shell --attach` sessions in the running VM, through
@@ -26,6 +29,8 @@
 //!   away).
 //! - `signals`: signals sent to nixos-shell while its VM runs, and
 //!   nixos-shell killed outright: nothing survives or is left behind.
+//! - `stop`: `nixos-shell --stop` of a running VM: powered off, its
+//!   nixos-shell gone with everything it ran, waited for without a timer.
 //! - `unprivileged`: an ordinary user runs a built VM; its virtiofsd runs
 //!   as that user, and what the guest's root writes in the home is theirs.
 //! - `waits`: nixos-shell's own processes never sleep on a timer while a
@@ -43,11 +48,13 @@ mod attach;
 mod cli;
 mod console;
 mod daemons;
+mod detach;
 mod guest_role;
 mod guest_units;
 mod long_life;
 mod misbehaving;
 mod signals;
+mod stop;
 mod streams;
 mod switch;
 mod unprivileged;

@@ -7,9 +7,15 @@
 //! guest (`schema::attach`).
 //!
 //! The whole feature's host side is here: the [`registry`] a run enters its
-//! VM in, the [`relay`] it serves while the VM runs (`host::execute`), and
-//! the client's [`session`].
+//! VM in, the [`relay`] it serves while the VM runs (`host::execute`), the
+//! client's [`session`], and the requests a client makes of the VM's
+//! holder itself ([`holder`]: `--stop`), `--list` ([`list`]) and the
+//! console of a detached VM ([`console`]: `--attach --console`). [`running`] finds the VM of a
+//! CONFIG for every mode that acts on one.
 
+pub mod console;
+pub mod holder;
+pub mod list;
 pub mod registry;
 pub mod relay;
 mod session;
@@ -17,30 +23,25 @@ mod session;
 use std::os::unix::net::UnixStream;
 
 use anyhow::{bail, Context, Result};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
-use crate::host::nix::Installable;
+use crate::host::nix;
 use crate::host::read::Host;
-use crate::host::settings::{Attach, Config};
+use crate::host::settings::{Attach, Config, Target};
 use crate::host::terminal::{self, terminfo};
 use crate::schema::attach::{Request, REQUEST_VERSION};
+use registry::Entry;
 
-/// Attaches to the running VM of `installable`: the session's exit status.
-pub fn run(installable: &Installable, attach: &Attach, host: &Host) -> Result<u8> {
-    let socket = find_running(installable, attach.target.config.as_ref(), host)?;
-    session::run(connect(&socket)?, &request(attach, host))
-}
-
-/// The registry's entry (the attach socket) of the running VM of
-/// `installable`, CONFIG being `config`; one line when none runs.
-pub fn find_running(
-    installable: &Installable,
-    config: Option<&Config>,
-    host: &Host,
-) -> Result<Utf8PathBuf> {
+/// The entry of the running VM of `target`, found without nix: CONFIG
+/// resolves to the identities that name its disk image, and the registry
+/// leads from them to the VM's holder. Every mode that acts on a running
+/// VM asks here, so that all answer a missing VM with the same line.
+pub fn running(target: &Target, host: &Host) -> Result<Entry> {
+    let config = target.config.as_ref();
+    let installable = nix::resolve(config, &host.cwd)?;
     let registry = registry::dir(&host.env);
     match registry::find(&registry, &installable.identities())? {
-        Some(socket) => Ok(socket),
+        Some(entry) => Ok(entry),
         None => bail!(
             "no VM of {} is running; start one with `{}`",
             described(config),
@@ -49,17 +50,25 @@ pub fn find_running(
     }
 }
 
-/// Connects to the attach socket `socket`.
-fn connect(socket: &Utf8Path) -> Result<UnixStream> {
+/// Connects to the holder of the VM of `entry`.
+pub fn connect(entry: &Entry) -> Result<UnixStream> {
+    let socket = &entry.socket;
     UnixStream::connect(socket).with_context(|| {
         format!("could not reach the VM's nixos-shell at {socket}; it may have just ended")
     })
 }
 
-/// Switches the VM at the attach socket `socket` to the system `toplevel`
-/// (the guest role's `switch` step, over an attach session with pipes):
-/// its output on this process' streams, its exit status.
-pub fn switch(socket: &Utf8Path, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
+/// Attaches to the running VM of `attach`'s CONFIG: the session's exit
+/// status.
+pub fn run(attach: &Attach, host: &Host) -> Result<u8> {
+    let stream = connect(&running(&attach.target, host)?)?;
+    session::run(stream, &request(attach, host))
+}
+
+/// Switches the VM of `entry` to the system `toplevel` (the guest role's
+/// `switch` step, over an attach session with pipes): its output on this
+/// process' streams, its exit status.
+pub fn switch(entry: &Entry, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
     let request = Request {
         version: REQUEST_VERSION,
         command: None,
@@ -70,7 +79,7 @@ pub fn switch(socket: &Utf8Path, toplevel: &Utf8Path, host: &Host) -> Result<u8>
         size: None,
         switch: Some(toplevel.to_owned()),
     };
-    session::run_with(connect(socket)?, &request, false)
+    session::run_with(connect(entry)?, &request, false)
 }
 
 /// What this side asks for.
@@ -92,14 +101,23 @@ fn request(attach: &Attach, host: &Host) -> Request {
 }
 
 /// CONFIG as the messages name it.
-fn described(config: Option<&Config>) -> String {
+pub fn described(config: Option<&Config>) -> String {
     match config {
         Some(Config::Given(config) | Config::Flake(config)) => config.clone(),
         None => "this directory".to_owned(),
     }
 }
 
-/// The command that starts the VM of CONFIG `config`.
+/// CONFIG as the flags that name it again after another flag, with a
+/// leading space: ` '.#vm'`, ` --flake .`, or nothing.
+pub fn described_as_flag(config: Option<&Config>) -> String {
+    match start_command(config).strip_prefix("nixos-shell") {
+        Some(rest) => rest.to_owned(),
+        None => String::new(),
+    }
+}
+
+/// The command that starts the VM a mode looked for.
 pub fn start_command(config: Option<&Config>) -> String {
     match config {
         Some(Config::Given(config)) => format!("nixos-shell {}", crate::sh::quote(config)),

@@ -7,11 +7,14 @@
 //! `nixos-shell-<uid>/` in `$TMPDIR` (else `/tmp`), and is the user's alone
 //! (mode 0700): nothing is found there that another user put.
 //!
-//! Beside each entry, `<identity key>.<pid>.build` links to the build
-//! result the VM runs, so that `--switch` knows which system runs without
-//! asking the guest, and `<identity key>.<pid>.result` is the out-link (a
-//! GC root) of the last build `--switch` made for it, so that the host's
-//! garbage collector leaves the system the VM was switched to while it runs.
+//! Beside each link, its companions (each goes with the link):
+//! `<identity key>.<pid>.json` says what `--list` shows of the VM
+//! ([`VmInfo`]), written whole before it is renamed into place;
+//! `<identity key>.<pid>.build` links to the build result the VM runs, so
+//! that `--switch` knows which system runs without asking the guest; and
+//! `<identity key>.<pid>.result` is the out-link (a GC root) of the last
+//! build `--switch` made for it, so that the host's garbage collector
+//! leaves the system the VM was switched to while it runs.
 //!
 //! An entry of a nixos-shell that was killed outright stays behind; the
 //! next lookup notices its process is gone and removes it.
@@ -21,6 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
 
 use crate::host::nix::Identity;
 
@@ -51,11 +55,37 @@ fn own(dir: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// What a run knows of its VM that `--list` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmInfo {
+    /// The VM's `system.name`.
+    pub name: String,
+    /// CONFIG as given, or `this directory`.
+    pub config: String,
+    /// When it started, in seconds since the epoch.
+    pub started: u64,
+    /// Whether it runs detached (`--detach`), without a terminal.
+    pub detached: bool,
+    /// Its disk image, if it has one.
+    pub disk_image: Option<Utf8PathBuf>,
+    /// Its forwards, as `--forward` takes them.
+    pub forwards: Vec<String>,
+    /// Its shares, `HOST:GUEST[:ro]`.
+    pub shares: Vec<String>,
+    /// The log its console goes to, when it runs detached.
+    #[serde(default)]
+    pub console_log: Option<Utf8PathBuf>,
+}
+
 /// A running VM's entry, removed when dropped.
 #[derive(Debug)]
 pub struct Registration {
     link: Utf8PathBuf,
 }
+
+/// The suffix of the info file beside an entry's link.
+const INFO_SUFFIX: &str = ".json";
 
 /// The suffix of the link beside an entry to the build its VM runs.
 const BUILD_SUFFIX: &str = ".build";
@@ -63,39 +93,53 @@ const BUILD_SUFFIX: &str = ".build";
 /// The suffix of the out-link beside an entry of the build `--switch` made.
 const RESULT_SUFFIX: &str = ".result";
 
-/// Where `--switch` keeps the build it makes for the VM of the entry
-/// `link` (nix's `--out-link`), removed with the entry.
-pub fn result_link(link: &Utf8Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(format!("{link}{RESULT_SUFFIX}"))
+/// What stands beside an entry's link and goes with it.
+const COMPANIONS: [&str; 3] = [INFO_SUFFIX, BUILD_SUFFIX, RESULT_SUFFIX];
+
+/// The companion of the entry `link` with `suffix`.
+fn companion(link: &Utf8Path, suffix: &str) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("{link}{suffix}"))
 }
 
-/// The link to the build that the VM of the entry `link` runs.
-fn build_link(link: &Utf8Path) -> Utf8PathBuf {
-    Utf8PathBuf::from(format!("{link}{BUILD_SUFFIX}"))
+/// The info file beside an entry's `link`.
+fn info_path(link: &Utf8Path) -> Utf8PathBuf {
+    companion(link, INFO_SUFFIX)
 }
 
-/// The build result the VM of the entry `link` (as [`find`] returns it)
-/// was started from, when its nixos-shell recorded one.
-pub fn build_of(link: &Utf8Path) -> Option<Utf8PathBuf> {
-    std::fs::read_link(build_link(link))
+/// Where `--switch` keeps the build it makes for the VM of `entry` (nix's
+/// `--out-link`), removed with the entry.
+pub fn result_link(entry: &Entry) -> Utf8PathBuf {
+    companion(&entry.socket, RESULT_SUFFIX)
+}
+
+/// The build result the VM of `entry` runs, when its nixos-shell recorded
+/// one.
+pub fn build_of(entry: &Entry) -> Option<Utf8PathBuf> {
+    std::fs::read_link(companion(&entry.socket, BUILD_SUFFIX))
         .ok()
         .and_then(|path| Utf8PathBuf::from_path_buf(path).ok())
 }
 
-/// Records that the VM of the entry `link` now runs the build result
-/// `build` (after a switch to all of it): the link replaced at once.
-pub fn record_build(link: &Utf8Path, build: &Utf8Path) -> Result<()> {
-    let built = build_link(link);
-    let next = Utf8PathBuf::from(format!("{built}.next"));
+/// Records that the VM of `entry` now runs the build result `build` (after
+/// a switch to all of it): the link replaced at once.
+pub fn record_build(entry: &Entry, build: &Utf8Path) -> Result<()> {
+    replace_link(build, &companion(&entry.socket, BUILD_SUFFIX))
+}
+
+/// Makes `link` point at `target`, replacing what was there at once.
+fn replace_link(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
+    let next = Utf8PathBuf::from(format!("{link}.next"));
     let _ = std::fs::remove_file(&next);
-    std::os::unix::fs::symlink(build, &next).with_context(|| format!("could not create {next}"))?;
-    std::fs::rename(&next, &built).with_context(|| format!("could not replace {built}"))
+    std::os::unix::fs::symlink(target, &next)
+        .with_context(|| format!("could not create {next}"))?;
+    std::fs::rename(&next, link).with_context(|| format!("could not replace {link}"))
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(result_link(&self.link));
-        let _ = std::fs::remove_file(build_link(&self.link));
+        for suffix in COMPANIONS {
+            let _ = std::fs::remove_file(companion(&self.link, suffix));
+        }
         let _ = std::fs::remove_file(&self.link);
         // The directory too, when no other VM runs: nothing is left in the
         // user's TMPDIR. It fails harmlessly while other entries are there.
@@ -106,27 +150,33 @@ impl Drop for Registration {
 }
 
 /// Enters the VM of `identity`, whose attach socket is `socket` and which
-/// runs the build result `build`, in `dir`.
+/// runs the build result `build`, in `dir`, with what `--list` shows of it.
 pub fn register(
     dir: &Utf8Path,
     identity: &Identity,
     socket: &Utf8Path,
     build: &Utf8Path,
+    info: &VmInfo,
 ) -> Result<Registration> {
     let link = dir.join(format!("{}.{}", identity.key(), std::process::id()));
+    let json = serde_json::to_vec(info).context("could not encode the VM's entry")?;
     // Twice at most: the last VM of another nixos-shell may remove the
     // empty directory between its creation and the link.
     for _ in 0..2 {
         own(dir)?;
         let _ = std::fs::remove_file(&link);
-        // The build first: an entry found has its build beside it.
-        let built = build_link(&link);
-        let _ = std::fs::remove_file(&built);
-        match std::os::unix::fs::symlink(build, &built) {
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
-            linked => linked.with_context(|| format!("could not create {built}"))?,
+        let info_file = info_path(&link);
+        let partial = Utf8PathBuf::from(format!("{info_file}.partial"));
+        let written =
+            std::fs::write(&partial, &json).and_then(|()| std::fs::rename(&partial, &info_file));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
         }
-        match std::os::unix::fs::symlink(socket, &link) {
+        // The companions first: an entry found has them beside it.
+        let built = companion(&link, BUILD_SUFFIX);
+        let _ = std::fs::remove_file(&built);
+        let written = written.and_then(|()| std::os::unix::fs::symlink(build, &built));
+        match written.and_then(|()| std::os::unix::fs::symlink(socket, &link)) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             linked => linked.with_context(|| format!("could not create {link}"))?,
         }
@@ -135,43 +185,42 @@ pub fn register(
     bail!("could not create {link}: its directory keeps disappearing")
 }
 
-/// The attach socket of the running VM of the first of `identities` that
-/// has one, through its entry in `dir`; the newest when one configuration
-/// runs twice. Entries of nixos-shells that are gone are removed.
-pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBuf>> {
-    let Ok(entries) = dir.read_dir_utf8() else {
-        return Ok(None);
-    };
-    own(dir)?;
-    let mut live: Vec<(String, u32, Utf8PathBuf)> = Vec::new();
-    for entry in entries.flatten() {
-        let Some((key, pid)) = entry.file_name().split_once('.') else {
-            continue;
-        };
-        if let Some(pid) = pid
-            .strip_suffix(BUILD_SUFFIX)
-            .or_else(|| pid.strip_suffix(RESULT_SUFFIX))
-        {
-            // Goes with its entry, or alone when its nixos-shell is gone.
-            if pid.parse::<u32>().is_ok_and(|pid| !running(pid)) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-            continue;
-        }
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if running(pid) && entry.path().exists() {
-            live.push((key.to_owned(), pid, entry.path().to_owned()));
-        } else {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    if live.is_empty() {
-        // What stale entries leave: an empty directory, removed as a
-        // dropped registration removes it.
-        let _ = std::fs::remove_dir(dir);
-    }
+/// What the entry says of its VM.
+pub fn info_of(entry: &Entry) -> Result<VmInfo> {
+    let path = info_path(&entry.socket);
+    let bytes = std::fs::read(&path).with_context(|| format!("could not read {path}"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{path} is malformed"))
+}
+
+/// Every running VM's entry in `dir` and what it says of its VM, oldest
+/// first; entries of nixos-shells that are gone are removed.
+pub fn list(dir: &Utf8Path) -> Result<Vec<(Entry, VmInfo)>> {
+    let mut listed: Vec<(Entry, VmInfo)> = live(dir)?
+        .into_iter()
+        .filter_map(|(_, pid, link)| {
+            let info = std::fs::read(info_path(&link)).ok()?;
+            let info: VmInfo = serde_json::from_slice(&info).ok()?;
+            Some((Entry { socket: link, pid }, info))
+        })
+        .collect();
+    listed.sort_by_key(|(entry, info)| (info.started, entry.pid));
+    Ok(listed)
+}
+
+/// A running VM's entry as found: what leads to its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The link to the holder's attach socket, which a client connects to.
+    pub socket: Utf8PathBuf,
+    /// The holder: the nixos-shell that runs the VM.
+    pub pid: u32,
+}
+
+/// The entry of the running VM of the first of `identities` that has one,
+/// in `dir`; the newest when one configuration runs twice. Entries of
+/// nixos-shells that are gone are removed.
+pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Entry>> {
+    let live = live(dir)?;
     for identity in identities {
         let key = identity.key();
         let newest = live
@@ -182,11 +231,51 @@ pub fn find(dir: &Utf8Path, identities: &[Identity]) -> Result<Option<Utf8PathBu
                     .and_then(|m| m.modified())
                     .ok()
             });
-        if let Some((_, _, link)) = newest {
-            return Ok(Some(link.clone()));
+        if let Some((_, pid, link)) = newest {
+            return Ok(Some(Entry {
+                socket: link.clone(),
+                pid: *pid,
+            }));
         }
     }
     Ok(None)
+}
+
+/// The entries of nixos-shells that run, as key, pid and link; the others
+/// are removed, with their info and the directory once it is empty.
+fn live(dir: &Utf8Path) -> Result<Vec<(String, u32, Utf8PathBuf)>> {
+    let Ok(entries) = dir.read_dir_utf8() else {
+        return Ok(Vec::new());
+    };
+    own(dir)?;
+    let mut live: Vec<(String, u32, Utf8PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let (link, is_link) = match COMPANIONS
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+        {
+            Some(link) => (link, false),
+            None => (name, true),
+        };
+        let Some((key, pid)) = link.split_once('.') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !running(pid) || (is_link && !entry.path().exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        } else if is_link {
+            live.push((key.to_owned(), pid, entry.path().to_owned()));
+        }
+    }
+    if live.is_empty() {
+        // What stale entries leave: an empty directory, removed as a
+        // dropped registration removes it.
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(live)
 }
 
 /// Whether process `pid` still runs.
@@ -199,13 +288,40 @@ fn running(pid: u32) -> bool {
     };
     // Signal 0 checks without sending: EPERM would be another user's
     // process, which no entry here can belong to.
-    rustix::process::test_kill_process(pid).is_ok()
+    rustix::process::test_kill_process(pid).is_ok() && !zombie(pid)
+}
+
+/// Whether process `pid` has ended and waits to be reaped: a detached
+/// VM's holder killed outright, whose reaper (the init of a container may
+/// be none) has not reaped it yet. Its state is the field after the
+/// command's name in `/proc/PID/stat` (proc(5)).
+fn zombie(pid: rustix::process::Pid) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()));
+    stat.ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::test_data::env;
+
+    fn info(name: &str) -> VmInfo {
+        VmInfo {
+            name: name.to_owned(),
+            config: ".#vm".to_owned(),
+            started: 1,
+            detached: true,
+            disk_image: None,
+            forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
+            shares: Vec::new(),
+            console_log: None,
+        }
+    }
 
     fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
         let dir = tempfile::tempdir().unwrap();
@@ -235,13 +351,21 @@ mod tests {
         let vm = Identity::new("/p#vm");
         let other = Identity::new("file:/p/vm.nix");
         assert_eq!(find(&registry, std::slice::from_ref(&vm)).unwrap(), None);
-        let entry = register(&registry, &vm, &socket, "/nix/store/b-vm".into()).unwrap();
+        let entry = register(
+            &registry,
+            &vm,
+            &socket,
+            "/nix/store/b-vm".into(),
+            &info("vm"),
+        )
+        .unwrap();
         let mode = std::fs::metadata(&registry).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         let found = find(&registry, &[other.clone(), vm.clone()])
             .unwrap()
             .unwrap();
-        assert_eq!(std::fs::read_link(&found).unwrap(), socket);
+        assert_eq!(std::fs::read_link(&found.socket).unwrap(), socket);
+        assert_eq!(found.pid, std::process::id());
         assert_eq!(build_of(&found).unwrap(), "/nix/store/b-vm");
         assert_eq!(find(&registry, &[other]).unwrap(), None);
         drop(entry);
@@ -249,11 +373,58 @@ mod tests {
     }
 
     #[test]
+    fn the_list_shows_what_each_entry_says_until_it_goes_stale() {
+        let (_tmp, registry) = temp();
+        let socket = registry.with_file_name("attach.sock");
+        std::fs::write(&socket, "").unwrap();
+        let entry = register(
+            &registry,
+            &Identity::new("/p#vm"),
+            &socket,
+            "/b".into(),
+            &info("p"),
+        )
+        .unwrap();
+        let listed = list(&registry).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].0.pid, std::process::id());
+        assert_eq!(listed[0].1, info("p"));
+        // A nixos-shell that is gone: its link and its info are removed.
+        let stale = registry.join(format!(
+            "{}.{}",
+            Identity::new("/q#vm").key(),
+            (1 << 22) + 1
+        ));
+        std::os::unix::fs::symlink(&socket, &stale).unwrap();
+        std::fs::write(info_path(&stale), serde_json::to_vec(&info("q")).unwrap()).unwrap();
+        assert_eq!(list(&registry).unwrap().len(), 1);
+        assert!(std::fs::symlink_metadata(&stale).is_err());
+        assert!(!info_path(&stale).exists());
+        drop(entry);
+        assert_eq!(list(&registry).unwrap(), Vec::new());
+        assert!(!registry.exists(), "left behind");
+    }
+
+    #[test]
     fn the_directory_goes_with_its_last_entry() {
         let (_tmp, registry) = temp();
         let socket = registry.with_file_name("attach.sock");
-        let first = register(&registry, &Identity::new("/p#vm"), &socket, "/b".into()).unwrap();
-        let second = register(&registry, &Identity::new("/q#vm"), &socket, "/b".into()).unwrap();
+        let first = register(
+            &registry,
+            &Identity::new("/p#vm"),
+            &socket,
+            "/b".into(),
+            &info("p"),
+        )
+        .unwrap();
+        let second = register(
+            &registry,
+            &Identity::new("/q#vm"),
+            &socket,
+            "/b".into(),
+            &info("q"),
+        )
+        .unwrap();
         drop(first);
         assert!(registry.is_dir(), "removed while another VM runs");
         drop(second);
@@ -270,12 +441,8 @@ mod tests {
         // No process has pid 2^22 + 1 (Linux's pid_max is at most 2^22).
         let stale = registry.join(format!("{}.{}", vm.key(), (1 << 22) + 1));
         std::os::unix::fs::symlink(&socket, &stale).unwrap();
-        std::os::unix::fs::symlink("/b", build_link(&stale)).unwrap();
-        std::os::unix::fs::symlink("/r", result_link(&stale)).unwrap();
         assert_eq!(find(&registry, &[vm]).unwrap(), None);
         assert!(std::fs::symlink_metadata(&stale).is_err());
-        assert!(std::fs::symlink_metadata(build_link(&stale)).is_err());
-        assert!(std::fs::symlink_metadata(result_link(&stale)).is_err());
         assert!(!registry.exists());
     }
 
@@ -284,7 +451,14 @@ mod tests {
         let (_tmp, registry) = temp();
         std::fs::create_dir(&registry).unwrap();
         std::fs::set_permissions(&registry, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = register(&registry, &Identity::new("x"), "/s".into(), "/b".into()).unwrap_err();
+        let err = register(
+            &registry,
+            &Identity::new("x"),
+            "/s".into(),
+            "/b".into(),
+            &info("x"),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("is not a directory of yours alone"));
     }
 }

@@ -12,17 +12,25 @@
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use camino::Utf8Path;
-use rustix::event::{poll, PollFd, PollFlags};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
-use crate::schema::attach::{Decoder, Frame, Kind, Malformed, Outbox, Unacked, ACK_EVERY, WINDOW};
+use crate::host::signals;
+use crate::schema::attach::{
+    Decoder, Frame, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY,
+    REQUEST_VERSION, WINDOW,
+};
 
 /// How long the relay tries to tell its clients that the VM ended.
 const FAREWELL_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a guest asked to power off by `--stop` has before QEMU is
+/// ended: a NixOS shutdown stops every unit, under TCG too, well within it.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What may wait for the guest before the relay stops reading (its
 /// clients and the port) until the guest has taken some: a guest that
@@ -33,6 +41,17 @@ const PORT_BACKLOG: usize = WINDOW;
 /// The clients' socket, bound before QEMU starts.
 pub struct Clients {
     listener: UnixListener,
+    /// Written to and closed once the guest's attach server says hello:
+    /// the pipe a detaching nixos-shell waits on ([`Clients::tell_ready`]).
+    ready: Option<OwnedFd>,
+}
+
+impl Clients {
+    /// Tells `ready` (a pipe's write end) when the guest answers on its
+    /// channel, with one byte.
+    pub fn tell_ready(&mut self, ready: OwnedFd) {
+        self.ready = Some(ready);
+    }
 }
 
 /// Binds the clients' socket at `socket`.
@@ -42,7 +61,10 @@ pub fn listen(socket: &Utf8Path) -> Result<Clients> {
     listener
         .set_nonblocking(true)
         .with_context(|| format!("could not set up the socket {socket}"))?;
-    Ok(Clients { listener })
+    Ok(Clients {
+        listener,
+        ready: None,
+    })
 }
 
 /// One client's connection and session.
@@ -77,6 +99,8 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         next: 1,
         served: false,
         lost: None,
+        stopping: None,
+        ready: clients.ready,
     };
     while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
@@ -115,6 +139,11 @@ struct Relay {
     /// What the guest sent that is not the protocol, while the relay
     /// waits for a server that starts again ([`Relay::lose`]).
     lost: Option<String>,
+    /// A `--stop` asked the guest to power off; QEMU ends at this instant
+    /// if it has not.
+    stopping: Option<Instant>,
+    /// Who waits for the guest's first hello ([`Clients::tell_ready`]).
+    ready: Option<OwnedFd>,
 }
 
 impl Relay {
@@ -152,12 +181,27 @@ impl Relay {
             }
             fds.push(PollFd::new(&client.stream, events));
         }
-        match poll(&mut fds, timeout) {
+        // The one deadline: a `--stop` the guest has not obeyed yet (a
+        // test's turn may give its own).
+        let deadline = self.stopping.map(|deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            }
+        });
+        match poll(&mut fds, timeout.or(deadline.as_ref())) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(_) => return false,
         }
         let revents: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
         drop(fds);
+        if self
+            .stopping
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.stop_overdue();
+        }
         if !revents[1].is_empty() {
             return false;
         }
@@ -305,6 +349,9 @@ impl Relay {
     /// it on failure) and knows none of the sessions it had: they end, each
     /// with one line, rather than wait for a server that forgot them.
     fn on_hello(&mut self) {
+        if let Some(ready) = self.ready.take() {
+            let _ = rustix::io::write(&ready, b"r");
+        }
         let restarted = std::mem::replace(&mut self.served, true);
         // After a loss, every session has ended already.
         if self.lost.take().is_some() || !restarted {
@@ -335,8 +382,15 @@ impl Relay {
             Err(_) => true,
         };
         let mut malformed = false;
+        let mut asked = None;
         loop {
             match client.decoder.next_frame() {
+                // For the holder, not the guest: the client's connection
+                // ends with it and opened no session.
+                Ok(Some(frame)) if frame.kind == Kind::Holder => {
+                    asked = Some(frame.parse::<HolderRequest>());
+                    break;
+                }
                 Ok(Some(frame)) => {
                     let allowed = matches!(
                         frame.kind,
@@ -364,10 +418,72 @@ impl Relay {
                 }
             }
         }
-        if gone || malformed {
+        if let Some(asked) = asked {
+            self.clients.remove(&id);
+            if let Ok(request) = asked {
+                self.on_holder_request(&request);
+            }
+        } else if gone || malformed {
             self.clients.remove(&id);
             self.port_outbox
                 .push(&Frame::new(Kind::Close, id, Vec::new()));
+        }
+    }
+
+    /// Does what a client asked of this nixos-shell itself.
+    fn on_holder_request(&mut self, request: &HolderRequest) {
+        match request {
+            HolderRequest::Stop => self.stop(),
+        }
+    }
+
+    /// `--stop`: asks the guest to power off, through a session of the
+    /// relay's own that runs `poweroff` (the guest's attach server runs it
+    /// as root; on NixOS `poweroff` is systemd's, which starts
+    /// `poweroff.target`/`systemd-poweroff.service`, both among the
+    /// upstream units of nixpkgs' nixos/modules/system/boot/systemd.nix),
+    /// and gives it [`STOP_TIMEOUT`]; the VM's end
+    /// then ends the relay. A guest whose server has not said hello yet
+    /// cannot be asked: QEMU ends at once.
+    fn stop(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if !self.served {
+            eprintln!(
+                "nixos-shell: --stop: the VM has not booted far enough to power off; ending QEMU"
+            );
+            signals::end_vm();
+            return;
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1).max(1);
+        let request = Request {
+            version: REQUEST_VERSION,
+            command: Some("poweroff </dev/null >/dev/null 2>&1".to_owned()),
+            terminal: false,
+            cwd: "/".into(),
+            term: None,
+            terminfo: None,
+            size: None,
+            switch: None,
+        };
+        self.port_outbox
+            .push(&Frame::json(Kind::Open, id, &request));
+        self.port_outbox
+            .push(&Frame::new(Kind::InputEnd, id, Vec::new()));
+        self.stopping = Some(Instant::now() + STOP_TIMEOUT);
+    }
+
+    /// Ends QEMU when the guest asked to power off did not within
+    /// [`STOP_TIMEOUT`], saying so; once.
+    fn stop_overdue(&mut self) {
+        if self.stopping.take().is_some() {
+            eprintln!(
+                "nixos-shell: --stop: the VM did not power off within {} s; ending QEMU",
+                STOP_TIMEOUT.as_secs()
+            );
+            signals::end_vm();
         }
     }
 
@@ -442,6 +558,8 @@ mod tests {
             next: 1,
             served: true,
             lost: None,
+            stopping: None,
+            ready: None,
         };
         (relay, guest)
     }

@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -27,6 +28,38 @@ pub enum Console<'a> {
     /// Written to this file, with an input that never ends and never says
     /// anything: the boot messages stay out of the command's output.
     Log(&'a Utf8Path),
+    /// A detached VM's: written to this file, bounded ([`BoundedLog`]),
+    /// with an input that never ends.
+    Detached(&'a Utf8Path),
+}
+
+/// The most a detached VM's console log holds before it starts again,
+/// the full one kept beside it as `.old`: at most twice this on disk.
+pub const CONSOLE_LOG_LIMIT: u64 = 1024 * 1024;
+
+/// A console log that starts again once it holds [`CONSOLE_LOG_LIMIT`].
+struct BoundedLog<'a> {
+    path: &'a Utf8Path,
+    file: File,
+    written: u64,
+}
+
+impl BoundedLog<'_> {
+    fn take(&mut self, bytes: &[u8]) {
+        if self.written + bytes.len() as u64 > CONSOLE_LOG_LIMIT {
+            let old = format!("{}.old", self.path);
+            if std::fs::rename(self.path, &old).is_ok() {
+                if let Ok(file) = File::create(self.path) {
+                    self.file = file;
+                    self.written = 0;
+                }
+            }
+        }
+        // A full disk loses console lines, not the VM.
+        if std::io::Write::write_all(&mut self.file, bytes).is_ok() {
+            self.written += bytes.len() as u64;
+        }
+    }
 }
 
 /// Runs the VM: `None` once QEMU exits 0, else how it stopped (a signal
@@ -46,9 +79,28 @@ pub fn start(
     let saved = terminal::SavedTerminal::save();
     let mut vm = Command::new(&command.program);
     vm.args(&command.args).envs(&command.env);
-    if let Console::Log(log) = console {
-        let log = File::create(log).with_context(|| format!("could not create {log}"))?;
-        vm.stdin(Stdio::piped()).stdout(log);
+    let mut bounded = None;
+    match console {
+        Console::Terminal => {}
+        Console::Log(log) => {
+            let log = File::create(log).with_context(|| format!("could not create {log}"))?;
+            vm.stdin(Stdio::piped()).stdout(log);
+        }
+        Console::Detached(path) => {
+            // Appended to: the holder's own messages go there too.
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("could not open {path}"))?;
+            let written = file.metadata().map_or(0, |m| m.len());
+            bounded = Some(BoundedLog {
+                path,
+                file,
+                written,
+            });
+            vm.stdin(Stdio::piped()).stdout(Stdio::piped());
+        }
     }
     signals::die_with_parent(&mut vm);
     // The console's input, held open until QEMU ends (an end of file would
@@ -57,7 +109,16 @@ pub fn start(
         .spawn()
         .and_then(|mut child| {
             let _input = child.stdin.take();
-            signals::wait(&mut child)
+            let output = child.stdout.take();
+            let _noted = signals::note_vm(&child);
+            match (output, bounded.as_mut()) {
+                (Some(output), Some(log)) => {
+                    let mut take = |bytes: &[u8]| log.take(bytes);
+                    let stream = signals::Stream::new(output.as_fd(), &mut take);
+                    signals::wait_reading(&mut child, &mut [stream])
+                }
+                _ => signals::wait(&mut child),
+            }
         })
         .with_context(|| format!("could not run {}", command.program));
     drop(saved);
@@ -84,7 +145,7 @@ impl Console<'_> {
     /// of a logged console on stderr, since what the guest said is the only
     /// clue. A console in the terminal has shown them already.
     pub fn show_tail(&self, lines: usize) {
-        if let Console::Log(log) = self {
+        if let Console::Log(log) | Console::Detached(log) = self {
             eprintln!(
                 "nixos-shell: the VM's console ended with:\n{}",
                 tail(log, lines)
@@ -98,7 +159,7 @@ impl Console<'_> {
 const TAIL_BYTES: u64 = 64 * 1024;
 
 /// The last `lines` lines of the file `log`, without the console's CRs.
-fn tail(log: &Utf8Path, lines: usize) -> String {
+pub fn tail(log: &Utf8Path, lines: usize) -> String {
     File::open(log)
         .map(|file| tail_of(file, lines))
         .unwrap_or_default()

@@ -13,15 +13,19 @@ pub mod release;
 pub mod session;
 pub mod sockets;
 
-use anyhow::{bail, Result};
-use camino::Utf8Path;
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 
-use crate::host::attach::registry::{self, Registration};
+use anyhow::{bail, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::host::attach;
+use crate::host::attach::registry::{self, Registration, VmInfo};
 use crate::host::attach::relay;
 use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
 use crate::host::gather::Gathered;
-use crate::host::nix::Built;
+use crate::host::nix::{Built, Identity};
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported};
 use crate::host::signals;
@@ -38,9 +42,16 @@ const ATTACH_SOCKET: &str = "attach.sock";
 /// How much of the console a command that ended without its status shows.
 const CONSOLE_TAIL_LINES: usize = 20;
 
+/// What a detached VM's holder runs with: the pipe the nixos-shell that
+/// detached it waits on until the guest answers.
+pub struct Holding {
+    pub ready: OwnedFd,
+}
+
 /// Executes `plan`, made with the layout of `session`: builds, then runs
-/// the VM in this terminal; nixos-shell's exit status.
-pub fn run(plan: &Plan, session: Session) -> Result<u8> {
+/// the VM in this terminal, or as a detached VM's holder with `holding`;
+/// nixos-shell's exit status.
+pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8> {
     let Some(recipe) = &plan.vm else {
         bail!("a plan without a VM reached the run; report this");
     };
@@ -59,14 +70,38 @@ pub fn run(plan: &Plan, session: Session) -> Result<u8> {
         &built.identity,
         session.ephemeral_image(&manifest.name),
     )?;
-    if let Some(line) = disk
-        .image
-        .as_deref()
-        .and_then(|image| release::check(image, manifest.state_version.as_deref()))
-    {
+    let state_image = disk::state_dir(&recipe.host.env)
+        .map(|dir| dir.join(disk::state_image_name(&manifest.name, &built.identity)));
+    let config = recipe.run.build.config.as_ref();
+    let reset = (disk.image.is_some() && disk.image == state_image)
+        .then(|| format!("nixos-shell --reset{}", attach::described_as_flag(config)));
+    if let Some(line) = disk.image.as_deref().and_then(|image| {
+        release::check(image, manifest.state_version.as_deref(), reset.as_deref())
+    }) {
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
+    let console_log = holding
+        .as_ref()
+        .map(|_| detached_console_log(&recipe.host.env, &manifest.name, &built.identity, &session));
+    let info = VmInfo {
+        name: manifest.name.clone(),
+        config: attach::described(recipe.run.build.config.as_ref()),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+        detached: holding.is_some(),
+        disk_image: disk.image.clone(),
+        forwards: recipe
+            .run
+            .vm
+            .forwards
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        shares: shares.described(),
+        console_log: console_log.clone(),
+    };
     let exported = shares.export();
     let ports = recipe.ports(manifest);
     let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
@@ -79,11 +114,44 @@ pub fn run(plan: &Plan, session: Session) -> Result<u8> {
             socket_dir: sockets.path(),
         },
     );
-    let attachable = attachable(recipe, &built, &ports, sockets.path())?;
-    let code = execute(&vm, &session, &disk, sockets.path(), attachable)?;
+    let mut attachable = attachable(recipe, &built, &ports, sockets.path(), &info)?;
+    if let Some(holding) = holding {
+        let Some((clients, _)) = attachable.as_mut() else {
+            bail!(
+                "the VM's guest does not answer on nixos-shell's channel, so --detach cannot \
+                 tell when it is up; include the nixos-shell module in the configuration"
+            );
+        };
+        clients.tell_ready(holding.ready);
+    }
+    let code = execute(
+        &vm,
+        &session,
+        &disk,
+        sockets.path(),
+        attachable,
+        console_log.as_deref(),
+    )?;
     drop(disk);
     session.close()?;
     Ok(code)
+}
+
+/// Where a detached VM's console (and its holder's messages) go: beside
+/// the configuration's disk image in the state directory, named as it is;
+/// in the session without a state directory.
+pub fn detached_console_log(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    identity: &Identity,
+    session: &Session,
+) -> Utf8PathBuf {
+    let image = disk::state_image_name(name, identity);
+    let log = format!("{}.console.log", image.trim_end_matches(".qcow2"));
+    match disk::state_dir(env) {
+        Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir.join(log),
+        _ => session.root().join(log),
+    }
 }
 
 /// The file names of the run's sockets: the shares' daemons', the ports',
@@ -107,6 +175,7 @@ fn attachable(
     built: &Built,
     ports: &[Port],
     socket_dir: &Utf8Path,
+    info: &VmInfo,
 ) -> Result<Option<(relay::Clients, Registration)>> {
     if !ports.contains(&Port::Attach) {
         return Ok(None);
@@ -114,7 +183,13 @@ fn attachable(
     let socket = socket_dir.join(ATTACH_SOCKET);
     let clients = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
-    let entry = registry::register(&registry, &built.identity, &socket, &built.result.path)?;
+    let entry = registry::register(
+        &registry,
+        &built.identity,
+        &socket,
+        &built.result.path,
+        info,
+    )?;
     Ok(Some((clients, entry)))
 }
 
@@ -127,6 +202,7 @@ fn execute(
     disk: &disk::Disk,
     socket_dir: &Utf8Path,
     attachable: Option<(relay::Clients, Registration)>,
+    detached_log: Option<&Utf8Path>,
 ) -> Result<u8> {
     // The entry lasts as long as the VM runs, and goes with this function.
     let (clients, _entry) = attachable.unzip();
@@ -137,9 +213,10 @@ fn execute(
     if let Some(signal) = signals::received() {
         return Err(Stop::Signal(signal).into());
     }
-    let console = match &vm.console_log {
-        Some(log) => Console::Log(log),
-        None => Console::Terminal,
+    let console = match (detached_log, &vm.console_log) {
+        (Some(log), _) => Console::Detached(log),
+        (None, Some(log)) => Console::Log(log),
+        (None, None) => Console::Terminal,
     };
     let serving = ports::listen(&vm.ports)?.serve(clients)?;
     let mut running = virtiofs::start(

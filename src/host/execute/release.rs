@@ -4,7 +4,8 @@
 //! the release unless the configuration sets it, while the image keeps
 //! the data made under the old one. A run that finds another release than
 //! the image's says so in one line and boots anyway; deleting the image
-//! starts afresh.
+//! (`nixos-shell --reset CONFIG` for one in the state directory) starts
+//! afresh.
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -38,19 +39,30 @@ pub fn compare(image_exists: bool, recorded: Option<&str>, current: Option<&str>
     }
 }
 
-/// The line for an image made with `recorded` and a build of `current`.
-pub fn differs_line(image: &Utf8Path, recorded: &str, current: &str) -> String {
+/// The line for an image made with `recorded` and a build of `current`;
+/// `reset` is the `nixos-shell --reset` that deletes it, for an image in
+/// the state directory (the user's own `--disk` they delete themselves).
+pub fn differs_line(
+    image: &Utf8Path,
+    recorded: &str,
+    current: &str,
+    reset: Option<&str>,
+) -> String {
+    let afresh = match reset {
+        Some(reset) => format!("start afresh with `{reset}`"),
+        None => "delete the image to start afresh".to_owned(),
+    };
     format!(
         "the disk image {image} was created with system.stateVersion {recorded}, this build has \
          {current}; stateful services may find data of the older release. Booting it anyway; \
-         delete the image to start afresh"
+         {afresh}"
     )
 }
 
 /// Before a run of `image` built with release `current`: records it beside
 /// a new image, or returns the line to say when the image's differs. A
 /// record that cannot be written is not worth stopping the run for.
-pub fn check(image: &Utf8Path, current: Option<&str>) -> Option<String> {
+pub fn check(image: &Utf8Path, current: Option<&str>, reset: Option<&str>) -> Option<String> {
     let record = record_path(image);
     let recorded = std::fs::read_to_string(&record).ok();
     match compare(image.exists(), recorded.as_deref(), current) {
@@ -59,9 +71,12 @@ pub fn check(image: &Utf8Path, current: Option<&str>) -> Option<String> {
             None
         }
         Verdict::Quiet => None,
-        Verdict::Differs { recorded } => {
-            Some(differs_line(image, &recorded, current.unwrap_or_default()))
-        }
+        Verdict::Differs { recorded } => Some(differs_line(
+            image,
+            &recorded,
+            current.unwrap_or_default(),
+            reset,
+        )),
     }
 }
 
@@ -96,14 +111,14 @@ mod tests {
     fn the_record_is_written_beside_a_new_image_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let image = Utf8Path::from_path(dir.path()).unwrap().join("vm.qcow2");
-        assert_eq!(check(&image, Some("25.05")), None);
+        assert_eq!(check(&image, Some("25.05"), None), None);
         assert_eq!(
             std::fs::read_to_string(record_path(&image)).unwrap(),
             "25.05\n"
         );
         std::fs::write(&image, b"QFI\xfb").unwrap();
-        assert_eq!(check(&image, Some("25.05")), None);
-        let line = check(&image, Some("26.11")).expect("a line");
+        assert_eq!(check(&image, Some("25.05"), None), None);
+        let line = check(&image, Some("26.11"), None).expect("a line");
         assert!(
             line.starts_with(&format!(
                 "the disk image {image} was created with system.stateVersion 25.05, this build has 26.11;"
@@ -111,6 +126,11 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("delete the image"), "{line}");
+        let line = check(&image, Some("26.11"), Some("nixos-shell --reset '.#vm'")).unwrap();
+        assert!(
+            line.ends_with("start afresh with `nixos-shell --reset '.#vm'`"),
+            "{line}"
+        );
         // Said, not rewritten: the image keeps its release.
         assert_eq!(
             std::fs::read_to_string(record_path(&image)).unwrap(),

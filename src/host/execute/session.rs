@@ -25,8 +25,27 @@ use crate::schema::facts::{GuestResult, HostFacts, FACTS_FILE, RESULT_FILE};
 
 /// The directory of a run.
 pub struct Session {
-    dir: TempDir,
+    dir: Dir,
     layout: Layout,
+}
+
+/// Who removes the directory: its [`TempDir`], or, in a detached VM's
+/// holder, which took it over from the nixos-shell that built
+/// ([`Session::keep`], [`Session::adopt`]), the holder as it ends.
+enum Dir {
+    Temp(TempDir),
+    Adopted(Adopted),
+    /// Handed over: not removed here.
+    Kept,
+}
+
+/// An adopted directory, removed when dropped.
+struct Adopted(Utf8PathBuf);
+
+impl Drop for Adopted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.as_std_path());
+    }
 }
 
 impl Deref for Session {
@@ -49,9 +68,27 @@ impl Session {
             anyhow::anyhow!("the temp dir {} is not UTF-8; set TMPDIR", p.display())
         })?;
         Ok(Session {
-            dir,
+            dir: Dir::Temp(dir),
             layout: Layout::under(root),
         })
+    }
+
+    /// Hands the directory over to another process, which adopts it
+    /// ([`Session::adopt`]): this side no longer removes it.
+    pub fn keep(mut self) -> Utf8PathBuf {
+        if let Dir::Temp(dir) = std::mem::replace(&mut self.dir, Dir::Kept) {
+            let _ = dir.keep();
+        }
+        self.layout.root().to_owned()
+    }
+
+    /// The directory at `root` that another nixos-shell created and kept
+    /// for this one; removed as a created one is.
+    pub fn adopt(root: Utf8PathBuf) -> Session {
+        Session {
+            dir: Dir::Adopted(Adopted(root.clone())),
+            layout: Layout::under(root),
+        }
     }
 
     /// Creates `share/` and `tmp/`, for a VM to start.
@@ -99,11 +136,18 @@ impl Session {
     }
 
     /// Removes the directory now, reporting a failure.
-    pub fn close(self) -> Result<()> {
+    pub fn close(mut self) -> Result<()> {
         let root = self.layout.root().to_owned();
-        self.dir
-            .close()
-            .with_context(|| format!("could not remove {root}"))
+        match std::mem::replace(&mut self.dir, Dir::Kept) {
+            Dir::Temp(dir) => dir.close(),
+            Dir::Adopted(adopted) => {
+                let removed = std::fs::remove_dir_all(root.as_std_path());
+                drop(adopted);
+                removed
+            }
+            Dir::Kept => Ok(()),
+        }
+        .with_context(|| format!("could not remove {root}"))
     }
 }
 

@@ -47,13 +47,13 @@ const FLAKE_SCHEMES: &[&str] = &[
 pub struct Identity(String);
 
 impl Identity {
-    /// An identity of this text (tests name one by hand).
-    #[cfg(test)]
+    /// An identity of this text: tests name one by hand, and a detached
+    /// VM's holder gets the one its build was of ([`Identity::as_str`]).
     pub fn new(text: &str) -> Identity {
         Identity(text.to_owned())
     }
 
-    #[cfg(test)]
+    /// Its text, which [`Identity::new`] reads back.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -32,6 +32,19 @@ pub struct Forward {
     pub guest_port: u16,
 }
 
+impl std::fmt::Display for Forward {
+    /// As `--forward` takes it, in full: `ADDR:HOSTPORT:GUESTPORT/PROTO`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Forward {
+            protocol,
+            address,
+            host_port,
+            guest_port,
+        } = self;
+        write!(f, "{address}:{host_port}:{guest_port}/{}", protocol.name())
+    }
+}
+
 impl Forward {
     /// Parses the flag's value; one line saying what to write instead.
     pub fn parse(spec: &str) -> Result<Forward> {

@@ -35,6 +35,18 @@ pub enum Mode {
     Generate(Page),
     /// `--attach`: a session in the running VM; nothing builds.
     Attach(Attach),
+    /// `--stop`: the running VM stopped; nothing builds.
+    Stop(Target),
+    /// `--attach --console`: the console of a detached VM, followed.
+    Console(Target),
+    /// `--reset`: the configuration's state disk image deleted.
+    Reset(Target),
+    /// `--list`: the running VMs, as a table or `--json`.
+    List { json: bool },
+    /// `--detach`: a run whose VM goes on without this terminal.
+    Detach(Run),
+    /// A detached VM's holder, started by `--detach` (hidden `--hold`).
+    Hold(Run, Hold),
     /// `--build-only`: build, print the run script.
     BuildOnly(Build),
     /// `--dry-run`: print what the other mode would execute.
@@ -108,6 +120,34 @@ pub struct Run {
     pub vm: VmSettings,
 }
 
+/// What a detached VM's holder takes over from the `--detach` that built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The session directory, with the build's out-link in it.
+    pub session: Utf8PathBuf,
+    /// The text of the identity the build was of.
+    pub identity: String,
+    /// The inherited write end of the pipe the `--detach` waits on.
+    pub ready_fd: i32,
+}
+
+impl Hold {
+    /// The hidden `--hold DIR IDENTITY FD`, when given.
+    fn from_args(values: &[String]) -> Result<Option<Hold>> {
+        let [session, identity, fd] = values else {
+            return Ok(None);
+        };
+        let Ok(ready_fd) = fd.parse() else {
+            bail!("--hold is nixos-shell's own: its FD {fd} is not a number");
+        };
+        Ok(Some(Hold {
+            session: session.into(),
+            identity: identity.clone(),
+            ready_fd,
+        }))
+    }
+}
+
 /// The command line's say in the VM's composition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSettings {
@@ -134,6 +174,23 @@ impl Mode {
         if args.attach && args.nix != NixFlags::default() {
             bail!("--attach evaluates nothing: drop the flags for nix");
         }
+        // Said here, not by clap's `requires`, whose one line would not
+        // name the flag that is missing.
+        if args.console && !args.attach {
+            bail!("--console goes with --attach: nixos-shell --attach --console [CONFIG]");
+        }
+        if args.json && !args.list {
+            bail!("--json goes with --list: nixos-shell --list --json");
+        }
+        if args.stop && args.nix != NixFlags::default() {
+            bail!("--stop evaluates nothing: drop the flags for nix");
+        }
+        if args.list {
+            if args.nix != NixFlags::default() {
+                bail!("--list evaluates nothing: drop the flags for nix");
+            }
+            return Ok(Mode::List { json: args.json });
+        }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
         let (switch, watch) = (args.switch, args.watch);
         if watch && !switch {
@@ -144,6 +201,18 @@ impl Mode {
             .flake
             .map(Config::Flake)
             .or(args.config.map(Config::Given));
+        if args.stop {
+            return Ok(Mode::Stop(Target { config }));
+        }
+        if args.reset {
+            if args.nix != NixFlags::default() {
+                bail!("--reset evaluates nothing: drop the flags for nix");
+            }
+            return Ok(Mode::Reset(Target { config }));
+        }
+        if attach && args.console {
+            return Ok(Mode::Console(Target { config }));
+        }
         if attach {
             let target = Target { config };
             let command = vm.command;
@@ -165,6 +234,14 @@ impl Mode {
                 target,
                 watch,
             }));
+        }
+        let hold = Hold::from_args(&args.hold)?;
+        if args.detach || hold.is_some() {
+            let run = Run { build, vm };
+            return Ok(match hold {
+                Some(hold) => Mode::Hold(run, hold),
+                None => Mode::Detach(run),
+            });
         }
         Ok(match (dry_run, build_only) {
             (true, true) => Mode::DryRun(Dry::BuildOnly(build)),

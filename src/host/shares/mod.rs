@@ -81,6 +81,18 @@ pub struct Exported {
 }
 
 impl Shares {
+    /// Each share as `HOST:GUEST`, with `:ro` when read-only: for the
+    /// registry's `--list`.
+    pub fn described(&self) -> Vec<String> {
+        self.shares
+            .iter()
+            .map(|share| {
+                let ro = if share.read_only { ":ro" } else { "" };
+                format!("{}:{}{ro}", share.host, share.guest)
+            })
+            .collect()
+    }
+
     /// The module's shares (home unless `no_home`, the nix profile when
     /// there is one, the extra mounts) and the `--mount` ones, checked: a
     /// home of `/` would share the host's whole root, a share must not go

@@ -11,19 +11,20 @@ pub mod restart;
 pub mod watch;
 
 use anyhow::{bail, Result};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
-use crate::host::attach::{self, registry};
+use crate::host::attach;
+use crate::host::attach::registry::{self, Entry};
 use crate::host::compose::Plan;
-use crate::host::nix::{self, BuildResult, Installable};
+use crate::host::nix::{self, BuildResult};
 use crate::host::read::Host;
-use crate::host::settings::{Build, Config, Switch};
+use crate::host::settings::{Build, Config, Switch, Target};
 use restart::Boot;
 
 /// The VM a switch acts on, found before anything builds.
 pub struct Running {
-    /// Its registry entry, which is its attach socket.
-    pub entry: Utf8PathBuf,
+    /// Its registry entry, which leads to its holder.
+    pub entry: Entry,
     /// The build it runs, when its nixos-shell recorded one that is still
     /// in the store.
     pub build: Option<BuildResult>,
@@ -32,12 +33,9 @@ pub struct Running {
 impl Running {
     /// The running VM of `installable`; one line when none runs, or when
     /// what it runs says no switch can reach it.
-    pub fn find(
-        installable: &Installable,
-        config: Option<&Config>,
-        host: &Host,
-    ) -> Result<Running> {
-        let entry = attach::find_running(installable, config, host)?;
+    pub fn find(target: &Target, host: &Host) -> Result<Running> {
+        let config = target.config.as_ref();
+        let entry = attach::running(target, host)?;
         let build = registry::build_of(&entry).and_then(|path| BuildResult::read(&path).ok());
         let running = Running { entry, build };
         running.refuse_unreachable(config)?;
@@ -76,7 +74,7 @@ impl Running {
 pub fn run(switch: &Switch, host: &Host) -> Result<u8> {
     let config = switch.target.config.as_ref();
     let installable = nix::resolve(config, &host.cwd)?;
-    let running = Running::find(&installable, config, host)?;
+    let running = Running::find(&switch.target, host)?;
     if switch.watch {
         return watch::run(switch, host, &installable, running);
     }

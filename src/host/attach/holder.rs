@@ -1,0 +1,76 @@
+//! What a client asks of the nixos-shell that holds a running VM (the
+//! holder, in the foreground of a terminal or detached) itself, rather
+//! than of a session in the guest: a [`HolderRequest`] in a
+//! [`Kind::Holder`] frame on the holder's attach socket, which its relay
+//! handles (`relay`) and never passes to the guest.
+//!
+//! `--stop` asks the holder to stop its VM and then waits for the holder's
+//! process to be gone, on a pidfd in poll(2): no timer, and the holder
+//! goes last (after QEMU and its daemons), so that once it is gone,
+//! everything is.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+
+use anyhow::{Context, Result};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
+
+use super::registry::Entry;
+use crate::host::signals;
+use crate::host::stop::Stop;
+use crate::schema::attach::{Frame, HolderRequest, Kind};
+
+/// `--stop`: asks the holder of `entry` to stop its VM and waits until it
+/// is gone; 0 then.
+pub fn stop(entry: &Entry) -> Result<u8> {
+    // The pidfd first: it names this process even if the holder ends and
+    // its pid is reused before the wait.
+    let Some(holder) = pidfd(entry.pid)? else {
+        return Ok(0);
+    };
+    let mut stream = super::connect(entry)?;
+    let frame = Frame::json(Kind::Holder, 0, &HolderRequest::Stop);
+    stream
+        .write_all(&frame.encode())
+        .context("could not ask the VM's nixos-shell to stop it; it may have just ended")?;
+    wait_gone(&holder)?;
+    Ok(0)
+}
+
+/// A pidfd of process `pid`; `None` when it is already gone.
+fn pidfd(pid: u32) -> Result<Option<OwnedFd>> {
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Ok(None);
+    };
+    match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::SRCH) => Ok(None),
+        Err(err) => Err(err).context("could not watch the VM's nixos-shell"),
+    }
+}
+
+/// Sleeps until the process of `holder` has ended (its pidfd reads as
+/// ready), or a signal that ends a session arrives (then that signal's
+/// stop: the VM goes on stopping without this side).
+fn wait_gone(holder: &OwnedFd) -> Result<()> {
+    let wake = signals::wake_fd();
+    loop {
+        let mut fds = vec![PollFd::new(holder, PollFlags::IN)];
+        if let Some(wake) = &wake {
+            fds.push(PollFd::new(wake, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
+        }
+        if !fds[0].revents().is_empty() {
+            return Ok(());
+        }
+        drop(fds);
+        if let Some(&signal) = signals::take().last() {
+            return Err(Stop::Signal(signal).into());
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! `nixos-shell --detach`: the VM goes on without the terminal that
+//! started it, is reached with `--attach` and ended with `--stop`, and a
+//! holder killed outright takes everything with it.
+
+use std::time::{Duration, Instant};
+
+use crate::support::strace::Sleeps;
+use crate::support::vm::{
+    kill_processes_under, processes_under, Console, Era, Permit, Piped, BOOT_TIMEOUT,
+};
+use crate::support::vm_fixture::{disk_images, Fixture, COLS, ROWS};
+use crate::PATHS;
+
+/// How long an attached command may take (far below what a user waits).
+const STEP: Duration = Duration::from_secs(60);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `--detach ARGS` on a terminal of its own, ended with status 0; the
+/// terminal is closed (hung up) once it has. The caller holds the VM's
+/// slot for as long as the VM runs.
+fn detach(fx: &Fixture, args: &[&str]) -> String {
+    let mut flags = vec!["--detach"];
+    flags.extend_from_slice(args);
+    detach_with(fx.command(&flags))
+}
+
+/// [`detach`]'s run of `command`, a `--detach`.
+fn detach_with(command: std::process::Command) -> String {
+    let mut start = Console::spawn_with(command, ROWS, COLS, None);
+    let status = start.wait(BOOT_TIMEOUT);
+    let said = start.transcript();
+    assert_eq!(status.code(), Some(0), "{said}");
+    // Dropping the console closes its terminal: a hangup for anything
+    // still on it.
+    drop(start);
+    said
+}
+
+/// An attached command's output and status.
+fn attach(fx: &Fixture, command: &str) -> (String, Option<i32>, String) {
+    let out = fx.attach_piped(&["-c", command]).finish(b"", STEP);
+    (text(&out.stdout), out.status.code(), text(&out.stderr))
+}
+
+/// `nixos-shell --list ARGS`' output; it must succeed.
+fn list(fx: &Fixture, args: &[&str]) -> String {
+    let mut flags = vec!["--list"];
+    flags.extend_from_slice(args);
+    let out = fx.nix.cli(&flags).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The entries of the registry of running VMs in the fixture's TMPDIR.
+fn registry_entries(fx: &Fixture) -> Vec<String> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let dir = fx.nix.tmp().join(format!("nixos-shell-{uid}"));
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Fails unless no QEMU or virtiofsd of the fixture runs and nothing of
+/// a run is left in its TMPDIR.
+fn assert_nothing_left(fx: &Fixture) {
+    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
+    assert!(qemu.is_empty(), "QEMU outlived its holder: {qemu:?}");
+    fx.assert_no_virtiofsd_left();
+    assert!(
+        fx.nix.leftovers().is_empty(),
+        "left in TMPDIR: {:?}",
+        fx.nix.leftovers()
+    );
+}
+
+/// The script of the README: detach, a command in the VM, stop; the
+/// terminal that started the VM is gone before the command runs.
+#[test]
+fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    let said = detach(&fx, &["--ephemeral"]);
+    assert!(said.contains("runs in the background"), "{said}");
+    assert!(said.contains("nixos-shell --stop"), "{said}");
+    let (out, status, err) = attach(&fx, "echo still-\"here\"");
+    assert_eq!((out.as_str(), status), ("still-here\n", Some(0)), "{err}");
+    // The console: the log so far, followed until a key leaves it, the
+    // VM running on.
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    // What the console says from now on comes too (the stand-in guest's
+    // console is hvc0).
+    let (_, status, err) = attach(&fx, "echo followed-\"line\" >/dev/hvc0");
+    assert_eq!(status, Some(0), "{err}");
+    console.expect("followed-line", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let (out, status, err) = attach(&fx, "echo after-\"console\"");
+    assert_eq!(
+        (out.as_str(), status),
+        ("after-console\n", Some(0)),
+        "{err}"
+    );
+    let table = list(&fx, &[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("NAME "), "{table}");
+    assert!(lines[1].contains("#vm"), "{table}");
+    assert!(lines[1].contains(" yes "), "{table}");
+    let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+    let vms = json.as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{json}");
+    assert_eq!(vms[0]["detached"], true, "{json}");
+    assert!(
+        vms[0]["config"].as_str().unwrap().ends_with("#vm"),
+        "{json}"
+    );
+    assert!(vms[0]["pid"].as_u64().is_some(), "{json}");
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    assert_nothing_left(&fx);
+    assert_eq!(registry_entries(&fx), Vec::<String>::new());
+    assert_eq!(list(&fx, &["--json"]).trim(), "[]");
+    let (_, status, err) = attach(&fx, "true");
+    assert_eq!(status, Some(1));
+    assert!(err.contains("no VM of"), "{err}");
+}
+
+/// The detached VM's console logs, in the state directory beside the
+/// disk images.
+fn console_logs(fx: &Fixture) -> Vec<std::path::PathBuf> {
+    let dir = fx.home().join(".local/state/nixos-shell");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".console.log"))
+        .collect()
+}
+
+/// `--detach` returns once the guest answers on its channel: a `--stop`
+/// at once finds a guest that can be asked to power off, not one too
+/// early in its boot, whose QEMU its holder would end, saying so in the
+/// log (beside the disk images, with the console).
+#[test]
+fn detach_returns_once_the_guest_answers() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    // Waiting for the guest, it sleeps on no timer (strace leaves the
+    // holder alone: it starts by exec).
+    let (traced, sleeps) = Sleeps::trace(&fx.command(&["--detach", "--ephemeral"]));
+    detach_with(traced);
+    assert_eq!(sleeps.own(), Vec::<String>::new());
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    let logs = console_logs(&fx);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains("login shell ready"), "{log}");
+    assert!(!log.contains("ending QEMU"), "{log}");
+    assert_nothing_left(&fx);
+}
+
+/// SIGKILL of the holder: QEMU and the daemons die with it (their
+/// parent-death signal), and its entry goes at the next lookup.
+#[test]
+fn a_killed_holder_takes_qemu_and_its_daemons_with_it() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    detach(&fx, &[]);
+    let entries = registry_entries(&fx);
+    let links: Vec<&String> = entries.iter().filter(|e| !e.ends_with(".json")).collect();
+    assert_eq!(links.len(), 1, "{entries:?}");
+    let (_, pid) = links[0].split_once('.').unwrap();
+    let pid: i32 = pid.parse().unwrap();
+    // SAFETY: signals the holder this test's --detach started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !(processes_under(&fx.nix.root, "qemu-system-x86_64").is_empty()
+            && processes_under(&fx.nix.root, "virtiofsd").is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
+    assert!(qemu.is_empty(), "QEMU outlived a killed holder: {qemu:?}");
+    fx.assert_no_virtiofsd_left();
+    let (_, status, err) = attach(&fx, "true");
+    assert_eq!(status, Some(1));
+    assert!(err.contains("no VM of"), "{err}");
+    assert_eq!(registry_entries(&fx), Vec::<String>::new());
+}
+
+/// A VM that cannot start: `--detach` says why with the log's tail, fails,
+/// and nothing runs or is left.
+#[test]
+fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    let command = fx.command_with_qemu_args(&["--detach", "--ephemeral"], &["-no-such-option"]);
+    let out = Piped::spawn_with(command, None).finish(b"", BOOT_TIMEOUT);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("-no-such-option"), "{err}");
+    assert!(err.contains("the VM did not start"), "{err}");
+    assert_nothing_left(&fx);
+    assert_eq!(registry_entries(&fx), Vec::<String>::new());
+}
+
+/// `--reset` refuses while the VM of CONFIG runs, then deletes its disk
+/// image in the state directory, saying which, and what lies beside it.
+#[test]
+fn reset_refuses_while_the_vm_runs_and_deletes_its_image_after() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    detach(&fx, &[]);
+    let state = fx.home().join(".local/state/nixos-shell");
+    let images = disk_images(&state);
+    assert_eq!(images.len(), 1, "{images:?}");
+    let reset = || Piped::spawn_with(fx.command(&["--reset"]), None).finish(b"", STEP);
+    let refused = reset();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    assert!(err.contains("is running on its disk image"), "{err}");
+    assert!(err.contains("nixos-shell --stop"), "{err}");
+    assert!(images[0].exists());
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    let done = reset();
+    let err = text(&done.stderr);
+    assert_eq!(done.status.code(), Some(0), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "nixos-shell: deleting the disk image {}\n",
+            images[0].display()
+        )
+    );
+    // The image, its lock, its release record and its console's log.
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
