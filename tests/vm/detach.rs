@@ -185,7 +185,12 @@ fn a_killed_holder_takes_qemu_and_its_daemons_with_it() {
     let _slot = Permit::acquire(1);
     detach(&fx, &[]);
     let entries = registry_entries(&fx);
-    let links: Vec<&String> = entries.iter().filter(|e| !e.ends_with(".json")).collect();
+    // The link alone, without its companions (what --list reads, the
+    // build the VM runs).
+    let links: Vec<&String> = entries
+        .iter()
+        .filter(|e| e.split('.').count() == 2)
+        .collect();
     assert_eq!(links.len(), 1, "{entries:?}");
     let (_, pid) = links[0].split_once('.').unwrap();
     let pid: i32 = pid.parse().unwrap();
