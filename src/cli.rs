@@ -65,6 +65,10 @@ pub struct HostArgs {
     /// Do not share the home directory.
     #[arg(long)]
     pub no_home: bool,
+    /// Leave the guest's nix on its own store: no nix-daemon of the host's
+    /// for the guest's sessions.
+    #[arg(long)]
+    pub no_host_nix: bool,
     /// Use this disk image (created when missing).
     #[arg(long, value_name = "PATH", conflicts_with = "ephemeral")]
     pub disk: Option<Utf8PathBuf>,
@@ -77,7 +81,7 @@ pub struct HostArgs {
         long,
         conflicts_with_all = [
             "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
-            "no_home", "disk", "ephemeral", "qemu_args", "guest_system", "host_system",
+            "no_home", "no_host_nix", "disk", "ephemeral", "qemu_args", "guest_system", "host_system",
         ]
     )]
     pub attach: bool,
@@ -183,6 +187,9 @@ pub enum GuestStep {
     },
     /// Serve `nixos-shell --attach` sessions while the VM runs.
     ServeAttach,
+    /// Relay the guest's nix clients to a nix-daemon on the host while the
+    /// VM runs.
+    ServeHostNix,
 }
 
 #[cfg(test)]

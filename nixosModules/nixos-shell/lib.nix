@@ -75,7 +75,10 @@ rec {
     `memoryBackend` the shared memory backend the run script gives QEMU
     (`{ id, size }`, size in MiB), or null; `stateVersion` the
     configuration's `system.stateVersion`, which the CLI keeps beside a
-    persistent disk image it creates (null: not known).
+    persistent disk image it creates (null: not known); `hostNix` whether
+    the guest's nix may build into the host's store
+    (`nixos-shell.hostNix.enable`), `hostStore` whether the guest's store
+    shows the host's.
   */
   mkManifest =
     {
@@ -89,6 +92,8 @@ rec {
       memorySize,
       memoryBackend,
       stateVersion ? null,
+      hostNix ? false,
+      hostStore ? false,
     }:
     {
       version = 3;
@@ -103,6 +108,8 @@ rec {
         memorySize
         memoryBackend
         stateVersion
+        hostNix
+        hostStore
         ;
       mounts = {
         inherit (mounts)

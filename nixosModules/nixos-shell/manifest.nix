@@ -28,6 +28,16 @@ let
     # NixOS keys stateful defaults on it (nixos/modules/misc/version.nix);
     # an image made under one keeps that data when it changes.
     inherit (config.system) stateVersion;
+    hostNix = cfg.hostNix.enable;
+    # The guest's store is the host's when qemu-vm.nix mounts the host's
+    # store (`virtualisation.mountHostNixStore`, default
+    # `!useNixStoreImage && !useBootLoader`) and no store image stands in
+    # its place (`useNixStoreImage` builds an image of the system's closure
+    # alone): NixOS/nixpkgs nixos/modules/virtualisation/qemu-vm.nix. A
+    # nixpkgs without the options (the test stand-in) shares no store.
+    hostStore =
+      (config.virtualisation.mountHostNixStore or false)
+      && !(config.virtualisation.useNixStoreImage or false);
     # The host's virtiofsd: the CLI runs it on the host, next to QEMU. Only
     # forced for virtiofs, so a 9p VM (a darwin host) never needs it.
     virtiofsd = "${hostPkgs.virtiofsd}/bin/virtiofsd";

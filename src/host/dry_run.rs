@@ -114,6 +114,8 @@ fn unknown_manifest(host: &Host) -> Manifest {
         memory_size: None,
         attach: false,
         state_version: None,
+        host_nix: false,
+        host_store: false,
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

@@ -25,6 +25,8 @@ pub fn manifest() -> Manifest {
         memory_size: Some(500),
         attach: false,
         state_version: None,
+        host_nix: false,
+        host_store: false,
         mounts: Mounts {
             mount_home: true,
             mount_home_read_only: false,

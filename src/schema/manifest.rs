@@ -73,6 +73,16 @@ pub struct Manifest {
     /// and an older CLI ignores it.
     #[serde(default)]
     pub state_version: Option<String>,
+    /// `nixos-shell.hostNix.enable`: the guest's nix may build into the
+    /// host's store (`schema::host_nix`). An older module's build has no
+    /// relay, which is what its missing field means.
+    #[serde(default)]
+    pub host_nix: bool,
+    /// Whether the guest's store shows the host's
+    /// (`virtualisation.mountHostNixStore` without `useNixStoreImage`):
+    /// only then can what the host's daemon builds show in the guest.
+    #[serde(default)]
+    pub host_store: bool,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together

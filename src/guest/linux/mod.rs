@@ -4,6 +4,7 @@
 mod attach;
 mod command;
 mod console;
+pub(crate) mod host_nix;
 mod keys;
 mod login_env;
 mod mount;
@@ -34,6 +35,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
         GuestStep::Command { console } => command(&console, &reporter),
         GuestStep::FollowResizes { console } => resize::follow(&console, &reporter),
         GuestStep::ServeAttach => attach::serve(&reporter),
+        GuestStep::ServeHostNix => host_nix::serve(&reporter),
     })
 }
 

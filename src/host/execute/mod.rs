@@ -7,6 +7,7 @@
 //! relay (`attach::relay`) while it runs.
 
 pub mod disk;
+pub mod host_nix;
 pub mod launch;
 pub mod ports;
 pub mod release;
@@ -68,7 +69,7 @@ pub fn run(plan: &Plan, session: Session) -> Result<u8> {
     }
     session.prepare_vm()?;
     let exported = shares.export();
-    let ports = recipe.ports(manifest);
+    let ports = recipe.ports(manifest, &gathered);
     let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
     let vm = recipe.compose(
         &built,
@@ -141,7 +142,7 @@ fn execute(
         Some(log) => Console::Log(log),
         None => Console::Terminal,
     };
-    let serving = ports::listen(&vm.ports)?.serve(clients)?;
+    let serving = ports::listen(&vm.ports)?.serve(clients, vm.host_nix_daemon.clone())?;
     let mut running = virtiofs::start(
         vm.shares.virtiofsd.as_deref(),
         &vm.shares.daemons,
