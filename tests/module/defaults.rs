@@ -297,17 +297,23 @@ fn the_host_nix_relay_is_a_unit_unless_the_option_says_no() {
   unit = config.systemd.services ? nixos-shell-host-nix;
   inherit (config.system.build.nixos-shell.manifest) hostNix hostStore;
 }";
-    // The stand-in shares no store (it has no
-    // virtualisation.mountHostNixStore): the guest keeps its own.
+    // qemu-vm.nix mounts the host's store unless a store image (or a boot
+    // loader) stands in its place.
     assert_eq!(
         standin.eval("{ }", CHOICE).unwrap(),
+        json!({ "unit": true, "hostNix": true, "hostStore": true })
+    );
+    assert_eq!(
+        standin
+            .eval("{ virtualisation.useNixStoreImage = true; }", CHOICE)
+            .unwrap(),
         json!({ "unit": true, "hostNix": true, "hostStore": false })
     );
     assert_eq!(
         standin
             .eval("{ nixos-shell.hostNix.enable = false; }", CHOICE)
             .unwrap(),
-        json!({ "unit": false, "hostNix": false, "hostStore": false })
+        json!({ "unit": false, "hostNix": false, "hostStore": true })
     );
 }
 

@@ -15,6 +15,8 @@
 //!   run them: every share is mounted once the early step returns,
 //!   another user's login is left alone, and every nixpkgs era boots
 //!   whatever the shares.
+//! - `host_nix`: a command's `NIX_REMOTE` names the guest role's relay to
+//!   the host's nix-daemon, unless `--no-host-nix`.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -36,6 +38,7 @@ mod console;
 mod daemons;
 mod guest_role;
 mod guest_units;
+mod host_nix;
 mod signals;
 mod streams;
 mod unprivileged;

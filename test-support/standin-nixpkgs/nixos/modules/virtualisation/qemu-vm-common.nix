@@ -64,6 +64,20 @@ in
       default = false;
       description = "Use a boot loader to boot the system.";
     };
+    # Declared as qemu-vm.nix declares them; the harness' run script shares
+    # no store, but the module reads them to tell whether the guest's store
+    # is the host's (nixos-shell's host-nix relay).
+    useNixStoreImage = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Build and use a disk image for the Nix store, instead of mounting the host's.";
+    };
+    mountHostNixStore = mkOption {
+      type = types.bool;
+      default = !cfg.useNixStoreImage && !cfg.useBootLoader;
+      defaultText = lib.literalExpression "!cfg.useNixStoreImage && !cfg.useBootLoader";
+      description = "Mount the host Nix store as a 9p mount.";
+    };
     useEFIBoot = mkOption {
       type = types.bool;
       default = false;
