@@ -5,8 +5,9 @@
 //! host for it. The guest's own nix-daemon and its socket are untouched:
 //! only sessions whose `NIX_REMOTE` names this socket use the host's.
 //!
-//! A thread per client reads it and frames what it sends; one thread reads
-//! the port and hands each connection's bytes to its client.
+//! A thread per client reads it and frames what it sends, another writes
+//! what its connection brings; one thread reads the port and hands each
+//! connection's bytes to its client's writer.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -14,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use anyhow::Context;
@@ -71,8 +72,10 @@ pub fn listen(socket: &Utf8Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The clients by connection, for the port's reader.
-type Clients = Arc<Mutex<HashMap<u32, UnixStream>>>;
+/// The clients by connection, for the port's reader: a channel each to the
+/// thread that writes to the client, so that one client that stops reading
+/// holds up no other connection on the port.
+type Clients = Arc<Mutex<HashMap<u32, mpsc::Sender<Vec<u8>>>>>;
 
 /// Relays every client of `listener` over the port (`from_port`,
 /// `to_port`) until the port ends; returns then, leaving the listener's
@@ -96,21 +99,16 @@ pub fn relay(
         };
         match frame.kind {
             Kind::Data => {
-                let failed = clients
-                    .get_mut(&frame.connection)
-                    .is_some_and(|client| client.write_all(&frame.payload).is_err());
-                if failed {
+                if let Some(client) = clients.get(&frame.connection) {
                     // A client that went away; its reader closes the
                     // connection.
-                    clients.remove(&frame.connection);
+                    let _ = client.send(frame.payload);
                 }
             }
+            // The host's end is gone: the client reads what came, then
+            // the end.
             Kind::Close => {
-                if let Some(client) = clients.remove(&frame.connection) {
-                    // The client reads the end; its reader then sees its
-                    // own end and sends Close, which the host ignores.
-                    let _ = client.shutdown(Shutdown::Both);
-                }
+                clients.remove(&frame.connection);
             }
             // Only the guest opens connections.
             Kind::Open => {}
@@ -120,9 +118,19 @@ pub fn relay(
     let Ok(mut clients) = clients.lock() else {
         return;
     };
-    for (_, client) in clients.drain() {
-        let _ = client.shutdown(Shutdown::Both);
+    clients.clear();
+}
+
+/// Writes what the host sends to `client` until the connection ends, then
+/// shuts the client's socket: it reads the end, and its reader thread sees
+/// its own and closes the connection (the host ignores the second close).
+fn write_client(mut client: UnixStream, output: mpsc::Receiver<Vec<u8>>) {
+    for bytes in output {
+        if client.write_all(&bytes).is_err() {
+            break;
+        }
     }
+    let _ = client.shutdown(Shutdown::Both);
 }
 
 /// Takes clients, one connection each, numbered from 1.
@@ -139,12 +147,14 @@ fn accept<W: Write + Send + 'static>(
         };
         let connection = next;
         next = next.wrapping_add(1).max(1);
+        let (output, outputs) = mpsc::channel();
         match clients.lock() {
             Ok(mut clients) => {
-                clients.insert(connection, client);
+                clients.insert(connection, output);
             }
             Err(_) => return,
         }
+        thread::spawn(move || write_client(client, outputs));
         if !send(to_port, Kind::Open, connection, &[]) {
             return;
         }

@@ -15,24 +15,28 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 
 use camino::Utf8Path;
 
 use crate::schema::host_nix::{read_frame, Frame, Kind, MAX_PAYLOAD};
 
-/// One connection's daemon: its input, and the process to reap.
+/// One connection's daemon: a channel to the thread that writes its
+/// input, and the process to reap.
 struct Daemon {
-    stdin: Option<ChildStdin>,
+    input: Option<mpsc::Sender<Vec<u8>>>,
     child: Child,
 }
 
 /// Relays the port `stream` until it ends: every [`Kind::Open`] starts
 /// `daemon --stdio`; the guest's data goes to its input, its output comes
 /// back, and either end closing closes the other. Daemons still running
-/// when the port ends are stopped.
+/// when the port ends are stopped. Each daemon's input is written by a
+/// thread of its own, so one that stops reading holds up no other
+/// connection (what it has not read waits in memory: only the guest's
+/// root can send it, and it could as well fill the user's disk).
 pub fn relay(stream: UnixStream, daemon: &Utf8Path) {
     let Ok(writer) = stream.try_clone() else {
         return;
@@ -57,23 +61,21 @@ pub fn relay(stream: UnixStream, daemon: &Utf8Path) {
                 }
             }
             Kind::Data => {
-                let written = daemons
-                    .get_mut(&connection)
-                    .and_then(|daemon| daemon.stdin.as_mut())
-                    .map(|stdin| stdin.write_all(&frame.payload).is_ok());
                 // A daemon that takes no more has ended or is ending: its
                 // output's end tells the guest.
-                if written == Some(false) {
-                    if let Some(daemon) = daemons.get_mut(&connection) {
-                        daemon.stdin = None;
-                    }
+                if let Some(input) = daemons
+                    .get_mut(&connection)
+                    .and_then(|daemon| daemon.input.as_ref())
+                {
+                    let _ = input.send(frame.payload);
                 }
             }
             Kind::Close => {
                 if let Some(mut daemon) = daemons.remove(&connection) {
-                    // End of input: the daemon finishes what it was asked
-                    // and exits; reaped in the background.
-                    daemon.stdin = None;
+                    // End of input once what came is written: the daemon
+                    // finishes what it was asked and exits; reaped in the
+                    // background.
+                    daemon.input = None;
                     thread::spawn(move || {
                         let _ = daemon.child.wait();
                     });
@@ -86,8 +88,9 @@ pub fn relay(stream: UnixStream, daemon: &Utf8Path) {
     }
 }
 
-/// Starts the daemon of `connection`, with a thread that sends its output
-/// to the guest and, at its end, [`Kind::Close`].
+/// Starts the daemon of `connection`, with a thread that writes its input
+/// and one that sends its output to the guest and, at its end,
+/// [`Kind::Close`].
 fn start(daemon: &Utf8Path, connection: u32, writer: Arc<Mutex<UnixStream>>) -> Option<Daemon> {
     let mut child = Command::new(daemon)
         .arg("--stdio")
@@ -98,8 +101,16 @@ fn start(daemon: &Utf8Path, connection: u32, writer: Arc<Mutex<UnixStream>>) -> 
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let stdin = child.stdin.take();
+    let mut stdin = child.stdin.take()?;
     let mut stdout = child.stdout.take()?;
+    let (input, inputs) = mpsc::channel::<Vec<u8>>();
+    thread::spawn(move || {
+        for bytes in inputs {
+            if stdin.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+    });
     thread::spawn(move || {
         let mut buffer = vec![0u8; MAX_PAYLOAD];
         loop {
@@ -110,12 +121,15 @@ fn start(daemon: &Utf8Path, connection: u32, writer: Arc<Mutex<UnixStream>>) -> 
         }
         send(&writer, Kind::Close, connection, &[]);
     });
-    Some(Daemon { stdin, child })
+    Some(Daemon {
+        input: Some(input),
+        child,
+    })
 }
 
 /// Kills and reaps a daemon whose connection is gone.
 fn stop(mut daemon: Daemon) {
-    drop(daemon.stdin.take());
+    drop(daemon.input.take());
     let _ = daemon.child.kill();
     let _ = daemon.child.wait();
 }
