@@ -16,7 +16,8 @@
 //!   another user's login is left alone, and every nixpkgs era boots
 //!   whatever the shares.
 //! - `host_nix`: a command's `NIX_REMOTE` names the guest role's relay to
-//!   the host's nix-daemon, unless `--no-host-nix`.
+//!   the host's nix-daemon, unless `--no-host-nix`; a real nix client in
+//!   the guest builds through it into the host's store.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
