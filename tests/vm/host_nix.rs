@@ -3,9 +3,9 @@
 //! whose socket the relay serves once it has the CLI's host-nix port;
 //! `--no-host-nix` leaves both out. And the host's own nix client, run in
 //! the guest, builds through the relay into the host's store: once, then
-//! not again, and two builds at once. (The harness shares no store with the
-//! guest, so the guest does not read the outputs here; the host does. A
-//! client that sends garbage is tested on the host, through both relays:
+//! not again, and two builds at once; the guest reads what it built through
+//! the host's store, shared as qemu-vm.nix shares it. (A client that sends
+//! garbage is tested on the host, through both relays:
 //! `host::execute::host_nix`.)
 
 use std::path::{Path, PathBuf};
@@ -100,13 +100,23 @@ fn the_guests_nix_builds_into_the_hosts_store_once_and_two_at_a_time() {
     let script = format!(
         "{GUEST_NIX_BUILD}; \
          i=0; while [ ! -S /run/nixos-shell/host-nix.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
+         mkdir -p /nix/store && mount -t 9p -o trans=virtio,version=9p2000.L,ro nixstore /nix/store; \
          echo first-begin; nb once 2>&1; echo first-end; \
+         echo \"read=$(cat \"$(nb once 2>/dev/null)\")\"; \
          echo again-begin; nb once 2>&1; echo again-end; \
          nb left >/tmp/left 2>&1 & nb right >/tmp/right 2>&1 & wait; \
          echo \"pair=$(tail -n1 /tmp/left) $(tail -n1 /tmp/right)\""
     );
+    // The host's store, read-only at the same path, as qemu-vm.nix shares
+    // it (`virtualisation.sharedDirectories.nix-store`, mounted under
+    // /nix/.ro-store and bound or overlaid at /nix/store); 9p uncached, so
+    // a path built after the mount shows at once.
+    let store_share = "local,path=/nix/store,mount_tag=nixstore,security_model=none,readonly=on";
     let out = fx
-        .command(&["--mount", &mount, "-c", &script])
+        .command_with_qemu_args(
+            &["--mount", &mount, "-c", &script],
+            &["-virtfs", store_share],
+        )
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -132,6 +142,8 @@ fn the_guests_nix_builds_into_the_hosts_store_once_and_two_at_a_time() {
         std::fs::read_to_string(&path).unwrap(),
         format!("once {nonce}\n")
     );
+    // And the guest reads it through the shared store.
+    assert!(text.contains(&format!("read=once {nonce}\n")), "{text}");
     // The host has it: nothing is built the second time.
     assert!(!again.contains("will be built"), "{again}");
     assert_eq!(again.lines().last().unwrap().trim(), path);
