@@ -84,7 +84,7 @@ const GUEST_NIX_BUILD: &str =
 /opt/nix/bin/nix-build --no-out-link \"/opt/nix/$1.nix\"; }";
 
 #[test]
-fn the_guests_nix_builds_into_the_hosts_store_once_and_two_at_a_time() {
+fn the_guests_nix_builds_into_the_hosts_store_once_two_at_a_time_and_roots_a_home_result() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let nonce = format!(
         "{}-{}",
@@ -105,7 +105,9 @@ fn the_guests_nix_builds_into_the_hosts_store_once_and_two_at_a_time() {
          echo \"read=$(cat \"$(nb once 2>/dev/null)\")\"; \
          echo again-begin; nb once 2>&1; echo again-end; \
          nb left >/tmp/left 2>&1 & nb right >/tmp/right 2>&1 & wait; \
-         echo \"pair=$(tail -n1 /tmp/left) $(tail -n1 /tmp/right)\""
+         echo \"pair=$(tail -n1 /tmp/left) $(tail -n1 /tmp/right)\"; \
+         /opt/nix/lib/ld-linux-x86-64.so.2 --library-path /opt/nix/lib /opt/nix/bin/nix-build /opt/nix/left.nix >/dev/null 2>&1; \
+         echo rooted=$?"
     );
     // The host's store, read-only at the same path, as qemu-vm.nix shares
     // it (`virtualisation.sharedDirectories.nix-store`, mounted under
@@ -147,9 +149,24 @@ fn the_guests_nix_builds_into_the_hosts_store_once_and_two_at_a_time() {
     // The host has it: nothing is built the second time.
     assert!(!again.contains("will be built"), "{again}");
     assert_eq!(again.lines().last().unwrap().trim(), path);
+    // A result link the guest made in the shared home is the host's GC
+    // root: the daemon made the indirect root to the link's path, which is
+    // the same on the host (nix's LocalStore::addIndirectRoot, gcroots/auto).
+    assert!(text.contains("rooted=0"), "{text}");
+    let link = fx.cwd().join("result");
+    let auto = std::fs::read_dir("/nix/var/nix/gcroots/auto").unwrap();
+    let rooted = auto
+        .flatten()
+        .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == link));
+    assert!(rooted, "no indirect root to {}", link.display());
     let pair = between("pair=", "\n");
     let built: Vec<&str> = pair.split_whitespace().collect();
     assert_eq!(built.len(), 2, "{text}");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        Path::new(built[0]),
+        "the result link names the left build"
+    );
     for (word, path) in ["left", "right"].iter().zip(built) {
         assert_eq!(
             std::fs::read_to_string(path).unwrap(),
