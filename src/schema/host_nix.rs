@@ -120,6 +120,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nix_remote_names_the_guest_socket() {
+        assert_eq!(NIX_REMOTE, format!("unix://{GUEST_SOCKET}"));
+    }
+
+    #[test]
     fn frames_read_back_as_written_and_bad_ones_are_refused() {
         let frames = [
             Frame {

@@ -2,15 +2,18 @@
 //! `nix-daemon --stdio` of the user's for every connection the guest opens,
 //! its standard streams relayed to the connection.
 //!
-//! `--stdio` serves one client on standard input and output and opens the
-//! store nix would open for the user (`NIX_REMOTE`, else `auto`): on a
-//! multi-user host the system daemon, which sees the user's uid; on a
-//! single-user host the user's own store (NixOS/nix
-//! src/nix-daemon/nix-daemon.cc `daemonMain`, the `stdio` branch, in 2.8;
-//! src/libstore/store-api.cc `openFromNonUri`). So the guest's root builds
-//! as the user, no more. A daemon per connection confines a client that
-//! speaks garbage: its daemon refuses it and ends, which closes that
-//! connection and no other.
+//! `--stdio` serves one client on standard input and output over the store
+//! nix opens for the user (`NIX_REMOTE`, else `auto`): on a multi-user host
+//! the system daemon, which sees the user's uid (the connection forwarded,
+//! or in later releases each operation passed on); on a single-user host
+//! (or one whose daemon is not running) the user's own store, served
+//! in-process to a trusted client (NixOS/nix src/nix/daemon.cc,
+//! `runDaemon`'s `stdio` branch: `openUncachedStore()`, then
+//! `forwardStdioConnection` or `processStdioConnection(store, Trusted)`;
+//! src/libstore/store-api.cc `openFromNonUri` for `auto`). So the guest's
+//! root builds as the user, no more. A daemon per connection confines a
+//! client that speaks garbage: its daemon refuses it and ends, which closes
+//! that connection and no other.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
