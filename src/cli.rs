@@ -70,6 +70,10 @@ pub struct HostArgs {
     /// Do not share the home directory.
     #[arg(help_heading = "Run a VM", long)]
     pub no_home: bool,
+    /// Leave the guest's nix on its own store: no nix-daemon of the host's
+    /// for the guest's sessions.
+    #[arg(help_heading = "Run a VM", long)]
+    pub no_host_nix: bool,
     /// Use this disk image (created when missing).
     #[arg(
         help_heading = "Run a VM",
@@ -96,8 +100,8 @@ pub struct HostArgs {
         long,
         conflicts_with_all = [
             "config", "flake", "attach", "stop", "detach", "command", "build_only", "dry_run",
-            "out_link", "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral",
-            "qemu_args", "guest_system", "host_system",
+            "out_link", "memory", "cores", "forward", "mount", "no_home", "no_host_nix", "disk",
+            "ephemeral", "qemu_args", "guest_system", "host_system",
         ]
     )]
     pub list: bool,
@@ -111,8 +115,8 @@ pub struct HostArgs {
         long,
         conflicts_with_all = [
             "attach", "command", "build_only", "dry_run", "out_link", "memory", "cores",
-            "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args", "guest_system",
-            "host_system",
+            "forward", "mount", "no_home", "no_host_nix", "disk", "ephemeral", "qemu_args",
+            "guest_system", "host_system",
         ]
     )]
     pub stop: bool,
@@ -123,7 +127,7 @@ pub struct HostArgs {
         long,
         conflicts_with_all = [
             "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
-            "no_home", "disk", "ephemeral", "qemu_args", "guest_system", "host_system",
+            "no_home", "no_host_nix", "disk", "ephemeral", "qemu_args", "guest_system", "host_system",
         ]
     )]
     pub attach: bool,
@@ -134,8 +138,8 @@ pub struct HostArgs {
         help_heading = "Change the running VM",
         conflicts_with_all = [
             "attach", "build_only", "dry_run", "out_link", "memory", "cores", "forward", "mount",
-            "no_home", "disk", "ephemeral", "qemu_args", "command", "detach", "list", "stop",
-            "reset", "console",
+            "no_home", "no_host_nix", "disk", "ephemeral", "qemu_args", "command", "detach",
+            "list", "stop", "reset", "console",
         ]
     )]
     pub switch: bool,
@@ -156,8 +160,8 @@ pub struct HostArgs {
         long,
         conflicts_with_all = [
             "attach", "stop", "detach", "list", "command", "build_only", "dry_run", "out_link",
-            "memory", "cores", "forward", "mount", "no_home", "disk", "ephemeral", "qemu_args",
-            "guest_system", "host_system",
+            "memory", "cores", "forward", "mount", "no_home", "no_host_nix", "disk", "ephemeral",
+            "qemu_args", "guest_system", "host_system",
         ]
     )]
     pub reset: bool,
@@ -283,6 +287,9 @@ pub enum GuestStep {
         /// The system to switch to, a store path the host has built.
         toplevel: Utf8PathBuf,
     },
+    /// Relay the guest's nix clients to a nix-daemon on the host while the
+    /// VM runs.
+    ServeHostNix,
 }
 
 #[cfg(test)]

@@ -167,6 +167,23 @@ in
     };
   };
 
+  # Nix in the guest builds into the host's store: the guest role relays
+  # /run/nixos-shell/host-nix.sock, which root's sessions name in
+  # NIX_REMOTE, to a nix-daemon nixos-shell starts on the host per
+  # connection (src/guest/linux/host_nix.rs). After nixos-shell-guest,
+  # whose facts say whether the host offers it; without it the server says
+  # so in the journal and ends. The guest's own nix-daemon is untouched.
+  systemd.services.nixos-shell-host-nix = lib.mkIf cfg.hostNix.enable {
+    description = "Relay the guest's nix to the host's nix-daemon";
+    wantedBy = [ "multi-user.target" ];
+    after = [ "nixos-shell-guest.service" ];
+    serviceConfig = {
+      ExecStart = "${guestRole} serve-host-nix";
+      Restart = "on-failure";
+      StandardError = "journal";
+    };
+  };
+
   # Root's login shells start where the user started nixos-shell, with the
   # host's HOME, TERM (and its terminfo entry) and PATH (see
   # nixos-shell.inheritPath). NixOS puts this into /etc/profile, which every user's login shell

@@ -75,7 +75,10 @@ rec {
     `memoryBackend` the shared memory backend the run script gives QEMU
     (`{ id, size }`, size in MiB), or null; `stateVersion` the
     configuration's `system.stateVersion`, which the CLI keeps beside a
-    persistent disk image it creates (null: not known).
+    persistent disk image it creates (null: not known); `hostNix` whether
+    the guest's nix may build into the host's store
+    (`nixos-shell.hostNix.enable`), `hostStore` whether the guest's store
+    shows the host's.
   */
   mkManifest =
     {
@@ -90,8 +93,9 @@ rec {
       memoryBackend,
       stateVersion ? null,
       toplevel ? null,
-      hostStore ? null,
       switchable ? null,
+      hostNix ? false,
+      hostStore ? null,
     }:
     {
       version = 4;
@@ -106,13 +110,15 @@ rec {
         memorySize
         memoryBackend
         stateVersion
+        hostNix
+        hostStore
         ;
       # What `nixos-shell --switch` compares and activates, and whether it
-      # can: the system's toplevel, whether the guest's store is the host's
-      # (so a system built later appears in it), and whether the system
-      # carries bin/switch-to-configuration. null: unknown to this module.
+      # can (with hostStore: a system built later appears in the guest's
+      # store): the system's toplevel, and whether the system carries
+      # bin/switch-to-configuration. null: unknown to this module.
       switch = {
-        inherit toplevel hostStore switchable;
+        inherit toplevel switchable;
       };
       mounts = {
         inherit (mounts)

@@ -28,23 +28,27 @@ let
     # NixOS keys stateful defaults on it (nixos/modules/misc/version.nix);
     # an image made under one keeps that data when it changes.
     inherit (config.system) stateVersion;
+    hostNix = cfg.hostNix.enable;
+    # The guest's store is the host's when qemu-vm.nix mounts the host's
+    # store (`virtualisation.mountHostNixStore`, default
+    # `!useNixStoreImage && !useBootLoader`: shared at /nix/.ro-store and
+    # bound or overlaid at /nix/store) and no store image stands in its
+    # place (`useNixStoreImage` builds an image of the system's closure
+    # alone, so nothing built later appears in it):
+    # nixos/modules/virtualisation/qemu-vm.nix, options mountHostNixStore,
+    # useNixStoreImage, sharedDirectories.nix-store. Unknown (null) where
+    # the option is not declared. `--switch` and the host's nix in the
+    # guest both need it.
+    hostStore =
+      if options ? virtualisation.mountHostNixStore then
+        config.virtualisation.mountHostNixStore && !(config.virtualisation.useNixStoreImage or false)
+      else
+        null;
     # The host's virtiofsd: the CLI runs it on the host, next to QEMU. Only
     # forced for virtiofs, so a 9p VM (a darwin host) never needs it.
     virtiofsd = "${hostPkgs.virtiofsd}/bin/virtiofsd";
     # The system `nixos-shell --switch` activates in the running VM.
     toplevel = config.system.build.toplevel;
-    # The host's store reaches the guest only with mountHostNixStore: it is
-    # shared at /nix/.ro-store and bound or overlaid at /nix/store; with
-    # useNixStoreImage (or useBootLoader) it defaults to false and the
-    # guest's store is an image of the boot closure alone
-    # (nixos/modules/virtualisation/qemu-vm.nix, options mountHostNixStore,
-    # useNixStoreImage, sharedDirectories.nix-store). Unknown (null) where
-    # the option is not declared.
-    hostStore =
-      if options ? virtualisation.mountHostNixStore then
-        config.virtualisation.mountHostNixStore
-      else
-        null;
     # With system.switch.enable = false the toplevel has no
     # bin/switch-to-configuration
     # (nixos/modules/system/activation/switchable-system.nix).

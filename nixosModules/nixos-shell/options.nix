@@ -95,6 +95,26 @@ in
       '';
     };
 
+    hostNix.enable = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Whether nix in the guest builds into the host's store: root's login,
+        `--command` and `--attach` sessions get `NIX_REMOTE` pointing at a
+        socket the guest role relays to a `nix-daemon --stdio` that
+        nixos-shell starts on the host, as the user who ran it, for each
+        connection. What they build lands in the host's store and shows in
+        the guest's at once; what the host has is neither built nor copied.
+        So the guest's root builds as that user on the host. Takes effect
+        only where the guest's store is the host's
+        (`virtualisation.mountHostNixStore` without
+        `virtualisation.useNixStoreImage`) and the host has `nix-daemon`;
+        otherwise, or with `nixos-shell --no-host-nix`, the guest's nix uses
+        its own store. The guest's own nix-daemon serves its system services
+        either way.
+      '';
+    };
+
     terminfo.fixFSCaseConflicts = mkOption {
       type = types.bool;
       default = config.virtualisation.host.pkgs.stdenv.hostPlatform.isDarwin;

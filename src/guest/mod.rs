@@ -27,7 +27,7 @@
 //! builds for a macOS host, whose binary refuses the role in one line.
 
 #[cfg(target_os = "linux")]
-mod linux;
+pub(crate) mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::run;
 

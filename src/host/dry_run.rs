@@ -116,6 +116,8 @@ fn unknown_manifest(host: &Host) -> Manifest {
         attach: false,
         state_version: None,
         switch: Default::default(),
+        host_nix: false,
+        host_store: None,
         mounts: Mounts {
             mount_home: false,
             mount_home_read_only: false,

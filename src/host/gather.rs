@@ -23,6 +23,9 @@ pub struct Gathered {
     pub shell_store_path: Option<Utf8PathBuf>,
     /// The compiled terminfo entry for `$TERM`, when the host has one.
     pub terminfo: Option<Entry>,
+    /// The host's `nix-daemon` on `PATH`, which serves the guest's nix
+    /// (`execute::host_nix`); `None` without nix on the host.
+    pub nix_daemon: Option<Utf8PathBuf>,
 }
 
 impl Gathered {
@@ -35,8 +38,19 @@ impl Gathered {
             terminfo: host.env.get("TERM").and_then(|term| {
                 terminfo::find(term, &host.env, &host.home, &terminfo::SYSTEM_DIRS)
             }),
+            nix_daemon: nix_daemon(&host.env),
         }
     }
+}
+
+/// The first `nix-daemon` on `PATH` that is a file: the host's nix, whose
+/// `--stdio` (nix 2.8 and later) serves one client as the user.
+pub fn nix_daemon(env: &BTreeMap<String, String>) -> Option<Utf8PathBuf> {
+    env.get("PATH")?
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Utf8Path::new(dir).join("nix-daemon"))
+        .find(|path| path.is_file())
 }
 
 /// Where `$SHELL` leads when that is a Nix store path (through links such

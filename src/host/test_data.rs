@@ -26,6 +26,8 @@ pub fn manifest() -> Manifest {
         attach: false,
         state_version: None,
         switch: Default::default(),
+        host_nix: false,
+        host_store: None,
         mounts: Mounts {
             mount_home: true,
             mount_home_read_only: false,

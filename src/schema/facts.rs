@@ -109,6 +109,12 @@ pub struct HostFacts {
     /// Where the command's standard streams go.
     #[serde(default)]
     pub command_io: CommandIo,
+    /// Why the guest's nix keeps its own store though the build would
+    /// relay it to the host's (`schema::host_nix`): said once, at the first
+    /// login. Whether it is relayed is [`Port::HostNix`] in
+    /// [`HostFacts::ports`].
+    #[serde(default)]
+    pub host_nix_note: Option<String>,
 }
 
 /// Where `--command`'s standard streams go.
@@ -409,6 +415,7 @@ mod tests {
                     proptest::sample::select(vec![
                         Port::Resize,
                         Port::Attach,
+                        Port::HostNix,
                         Port::Stdin,
                         Port::Stdout,
                         Port::Stderr,
@@ -432,6 +439,7 @@ mod tests {
                     term,
                     terminfo_dir: terminfo_dir.map(Into::into),
                     path,
+                    host_nix_note: shell.clone(),
                     shell,
                     shell_path: shell_path.map(Into::into),
                     ports,

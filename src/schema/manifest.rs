@@ -74,6 +74,18 @@ pub struct Manifest {
     /// and an older CLI ignores it.
     #[serde(default)]
     pub state_version: Option<String>,
+    /// `nixos-shell.hostNix.enable`: the guest's nix may build into the
+    /// host's store (`schema::host_nix`). An older module's build has no
+    /// relay, which is what its missing field means.
+    #[serde(default)]
+    pub host_nix: bool,
+    /// Whether the guest's store shows the host's
+    /// (`virtualisation.mountHostNixStore` without `useNixStoreImage`):
+    /// only then can what the host builds later (a new system for
+    /// `--switch`, what the host's daemon builds for the guest's nix) show
+    /// in the guest. `None` where the module did not know.
+    #[serde(default)]
+    pub host_store: Option<bool>,
     /// What `nixos-shell --switch` needs to know of the system (version 4).
     #[serde(default)]
     pub switch: Switch,
@@ -88,10 +100,6 @@ pub struct Switch {
     /// `config.system.build.toplevel`: the system the VM runs.
     #[serde(default)]
     pub toplevel: Option<Utf8PathBuf>,
-    /// `virtualisation.mountHostNixStore`: the guest's store shows the
-    /// host's, so a system built after the boot can reach it.
-    #[serde(default)]
-    pub host_store: Option<bool>,
     /// `system.switch.enable`: the system has `bin/switch-to-configuration`.
     #[serde(default)]
     pub switchable: Option<bool>,

@@ -34,6 +34,7 @@
 
 pub mod attach;
 pub mod facts;
+pub mod host_nix;
 pub mod manifest;
 pub mod ports;
 

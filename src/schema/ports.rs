@@ -24,6 +24,9 @@
 //! - [`Port::Attach`]: every `nixos-shell --attach` session in the running
 //!   VM, multiplexed ([`super::attach`]), when the build's guest serves
 //!   them.
+//! - [`Port::HostNix`]: the guest's nix clients' connections to a
+//!   nix-daemon on the host, multiplexed ([`super::host_nix`]), when the
+//!   guest's store is the host's and the run relays it.
 //! - [`Port::Stdin`], [`Port::Stdout`], [`Port::Stderr`]: `--command`'s
 //!   standard streams when nixos-shell's own are not both a terminal
 //!   ([`super::facts::CommandIo::Ports`]). QEMU holds what the host sends
@@ -41,6 +44,7 @@ use serde::{Deserialize, Serialize};
 pub enum Port {
     Resize,
     Attach,
+    HostNix,
     Stdin,
     Stdout,
     Stderr,
@@ -52,6 +56,7 @@ impl Port {
         match self {
             Port::Resize => "org.nixos-shell.resize",
             Port::Attach => "org.nixos-shell.attach",
+            Port::HostNix => "org.nixos-shell.host-nix",
             Port::Stdin => "org.nixos-shell.stdin",
             Port::Stdout => "org.nixos-shell.stdout",
             Port::Stderr => "org.nixos-shell.stderr",
@@ -63,6 +68,7 @@ impl Port {
         match self {
             Port::Resize => "resize",
             Port::Attach => "attach",
+            Port::HostNix => "host-nix",
             Port::Stdin => "stdin",
             Port::Stdout => "stdout",
             Port::Stderr => "stderr",

@@ -276,6 +276,47 @@ fn the_attach_server_is_a_unit_of_its_own_after_the_facts() {
     );
 }
 
+/// Nix in the guest reaches the host's daemon through a unit of the guest
+/// role's own, after the facts; `nixos-shell.hostNix.enable = false` drops
+/// it and tells the CLI, through the manifest, to offer no daemon.
+#[test]
+fn the_host_nix_relay_is_a_unit_unless_the_option_says_no() {
+    let (_dir, standin) = standin(Era::NineP);
+    let unit = standin
+        .eval("{ }", "config.systemd.services.nixos-shell-host-nix")
+        .unwrap();
+    assert!(units(&unit["after"]).contains(&"nixos-shell-guest.service"));
+    assert!(
+        unit["serviceConfig"]["ExecStart"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{GUEST_ROLE} serve-host-nix")),
+        "{unit}"
+    );
+    const CHOICE: &str = "{
+  unit = config.systemd.services ? nixos-shell-host-nix;
+  inherit (config.system.build.nixos-shell.manifest) hostNix hostStore;
+}";
+    // qemu-vm.nix mounts the host's store unless a store image (or a boot
+    // loader) stands in its place.
+    assert_eq!(
+        standin.eval("{ }", CHOICE).unwrap(),
+        json!({ "unit": true, "hostNix": true, "hostStore": true })
+    );
+    assert_eq!(
+        standin
+            .eval("{ virtualisation.useNixStoreImage = true; }", CHOICE)
+            .unwrap(),
+        json!({ "unit": true, "hostNix": true, "hostStore": false })
+    );
+    assert_eq!(
+        standin
+            .eval("{ nixos-shell.hostNix.enable = false; }", CHOICE)
+            .unwrap(),
+        json!({ "unit": false, "hostNix": false, "hostStore": true })
+    );
+}
+
 /// Root's password as the console login gets it, and NixOS's warnings.
 const ROOT_PASSWORD: &str = "{
   root = builtins.removeAttrs config.users.users.root [ \"name\" \"home\" \"shell\" \"openssh\" ];

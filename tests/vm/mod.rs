@@ -24,6 +24,9 @@
 //! - `misbehaving`: a guest program that takes nixos-shell's ports and
 //!   writes garbage on them: what it hit ends with one line, the rest goes
 //!   on byte for byte, and the host neither grows nor leaks.
+//! - `host_nix`: a command's `NIX_REMOTE` names the guest role's relay to
+//!   the host's nix-daemon, unless `--no-host-nix`; a real nix client in
+//!   the guest builds through it into the host's store.
 //! - `streams`: the console following the terminal's size, and
 //!   `--command` as a pipe (byte for byte, end of file, a reader that goes
 //!   away).
@@ -51,6 +54,7 @@ mod daemons;
 mod detach;
 mod guest_role;
 mod guest_units;
+mod host_nix;
 mod long_life;
 mod misbehaving;
 mod signals;

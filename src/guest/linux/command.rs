@@ -20,6 +20,7 @@ use rustix::pipe::PipeFlags;
 
 use super::{ports, session};
 use crate::schema::facts::HostFacts;
+use crate::schema::host_nix;
 use crate::schema::ports::Port;
 
 /// The status reported when the command could not be started at all (as a
@@ -74,6 +75,11 @@ impl<'a> GuestEnv<'a> {
     }
 }
 
+/// Whether the run relays the guest's nix to the host's daemon.
+pub fn relays_host_nix(facts: &HostFacts) -> bool {
+    facts.ports.contains(&Port::HostNix)
+}
+
 /// The variables set for the command; the rest of the environment is the
 /// guest role's own.
 pub fn environment(facts: &HostFacts, guest: &GuestEnv) -> BTreeMap<String, String> {
@@ -98,6 +104,13 @@ pub fn environment(facts: &HostFacts, guest: &GuestEnv) -> BTreeMap<String, Stri
             None => dir.to_string(),
         };
         env.insert("TERMINFO_DIRS".to_owned(), dirs);
+    }
+    // Nix in the guest builds into the host's store through the guest
+    // role's relay (`guest::host_nix`); nix's `unix://` store
+    // (UDSRemoteStore) connects to that socket. Not `daemon`/`auto`: those
+    // reach the guest's own daemon, or as root its local store.
+    if relays_host_nix(facts) {
+        env.insert("NIX_REMOTE".to_owned(), host_nix::NIX_REMOTE.to_owned());
     }
     env
 }
@@ -328,6 +341,19 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn a_relayed_host_nix_is_the_commands_store() {
+        let mut facts = facts();
+        let env = environment(&facts, &GuestEnv::default());
+        assert!(!env.contains_key("NIX_REMOTE"));
+        facts.ports = vec![Port::HostNix];
+        let env = environment(&facts, &GuestEnv::default());
+        assert_eq!(
+            env.get("NIX_REMOTE").map(String::as_str),
+            Some("unix:///run/nixos-shell/host-nix.sock")
+        );
     }
 
     #[test]

@@ -13,8 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use anyhow::Context;
 use camino::Utf8Path;
 
-use super::session;
+use super::{command, session};
 use crate::schema::facts::HostFacts;
+use crate::schema::host_nix;
 use crate::sh::single_quote;
 
 /// The script for `facts`. The login shell sources it with `sh`'s rules:
@@ -56,6 +57,18 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
             single_quote(path)
         ));
     }
+    if command::relays_host_nix(facts) {
+        lines.push(format!(
+            "export NIX_REMOTE={}",
+            single_quote(host_nix::NIX_REMOTE)
+        ));
+    } else if let Some(note) = &facts.host_nix_note {
+        // Once per boot, on a terminal: a command's output stays its own.
+        lines.push(format!(
+            "if [ ! -e {SAID} ] && [ -t 2 ]; then echo {} >&2; : >{SAID} 2>/dev/null; fi",
+            single_quote(&format!("nixos-shell: {note}"))
+        ));
+    }
     if let Some(shell) = shell {
         lines.push(format!(
             "if [ -z \"${{{BECAME}:-}}\" ] && [ -t 0 ]; then export {BECAME}=1; exec {} -l; fi",
@@ -75,6 +88,9 @@ pub fn script(facts: &HostFacts, shell: Option<&Utf8Path>) -> String {
     text.push_str("fi\n");
     text
 }
+
+/// Exists once a login has said why the guest's nix uses its own store.
+const SAID: &str = "/run/nixos-shell/host-nix-said";
 
 /// Set in an attached login's environment (`guest::attach`): the script
 /// then leaves the directory, `TERM` and its entry as the session has them.
@@ -180,6 +196,26 @@ mod tests {
             text.ends_with(
                 "  if [ -z \"${NIXOS_SHELL_USER_SHELL:-}\" ] && [ -t 0 ]; then \
                  export NIXOS_SHELL_USER_SHELL=1; exec '/run/current-system/sw/bin/zsh' -l; fi\nfi\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_relayed_host_nix_is_named_and_an_unrelayed_one_explained() {
+        let mut facts = facts();
+        assert!(!script(&facts, None).contains("NIX_REMOTE"));
+        facts.ports = vec![crate::schema::ports::Port::HostNix];
+        assert!(script(&facts, None)
+            .contains("  export NIX_REMOTE='unix:///run/nixos-shell/host-nix.sock'\n"));
+        facts.ports = Vec::new();
+        facts.host_nix_note = Some("no nix-daemon".into());
+        let text = script(&facts, None);
+        assert!(!text.contains("NIX_REMOTE"));
+        assert!(
+            text.contains(
+                "  if [ ! -e /run/nixos-shell/host-nix-said ] && [ -t 2 ]; then \
+                 echo 'nixos-shell: no nix-daemon' >&2; : >/run/nixos-shell/host-nix-said 2>/dev/null; fi\n"
             ),
             "{text}"
         );

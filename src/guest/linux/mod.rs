@@ -4,6 +4,7 @@
 mod attach;
 mod command;
 mod console;
+pub(crate) mod host_nix;
 mod keys;
 mod login_env;
 mod mount;
@@ -37,6 +38,7 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
         GuestStep::FollowResizes { console } => resize::follow(&console, &reporter),
         GuestStep::ServeAttach => attach::serve(&reporter),
         GuestStep::Switch { toplevel } => switch::switch(&toplevel),
+        GuestStep::ServeHostNix => host_nix::serve(&reporter),
     })
 }
 

@@ -19,6 +19,8 @@ pub struct RunFacts<'a> {
     pub mounts: Vec<GuestMount>,
     pub ports: &'a [Port],
     pub command: Option<String>,
+    /// Why the guest's nix keeps its own store, when the user did not ask.
+    pub host_nix_note: Option<String>,
 }
 
 /// The host facts of a run; pure. `host_system` is where QEMU runs (this
@@ -55,6 +57,7 @@ pub fn compose(
         mounts: run.mounts,
         command_io: host.command_io(),
         command: run.command,
+        host_nix_note: run.host_nix_note,
     }
 }
 
@@ -94,6 +97,7 @@ mod tests {
             nix_profile: None,
             shell_store_path: Some("/nix/store/x-zsh/bin/zsh".into()),
             terminfo: None,
+            nix_daemon: None,
         }
     }
 
@@ -109,6 +113,7 @@ mod tests {
                 mounts: vec![],
                 ports: &[Port::Resize],
                 command: Some("make".to_owned()),
+                host_nix_note: None,
             },
         )
     }

@@ -17,6 +17,7 @@
 pub mod command;
 pub mod disk;
 pub mod facts;
+pub mod host_nix;
 pub mod layout;
 pub mod ports;
 
@@ -35,6 +36,7 @@ use crate::schema::ports::Port;
 use command::{Parts, VmCommand};
 use disk::DiskPlan;
 use facts::RunFacts;
+use host_nix::HostNix;
 use layout::Layout;
 use ports::PortSocket;
 
@@ -69,6 +71,9 @@ pub struct Vm {
     pub terminfo: Option<Entry>,
     pub shares: Exported,
     pub ports: Vec<PortSocket>,
+    /// The host's nix-daemon that serves the host-nix port, when the run
+    /// relays the guest's nix to it.
+    pub host_nix_daemon: Option<Utf8PathBuf>,
     /// Where QEMU's console goes: the terminal, or a log.
     pub console_log: Option<Utf8PathBuf>,
 }
@@ -138,15 +143,27 @@ impl VmRecipe<'_> {
     /// The ports of a VM of `manifest`: the resize port when the console is
     /// this terminal, the stdio ports when the command's streams are
     /// nixos-shell's own, the attach port when the guest serves attaches.
-    pub fn ports(&self, manifest: &Manifest) -> Vec<Port> {
+    pub fn ports(&self, manifest: &Manifest, gathered: &Gathered) -> Vec<Port> {
         let command_io = self.run.vm.command.as_ref().map(|_| self.host.command_io());
-        ports::needed(command_io, self.host.terminal, manifest.attach)
+        let relay = matches!(self.host_nix(manifest, gathered), HostNix::Relay(_));
+        ports::needed(command_io, self.host.terminal, manifest.attach, relay)
+    }
+
+    /// What the guest's nix of a VM of `manifest` gets: the host's daemon
+    /// `gathered` found, unless the build or `--no-host-nix` says no.
+    pub fn host_nix(&self, manifest: &Manifest, gathered: &Gathered) -> HostNix {
+        host_nix::decide(
+            manifest,
+            self.run.vm.no_host_nix,
+            gathered.nix_daemon.as_deref(),
+        )
     }
 
     /// Composes the VM of `built` with what the run `found`.
     pub fn compose(&self, built: &Built, found: Found) -> Vm {
         let (host, run, manifest) = (self.host, self.run, &built.result.manifest);
-        let needed = self.ports(manifest);
+        let needed = self.ports(manifest, found.gathered);
+        let host_nix = self.host_nix(manifest, found.gathered);
         let ports = ports::sockets(&needed, found.socket_dir);
         let command = command::compose(&Parts {
             run_script: &built.result.run_script,
@@ -164,6 +181,10 @@ impl VmRecipe<'_> {
             mounts: found.shares.guest_mounts.clone(),
             ports: &needed,
             command: run.vm.command.clone(),
+            host_nix_note: match &host_nix {
+                HostNix::Own(note) => note.map(str::to_owned),
+                HostNix::Relay(_) => None,
+            },
         };
         let facts = facts::compose(host, manifest, host_system, found.gathered, run_facts);
         let console_log = (facts.command.is_some() && facts.command_io == CommandIo::Ports)
@@ -174,6 +195,10 @@ impl VmRecipe<'_> {
             terminfo: found.gathered.terminfo.clone(),
             shares: found.shares,
             ports,
+            host_nix_daemon: match host_nix {
+                HostNix::Relay(daemon) => Some(daemon),
+                HostNix::Own(_) => None,
+            },
             console_log,
         }
     }

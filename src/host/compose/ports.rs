@@ -28,8 +28,14 @@ pub fn socket_name(port: Port) -> String {
 /// `command_io`, `terminal` telling whether nixos-shell has a controlling
 /// terminal and `attach` whether the guest serves attaches: the resize port
 /// when the console is that terminal, the stdio ports when the command's
-/// streams are nixos-shell's own, the attach port; pure.
-pub fn needed(command_io: Option<CommandIo>, terminal: bool, attach: bool) -> Vec<Port> {
+/// streams are nixos-shell's own, the attach port, and the host-nix port
+/// when `host_nix` relays the guest's nix; pure.
+pub fn needed(
+    command_io: Option<CommandIo>,
+    terminal: bool,
+    attach: bool,
+    host_nix: bool,
+) -> Vec<Port> {
     let console = match command_io {
         Some(CommandIo::Ports) => Port::STDIO.to_vec(),
         None | Some(CommandIo::Console) if terminal => vec![Port::Resize],
@@ -38,6 +44,7 @@ pub fn needed(command_io: Option<CommandIo>, terminal: bool, attach: bool) -> Ve
     console
         .into_iter()
         .chain(attach.then_some(Port::Attach))
+        .chain(host_nix.then_some(Port::HostNix))
         .collect()
 }
 
@@ -81,16 +88,29 @@ mod tests {
 
     #[test]
     fn the_console_in_a_terminal_follows_resizes_and_a_piped_command_gets_streams() {
-        assert_eq!(needed(None, true, false), [Port::Resize]);
+        assert_eq!(needed(None, true, false, false), [Port::Resize]);
         assert_eq!(
-            needed(Some(CommandIo::Console), true, false),
+            needed(Some(CommandIo::Console), true, false, false),
             [Port::Resize]
         );
-        assert_eq!(needed(None, false, false), []);
-        assert_eq!(needed(Some(CommandIo::Ports), true, false), Port::STDIO);
-        assert_eq!(needed(Some(CommandIo::Ports), false, false), Port::STDIO);
-        assert_eq!(needed(None, false, true), [Port::Attach]);
-        assert_eq!(needed(None, true, true), [Port::Resize, Port::Attach]);
+        assert_eq!(needed(None, false, false, false), []);
+        assert_eq!(
+            needed(Some(CommandIo::Ports), true, false, false),
+            Port::STDIO
+        );
+        assert_eq!(
+            needed(Some(CommandIo::Ports), false, false, false),
+            Port::STDIO
+        );
+        assert_eq!(needed(None, false, true, false), [Port::Attach]);
+        assert_eq!(
+            needed(None, true, true, false),
+            [Port::Resize, Port::Attach]
+        );
+        assert_eq!(
+            needed(None, false, true, true),
+            [Port::Attach, Port::HostNix]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! relay (`attach::relay`) while it runs.
 
 pub mod disk;
+pub mod host_nix;
 pub mod launch;
 pub mod ports;
 pub mod release;
@@ -103,7 +104,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         console_log: console_log.clone(),
     };
     let exported = shares.export();
-    let ports = recipe.ports(manifest);
+    let ports = recipe.ports(manifest, &gathered);
     let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
     let vm = recipe.compose(
         &built,
@@ -218,7 +219,7 @@ fn execute(
         (None, Some(log)) => Console::Log(log),
         (None, None) => Console::Terminal,
     };
-    let serving = ports::listen(&vm.ports)?.serve(clients)?;
+    let serving = ports::listen(&vm.ports)?.serve(clients, vm.host_nix_daemon.clone())?;
     let mut running = virtiofs::start(
         vm.shares.virtiofsd.as_deref(),
         &vm.shares.daemons,

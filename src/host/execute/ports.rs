@@ -9,6 +9,8 @@
 //!   follower does whenever it opens the port), and, once asked, after
 //!   every SIGWINCH;
 //! - attach: the relay of `nixos-shell --attach` sessions (`attach::relay`);
+//! - host-nix: a `nix-daemon --stdio` per connection of the guest's nix
+//!   (`execute::host_nix`);
 //! - stdin: nixos-shell's standard input, then a half-close (end of file in
 //!   the guest); the socket stays open until QEMU closes it, since a full
 //!   close would be a hang-up that drops what QEMU has not read yet;
@@ -29,6 +31,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
@@ -37,6 +40,7 @@ use signal_hook::iterator::exfiltrator::SignalOnly;
 
 use crate::host::attach::relay;
 use crate::host::compose::ports::PortSocket;
+use crate::host::execute::host_nix;
 use crate::host::signals;
 use crate::host::terminal;
 use crate::schema::ports::{Port, SizeRequests, TerminalSize, UNKNOWN_SIZE_LINE};
@@ -82,7 +86,11 @@ pub struct Serving {
 impl Listening {
     /// Serves each port on a thread of its own; the attach port relays for
     /// `clients`.
-    pub fn serve(self, mut clients: Option<relay::Clients>) -> Result<Serving> {
+    pub fn serve(
+        self,
+        mut clients: Option<relay::Clients>,
+        host_nix: Option<Utf8PathBuf>,
+    ) -> Result<Serving> {
         let (vm_ended, ended) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
             .context("could not create a pipe for the ports")?;
         let vm_ended = Arc::new(vm_ended);
@@ -107,6 +115,16 @@ impl Listening {
                     thread::spawn(move || {
                         if let Some(stream) = accept(&listener, &ended) {
                             relay::relay(stream, clients, &ended);
+                        }
+                    });
+                }
+                Port::HostNix => {
+                    let Some(daemon) = host_nix.clone() else {
+                        continue;
+                    };
+                    thread::spawn(move || {
+                        if let Some(stream) = accept(&listener, &ended) {
+                            host_nix::relay(stream, &daemon);
                         }
                     });
                 }
@@ -338,7 +356,7 @@ mod tests {
             socket,
         }])
         .unwrap();
-        let serving = listening.serve(None).unwrap();
+        let serving = listening.serve(None, None).unwrap();
         let start = Instant::now();
         serving.finish();
         assert!(

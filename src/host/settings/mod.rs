@@ -156,6 +156,8 @@ pub struct VmSettings {
     pub forwards: Vec<Forward>,
     pub mounts: Vec<MountFlag>,
     pub no_home: bool,
+    /// `--no-host-nix`: the guest's nix keeps its own store.
+    pub no_host_nix: bool,
     pub disk: DiskChoice,
     pub command: Option<String>,
     pub qemu_args: Vec<String>,
@@ -289,6 +291,7 @@ impl VmSettings {
             forwards,
             mounts,
             no_home: args.no_home,
+            no_host_nix: args.no_host_nix,
             disk,
             command: args.command.clone(),
             qemu_args: args.qemu_args.clone(),

@@ -53,7 +53,7 @@ impl Running {
         // qemu-vm.nix: without mountHostNixStore (the default with
         // useNixStoreImage or useBootLoader) the guest's store is an image
         // of the boot closure alone, so no system built later appears in it.
-        if switch.host_store == Some(false) {
+        if build.manifest.host_store == Some(false) {
             bail!(
                 "the running VM's store is not the host's (virtualisation.mountHostNixStore is off, \
                  as with useNixStoreImage): a new system cannot reach it; stop it and start it again with `{restart}`"

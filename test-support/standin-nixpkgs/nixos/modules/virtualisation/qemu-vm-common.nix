@@ -33,21 +33,6 @@ let
 in
 {
   options.virtualisation = {
-    # qemu-vm.nix: the guest's store is an image of the boot closure
-    # instead of the host's store.
-    useNixStoreImage = mkOption {
-      type = types.bool;
-      default = false;
-      description = "Build and use a disk image for the Nix store instead of the host's store.";
-    };
-    # qemu-vm.nix: the host's store shared at /nix/.ro-store (by default
-    # unless useNixStoreImage or useBootLoader).
-    mountHostNixStore = mkOption {
-      type = types.bool;
-      default = !cfg.useNixStoreImage;
-      defaultText = lib.literalExpression "!cfg.useNixStoreImage && !cfg.useBootLoader";
-      description = "Mount the host Nix store as a 9p mount.";
-    };
     memorySize = mkOption {
       type = types.ints.positive;
       default = 1024;
@@ -78,6 +63,21 @@ in
       type = types.bool;
       default = false;
       description = "Use a boot loader to boot the system.";
+    };
+    # Declared as qemu-vm.nix declares them: the module reads them to tell
+    # whether the guest's store is the host's (`--switch`, the host-nix
+    # relay); the harness' run script shares the host's store only where a
+    # test asks for it (RunScript::with_host_store).
+    useNixStoreImage = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Build and use a disk image for the Nix store, instead of mounting the host's.";
+    };
+    mountHostNixStore = mkOption {
+      type = types.bool;
+      default = !cfg.useNixStoreImage && !cfg.useBootLoader;
+      defaultText = lib.literalExpression "!cfg.useNixStoreImage && !cfg.useBootLoader";
+      description = "Mount the host Nix store as a 9p mount.";
     };
     useEFIBoot = mkOption {
       type = types.bool;
