@@ -83,6 +83,21 @@ struct Client {
     ending: bool,
 }
 
+impl Client {
+    /// A client on `stream` (non-blocking), with nothing sent or held yet.
+    fn new(stream: UnixStream) -> Client {
+        Client {
+            stream,
+            decoder: Decoder::default(),
+            outbox: Outbox::default(),
+            input_unacked: Unacked::default(),
+            output_held: Unacked::default(),
+            output_delivered: 0,
+            ending: false,
+        }
+    }
+}
+
 /// Relays between the clients of `clients` and the guest on `port` (QEMU's
 /// connection to the attach port) until the VM ends: QEMU closes `port`,
 /// or `ended` (the read end of a pipe the VM's run holds) reads as closed.
@@ -232,15 +247,7 @@ impl Relay {
             }
             let id = self.next;
             self.next = self.next.wrapping_add(1).max(1);
-            let mut client = Client {
-                stream,
-                decoder: Decoder::default(),
-                outbox: Outbox::default(),
-                input_unacked: Unacked::default(),
-                output_held: Unacked::default(),
-                output_delivered: 0,
-                ending: false,
-            };
+            let mut client = Client::new(stream);
             if let Some(lost) = &self.lost {
                 let message = format!("the VM's attach server sent {lost}; attach again once it restarts (in the VM: systemctl restart nixos-shell-attach)");
                 client
@@ -568,18 +575,7 @@ mod tests {
     fn client(relay: &mut Relay, id: u32) -> UnixStream {
         let (stream, theirs) = UnixStream::pair().unwrap();
         stream.set_nonblocking(true).unwrap();
-        relay.clients.insert(
-            id,
-            Client {
-                stream,
-                decoder: Decoder::default(),
-                outbox: Outbox::default(),
-                input_unacked: Unacked::default(),
-                output_held: Unacked::default(),
-                output_delivered: 0,
-                ending: false,
-            },
-        );
+        relay.clients.insert(id, Client::new(stream));
         theirs
     }
 
