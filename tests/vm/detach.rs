@@ -130,6 +130,12 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
         "{json}"
     );
     assert!(vms[0]["pid"].as_u64().is_some(), "{json}");
+    // The build the VM runs, the one --switch compares with.
+    let build = vms[0]["build"].as_str().unwrap_or_default();
+    assert!(
+        build.starts_with("/nix/store/") && std::path::Path::new(build).join("bin").is_dir(),
+        "{json}"
+    );
     let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
     assert_nothing_left(&fx);

@@ -17,6 +17,8 @@ struct Listed<'a> {
     info: &'a VmInfo,
     /// The nixos-shell that holds the VM.
     pid: u32,
+    /// The build result the VM runs now (after a `--switch`, the new one).
+    build: Option<camino::Utf8PathBuf>,
 }
 
 /// Prints the running VMs of the registry `dir`; 0.
@@ -28,6 +30,7 @@ pub fn run(dir: &Utf8Path, json: bool) -> Result<u8> {
             .map(|(entry, info)| Listed {
                 info,
                 pid: entry.pid,
+                build: registry::build_of(entry),
             })
             .collect();
         let text = serde_json::to_string_pretty(&listed).context("could not encode the list")?;
@@ -84,27 +87,10 @@ fn table<'a>(vms: impl Iterator<Item = &'a VmInfo>) -> String {
     text
 }
 
-/// `seconds` since the epoch as a UTC date and time,
-/// `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian calendar's days
-/// from the epoch, by Howard Hinnant's `civil_from_days`).
+/// `seconds` since the epoch as a UTC date and time (RFC 3339).
 fn utc(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(0);
-    let time = seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        time / 3600,
-        time / 60 % 60,
-        time % 60
-    )
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 #[cfg(test)]
@@ -113,10 +99,10 @@ mod tests {
 
     #[test]
     fn times_are_utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         // `date -u -d @1796676029`
-        assert_eq!(utc(1_796_676_029), "2026-12-07 20:40:29 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_676_029), "2026-12-07T20:40:29Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]
@@ -140,9 +126,9 @@ mod tests {
         };
         assert_eq!(
             table([&vm, &other].into_iter()),
-            "NAME         CONFIG  STARTED                  DETACHED  DISK           FORWARDS               SHARES\n\
-             vm           .#vm    1970-01-01 00:00:00 UTC  yes       /s/vm-1.qcow2  127.0.0.1:8080:80/tcp  /h:/h, /d:/d:ro\n\
-             longer-name  .#vm    1970-01-01 00:00:00 UTC  no        -              -                      /h:/h, /d:/d:ro\n"
+            "NAME         CONFIG  STARTED               DETACHED  DISK           FORWARDS               SHARES\n\
+             vm           .#vm    1970-01-01T00:00:00Z  yes       /s/vm-1.qcow2  127.0.0.1:8080:80/tcp  /h:/h, /d:/d:ro\n\
+             longer-name  .#vm    1970-01-01T00:00:00Z  no        -              -                      /h:/h, /d:/d:ro\n"
         );
     }
 }
