@@ -18,6 +18,20 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Ends, when dropped, whatever a test's `--detach` left running under
+/// its fixture: a holder lives in a session of its own, so a test that
+/// fails before its `--stop` would otherwise leave its VM running for good.
+/// The holder first (its QEMU and daemons die with it), then anything else.
+struct Holders<'a>(&'a Fixture);
+
+impl Drop for Holders<'_> {
+    fn drop(&mut self) {
+        for program in ["nixos-shell", "qemu-system-x86_64", "virtiofsd"] {
+            kill_processes_under(&self.0.nix.root, program);
+        }
+    }
+}
+
 /// `--detach ARGS` on a terminal of its own, ended with status 0; the
 /// terminal is closed (hung up) once it has. The caller holds the VM's
 /// slot for as long as the VM runs.
@@ -88,6 +102,7 @@ fn assert_nothing_left(fx: &Fixture) {
 fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
     let said = detach(&fx, &["--ephemeral"]);
     assert!(said.contains("runs in the background"), "{said}");
     assert!(said.contains("nixos-shell --stop"), "{said}");
@@ -168,6 +183,7 @@ fn console_logs(fx: &Fixture) -> Vec<std::path::PathBuf> {
 fn detach_returns_once_the_guest_answers() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
     // Waiting for the guest, it sleeps on no timer (strace leaves the
     // holder alone: it starts by exec).
     let (traced, sleeps) = Sleeps::trace(&fx.command(&["--detach", "--ephemeral"]));
@@ -189,6 +205,7 @@ fn detach_returns_once_the_guest_answers() {
 fn a_killed_holder_takes_qemu_and_its_daemons_with_it() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
     detach(&fx, &[]);
     let entries = registry_entries(&fx);
     // The link alone, without its companions (what --list reads, the
@@ -224,6 +241,7 @@ fn a_killed_holder_takes_qemu_and_its_daemons_with_it() {
 fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
     let command = fx.command_with_qemu_args(&["--detach", "--ephemeral"], &["-no-such-option"]);
     let out = Piped::spawn_with(command, None).finish(b"", BOOT_TIMEOUT);
     let err = text(&out.stderr);
@@ -240,6 +258,7 @@ fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
 fn reset_refuses_while_the_vm_runs_and_deletes_its_image_after() {
     let fx = Fixture::new(PATHS, Era::NineP);
     let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
     detach(&fx, &[]);
     let state = fx.home().join(".local/state/nixos-shell");
     let images = disk_images(&state);
