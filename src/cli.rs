@@ -286,6 +286,24 @@ pub enum GuestStep {
     Switch {
         /// The system to switch to, a store path the host has built.
         toplevel: Utf8PathBuf,
+        /// Names the activation: one that runs or ran under this name is
+        /// followed rather than started again.
+        #[arg(long)]
+        id: Option<String>,
+        /// Follow its standard output from this byte on.
+        #[arg(long, default_value_t = 0)]
+        stdout: u64,
+        /// Follow its standard error from this byte on.
+        #[arg(long, default_value_t = 0)]
+        stderr: u64,
+    },
+    /// Run PROGRAM (a system's switch-to-configuration) as `test`, its
+    /// output and exit status recorded in RECORD (what `switch` starts, in
+    /// a transient unit, and follows).
+    #[command(hide = true)]
+    Activate {
+        record: Utf8PathBuf,
+        program: Utf8PathBuf,
     },
     /// Relay the guest's nix clients to a nix-daemon on the host while the
     /// VM runs.

@@ -482,6 +482,25 @@ pub struct Request {
     /// guest that predates it ignores the field and runs `command`.
     #[serde(default)]
     pub switch: Option<Utf8PathBuf>,
+    /// With `switch`: which activation, and how much of its output the
+    /// client has, so that a client whose session was lost (the guest's
+    /// attach server restarted during the switch) follows the same
+    /// activation again from where it was rather than starting another.
+    #[serde(default)]
+    pub switch_from: Option<SwitchFrom>,
+}
+
+/// Which activation a `switch` session follows, and from where.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchFrom {
+    /// Names the activation (letters, digits and `-`); the client picks it
+    /// once per switch. The guest starts it unless it runs or ran already.
+    pub id: String,
+    /// The bytes of its standard output the client has.
+    pub stdout: u64,
+    /// The bytes of its standard error the client has.
+    pub stderr: u64,
 }
 
 /// What a client asks of the nixos-shell that holds the VM (a
@@ -706,6 +725,7 @@ mod tests {
         let request = Request {
             version: REQUEST_VERSION,
             switch: None,
+            switch_from: None,
             command: Some("make test".into()),
             terminal: false,
             cwd: "/home/a/p".into(),
@@ -725,6 +745,7 @@ mod tests {
         let request = Request {
             version: REQUEST_VERSION,
             switch: None,
+            switch_from: None,
             command: Some("x".repeat(MAX_PAYLOAD)),
             terminal: false,
             cwd: "/".into(),
@@ -1145,6 +1166,7 @@ mod tests {
                 .prop_map(|(command, terminal, cwd, term, terminfo, size)| Request {
                     version: REQUEST_VERSION,
                     switch: None,
+                    switch_from: None,
                     command,
                     terminal,
                     cwd: cwd.into(),

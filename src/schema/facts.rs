@@ -45,6 +45,11 @@ pub const GUEST_DIR: &str = "/run/nixos-shell";
 /// Where the guest role mounts the session share.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only
 pub const GUEST_SESSION_DIR: &str = "/run/nixos-shell/session";
+
+/// Where the guest records each `--switch`'s activation (its output and
+/// status, `guest::linux::switch`), which the host names when the
+/// activation outlives its session.
+pub const GUEST_SWITCH_DIR: &str = "/run/nixos-shell/switch";
 /// The login environment the guest role writes; the module's shell init
 /// sources it (POSIX `sh` syntax).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // guest role only

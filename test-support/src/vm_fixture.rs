@@ -80,6 +80,12 @@ pub struct System {
     pub host_store: bool,
     /// The configuration fails to evaluate.
     pub broken: bool,
+    /// Its switch-to-configuration restarts the guest's attach server
+    /// halfway, as `systemctl restart nixos-shell-attach` would: every
+    /// process of the server's unit ends (the server, and its sessions'
+    /// processes, the guest role's `switch` step among them), then the
+    /// server starts again; then it prints a second line.
+    pub restarts_attach: bool,
 }
 
 impl Default for System {
@@ -90,9 +96,16 @@ impl Default for System {
             kernel: "k1",
             host_store: true,
             broken: false,
+            restarts_attach: false,
         }
     }
 }
+
+/// The harness' `systemctl restart nixos-shell-attach` (its guest has no
+/// systemd; the inittab starts the server): ends the server and the
+/// processes of its sessions, as systemd ends a unit's cgroup, then
+/// starts the server again, and says so after.
+const RESTART_ATTACH: &str = "kill $(ps -o pid,args | grep -e '[s]erve-attach' -e '[n]ixos-shell-guest switch' | awk '{print $1}'); sleep 1; /bin/sh -c '/bin/nixos-shell-guest serve-attach 2>/dev/null &'; echo 'after the restart'";
 
 /// `work/system.nix` of a [`Fixture::switchable`] (a template).
 const SYSTEM: &str = include_str!("vm_fixture/system.nix.in");
@@ -194,6 +207,14 @@ impl Fixture {
                     ("status", &status),
                     ("kernel", system.kernel),
                     ("host_store", &host_store),
+                    (
+                        "restart_attach",
+                        if system.restarts_attach {
+                            RESTART_ATTACH
+                        } else {
+                            ""
+                        },
+                    ),
                     (
                         "broken",
                         if system.broken {

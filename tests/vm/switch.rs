@@ -6,8 +6,10 @@
 //! step in the guest.
 //!
 //! What the harness cannot show: the busybox guest has no systemd, so the
-//! step runs switch-to-configuration directly instead of in a transient
-//! unit (`systemd-run --wait`), which only a NixOS guest exercises.
+//! step runs the activation in a process group of its own instead of in a
+//! transient unit (`systemd-run`), which only a NixOS guest exercises;
+//! a restart of the attach server is the fixture's stand-in for
+//! `systemctl restart` (`System::restarts_attach`).
 
 use std::time::Duration;
 
@@ -144,6 +146,42 @@ fn a_new_build_is_switched_to_in_the_running_vm_and_its_output_and_status_come_b
     assert_eq!(switched(&fx), "fifth");
     power_off(vm);
     assert_eq!(kept_build(&fx), None, "the kept build outlived the VM");
+}
+
+#[test]
+fn a_switch_that_restarts_the_guests_attach_server_still_reports_its_status() {
+    let fx = Fixture::switchable(PATHS);
+    let vm = running(&fx);
+    // Its switch-to-configuration ends the attach server and the session
+    // that runs the switch, starts the server again, prints on, and
+    // exits 4.
+    fx.set_system(&System {
+        mark: "restarting",
+        status: 4,
+        restarts_attach: true,
+        ..System::default()
+    });
+    let out = switch(&fx);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    // All of its output, each byte once: what came before the restart
+    // and what came after.
+    assert_eq!(
+        text(&out.stdout),
+        "switch-to-configuration test: restarting\nafter the restart\n",
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("following the switch again once the VM's attach server is back"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("switched, but some units failed to start (status 4)"),
+        "{stderr}"
+    );
+    // The restarted server serves.
+    assert_eq!(switched(&fx), "restarting");
+    power_off(vm);
 }
 
 /// The manifest of the build `--switch` keeps beside the VM's registry

@@ -37,7 +37,13 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
         GuestStep::Command { console } => command(&console, &reporter),
         GuestStep::FollowResizes { console } => resize::follow(&console, &reporter),
         GuestStep::ServeAttach => attach::serve(&reporter),
-        GuestStep::Switch { toplevel } => switch::switch(&toplevel),
+        GuestStep::Switch {
+            toplevel,
+            id,
+            stdout,
+            stderr,
+        } => switch::switch(&toplevel, id.as_deref(), switch::Offsets { stdout, stderr }),
+        GuestStep::Activate { record, program } => switch::activate(&record, &program),
         GuestStep::ServeHostNix => host_nix::serve(&reporter),
     })
 }

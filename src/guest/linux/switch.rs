@@ -2,13 +2,28 @@
 //! through an attach session once the host has built TOPLEVEL: checks that
 //! the new system is visible in this guest's store, then activates it as
 //! nixos-rebuild does, `switch-to-configuration test` (no boot entry) in a
-//! transient unit of its own, its output on this step's streams and its
-//! exit status this step's.
+//! transient unit of its own, and follows it: its output on this step's
+//! streams and its exit status this step's.
+//!
+//! The activation does not depend on this step, nor on the attach server
+//! whose session runs it: a switch may stop or restart that server (a
+//! unit renamed or removed, a user's `systemctl restart`), and with it
+//! every process of the server's unit, this step included. So the
+//! activation (`nixos-shell-guest activate`, [`activate`]) writes its
+//! output into a record under [`RECORDS`] and its status there when it
+//! ends; this step only follows the record. The host names the activation
+//! (`--id`) and, when its session was lost, runs the step again with the
+//! bytes it has (`--stdout`, `--stderr`): an activation that runs or ran
+//! under that name is followed from there, never started twice.
 //!
 //! Unlike the other steps, this one fails with the activation's status:
 //! the host reports it, nothing here runs in a unit of the boot.
 
-use std::process::Command;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -22,8 +37,39 @@ pub const REFUSED: u8 = 1;
 /// `/proc/sys/vm/drop_caches`: 2 frees dentries and inodes).
 const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 
-/// Switches this guest to `toplevel`: the activation's exit status.
-pub fn switch(toplevel: &Utf8Path) -> u8 {
+/// The activations' records, one directory each ([`Record`]); under /run,
+/// so they go with the boot.
+const RECORDS: &str = crate::schema::facts::GUEST_SWITCH_DIR;
+
+/// How often the record is read for more: a fraction of what an
+/// activation takes, and a read of two files costs next to nothing.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How long an ended activation's record is kept: far longer than a
+/// client takes to come back for its status.
+const KEEP: Duration = Duration::from_secs(600);
+
+/// Where a follower starts in the record's two streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub stdout: u64,
+    pub stderr: u64,
+}
+
+/// Switches this guest to `toplevel` under the name `id` (this process'
+/// when none is given), following the activation from `from`: its exit
+/// status.
+pub fn switch(toplevel: &Utf8Path, id: Option<&str>, from: Offsets) -> u8 {
+    let id = id.map_or_else(|| format!("g{}", std::process::id()), str::to_owned);
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        eprintln!("nixos-shell: the switch's name {id:?} is not letters, digits and -");
+        return REFUSED;
+    }
+    let record = Record(Utf8Path::new(RECORDS).join(&id));
+    // Started already: the client lost its session and follows it again.
+    if record.0.is_dir() {
+        return record.follow(from, None);
+    }
     let program = toplevel.join(SWITCH_PROGRAM);
     if !visible(toplevel, |path| path.exists()) {
         eprintln!(
@@ -39,22 +85,220 @@ pub fn switch(toplevel: &Utf8Path) -> u8 {
         );
         return REFUSED;
     }
+    prune(Utf8Path::new(RECORDS));
+    if let Err(err) = record.create() {
+        eprintln!(
+            "nixos-shell: cannot create the switch's record {}: {err}",
+            record.0
+        );
+        return REFUSED;
+    }
     let guest_path = super::guest_path();
     let systemd_run = guest_path
         .split(':')
         .map(|dir| Utf8Path::new(dir).join("systemd-run"))
         .find(|path| path.is_file());
-    if systemd_run.is_none() {
-        eprintln!("nixos-shell: no systemd-run in this guest; activating in this session");
-    }
-    let argv = activation(&program, systemd_run.as_deref(), std::process::id());
+    let own = match std::env::current_exe().map(Utf8PathBuf::try_from) {
+        Ok(Ok(own)) => own,
+        _ => {
+            eprintln!("nixos-shell: cannot find this program to run the activation with");
+            return REFUSED;
+        }
+    };
+    let argv = activation(&own, &record.0, &program, systemd_run.as_deref(), &id);
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).env("PATH", &guest_path);
-    match cmd.status() {
-        Ok(status) => u8::try_from(command::exit_code(status)).unwrap_or(REFUSED),
+    cmd.args(&argv[1..])
+        .env("PATH", &guest_path)
+        .stdin(Stdio::null());
+    match &systemd_run {
+        // systemd-run without --wait returns once the unit's process runs
+        // (`--service-type=exec`, systemd-run(1)); what it says on failure
+        // is this step's to say.
+        Some(_) => match cmd.status() {
+            Ok(status) if status.success() => record.follow(from, None),
+            Ok(status) => {
+                eprintln!("nixos-shell: systemd-run could not start the activation ({status})");
+                REFUSED
+            }
+            Err(err) => {
+                eprintln!("nixos-shell: cannot run {}: {err}", argv[0]);
+                REFUSED
+            }
+        },
+        // No systemd (the test harness' busybox guest, never NixOS): the
+        // activation runs in a process group of its own, apart from this
+        // step, which a restart of the server may end as systemd would.
+        None => {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+            match cmd.spawn() {
+                Ok(child) => record.follow(from, Some(child)),
+                Err(err) => {
+                    eprintln!("nixos-shell: cannot run {}: {err}", argv[0]);
+                    REFUSED
+                }
+            }
+        }
+    }
+}
+
+/// `nixos-shell-guest activate RECORD PROGRAM`: runs `PROGRAM test` with
+/// its output in the record, and records its status when it ends.
+pub fn activate(record: &Utf8Path, program: &Utf8Path) -> u8 {
+    let record = Record(record.to_owned());
+    let code = match record.run(program) {
+        Ok(code) => code,
         Err(err) => {
-            eprintln!("nixos-shell: cannot run {}: {err}", argv[0]);
+            // The unit's journal (or nobody, without systemd) has it; the
+            // status says the activation did not run.
+            eprintln!("nixos-shell: cannot run {program}: {err}");
             REFUSED
+        }
+    };
+    if let Err(err) = record.end(code) {
+        eprintln!("nixos-shell: cannot record the activation's status: {err}");
+    }
+    code
+}
+
+/// One activation's directory: `stdout` and `stderr` as it writes them,
+/// `status` (its exit status, in decimal) once it ended, `pid` (the
+/// activation's) while it runs.
+struct Record(Utf8PathBuf);
+
+impl Record {
+    /// Makes the directory and its two empty streams, before anything runs.
+    fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(RECORDS)?;
+        std::fs::create_dir(&self.0)?;
+        File::create(self.0.join("stdout"))?;
+        File::create(self.0.join("stderr"))?;
+        Ok(())
+    }
+
+    /// Runs `program test` with its streams appended to the record's.
+    fn run(&self, program: &Utf8Path) -> std::io::Result<u8> {
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(self.0.join(name))
+        };
+        std::fs::write(self.0.join("pid"), std::process::id().to_string())?;
+        let status = Command::new(program)
+            .arg("test")
+            .stdin(Stdio::null())
+            .stdout(append("stdout")?)
+            .stderr(append("stderr")?)
+            .status()?;
+        Ok(u8::try_from(command::exit_code(status)).unwrap_or(REFUSED))
+    }
+
+    /// Records `code` whole: written aside, then renamed into place.
+    fn end(&self, code: u8) -> std::io::Result<()> {
+        let aside = self.0.join("status.new");
+        std::fs::write(&aside, code.to_string())?;
+        std::fs::rename(&aside, self.0.join("status"))
+    }
+
+    /// The recorded status, once there is one.
+    fn status(&self) -> Option<u8> {
+        std::fs::read_to_string(self.0.join("status"))
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    }
+
+    /// Whether the activation's process is gone without a status (its
+    /// unit stopped, the process killed).
+    fn vanished(&self) -> bool {
+        let Ok(pid) = std::fs::read_to_string(self.0.join("pid")) else {
+            return false;
+        };
+        !Utf8Path::new("/proc").join(pid.trim()).exists() && self.status().is_none()
+    }
+
+    /// Copies the record's streams to this step's from `from` until the
+    /// activation ended: its status. `child` is the activation's process
+    /// when this step started it (reaped at the end).
+    fn follow(&self, from: Offsets, child: Option<std::process::Child>) -> u8 {
+        let code = self.copy_until_ended(from);
+        if let Some(mut child) = child {
+            let _ = child.wait();
+        }
+        code
+    }
+
+    fn copy_until_ended(&self, from: Offsets) -> u8 {
+        let open = |name: &str, at: u64| -> std::io::Result<File> {
+            let mut file = File::open(self.0.join(name))?;
+            file.seek(SeekFrom::Start(at))?;
+            Ok(file)
+        };
+        let (mut out, mut err) = match (open("stdout", from.stdout), open("stderr", from.stderr)) {
+            (Ok(out), Ok(err)) => (out, err),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!(
+                    "nixos-shell: cannot read the switch's record {}: {e}",
+                    self.0
+                );
+                return REFUSED;
+            }
+        };
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            // Read before the last copy: once a status is there, all the
+            // output is in the files.
+            let ended = self.status();
+            let vanished = ended.is_none() && self.vanished();
+            let copied = copy(&mut out, &mut std::io::stdout(), &mut chunk)
+                .and_then(|()| copy(&mut err, &mut std::io::stderr(), &mut chunk));
+            if copied.is_err() {
+                // Nobody reads this session any more (its server ended):
+                // the client follows the record again from what it has.
+                return REFUSED;
+            }
+            if let Some(code) = ended {
+                return code;
+            }
+            if vanished {
+                eprintln!(
+                    "nixos-shell: the activation ended without a status (its unit stopped?); \
+                     see {}",
+                    self.0
+                );
+                return REFUSED;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Copies what `from` has now to `to`.
+fn copy(from: &mut File, to: &mut impl Write, chunk: &mut [u8]) -> std::io::Result<()> {
+    loop {
+        match from.read(chunk)? {
+            0 => return to.flush(),
+            n => to.write_all(&chunk[..n])?,
+        }
+    }
+}
+
+/// Removes the records of activations that ended more than [`KEEP`] ago.
+fn prune(records: &Utf8Path) {
+    let Ok(entries) = records.read_dir_utf8() else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let status = entry.path().join("status");
+        let old = std::fs::metadata(&status)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|ended| now.duration_since(ended).ok())
+            .is_some_and(|age| age > KEEP);
+        if old {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -82,21 +326,33 @@ fn visible(toplevel: &Utf8Path, exists: impl Fn(&Utf8Path) -> bool) -> bool {
     exists(toplevel)
 }
 
-/// The command that activates `program` (`TOPLEVEL/bin/switch-to-configuration`)
-/// as `test`: in a transient unit through `systemd_run`, as nixos-rebuild
-/// does "to protect against PTY failures/network disconnections during
-/// rebuild" (pkgs/by-name/ni/nixos-rebuild/nixos-rebuild.sh): the switch
-/// never stops a unit without a unit file, so it survives restarting the
-/// units that serve this very session. `--wait` propagates the service's
-/// exit status and `--pipe` gives it these streams (systemd-run(1)); the
-/// unit's name is ours and unique (`id`), so it never collides with
-/// nixos-rebuild's or another switch's. `LOCALE_ARCHIVE` is passed as
-/// nixos-rebuild passes it.
+/// The command that runs `activate RECORD PROGRAM` (this program, `own`):
+/// in a transient unit through `systemd_run`, as nixos-rebuild runs
+/// switch-to-configuration "to protect against PTY failures/network
+/// disconnections during rebuild" (pkgs/by-name/ni/nixos-rebuild/nixos-rebuild.sh).
+/// switch-to-configuration only compares and stops the active units that
+/// have a file in /etc/systemd/system, stopping one whose file the new
+/// system lacks (X-StopOnRemoval, default true; the loop over
+/// `current_active_units` in pkgs/by-name/sw/switch-to-configuration-ng/src/main.rs):
+/// a transient unit has none, so the activation survives the stop or
+/// restart of the unit that serves this very session. Without `--wait` and
+/// `--pipe` the service runs "in a clean and detached execution
+/// environment, with the service manager as its parent process", and
+/// systemd-run returns "after the command has begun execution"
+/// (systemd-run(1), with `--service-type=exec`); `--collect` unloads the
+/// unit when it ends, even failed. The unit's name is ours and unique
+/// (`id`), so it never collides with nixos-rebuild's or another switch's.
+/// `LOCALE_ARCHIVE` is passed as nixos-rebuild passes it.
 ///
 /// Without systemd-run (the test harness' busybox guest, never a NixOS
-/// one) the program runs directly in this session: the transient unit is
-/// what the harness cannot show.
-fn activation(program: &Utf8Path, systemd_run: Option<&Utf8Path>, id: u32) -> Vec<Utf8PathBuf> {
+/// one) the command is `activate` itself.
+fn activation(
+    own: &Utf8Path,
+    record: &Utf8Path,
+    program: &Utf8Path,
+    systemd_run: Option<&Utf8Path>,
+    id: &str,
+) -> Vec<Utf8PathBuf> {
     let mut argv: Vec<Utf8PathBuf> = Vec::new();
     if let Some(systemd_run) = systemd_run {
         argv.push(systemd_run.to_owned());
@@ -105,17 +361,17 @@ fn activation(program: &Utf8Path, systemd_run: Option<&Utf8Path>, id: u32) -> Ve
             "LOCALE_ARCHIVE",
             "--collect",
             "--no-ask-password",
-            "--pipe",
             "--quiet",
             "--service-type=exec",
-            "--wait",
         ] {
             argv.push(arg.into());
         }
         argv.push(format!("--unit=nixos-shell-switch-{id}").into());
     }
+    argv.push(own.to_owned());
+    argv.push("activate".into());
+    argv.push(record.to_owned());
     argv.push(program.to_owned());
-    argv.push("test".into());
     argv
 }
 
@@ -126,21 +382,45 @@ mod tests {
 
     #[test]
     fn the_activation_runs_in_a_transient_unit_when_systemd_can_run_one() {
+        let own = Utf8Path::new("/nix/store/g/bin/nixos-shell-guest");
+        let record = Utf8Path::new("/run/nixos-shell/switch/7");
         let program = Utf8Path::new("/nix/store/s/bin/switch-to-configuration");
         let argv = activation(
+            own,
+            record,
             program,
             Some("/run/current-system/sw/bin/systemd-run".into()),
-            7,
+            "7",
         );
         let argv: Vec<&str> = argv.iter().map(|a| a.as_str()).collect();
         assert_eq!(argv[0], "/run/current-system/sw/bin/systemd-run");
-        assert!(argv.contains(&"--wait") && argv.contains(&"--pipe"));
+        // Its streams are the record's, not this step's: no --pipe, and
+        // no --wait for a status this step may not live to see.
+        assert!(!argv.contains(&"--wait") && !argv.contains(&"--pipe"));
         assert!(argv.contains(&"--unit=nixos-shell-switch-7"));
-        assert_eq!(argv[argv.len() - 2..], [program.as_str(), "test"]);
+        let tail = [own.as_str(), "activate", record.as_str(), program.as_str()];
+        assert_eq!(argv[argv.len() - 4..], tail);
         assert_eq!(
-            activation(program, None, 7),
-            [program.to_owned(), "test".into()]
+            activation(own, record, program, None, "7"),
+            tail.map(Utf8PathBuf::from)
         );
+    }
+
+    #[test]
+    fn a_follower_gets_the_output_from_its_offsets_then_the_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record(Utf8Path::from_path(dir.path()).unwrap().join("r"));
+        std::fs::create_dir(&record.0).unwrap();
+        std::fs::write(record.0.join("stdout"), "seen\nnew\n").unwrap();
+        std::fs::write(record.0.join("stderr"), "").unwrap();
+        assert_eq!(record.status(), None);
+        record.end(4).unwrap();
+        assert_eq!(record.status(), Some(4));
+        let mut out = File::open(record.0.join("stdout")).unwrap();
+        out.seek(SeekFrom::Start(5)).unwrap();
+        let mut got = Vec::new();
+        copy(&mut out, &mut got, &mut [0; 3]).unwrap();
+        assert_eq!(got, b"new\n");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod relay;
 mod session;
 
 use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
@@ -29,7 +30,8 @@ use crate::host::nix;
 use crate::host::read::Host;
 use crate::host::settings::{Attach, Config, Target};
 use crate::host::terminal::{self, terminfo};
-use crate::schema::attach::{Request, REQUEST_VERSION};
+use crate::schema::attach::{Request, SwitchFrom, REQUEST_VERSION};
+use crate::schema::facts::GUEST_SWITCH_DIR;
 use registry::Entry;
 
 /// The entry of the running VM of `target`, found without nix: CONFIG
@@ -65,21 +67,82 @@ pub fn run(attach: &Attach, host: &Host) -> Result<u8> {
     session::run(stream, &request(attach, host))
 }
 
+/// How long a `--switch` whose session was lost waits for the guest's
+/// attach server to come back: its unit restarts it at once (the
+/// module's `Restart=on-failure`, or the switch's own restart), within
+/// seconds even under TCG.
+const SWITCH_COMEBACK: Duration = Duration::from_secs(120);
+
+/// How long between two tries to follow the activation again.
+const SWITCH_RETRY: Duration = Duration::from_millis(300);
+
 /// Switches the VM of `entry` to the system `toplevel` (the guest role's
 /// `switch` step, over an attach session with pipes): its output on this
-/// process' streams, its exit status.
+/// process' streams, its exit status. The activation outlives the session
+/// (the guest records its output and status, `guest::linux::switch`): a
+/// session lost halfway, when the switch restarted the guest's attach
+/// server, is opened again once the server is back, and follows the same
+/// activation from the bytes this side has.
 pub fn switch(entry: &Entry, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
-    let request = Request {
-        version: REQUEST_VERSION,
-        command: None,
-        terminal: false,
-        cwd: host.cwd.clone(),
-        term: None,
-        terminfo: None,
-        size: None,
-        switch: Some(toplevel.to_owned()),
+    let mut from = SwitchFrom {
+        id: switch_id(),
+        ..SwitchFrom::default()
     };
-    session::run_with(connect(entry)?, &request, false)
+    let mut lost_since: Option<Instant> = None;
+    loop {
+        let request = Request {
+            version: REQUEST_VERSION,
+            command: None,
+            terminal: false,
+            cwd: host.cwd.clone(),
+            term: None,
+            terminfo: None,
+            size: None,
+            switch: Some(toplevel.to_owned()),
+            switch_from: Some(from.clone()),
+        };
+        let mut delivered = session::Delivered {
+            stdout: from.stdout,
+            stderr: from.stderr,
+        };
+        let ended = session::run_counting(connect(entry)?, &request, false, &mut delivered);
+        let lost = match ended {
+            Ok(code) => return Ok(code),
+            Err(err) => err.downcast::<session::Lost>()?,
+        };
+        // A session that delivered something was up: the wait starts anew.
+        if (delivered.stdout, delivered.stderr) != (from.stdout, from.stderr) {
+            (from.stdout, from.stderr) = (delivered.stdout, delivered.stderr);
+            lost_since = None;
+        }
+        let since = match lost_since {
+            Some(since) => since,
+            None => {
+                eprintln!(
+                    "nixos-shell: {lost}; following the switch again once the VM's attach server is back"
+                );
+                *lost_since.insert(Instant::now())
+            }
+        };
+        if since.elapsed() > SWITCH_COMEBACK {
+            bail!(
+                "the VM's attach server did not come back within {} s, so the switch's status is unknown \
+                 (in the VM: {GUEST_SWITCH_DIR}/{}/status)",
+                SWITCH_COMEBACK.as_secs(),
+                from.id
+            );
+        }
+        std::thread::sleep(SWITCH_RETRY);
+    }
+}
+
+/// A name for one activation, unique among this host's switches of the
+/// VM: this process and the time.
+fn switch_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }
 
 /// What this side asks for.
@@ -97,6 +160,7 @@ fn request(attach: &Attach, host: &Host) -> Request {
         term,
         size: host.interactive.then(terminal::size).flatten(),
         switch: None,
+        switch_from: None,
     }
 }
 

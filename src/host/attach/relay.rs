@@ -474,6 +474,7 @@ impl Relay {
             terminfo: None,
             size: None,
             switch: None,
+            switch_from: None,
         };
         self.port_outbox
             .push(&Frame::json(Kind::Open, id, &request));

@@ -24,10 +24,42 @@ pub fn run(stream: UnixStream, request: &Request) -> Result<u8> {
     run_with(stream, request, true)
 }
 
+/// What a session's output delivered: the bytes of each stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub stdout: u64,
+    pub stderr: u64,
+}
+
+/// The session was lost before it ended: the guest's attach server (or
+/// the channel to it) went away, with the line that says so. A `--switch`
+/// follows its activation again; every other session ends with the line.
+#[derive(Debug)]
+pub struct Lost(pub String);
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Lost {}
+
 /// [`run`] with standard input left alone when `input` is false: the
 /// session's input ends at once (a `--switch`, which reads none, while
 /// the terminal stays the user's, e.g. for `--watch`'s Ctrl-C).
 pub fn run_with(stream: UnixStream, request: &Request, input: bool) -> Result<u8> {
+    run_counting(stream, request, input, &mut Delivered::default())
+}
+
+/// [`run_with`], adding what the session's output delivered to
+/// `delivered` as it goes, also when the session is lost ([`Lost`]).
+pub fn run_counting(
+    stream: UnixStream,
+    request: &Request,
+    input: bool,
+    delivered: &mut Delivered,
+) -> Result<u8> {
     let open = Frame::open(request).map_err(|err| {
         anyhow::anyhow!(
             "the session's request is {err}; give a shorter command (or a script in the VM)"
@@ -41,7 +73,7 @@ pub fn run_with(stream: UnixStream, request: &Request, input: bool) -> Result<u8
     };
     let mut resizes = signals::resizes().context("could not listen for the terminal's resizes")?;
     let wake = signals::wake_fd();
-    let mut client = Client::open(stream, request.terminal, &open)?;
+    let mut client = Client::open(stream, request.terminal, &open, *delivered)?;
     if !input {
         client.stdin_open = false;
         client
@@ -51,7 +83,9 @@ pub fn run_with(stream: UnixStream, request: &Request, input: bool) -> Result<u8
     let stdin = std::io::stdin();
     loop {
         let ready = client.wait(&mut resizes, wake.as_ref(), stdin.as_fd())?;
-        if let Some(code) = client.on_ready(ready, stdin.as_fd())? {
+        let ended = client.on_ready(ready, stdin.as_fd());
+        *delivered = client.delivered;
+        if let Some(code) = ended? {
             return Ok(code);
         }
     }
@@ -77,11 +111,17 @@ struct Client {
     stdin_open: bool,
     stdout_open: bool,
     terminal: bool,
+    delivered: Delivered,
 }
 
 impl Client {
     /// The client of `stream`, its first frame `open` (the request).
-    fn open(stream: UnixStream, terminal: bool, open: &Frame) -> Result<Client> {
+    fn open(
+        stream: UnixStream,
+        terminal: bool,
+        open: &Frame,
+        delivered: Delivered,
+    ) -> Result<Client> {
         stream
             .set_nonblocking(true)
             .context("could not set up the attach socket")?;
@@ -93,6 +133,7 @@ impl Client {
             stdin_open: true,
             stdout_open: true,
             terminal,
+            delivered,
         };
         client.outbox.push(open);
         Ok(client)
@@ -190,7 +231,7 @@ impl Client {
     /// Reads what the socket has; the session's exit status once it ended.
     fn read_socket(&mut self) -> Result<Option<u8>> {
         match self.decoder.read_from(&self.stream) {
-            Ok(0) => bail!("the nixos-shell that runs the VM went away; the session ended"),
+            Ok(0) => return Err(Lost(WENT_AWAY.to_owned()).into()),
             Ok(_) => {}
             Err(Errno::INTR | Errno::AGAIN) => return Ok(None),
             Err(err) => return Err(err).context("could not read from the VM's nixos-shell"),
@@ -203,6 +244,7 @@ impl Client {
             match frame.kind {
                 Kind::Output => self.write_output(&frame.payload),
                 Kind::Error => {
+                    self.delivered.stderr += frame.payload.len() as u64;
                     let _ = write_all(std::io::stderr().as_fd(), &frame.payload);
                 }
                 Kind::Exit => {
@@ -211,9 +253,7 @@ impl Client {
                     })?;
                     return Ok(Some(status));
                 }
-                Kind::Refused => {
-                    bail!("{}", frame.message())
-                }
+                Kind::Refused => return Err(Lost(frame.message()).into()),
                 Kind::VmEnded => bail!("the VM ended; the session with it"),
                 _ => {}
             }
@@ -224,6 +264,9 @@ impl Client {
     /// Writes the session's output to standard output; once that takes no
     /// more (its reader went away), says so, once, and drops the rest.
     fn write_output(&mut self, bytes: &[u8]) {
+        // Counted when dropped too: a session followed again would only
+        // drop them again.
+        self.delivered.stdout += bytes.len() as u64;
         if !self.stdout_open {
             return;
         }
@@ -238,13 +281,14 @@ impl Client {
     fn flush(&mut self) -> Result<()> {
         match self.outbox.write_to(&self.stream) {
             Ok(_) => Ok(()),
-            Err(Errno::PIPE | Errno::CONNRESET) => {
-                bail!("the nixos-shell that runs the VM went away; the session ended")
-            }
+            Err(Errno::PIPE | Errno::CONNRESET) => Err(Lost(WENT_AWAY.to_owned()).into()),
             Err(err) => Err(err).context("could not write to the VM's nixos-shell"),
         }
     }
 }
+
+/// What a session lost with the VM's nixos-shell says.
+const WENT_AWAY: &str = "the nixos-shell that runs the VM went away; the session ended";
 
 /// Writes all of `bytes` to `fd`, waiting while it is full.
 fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> std::io::Result<()> {

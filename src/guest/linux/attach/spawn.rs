@@ -119,6 +119,12 @@ fn program(request: &Request, facts: &HostFacts, guest_path: &str) -> Command {
         let own = std::env::current_exe().unwrap_or_else(|_| "nixos-shell-guest".into());
         let mut program = Command::new(own);
         program.arg("switch").arg(toplevel.as_str());
+        if let Some(from) = &request.switch_from {
+            program
+                .arg(format!("--id={}", from.id))
+                .arg(format!("--stdout={}", from.stdout))
+                .arg(format!("--stderr={}", from.stderr));
+        }
         return program;
     }
     match &request.command {
