@@ -296,6 +296,10 @@ pub enum GuestStep {
         /// Follow its standard error from this byte on.
         #[arg(long, default_value_t = 0)]
         stderr: u64,
+        /// The registration of TOPLEVEL's closure, loaded into the guest's
+        /// Nix database before the activation.
+        #[arg(long)]
+        registration: Option<Utf8PathBuf>,
     },
     /// Run PROGRAM (a system's switch-to-configuration) as `test`, its
     /// output and exit status recorded in RECORD (what `switch` starts, in

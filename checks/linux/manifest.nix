@@ -6,7 +6,8 @@
 # passes one (nixpkgs since its shares moved to virtiofs), with the script's
 # id and size, matched by its key=value pairs in any order. The shares are
 # virtiofs on a Linux host, with the host package's virtiofsd (a store path,
-# so checked apart, as is the system's toplevel), and 9p elsewhere.
+# so checked apart, as are the system's toplevel and its registration), and
+# 9p elsewhere.
 {
   self,
   pkgs,
@@ -26,9 +27,11 @@ pkgs.runCommand "nixos-shell-manifest" { nativeBuildInputs = [ pkgs.jq ]; } ''
   manifest=${build}/share/nixos-shell/manifest.json
   jq -S '.system = "${pkgs.stdenv.hostPlatform.system}" | .mounts.protocol = "${protocol}"' \
     ${./manifest/expected.json} > expected.json
-  jq -S 'del(.memoryBackend, .mounts.virtiofsd, .switch.toplevel)' "$manifest" > manifest.json
+  jq -S 'del(.memoryBackend, .mounts.virtiofsd, .switch.toplevel, .switch.registration)' "$manifest" > manifest.json
   diff -u expected.json manifest.json
   test "$(jq -r .switch.toplevel "$manifest")" = '${vm.config.system.build.toplevel}'
+  # The closure qemu-vm.nix registers at boot, the toplevel's among it.
+  grep -qx '${vm.config.system.build.toplevel}' "$(jq -r .switch.registration "$manifest")"
   test "$(jq -c .mounts.virtiofsd "$manifest")" = '${virtiofsd}'
   test -x ${build}/bin/run-dev-vm
   # The script's memfd backend, whatever the order of QEMU's key=value

@@ -94,11 +94,12 @@ rec {
       stateVersion ? null,
       toplevel ? null,
       switchable ? null,
+      registration ? null,
       hostNix ? false,
       hostStore ? null,
     }:
     {
-      version = 4;
+      version = 5;
       # The guest serves `nixos-shell --attach` (guest.nix,
       # nixos-shell-attach.service).
       attach = true;
@@ -116,9 +117,10 @@ rec {
       # What `nixos-shell --switch` compares and activates, and whether it
       # can (with hostStore: a system built later appears in the guest's
       # store): the system's toplevel, and whether the system carries
-      # bin/switch-to-configuration. null: unknown to this module.
+      # bin/switch-to-configuration, and the registration of the system's
+      # closure for the guest's Nix database. null: unknown to this module.
       switch = {
-        inherit toplevel switchable;
+        inherit toplevel switchable registration;
       };
       mounts = {
         inherit (mounts)

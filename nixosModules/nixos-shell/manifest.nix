@@ -53,6 +53,18 @@ let
     # bin/switch-to-configuration
     # (nixos/modules/system/activation/switchable-system.nix).
     switchable = if options ? system.switch.enable then config.system.switch.enable else null;
+    # qemu-vm.nix loads the guest's Nix database from this at boot only
+    # (`regInfo = hostPkgs.closureInfo { rootPaths =
+    # config.virtualisation.additionalPaths; }`, passed as `regInfo=` on the
+    # kernel command line and loaded with `nix-store --load-db`;
+    # nixos/modules/virtualisation/qemu-vm.nix): the same derivation, so the
+    # build makes nothing more. A switch loads the new one, or the guest's
+    # nix would take the running system for garbage.
+    registration =
+      if options ? virtualisation.additionalPaths then
+        "${hostPkgs.closureInfo { rootPaths = config.virtualisation.additionalPaths; }}/registration"
+      else
+        null;
     # Since nixpkgs shares the store over virtiofs, its run script backs the
     # guest's memory with a shared memfd of `memorySize` MiB, named mem0
     # (qemu-vm.nix, `virtualisation.qemu.enableSharedMemory`); older

@@ -488,6 +488,11 @@ pub struct Request {
     /// activation again from where it was rather than starting another.
     #[serde(default)]
     pub switch_from: Option<SwitchFrom>,
+    /// With `switch`: the registration of the system's closure (the
+    /// build's manifest's), which the guest's Nix database loads before
+    /// the activation.
+    #[serde(default)]
+    pub switch_registration: Option<Utf8PathBuf>,
 }
 
 /// Which activation a `switch` session follows, and from where.
@@ -726,6 +731,7 @@ mod tests {
             version: REQUEST_VERSION,
             switch: None,
             switch_from: None,
+            switch_registration: None,
             command: Some("make test".into()),
             terminal: false,
             cwd: "/home/a/p".into(),
@@ -746,6 +752,7 @@ mod tests {
             version: REQUEST_VERSION,
             switch: None,
             switch_from: None,
+            switch_registration: None,
             command: Some("x".repeat(MAX_PAYLOAD)),
             terminal: false,
             cwd: "/".into(),
@@ -1167,6 +1174,7 @@ mod tests {
                     version: REQUEST_VERSION,
                     switch: None,
                     switch_from: None,
+                    switch_registration: None,
                     command,
                     terminal,
                     cwd: cwd.into(),

@@ -24,13 +24,15 @@ pub const MANIFEST_PATH: &str = "share/nixos-shell/manifest.json";
 /// [`Mounts::virtiofsd`], and [`Manifest::memory_size`]; versions 1 and 2
 /// shared over 9p only, which is what their missing protocol means.
 /// Version 4 added [`Manifest::switch`]; an older manifest's is unknown.
-pub const MANIFEST_VERSION: u32 = 4;
+/// Version 5 added [`Switch::registration`]; an older manifest has none,
+/// and a switch leaves the guest's Nix database as it is.
+pub const MANIFEST_VERSION: u32 = 5;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
-    /// Schema version; this crate reads `1` to `3`.
+    /// Schema version; this crate reads `1` to [`MANIFEST_VERSION`].
     pub version: u32,
     /// `config.system.name`: names the run script (`run-<name>-vm`) and the
     /// default disk image.
@@ -103,6 +105,11 @@ pub struct Switch {
     /// `system.switch.enable`: the system has `bin/switch-to-configuration`.
     #[serde(default)]
     pub switchable: Option<bool>,
+    /// The registration of the system's closure (qemu-vm.nix's `regInfo`,
+    /// its `registration` file), which the guest's Nix database loads at
+    /// boot and a switch loads again for the new system (version 5).
+    #[serde(default)]
+    pub registration: Option<Utf8PathBuf>,
 }
 
 /// `-object memory-backend-memfd,id=<id>,size=<size>M,share=on` together

@@ -75,6 +75,18 @@ let
         cp ${builtins.readFile ./nixos-shell-binary} ${bin}/nixos-shell
         ln -s nixos-shell ${bin}/nixos-shell-guest
       '';
+    # nixpkgs' closureInfo (pkgs/build-support/closure-info.nix): the
+    # closure of `rootPaths` in `registration`, in the format `nix-store
+    # --load-db` reads. nixpkgs writes it from the build's
+    # exportReferencesGraph; the stand-in asks the host's nix for the same
+    # lines (the tests' nix builds without a sandbox, as the tests' user).
+    closureInfo =
+      { rootPaths }:
+      runCommand "closure-info" { } ''
+        mkdir $out
+        nix-store -qR ${toString rootPaths} > $out/store-paths
+        nix-store --dump-db $(cat $out/store-paths) > $out/registration
+      '';
     installShellFiles = stub "install-shell-files";
     makeWrapper = stub "make-wrapper";
 

@@ -48,6 +48,19 @@ fn the_manifest_carries_the_shares_with_their_coerced_targets_cache_modes_and_ta
                 .is_some_and(|t| t.as_str().ends_with("-nixos-system-dev")),
             "{toplevel:?}"
         );
+        // A store path: the registration of the system's closure, which
+        // --switch loads into the guest's Nix database; the toplevel's
+        // lines among it.
+        let registration = manifest.switch.registration.take();
+        let lines = registration
+            .as_ref()
+            .and_then(|r| std::fs::read_to_string(r).ok())
+            .unwrap_or_default();
+        let toplevel = toplevel.unwrap_or_default();
+        assert!(
+            lines.lines().any(|line| line == toplevel.as_str()),
+            "{registration:?}: {lines}"
+        );
         assert_eq!(manifest, expected, "{} era", era.name());
     }
     // Spelled out, what the expected manifest says about the shares.
@@ -121,7 +134,7 @@ fn a_linux_host_shares_the_guests_memory_in_every_era_and_the_manifest_says_so()
 fn virtiofs_shares_name_the_hosts_virtiofsd() {
     for era in Era::ALL {
         let manifest = built_manifest(era, "{ }");
-        assert_eq!(manifest.version, 4);
+        assert_eq!(manifest.version, 5);
         assert_eq!(
             manifest.mounts.protocol,
             Protocol::Virtiofs,

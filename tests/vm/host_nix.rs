@@ -40,13 +40,16 @@ fn a_command_names_the_relayed_host_nix_and_no_host_nix_leaves_it_out() {
 /// The host's own nix client, its libraries beside it, in a directory the
 /// test shares with the guest (`--mount DIR:/opt/nix:ro`), run through
 /// their dynamic loader: a real nix client in the guest, without a nix in
-/// the initramfs. Each build file is a derivation no store has yet.
-fn stage_nix_client(dir: &Path, nonce: &str) {
+/// the initramfs (`bin/nix-build`, and `bin/nix-store`: nix's programs
+/// are one, told apart by their name). Each build file is a derivation no
+/// store has yet.
+pub(crate) fn stage_nix_client(dir: &Path, nonce: &str) {
     let lib = dir.join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let nix = std::fs::canonicalize(on_path("nix-build")).unwrap();
     std::fs::copy(&nix, dir.join("bin/nix-build")).unwrap();
+    std::fs::copy(&nix, dir.join("bin/nix-store")).unwrap();
     let ldd = Command::new("ldd").arg(&nix).output().unwrap();
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         // "libfoo.so => /lib/.../libfoo.so (0x...)" or "/lib64/ld-linux... (0x...)"

@@ -184,6 +184,66 @@ fn a_switch_that_restarts_the_guests_attach_server_still_reports_its_status() {
     power_off(vm);
 }
 
+#[test]
+fn a_switched_system_is_registered_in_the_guests_nix_database() {
+    let fx = Fixture::switchable(PATHS);
+    let staged = fx.path("nix-client");
+    crate::vm::host_nix::stage_nix_client(&staged, "registration");
+    let mount = format!("{}:/opt/nix:ro", staged.display());
+    let vm = {
+        let mut vm = fx.start(&["--mount", &mount]);
+        vm.wait_for_shell();
+        vm
+    };
+    // The guest's nix: the host's nix-store through its loader, with a
+    // database of its own, as a NixOS guest with nix.enable has.
+    let out = fx
+        .attach_piped(&["-c", GUEST_NIX_STORE])
+        .finish(b"", SWITCH);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    fx.set_system(&System {
+        mark: "registered",
+        ..System::default()
+    });
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&kept_build(&fx).expect("no build kept")).unwrap();
+    let toplevel = manifest["switch"]["toplevel"].as_str().unwrap();
+    let registration = manifest["switch"]["registration"].as_str().unwrap();
+    // The new system is valid for the guest's nix; a host path outside
+    // its closure (the registration's own) is not: the guest's database
+    // answers, not the store's contents.
+    let out = fx
+        .attach_piped(&[
+            "-c",
+            &format!(
+                "unset NIX_REMOTE; nix-store --check-validity {toplevel} && echo system-valid; \
+                 nix-store --check-validity {} 2>/dev/null || echo other-invalid",
+                registration.trim_end_matches("/registration")
+            ),
+        ])
+        .finish(b"", SWITCH);
+    assert_eq!(
+        text(&out.stdout),
+        "system-valid\nother-invalid\n",
+        "{}",
+        text(&out.stderr)
+    );
+    power_off(vm);
+}
+
+/// Puts the host's nix-store (staged at /opt/nix) on the guest's PATH and
+/// gives the guest a Nix database of its own (the guest's own store, not
+/// the host's that root's `NIX_REMOTE` names).
+const GUEST_NIX_STORE: &str = "printf '#!/bin/sh\\nNIX_CONFIG=\"build-users-group =\" exec /opt/nix/lib/ld-linux-x86-64.so.2 --library-path /opt/nix/lib /opt/nix/bin/nix-store \"$@\"\\n' > /bin/nix-store && chmod +x /bin/nix-store && unset NIX_REMOTE && nix-store --init && test -f /nix/var/nix/db/db.sqlite";
+
 /// The manifest of the build `--switch` keeps beside the VM's registry
 /// entry (the fixture's TMPDIR holds the registry), if one is kept.
 fn kept_build(fx: &Fixture) -> Option<String> {

@@ -42,7 +42,13 @@ pub fn run(args: GuestArgs) -> anyhow::Result<u8> {
             id,
             stdout,
             stderr,
-        } => switch::switch(&toplevel, id.as_deref(), switch::Offsets { stdout, stderr }),
+            registration,
+        } => switch::switch(
+            &toplevel,
+            id.as_deref(),
+            switch::Offsets { stdout, stderr },
+            registration.as_deref(),
+        ),
         GuestStep::Activate { record, program } => switch::activate(&record, &program),
         GuestStep::ServeHostNix => host_nix::serve(&reporter),
     })

@@ -58,8 +58,14 @@ pub struct Offsets {
 
 /// Switches this guest to `toplevel` under the name `id` (this process'
 /// when none is given), following the activation from `from`: its exit
-/// status.
-pub fn switch(toplevel: &Utf8Path, id: Option<&str>, from: Offsets) -> u8 {
+/// status. `registration` (the new system's closure) is loaded into the
+/// guest's Nix database first.
+pub fn switch(
+    toplevel: &Utf8Path,
+    id: Option<&str>,
+    from: Offsets,
+    registration: Option<&Utf8Path>,
+) -> u8 {
     let id = id.map_or_else(|| format!("g{}", std::process::id()), str::to_owned);
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         eprintln!("nixos-shell: the switch's name {id:?} is not letters, digits and -");
@@ -94,10 +100,10 @@ pub fn switch(toplevel: &Utf8Path, id: Option<&str>, from: Offsets) -> u8 {
         return REFUSED;
     }
     let guest_path = super::guest_path();
-    let systemd_run = guest_path
-        .split(':')
-        .map(|dir| Utf8Path::new(dir).join("systemd-run"))
-        .find(|path| path.is_file());
+    if let Some(registration) = registration {
+        record.register(registration, &guest_path);
+    }
+    let systemd_run = on_path(&guest_path, "systemd-run");
     let own = match std::env::current_exe().map(Utf8PathBuf::try_from) {
         Ok(Ok(own)) => own,
         _ => {
@@ -195,6 +201,53 @@ impl Record {
         Ok(u8::try_from(command::exit_code(status)).unwrap_or(REFUSED))
     }
 
+    /// Loads `registration` into the guest's own Nix database, as
+    /// qemu-vm.nix does at boot for the system the VM booted
+    /// (`nix-store --load-db < ${regInfo}/registration`;
+    /// nixos/modules/virtualisation/qemu-vm.nix): otherwise the guest's nix
+    /// takes the new system for garbage, invalid, which its collector may
+    /// delete from the store's writable layer. Only where the guest has a
+    /// `nix-store` and a database of its own (a system with `nix.enable`);
+    /// elsewhere nothing to do. What it says goes to the record's streams,
+    /// before the activation's; a failure is said there and the switch goes
+    /// on.
+    fn register(&self, registration: &Utf8Path, guest_path: &str) {
+        let Some(nix_store) = on_path(guest_path, "nix-store") else {
+            return;
+        };
+        if !Utf8Path::new(NIX_DB).is_file() {
+            return;
+        }
+        let append = |name: &str| {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(self.0.join(name))
+        };
+        let loaded = (|| -> std::io::Result<std::process::ExitStatus> {
+            Command::new(&nix_store)
+                .arg("--load-db")
+                .stdin(File::open(registration)?)
+                .stdout(append("stdout")?)
+                .stderr(append("stderr")?)
+                .env("PATH", guest_path)
+                // The guest's own store, never the host's through the relay
+                // (`NIX_REMOTE` of root's sessions, `guest::linux::host_nix`).
+                .env_remove("NIX_REMOTE")
+                .status()
+        })();
+        let said = match loaded {
+            Ok(status) if status.success() => return,
+            Ok(status) => format!("{nix_store} --load-db ended with {status}"),
+            Err(err) => format!("cannot run {nix_store} --load-db < {registration}: {err}"),
+        };
+        if let Ok(mut stderr) = append("stderr") {
+            let _ = writeln!(
+                stderr,
+                "nixos-shell: the new system is not registered in the guest's Nix database ({said}); switching anyway"
+            );
+        }
+    }
+
     /// Records `code` whole: written aside, then renamed into place.
     fn end(&self, code: u8) -> std::io::Result<()> {
         let aside = self.0.join("status.new");
@@ -272,6 +325,16 @@ impl Record {
             std::thread::sleep(POLL);
         }
     }
+}
+
+/// The guest's own Nix database (a local store's, nix's `state` dir).
+const NIX_DB: &str = "/nix/var/nix/db/db.sqlite";
+
+/// `program` in the first directory of `path` that has it.
+fn on_path(path: &str, program: &str) -> Option<Utf8PathBuf> {
+    path.split(':')
+        .map(|dir| Utf8Path::new(dir).join(program))
+        .find(|path| path.is_file())
 }
 
 /// Copies what `from` has now to `to`.

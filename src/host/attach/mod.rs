@@ -83,7 +83,12 @@ const SWITCH_RETRY: Duration = Duration::from_millis(300);
 /// session lost halfway, when the switch restarted the guest's attach
 /// server, is opened again once the server is back, and follows the same
 /// activation from the bytes this side has.
-pub fn switch(entry: &Entry, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
+pub fn switch(
+    entry: &Entry,
+    toplevel: &Utf8Path,
+    registration: Option<&Utf8Path>,
+    host: &Host,
+) -> Result<u8> {
     let mut from = SwitchFrom {
         id: switch_id(),
         ..SwitchFrom::default()
@@ -100,6 +105,7 @@ pub fn switch(entry: &Entry, toplevel: &Utf8Path, host: &Host) -> Result<u8> {
             size: None,
             switch: Some(toplevel.to_owned()),
             switch_from: Some(from.clone()),
+            switch_registration: registration.map(Utf8Path::to_owned),
         };
         let mut delivered = session::Delivered {
             stdout: from.stdout,
@@ -161,6 +167,7 @@ fn request(attach: &Attach, host: &Host) -> Request {
         size: host.interactive.then(terminal::size).flatten(),
         switch: None,
         switch_from: None,
+        switch_registration: None,
     }
 }
 

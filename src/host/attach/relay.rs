@@ -475,6 +475,7 @@ impl Relay {
             size: None,
             switch: None,
             switch_from: None,
+            switch_registration: None,
         };
         self.port_outbox
             .push(&Frame::json(Kind::Open, id, &request));

@@ -140,7 +140,8 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched>
     for line in &restarts {
         eprintln!("nixos-shell: {line}");
     }
-    let status = attach::switch(&running.entry, &toplevel, host)?;
+    let registration = new.manifest.switch.registration.as_deref();
+    let status = attach::switch(&running.entry, &toplevel, registration, host)?;
     describe(status, &toplevel);
     // A VM that now runs all of the new build runs it; one that needs a
     // restart still boots the old one, which the next switch compares.

@@ -125,6 +125,9 @@ fn program(request: &Request, facts: &HostFacts, guest_path: &str) -> Command {
                 .arg(format!("--stdout={}", from.stdout))
                 .arg(format!("--stderr={}", from.stderr));
         }
+        if let Some(registration) = &request.switch_registration {
+            program.arg(format!("--registration={registration}"));
+        }
         return program;
     }
     match &request.command {

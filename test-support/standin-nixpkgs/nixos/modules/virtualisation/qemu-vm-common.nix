@@ -84,6 +84,15 @@ in
       default = false;
       description = "Use UEFI to boot.";
     };
+    # qemu-vm.nix registers this closure in the guest's Nix database at
+    # boot (`regInfo = hostPkgs.closureInfo { rootPaths =
+    # config.virtualisation.additionalPaths; }`), and sets it to the
+    # system's toplevel.
+    additionalPaths = mkOption {
+      type = types.listOf types.path;
+      default = [ ];
+      description = "A list of paths whose closure should be made available to the VM.";
+    };
     writableStoreUseTmpfs = mkOption {
       type = types.bool;
       default = true;
@@ -178,6 +187,8 @@ in
       };
     };
   };
+
+  config.virtualisation.additionalPaths = [ config.system.build.toplevel ];
 
   config.system.build.vm = checked (
     hostPkgs.runCommand "nixos-vm" { preferLocalBuild = true; } ''
