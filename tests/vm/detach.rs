@@ -130,10 +130,31 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
         ("after-console\n", Some(0)),
         "{err}"
     );
+    // The attach sessions, from the registry alone: none (the attaches
+    // above have ended, and neither the console nor --list opens one), one
+    // while an attach is open, none once it has ended.
+    let sessions = || {
+        let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+        json[0]["sessions"].clone()
+    };
+    assert_eq!(sessions(), 0);
+    let mut open = fx.attach_piped(&["-c", "echo open; read line"]);
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(open.stdout()), &mut said).unwrap();
+    assert_eq!(said, "open\n");
+    assert_eq!(sessions(), 1);
+    let table = list(&fx, &[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].ends_with(" SESSIONS"), "{table}");
+    assert!(lines[1].ends_with(" 1"), "{table}");
+    std::io::Write::write_all(&mut open.stdin(), b"done\n").unwrap();
+    assert_eq!(open.wait(STEP).code(), Some(0), "{}", text(&open.stderr()));
+    assert_eq!(sessions(), 0);
     let table = list(&fx, &[]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[0].starts_with("NAME "), "{table}");
+    assert!(lines[1].ends_with(" 0"), "{table}");
     assert!(lines[1].contains("#vm"), "{table}");
     assert!(lines[1].contains(" yes "), "{table}");
     let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();

@@ -102,6 +102,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             .collect(),
         shares: shares.described(),
         console_log: console_log.clone(),
+        sessions: 0,
     };
     let exported = shares.export();
     let ports = recipe.ports(manifest, &gathered);
@@ -182,7 +183,7 @@ fn attachable(
         return Ok(None);
     }
     let socket = socket_dir.join(ATTACH_SOCKET);
-    let clients = relay::listen(&socket)?;
+    let mut clients = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
     let entry = registry::register(
         &registry,
@@ -191,6 +192,7 @@ fn attachable(
         &built.result.path,
         info,
     )?;
+    clients.count_in(entry.session_count(info));
     Ok(Some((clients, entry)))
 }
 
