@@ -83,19 +83,6 @@ fn registry_entries(fx: &Fixture) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Fails unless no QEMU or virtiofsd of the fixture runs and nothing of
-/// a run is left in its TMPDIR.
-fn assert_nothing_left(fx: &Fixture) {
-    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
-    assert!(qemu.is_empty(), "QEMU outlived its holder: {qemu:?}");
-    fx.assert_no_virtiofsd_left();
-    assert!(
-        fx.nix.leftovers().is_empty(),
-        "left in TMPDIR: {:?}",
-        fx.nix.leftovers()
-    );
-}
-
 /// The script of the README: detach, a command in the VM, stop; the
 /// terminal that started the VM is gone before the command runs.
 #[test]
@@ -174,7 +161,7 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     );
     let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
     assert_eq!(list(&fx, &["--json"]).trim(), "[]");
     let (_, status, err) = attach(&fx, "true");
@@ -217,7 +204,7 @@ fn detach_returns_once_the_guest_answers() {
     let log = std::fs::read_to_string(&logs[0]).unwrap();
     assert!(log.contains("login shell ready"), "{log}");
     assert!(!log.contains("ending QEMU"), "{log}");
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
 }
 
 /// SIGKILL of the holder: QEMU and the daemons die with it (their
@@ -269,7 +256,7 @@ fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("-no-such-option"), "{err}");
     assert!(err.contains("the VM did not start"), "{err}");
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
 }
 

@@ -4,7 +4,7 @@
 //! having waited without a timer.
 
 use crate::support::strace::Sleeps;
-use crate::support::vm::{kill_processes_under, Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT};
+use crate::support::vm::{Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT};
 use crate::support::vm_fixture::{Fixture, COLS, ROWS};
 use crate::PATHS;
 
@@ -33,19 +33,7 @@ fn stop_powers_off_a_vm_that_holds_a_terminal() {
     // The guest powered off: QEMU was not ended on the timeout.
     assert!(!transcript.contains("ending QEMU"), "{transcript}");
     assert_eq!(sleeps.own(), Vec::<String>::new());
-    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
-    assert!(qemu.is_empty(), "QEMU outlived the stop: {qemu:?}");
-    fx.assert_no_virtiofsd_left();
-    assert!(
-        fx.nix.leftovers().is_empty(),
-        "left in TMPDIR: {:?}",
-        fx.nix.leftovers()
-    );
-    let after = vm.pty().termios();
-    assert!(
-        super::cli::same_settings(&before, &after),
-        "terminal settings changed: before {before:?}, after {after:?}"
-    );
+    fx.assert_ended_cleanly(Some((vm.pty(), &before)));
     let again = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(again.status.code(), Some(1));
     assert!(
@@ -54,3 +42,4 @@ fn stop_powers_off_a_vm_that_holds_a_terminal() {
         text(&again.stderr)
     );
 }
+
