@@ -43,3 +43,31 @@ fn stop_powers_off_a_vm_that_holds_a_terminal() {
     );
 }
 
+/// A `--command` VM in another terminal: `--stop` powers it off before the
+/// command ends, and its nixos-shell ends as after a `poweroff`: status 0
+/// (regression: 1, for a command that reported no status), saying so in a
+/// line, the terminal as it was, nothing of the run left.
+#[test]
+fn stop_powers_off_a_vm_that_runs_a_command_in_a_terminal() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let pty = Pty::open(ROWS, COLS);
+    let before = pty.termios();
+    let mut vm = Console::spawn_on(
+        pty,
+        fx.command(&["--ephemeral", "-c", "echo command-\"started\"; sleep 600"]),
+        Some(Permit::acquire(1)),
+    );
+    vm.expect("command-started", BOOT_TIMEOUT);
+    let out = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let status = vm.wait(std::time::Duration::from_secs(5));
+    let transcript = vm.transcript();
+    assert_eq!(status.code(), Some(0), "{transcript}");
+    assert!(
+        transcript.contains("stopped (nixos-shell --stop) before the command ended"),
+        "{transcript}"
+    );
+    assert!(!transcript.contains("ending QEMU"), "{transcript}");
+    fx.assert_ended_cleanly(Some((vm.pty(), &before)));
+}

@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -50,9 +52,17 @@ pub struct Clients {
     ready: Option<OwnedFd>,
     /// Where the number of open sessions is kept ([`Clients::count_in`]).
     count: Option<SessionCount>,
+    /// Set once a `--stop` is taken ([`Clients::stopped`]).
+    stopped: Arc<AtomicBool>,
 }
 
 impl Clients {
+    /// Whether a `--stop` asked for the VM's end: the run reads it once
+    /// the VM has ended, to end as after a `poweroff` (`execute`).
+    pub fn stopped(&self) -> Stopped {
+        Stopped(Arc::clone(&self.stopped))
+    }
+
     /// Keeps the number of open attach sessions in `count` (the VM's
     /// registry entry) while the relay runs.
     pub fn count_in(&mut self, count: SessionCount) {
@@ -77,7 +87,19 @@ pub fn listen(socket: &Utf8Path) -> Result<Clients> {
         listener,
         ready: None,
         count: None,
+        stopped: Arc::default(),
     })
+}
+
+/// Whether a `--stop` asked the relay of [`Clients::stopped`] for the
+/// VM's end.
+pub struct Stopped(Arc<AtomicBool>);
+
+impl Stopped {
+    /// `true` once a `--stop` was taken.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// One client's connection and session.
@@ -134,6 +156,7 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         stopping: None,
         ready: clients.ready,
         count: clients.count,
+        stopped: clients.stopped,
     };
     while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
@@ -179,6 +202,8 @@ struct Relay {
     ready: Option<OwnedFd>,
     /// Where the number of open sessions is kept, if anywhere.
     count: Option<SessionCount>,
+    /// Set once a `--stop` is taken.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -498,6 +523,7 @@ impl Relay {
         if self.stopping.is_some() {
             return;
         }
+        self.stopped.store(true, Ordering::SeqCst);
         if !self.served {
             eprintln!(
                 "nixos-shell: --stop: the VM has not booted far enough to power off; ending QEMU"
@@ -610,6 +636,7 @@ mod tests {
             stopping: None,
             ready: None,
             count: None,
+            stopped: Arc::default(),
         };
         (relay, guest)
     }
@@ -826,6 +853,7 @@ mod tests {
             .unwrap();
         settle(&mut relay, &listener, &ended);
         assert!(relay.stopping.is_some(), "the stop was not taken");
+        assert!(relay.stopped.load(Ordering::SeqCst));
         assert_eq!(sessions(), 1);
         // The guest ends the session: counted out before its client hears.
         let id = *relay.clients.keys().next().unwrap();

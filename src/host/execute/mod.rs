@@ -221,6 +221,7 @@ fn execute(
         (None, Some(log)) => Console::Log(log),
         (None, None) => Console::Terminal,
     };
+    let stopped = clients.as_ref().map(relay::Clients::stopped);
     let serving = ports::listen(&vm.ports)?.serve(clients, vm.host_nix_daemon.clone())?;
     let mut running = virtiofs::start(
         vm.shares.virtiofsd.as_deref(),
@@ -244,6 +245,16 @@ fn execute(
         (Some(Stop::Status(status)), None) => {
             eprintln!("nixos-shell: {}", qemu_failed(status));
             status
+        }
+        // `--stop` powered the VM off before the command ended: as after
+        // a `poweroff`, which the user asked for, said in one line.
+        (_, Some(_))
+            if stopped.as_ref().is_some_and(relay::Stopped::get) && !session.command_reported() =>
+        {
+            eprintln!(
+                "nixos-shell: the VM was stopped (nixos-shell --stop) before the command ended"
+            );
+            0
         }
         (ended, Some(_)) => {
             let failed = ended.map(|stop| qemu_failed(stop.exit_status()));
