@@ -207,6 +207,37 @@ fn detach_returns_once_the_guest_answers() {
     fx.assert_ended_cleanly(None);
 }
 
+/// `--disk PATH`: the console's log lies beside PATH (not in the state
+/// directory), the registry names it, and `--attach --console` shows it.
+#[test]
+fn a_detached_vm_on_a_given_disk_logs_beside_it() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
+    let image = fx.path("disks/own.qcow2");
+    let said = detach(&fx, &["--disk", image.to_str().unwrap()]);
+    let log = fx.path("disks/own.qcow2.console.log");
+    assert!(said.contains(log.to_str().unwrap()), "{said}");
+    assert!(image.exists(), "no image at {}", image.display());
+    assert_eq!(console_logs(&fx), Vec::<std::path::PathBuf>::new());
+    let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+    assert_eq!(json[0]["consoleLog"], log.to_str().unwrap(), "{json}");
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    fx.assert_ended_cleanly(None);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("login shell ready"), "{logged}");
+}
+
 /// SIGKILL of the holder: QEMU and the daemons die with it (their
 /// parent-death signal), and its entry goes at the next lookup.
 #[test]

@@ -27,6 +27,7 @@ use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
 use crate::host::gather::Gathered;
 use crate::host::nix::{Built, Identity};
+use crate::host::settings::disk::DiskChoice;
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported};
 use crate::host::signals;
@@ -82,9 +83,15 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
-    let console_log = holding
-        .as_ref()
-        .map(|_| detached_console_log(&recipe.host.env, &manifest.name, &built.identity, &session));
+    let console_log = holding.as_ref().map(|_| {
+        detached_console_log(
+            &recipe.host.env,
+            &manifest.name,
+            &built.identity,
+            &recipe.run.vm.disk,
+            &session,
+        )
+    });
     let info = VmInfo {
         name: manifest.name.clone(),
         config: attach::described(recipe.run.build.config.as_ref()),
@@ -140,20 +147,42 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
 }
 
 /// Where a detached VM's console (and its holder's messages) go: beside
-/// the configuration's disk image in the state directory, named as it is;
-/// in the session without a state directory.
+/// its disk image ([`console_log_place`]), else in the session.
 pub fn detached_console_log(
     env: &BTreeMap<String, String>,
     name: &str,
     identity: &Identity,
+    disk: &DiskChoice,
     session: &Session,
 ) -> Utf8PathBuf {
-    let image = disk::state_image_name(name, identity);
-    let log = format!("{}.console.log", image.trim_end_matches(".qcow2"));
-    match disk::state_dir(env) {
+    let (dir, log) = console_log_place(env, name, identity, disk);
+    match dir {
         Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir.join(log),
         _ => session.root().join(log),
     }
+}
+
+/// The directory and file name of a detached VM's console log; pure. A
+/// `--disk PATH` image has `PATH.console.log` beside it; the configuration's
+/// image in the state directory has `<name>-<key>.console.log`, named as it
+/// is, and so has an `--ephemeral` VM, whose image is not kept (nor would
+/// a log in the session be, which goes with the VM). No directory: no
+/// state directory (neither `XDG_STATE_HOME` nor `HOME`).
+fn console_log_place(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    identity: &Identity,
+    disk: &DiskChoice,
+) -> (Option<Utf8PathBuf>, String) {
+    const SUFFIX: &str = ".console.log";
+    if let DiskChoice::Given(given) = disk {
+        if let (Some(dir), Some(file)) = (given.path.parent(), given.path.file_name()) {
+            return (Some(dir.to_owned()), format!("{file}{SUFFIX}"));
+        }
+    }
+    let image = disk::state_image_name(name, identity);
+    let log = format!("{}{SUFFIX}", image.trim_end_matches(".qcow2"));
+    (disk::state_dir(env), log)
 }
 
 /// The file names of the run's sockets: the shares' daemons', the ports',
@@ -263,4 +292,41 @@ fn execute(
                 .inspect_err(|_| console.show_tail(CONSOLE_TAIL_LINES))?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::settings::disk::DiskFlag;
+    use crate::host::test_data::env;
+
+    #[test]
+    fn a_detached_consoles_log_lies_beside_its_disk_image() {
+        let env = env(&[("HOME", "/home/u")]);
+        let identity = Identity::new("/p#vm");
+        let key = identity.key();
+        let place = |disk: &DiskChoice| console_log_place(&env, "vm", &identity, disk);
+        let state = Some(Utf8PathBuf::from("/home/u/.local/state/nixos-shell"));
+        assert_eq!(
+            place(&DiskChoice::Default),
+            (state.clone(), format!("vm-{key}.console.log"))
+        );
+        // No image is kept: the log stays where the state image's would be.
+        assert_eq!(
+            place(&DiskChoice::Ephemeral),
+            (state, format!("vm-{key}.console.log"))
+        );
+        let given = DiskChoice::Given(DiskFlag {
+            spec: "../d/my.qcow2".to_owned(),
+            path: "/w/d/my.qcow2".into(),
+        });
+        assert_eq!(
+            place(&given),
+            (Some("/w/d".into()), "my.qcow2.console.log".to_owned())
+        );
+        assert_eq!(
+            console_log_place(&BTreeMap::new(), "vm", &identity, &DiskChoice::Default).0,
+            None
+        );
+    }
 }
