@@ -155,6 +155,7 @@ fn detach_vm(run: &Run, host: &Host) -> Result<u8> {
         &host.env,
         &built.result.manifest.name,
         &built.identity,
+        &run.vm.disk,
         &session,
     );
     detach::start(session, &built.identity, &log)?;

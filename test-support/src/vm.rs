@@ -37,7 +37,7 @@ mod virtiofsd;
 use std::time::Duration;
 
 pub use assets::{GUEST_OWN_TERMINFO, MOUNTS_SEEN_BY_SERVICES, OTHER_USER, TPUT};
-pub use console::{Console, Pty};
+pub use console::{same_settings, Console, Pty};
 pub use host_process::{open_fds, rss_kib, zombie_children};
 pub use piped::{Output, Piped};
 pub use run_script::{virtfs, Era, RunScript, MEMORY_MIB};

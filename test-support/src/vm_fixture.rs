@@ -23,7 +23,7 @@ use std::process::Command;
 use crate::nix_fixture::NixFixture;
 use crate::our_flake::OurFlake;
 use crate::template::fill;
-use crate::vm::{self, Console, Era, Permit, Piped, RunScript};
+use crate::vm::{self, Console, Era, Permit, Piped, Pty, RunScript};
 use crate::Paths;
 
 /// The extra mount the module declares.
@@ -365,6 +365,26 @@ impl Fixture {
     pub fn assert_no_virtiofsd_left(&self) {
         let left = vm::kill_virtiofsd_under(&self.nix.root);
         assert!(left.is_empty(), "virtiofsd outlived the VM: {left:?}");
+    }
+
+    /// Fails the test unless the fixture's VM ended cleanly, once its
+    /// nixos-shell has ended: no QEMU or virtiofsd of it runs (any found
+    /// are killed), nothing of a run is left in its TMPDIR, and, given the
+    /// terminal it ran on and that terminal's settings from before, the
+    /// settings are those again.
+    pub fn assert_ended_cleanly(&self, terminal: Option<(&Pty, &libc::termios)>) {
+        let qemu = vm::kill_processes_under(&self.nix.root, "qemu-system-x86_64");
+        assert!(qemu.is_empty(), "QEMU outlived its nixos-shell: {qemu:?}");
+        self.assert_no_virtiofsd_left();
+        let left = self.nix.leftovers();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+        if let Some((pty, before)) = terminal {
+            let after = pty.termios();
+            assert!(
+                vm::same_settings(before, &after),
+                "terminal settings changed: before {before:?}, after {after:?}"
+            );
+        }
     }
 }
 

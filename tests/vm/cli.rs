@@ -20,7 +20,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::vm::{kill_processes_under, processes_under};
-use crate::support::vm::{Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT, MEMORY_MIB};
+use crate::support::vm::{
+    same_settings, Console, Era, Permit, Piped, Pty, BOOT_TIMEOUT, MEMORY_MIB,
+};
 use crate::support::vm_fixture::{self as fixture, Fixture, Shares, COLS, DATA_GUEST_PATH, ROWS};
 use crate::PATHS;
 
@@ -393,16 +395,6 @@ fn the_run_scripts_own_shares_reach_the_guest(era: Era) {
         std::fs::read_to_string(shared.join("from-guest")).unwrap(),
         "shared from the guest\n"
     );
-}
-
-pub fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
-    a.c_iflag == b.c_iflag
-        && a.c_oflag == b.c_oflag
-        && a.c_cflag == b.c_cflag
-        && a.c_lflag == b.c_lflag
-        && a.c_cc == b.c_cc
-        && a.c_ispeed == b.c_ispeed
-        && a.c_ospeed == b.c_ospeed
 }
 
 #[test]

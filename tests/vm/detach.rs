@@ -83,19 +83,6 @@ fn registry_entries(fx: &Fixture) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Fails unless no QEMU or virtiofsd of the fixture runs and nothing of
-/// a run is left in its TMPDIR.
-fn assert_nothing_left(fx: &Fixture) {
-    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
-    assert!(qemu.is_empty(), "QEMU outlived its holder: {qemu:?}");
-    fx.assert_no_virtiofsd_left();
-    assert!(
-        fx.nix.leftovers().is_empty(),
-        "left in TMPDIR: {:?}",
-        fx.nix.leftovers()
-    );
-}
-
 /// The script of the README: detach, a command in the VM, stop; the
 /// terminal that started the VM is gone before the command runs.
 #[test]
@@ -130,10 +117,31 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
         ("after-console\n", Some(0)),
         "{err}"
     );
+    // The attach sessions, from the registry alone: none (the attaches
+    // above have ended, and neither the console nor --list opens one), one
+    // while an attach is open, none once it has ended.
+    let sessions = || {
+        let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+        json[0]["sessions"].clone()
+    };
+    assert_eq!(sessions(), 0);
+    let mut open = fx.attach_piped(&["-c", "echo open; read line"]);
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(open.stdout()), &mut said).unwrap();
+    assert_eq!(said, "open\n");
+    assert_eq!(sessions(), 1);
+    let table = list(&fx, &[]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].ends_with(" SESSIONS"), "{table}");
+    assert!(lines[1].ends_with(" 1"), "{table}");
+    std::io::Write::write_all(&mut open.stdin(), b"done\n").unwrap();
+    assert_eq!(open.wait(STEP).code(), Some(0), "{}", text(&open.stderr()));
+    assert_eq!(sessions(), 0);
     let table = list(&fx, &[]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     assert!(lines[0].starts_with("NAME "), "{table}");
+    assert!(lines[1].ends_with(" 0"), "{table}");
     assert!(lines[1].contains("#vm"), "{table}");
     assert!(lines[1].contains(" yes "), "{table}");
     let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
@@ -153,7 +161,7 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     );
     let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
     assert_eq!(list(&fx, &["--json"]).trim(), "[]");
     let (_, status, err) = attach(&fx, "true");
@@ -196,7 +204,38 @@ fn detach_returns_once_the_guest_answers() {
     let log = std::fs::read_to_string(&logs[0]).unwrap();
     assert!(log.contains("login shell ready"), "{log}");
     assert!(!log.contains("ending QEMU"), "{log}");
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
+}
+
+/// `--disk PATH`: the console's log lies beside PATH (not in the state
+/// directory), the registry names it, and `--attach --console` shows it.
+#[test]
+fn a_detached_vm_on_a_given_disk_logs_beside_it() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
+    let image = fx.path("disks/own.qcow2");
+    let said = detach(&fx, &["--disk", image.to_str().unwrap()]);
+    let log = fx.path("disks/own.qcow2.console.log");
+    assert!(said.contains(log.to_str().unwrap()), "{said}");
+    assert!(image.exists(), "no image at {}", image.display());
+    assert_eq!(console_logs(&fx), Vec::<std::path::PathBuf>::new());
+    let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+    assert_eq!(json[0]["consoleLog"], log.to_str().unwrap(), "{json}");
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    fx.assert_ended_cleanly(None);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("login shell ready"), "{logged}");
 }
 
 /// SIGKILL of the holder: QEMU and the daemons die with it (their
@@ -248,7 +287,7 @@ fn a_detached_vm_that_fails_to_start_says_why_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("-no-such-option"), "{err}");
     assert!(err.contains("the VM did not start"), "{err}");
-    assert_nothing_left(&fx);
+    fx.assert_ended_cleanly(None);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
 }
 

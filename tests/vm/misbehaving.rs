@@ -9,11 +9,11 @@
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
+use crate::support::vm::same_settings;
 use crate::support::vm::{
     open_fds, rss_kib, zombie_children, Console, Era, Permit, Pty, BOOT_TIMEOUT,
 };
 use crate::support::vm_fixture::{Fixture, COLS, ROWS};
-use crate::vm::cli::same_settings;
 use crate::PATHS;
 
 /// How long one step may take (far above what it takes).

@@ -49,19 +49,7 @@ fn a_signal_ends_the_run_cleanly(era: Era, signal: i32) {
         era.name(),
         vm.transcript()
     );
-    let qemu = kill_processes_under(&fx.nix.root, "qemu-system-x86_64");
-    assert!(qemu.is_empty(), "QEMU outlived nixos-shell: {qemu:?}");
-    fx.assert_no_virtiofsd_left();
-    assert!(
-        fx.nix.leftovers().is_empty(),
-        "left in TMPDIR: {:?}",
-        fx.nix.leftovers()
-    );
-    let after = vm.pty().termios();
-    assert!(
-        super::cli::same_settings(&before, &after),
-        "terminal settings changed: before {before:?}, after {after:?}"
-    );
+    fx.assert_ended_cleanly(Some((vm.pty(), &before)));
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn table<'a>(vms: impl Iterator<Item = &'a VmInfo>) -> String {
         some => some,
     };
     let mut rows = vec![[
-        "NAME", "CONFIG", "STARTED", "DETACHED", "DISK", "FORWARDS", "SHARES",
+        "NAME", "CONFIG", "STARTED", "DETACHED", "DISK", "FORWARDS", "SHARES", "SESSIONS",
     ]
     .map(str::to_owned)];
     for info in vms {
@@ -64,9 +64,10 @@ fn table<'a>(vms: impl Iterator<Item = &'a VmInfo>) -> String {
                 .map_or_else(|| "-".to_owned(), ToString::to_string),
             list(&info.forwards),
             list(&info.shares),
+            info.sessions.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..8)
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())
@@ -116,19 +117,21 @@ mod tests {
             forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
             shares: vec!["/h:/h".to_owned(), "/d:/d:ro".to_owned()],
             console_log: None,
+            sessions: 2,
         };
         let other = VmInfo {
             name: "longer-name".to_owned(),
             detached: false,
             disk_image: None,
             forwards: Vec::new(),
+            sessions: 0,
             ..vm.clone()
         };
         assert_eq!(
             table([&vm, &other].into_iter()),
-            "NAME         CONFIG  STARTED               DETACHED  DISK           FORWARDS               SHARES\n\
-             vm           .#vm    1970-01-01T00:00:00Z  yes       /s/vm-1.qcow2  127.0.0.1:8080:80/tcp  /h:/h, /d:/d:ro\n\
-             longer-name  .#vm    1970-01-01T00:00:00Z  no        -              -                      /h:/h, /d:/d:ro\n"
+            "NAME         CONFIG  STARTED               DETACHED  DISK           FORWARDS               SHARES           SESSIONS\n\
+             vm           .#vm    1970-01-01T00:00:00Z  yes       /s/vm-1.qcow2  127.0.0.1:8080:80/tcp  /h:/h, /d:/d:ro  2\n\
+             longer-name  .#vm    1970-01-01T00:00:00Z  no        -              -                      /h:/h, /d:/d:ro  0\n"
         );
     }
 }

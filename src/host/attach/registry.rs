@@ -9,7 +9,9 @@
 //!
 //! Beside each link, its companions (each goes with the link):
 //! `<identity key>.<pid>.json` says what `--list` shows of the VM
-//! ([`VmInfo`]), written whole before it is renamed into place;
+//! ([`VmInfo`]), written whole before it is renamed into place, and
+//! rewritten so by the holder's relay when an attach session opens or
+//! ends ([`SessionCount`]);
 //! `<identity key>.<pid>.build` links to the build result the VM runs, so
 //! that `--switch` knows which system runs without asking the guest; and
 //! `<identity key>.<pid>.result` is the out-link (a GC root) of the last
@@ -21,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -76,12 +79,45 @@ pub struct VmInfo {
     /// The log its console goes to, when it runs detached.
     #[serde(default)]
     pub console_log: Option<Utf8PathBuf>,
+    /// The attach sessions open in it now (kept by its relay).
+    #[serde(default)]
+    pub sessions: u32,
 }
 
 /// A running VM's entry, removed when dropped.
 #[derive(Debug)]
 pub struct Registration {
     link: Utf8PathBuf,
+    /// Set once the entry is removed, under its lock: a [`SessionCount`]
+    /// of another thread then writes nothing that would outlive it.
+    removed: Arc<Mutex<bool>>,
+}
+
+/// What the holder's relay rewrites of its entry while the VM runs: the
+/// number of attach sessions in its info file, replaced whole (written
+/// beside it, then renamed) when it changes.
+#[derive(Debug)]
+pub struct SessionCount {
+    info_file: Utf8PathBuf,
+    info: VmInfo,
+    removed: Arc<Mutex<bool>>,
+}
+
+impl SessionCount {
+    /// Records that `sessions` attach sessions are open, unless that is
+    /// what the entry says already or the entry is gone.
+    pub fn set(&mut self, sessions: u32) {
+        if self.info.sessions == sessions {
+            return;
+        }
+        self.info.sessions = sessions;
+        let removed = self.removed.lock().unwrap_or_else(PoisonError::into_inner);
+        if !*removed {
+            // A count not written is a stale column of `--list`, not a
+            // reason to end the VM; the next change writes it again.
+            let _ = write_info(&self.info_file, &self.info);
+        }
+    }
 }
 
 /// The suffix of the info file beside an entry's link.
@@ -135,8 +171,34 @@ fn replace_link(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
     std::fs::rename(&next, link).with_context(|| format!("could not replace {link}"))
 }
 
+impl Registration {
+    /// The entry's session count, starting from `info` (what it was
+    /// registered with).
+    pub fn session_count(&self, info: &VmInfo) -> SessionCount {
+        SessionCount {
+            info_file: info_path(&self.link),
+            info: info.clone(),
+            removed: Arc::clone(&self.removed),
+        }
+    }
+}
+
+/// Writes `info` to `path` whole: to a file beside it, renamed into place,
+/// so that a reader finds the old or the new, never a part.
+fn write_info(path: &Utf8Path, info: &VmInfo) -> std::io::Result<()> {
+    let json = serde_json::to_vec(info).map_err(std::io::Error::other)?;
+    let partial = Utf8PathBuf::from(format!("{path}.partial"));
+    let written = std::fs::write(&partial, json).and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
+        let mut removed = self.removed.lock().unwrap_or_else(PoisonError::into_inner);
+        *removed = true;
         for suffix in COMPANIONS {
             let _ = std::fs::remove_file(companion(&self.link, suffix));
         }
@@ -159,19 +221,12 @@ pub fn register(
     info: &VmInfo,
 ) -> Result<Registration> {
     let link = dir.join(format!("{}.{}", identity.key(), std::process::id()));
-    let json = serde_json::to_vec(info).context("could not encode the VM's entry")?;
     // Twice at most: the last VM of another nixos-shell may remove the
     // empty directory between its creation and the link.
     for _ in 0..2 {
         own(dir)?;
         let _ = std::fs::remove_file(&link);
-        let info_file = info_path(&link);
-        let partial = Utf8PathBuf::from(format!("{info_file}.partial"));
-        let written =
-            std::fs::write(&partial, &json).and_then(|()| std::fs::rename(&partial, &info_file));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&partial);
-        }
+        let written = write_info(&info_path(&link), info);
         // The companions first: an entry found has them beside it.
         let built = companion(&link, BUILD_SUFFIX);
         let _ = std::fs::remove_file(&built);
@@ -180,7 +235,10 @@ pub fn register(
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             linked => linked.with_context(|| format!("could not create {link}"))?,
         }
-        return Ok(Registration { link });
+        return Ok(Registration {
+            link,
+            removed: Arc::new(Mutex::new(false)),
+        });
     }
     bail!("could not create {link}: its directory keeps disappearing")
 }
@@ -320,6 +378,7 @@ mod tests {
             forwards: vec!["127.0.0.1:8080:80/tcp".to_owned()],
             shares: Vec::new(),
             console_log: None,
+            sessions: 0,
         }
     }
 

@@ -7,11 +7,16 @@
 //! One poll(2) loop on its own thread, every stream non-blocking with an
 //! [`Outbox`]: a client that stops reading, or a session whose program
 //! stops reading, never holds up the others. The relay numbers the
-//! sessions and stamps every frame a client sends with its own number.
+//! sessions and stamps every frame a client sends with its own number, and
+//! keeps the number of open sessions in the VM's registry entry for
+//! `--list` (a client that only asks the holder, as `--stop` does, opens
+//! none).
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -19,6 +24,7 @@ use camino::Utf8Path;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
+use super::registry::SessionCount;
 use crate::host::signals;
 use crate::schema::attach::{
     Decoder, Frame, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY,
@@ -44,9 +50,25 @@ pub struct Clients {
     /// Written to and closed once the guest's attach server says hello:
     /// the pipe a detaching nixos-shell waits on ([`Clients::tell_ready`]).
     ready: Option<OwnedFd>,
+    /// Where the number of open sessions is kept ([`Clients::count_in`]).
+    count: Option<SessionCount>,
+    /// Set once a `--stop` is taken ([`Clients::stopped`]).
+    stopped: Arc<AtomicBool>,
 }
 
 impl Clients {
+    /// Whether a `--stop` asked for the VM's end: the run reads it once
+    /// the VM has ended, to end as after a `poweroff` (`execute`).
+    pub fn stopped(&self) -> Stopped {
+        Stopped(Arc::clone(&self.stopped))
+    }
+
+    /// Keeps the number of open attach sessions in `count` (the VM's
+    /// registry entry) while the relay runs.
+    pub fn count_in(&mut self, count: SessionCount) {
+        self.count = Some(count);
+    }
+
     /// Tells `ready` (a pipe's write end) when the guest answers on its
     /// channel, with one byte.
     pub fn tell_ready(&mut self, ready: OwnedFd) {
@@ -64,7 +86,20 @@ pub fn listen(socket: &Utf8Path) -> Result<Clients> {
     Ok(Clients {
         listener,
         ready: None,
+        count: None,
+        stopped: Arc::default(),
     })
+}
+
+/// Whether a `--stop` asked the relay of [`Clients::stopped`] for the
+/// VM's end.
+pub struct Stopped(Arc<AtomicBool>);
+
+impl Stopped {
+    /// `true` once a `--stop` was taken.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// One client's connection and session.
@@ -81,6 +116,9 @@ struct Client {
     output_delivered: usize,
     /// The session ended: the client is dropped once its outbox is out.
     ending: bool,
+    /// The client opened a session in the guest (an attach), rather than
+    /// asking the holder alone.
+    opened: bool,
 }
 
 impl Client {
@@ -94,6 +132,7 @@ impl Client {
             output_held: Unacked::default(),
             output_delivered: 0,
             ending: false,
+            opened: false,
         }
     }
 }
@@ -116,6 +155,8 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         lost: None,
         stopping: None,
         ready: clients.ready,
+        count: clients.count,
+        stopped: clients.stopped,
     };
     while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
@@ -159,6 +200,10 @@ struct Relay {
     stopping: Option<Instant>,
     /// Who waits for the guest's first hello ([`Clients::tell_ready`]).
     ready: Option<OwnedFd>,
+    /// Where the number of open sessions is kept, if anywhere.
+    count: Option<SessionCount>,
+    /// Set once a `--stop` is taken.
+    stopped: Arc<AtomicBool>,
 }
 
 impl Relay {
@@ -233,8 +278,29 @@ impl Relay {
                 self.read_client(*id);
             }
         }
+        // Counted before the clients are written to: a session's end is
+        // in the entry before its client hears of it and exits.
+        self.count_sessions();
         self.flush_clients();
+        self.count_sessions();
         self.flush_port()
+    }
+
+    /// The attach sessions open now: clients that opened one that has not
+    /// ended. The holder's own (`--stop`'s poweroff) is no client's.
+    fn open_sessions(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|client| client.opened && !client.ending)
+            .count()
+    }
+
+    /// Keeps the number of open sessions in the registry entry.
+    fn count_sessions(&mut self) {
+        let open = u32::try_from(self.open_sessions()).unwrap_or(u32::MAX);
+        if let Some(count) = &mut self.count {
+            count.set(open);
+        }
     }
 
     /// Takes the connections that wait; a peer of another user is refused.
@@ -415,6 +481,7 @@ impl Relay {
                     if frame.kind == Kind::Input {
                         client.input_unacked.sent(frame.payload.len());
                     }
+                    client.opened |= frame.kind == Kind::Open;
                     self.port_outbox
                         .push(&Frame::new(frame.kind, id, frame.payload));
                 }
@@ -456,6 +523,7 @@ impl Relay {
         if self.stopping.is_some() {
             return;
         }
+        self.stopped.store(true, Ordering::SeqCst);
         if !self.served {
             eprintln!(
                 "nixos-shell: --stop: the VM has not booted far enough to power off; ending QEMU"
@@ -569,6 +637,8 @@ mod tests {
             lost: None,
             stopping: None,
             ready: None,
+            count: None,
+            stopped: Arc::default(),
         };
         (relay, guest)
     }
@@ -741,6 +811,64 @@ mod tests {
             frames(&read_now(&mut new)),
             [(Kind::Output, 3, b"out".to_vec())]
         );
+    }
+
+    /// The entry says how many attach sessions are open: a client's
+    /// session counts from its opening to its end; a client that only asks
+    /// the holder (`--stop`), and the holder's own session, do not.
+    #[test]
+    fn the_entry_counts_the_open_attach_sessions() {
+        use super::super::registry;
+        let (mut relay, mut guest) = relay();
+        let dir = tempfile::tempdir().unwrap();
+        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
+        let socket = root.join("s");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let registry_dir = root.join("registry");
+        let info = registry::VmInfo {
+            name: "vm".to_owned(),
+            config: ".#vm".to_owned(),
+            started: 1,
+            detached: true,
+            disk_image: None,
+            forwards: Vec::new(),
+            shares: Vec::new(),
+            console_log: None,
+            sessions: 0,
+        };
+        let identity = crate::host::nix::Identity::new("/p#vm");
+        let entry =
+            registry::register(&registry_dir, &identity, &socket, "/b".into(), &info).unwrap();
+        relay.count = Some(entry.session_count(&info));
+        let sessions = || registry::list(&registry_dir).unwrap()[0].1.sessions;
+
+        let mut attached = UnixStream::connect(&socket).unwrap();
+        attached
+            .write_all(&Frame::new(Kind::Open, 0, b"{}".to_vec()).encode())
+            .unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert_eq!(sessions(), 1);
+        let mut stop = UnixStream::connect(&socket).unwrap();
+        stop.write_all(&Frame::json(Kind::Holder, 0, &HolderRequest::Stop).encode())
+            .unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert!(relay.stopping.is_some(), "the stop was not taken");
+        assert!(relay.stopped.load(Ordering::SeqCst));
+        assert_eq!(sessions(), 1);
+        // The guest ends the session: counted out before its client hears.
+        let id = *relay.clients.keys().next().unwrap();
+        guest
+            .write_all(&Frame::new(Kind::Exit, id, b"0".to_vec()).encode())
+            .unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert_eq!(sessions(), 0);
+        drop(attached);
+        drop(entry);
+        // A count after the entry is gone leaves nothing behind.
+        relay.count.as_mut().unwrap().set(3);
+        assert!(!registry_dir.exists(), "left behind");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
 use crate::host::gather::Gathered;
 use crate::host::nix::{Built, Identity};
+use crate::host::settings::disk::DiskChoice;
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported};
 use crate::host::signals;
@@ -82,9 +83,15 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
-    let console_log = holding
-        .as_ref()
-        .map(|_| detached_console_log(&recipe.host.env, &manifest.name, &built.identity, &session));
+    let console_log = holding.as_ref().map(|_| {
+        detached_console_log(
+            &recipe.host.env,
+            &manifest.name,
+            &built.identity,
+            &recipe.run.vm.disk,
+            &session,
+        )
+    });
     let info = VmInfo {
         name: manifest.name.clone(),
         config: attach::described(recipe.run.build.config.as_ref()),
@@ -102,6 +109,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             .collect(),
         shares: shares.described(),
         console_log: console_log.clone(),
+        sessions: 0,
     };
     let exported = shares.export();
     let ports = recipe.ports(manifest, &gathered);
@@ -139,20 +147,42 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
 }
 
 /// Where a detached VM's console (and its holder's messages) go: beside
-/// the configuration's disk image in the state directory, named as it is;
-/// in the session without a state directory.
+/// its disk image ([`console_log_place`]), else in the session.
 pub fn detached_console_log(
     env: &BTreeMap<String, String>,
     name: &str,
     identity: &Identity,
+    disk: &DiskChoice,
     session: &Session,
 ) -> Utf8PathBuf {
-    let image = disk::state_image_name(name, identity);
-    let log = format!("{}.console.log", image.trim_end_matches(".qcow2"));
-    match disk::state_dir(env) {
+    let (dir, log) = console_log_place(env, name, identity, disk);
+    match dir {
         Some(dir) if std::fs::create_dir_all(&dir).is_ok() => dir.join(log),
         _ => session.root().join(log),
     }
+}
+
+/// The directory and file name of a detached VM's console log; pure. A
+/// `--disk PATH` image has `PATH.console.log` beside it; the configuration's
+/// image in the state directory has `<name>-<key>.console.log`, named as it
+/// is, and so has an `--ephemeral` VM, whose image is not kept (nor would
+/// a log in the session be, which goes with the VM). No directory: no
+/// state directory (neither `XDG_STATE_HOME` nor `HOME`).
+fn console_log_place(
+    env: &BTreeMap<String, String>,
+    name: &str,
+    identity: &Identity,
+    disk: &DiskChoice,
+) -> (Option<Utf8PathBuf>, String) {
+    const SUFFIX: &str = ".console.log";
+    if let DiskChoice::Given(given) = disk {
+        if let (Some(dir), Some(file)) = (given.path.parent(), given.path.file_name()) {
+            return (Some(dir.to_owned()), format!("{file}{SUFFIX}"));
+        }
+    }
+    let image = disk::state_image_name(name, identity);
+    let log = format!("{}{SUFFIX}", image.trim_end_matches(".qcow2"));
+    (disk::state_dir(env), log)
 }
 
 /// The file names of the run's sockets: the shares' daemons', the ports',
@@ -182,7 +212,7 @@ fn attachable(
         return Ok(None);
     }
     let socket = socket_dir.join(ATTACH_SOCKET);
-    let clients = relay::listen(&socket)?;
+    let mut clients = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
     let entry = registry::register(
         &registry,
@@ -191,6 +221,7 @@ fn attachable(
         &built.result.path,
         info,
     )?;
+    clients.count_in(entry.session_count(info));
     Ok(Some((clients, entry)))
 }
 
@@ -219,6 +250,7 @@ fn execute(
         (None, Some(log)) => Console::Log(log),
         (None, None) => Console::Terminal,
     };
+    let stopped = clients.as_ref().map(relay::Clients::stopped);
     let serving = ports::listen(&vm.ports)?.serve(clients, vm.host_nix_daemon.clone())?;
     let mut running = virtiofs::start(
         vm.shares.virtiofsd.as_deref(),
@@ -243,6 +275,16 @@ fn execute(
             eprintln!("nixos-shell: {}", qemu_failed(status));
             status
         }
+        // `--stop` powered the VM off before the command ended: as after
+        // a `poweroff`, which the user asked for, said in one line.
+        (_, Some(_))
+            if stopped.as_ref().is_some_and(relay::Stopped::get) && !session.command_reported() =>
+        {
+            eprintln!(
+                "nixos-shell: the VM was stopped (nixos-shell --stop) before the command ended"
+            );
+            0
+        }
         (ended, Some(_)) => {
             let failed = ended.map(|stop| qemu_failed(stop.exit_status()));
             session
@@ -250,4 +292,41 @@ fn execute(
                 .inspect_err(|_| console.show_tail(CONSOLE_TAIL_LINES))?
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::settings::disk::DiskFlag;
+    use crate::host::test_data::env;
+
+    #[test]
+    fn a_detached_consoles_log_lies_beside_its_disk_image() {
+        let env = env(&[("HOME", "/home/u")]);
+        let identity = Identity::new("/p#vm");
+        let key = identity.key();
+        let place = |disk: &DiskChoice| console_log_place(&env, "vm", &identity, disk);
+        let state = Some(Utf8PathBuf::from("/home/u/.local/state/nixos-shell"));
+        assert_eq!(
+            place(&DiskChoice::Default),
+            (state.clone(), format!("vm-{key}.console.log"))
+        );
+        // No image is kept: the log stays where the state image's would be.
+        assert_eq!(
+            place(&DiskChoice::Ephemeral),
+            (state, format!("vm-{key}.console.log"))
+        );
+        let given = DiskChoice::Given(DiskFlag {
+            spec: "../d/my.qcow2".to_owned(),
+            path: "/w/d/my.qcow2".into(),
+        });
+        assert_eq!(
+            place(&given),
+            (Some("/w/d".into()), "my.qcow2.console.log".to_owned())
+        );
+        assert_eq!(
+            console_log_place(&BTreeMap::new(), "vm", &identity, &DiskChoice::Default).0,
+            None
+        );
+    }
 }

@@ -107,6 +107,12 @@ impl Session {
         std::fs::write(&path, json).with_context(|| format!("could not write {path}"))
     }
 
+    /// Whether the guest reported its command's status (`result.json` in
+    /// the session share).
+    pub fn command_reported(&self) -> bool {
+        self.share().join(RESULT_FILE).exists()
+    }
+
     /// The guest command's status from `result.json` in the session share,
     /// once the VM ended; `qemu_failed` is what to say when QEMU itself
     /// failed before any guest ran (`None`: it did not fail).

@@ -71,6 +71,18 @@ impl Pty {
     }
 }
 
+/// Whether two settings of a terminal are the same as far as a user can
+/// tell: the modes, control characters and speeds.
+pub fn same_settings(a: &libc::termios, b: &libc::termios) -> bool {
+    a.c_iflag == b.c_iflag
+        && a.c_oflag == b.c_oflag
+        && a.c_cflag == b.c_cflag
+        && a.c_lflag == b.c_lflag
+        && a.c_cc == b.c_cc
+        && a.c_ispeed == b.c_ispeed
+        && a.c_ospeed == b.c_ospeed
+}
+
 type Transcript = Arc<(Mutex<Vec<u8>>, Condvar)>;
 
 /// A process running on a pseudo-terminal: a VM's console as the user sees it.
