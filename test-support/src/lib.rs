@@ -2,7 +2,8 @@
 //! (`benches/costs/`) share, one module per concern:
 //!
 //! - [`nix`]: the real `nix` and the settings every nix they start runs
-//!   with (offline, builds as root without build users).
+//!   with (offline, builds as root without build users), and derivations
+//!   no store has yet.
 //! - [`nix_fixture`]: the CLI against the real nix, offline, with fixture
 //!   flakes, a fixture `<nixpkgs>` and a run script that records what it
 //!   was handed.
