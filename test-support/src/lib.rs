@@ -15,6 +15,8 @@
 //! - [`long_life`]: one VM's long life by counts (attaches, resizes,
 //!   pipes), the host's nixos-shell watched: short in the VM tests, full in
 //!   the benchmark.
+//! - [`guest_nix`]: the host's nix client staged for the harness's guests
+//!   (the host-nix tests and figures).
 //! - [`vm_fixture`]: the fixture flake the CLI-driven VM tests and the boot
 //!   figures of the benchmark start.
 //! - [`sh`], `template`, [`fs`]: quoting and splitting `sh` words,
@@ -29,6 +31,7 @@
 
 pub mod bench;
 pub mod fs;
+pub mod guest_nix;
 pub mod long_life;
 pub mod nix;
 pub mod nix_fixture;
