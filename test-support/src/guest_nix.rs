@@ -35,10 +35,12 @@ pub const STORE_SHARE: &str =
     "local,path=/nix/store,mount_tag=nixstore,security_model=none,readonly=on";
 
 /// Shell for the guest: a store of the guest's own, empty, on a tmpfs at
-/// `/nix`, which the staged client builds into as root (no build users, no
-/// sandbox, as the tests' nix.conf; `NIX_REMOTE` unset means the local
-/// store).
-pub const OWN_STORE: &str = "mount -t tmpfs none /nix && unset NIX_REMOTE && \
+/// `/nix`, which the staged client builds into as root (`NIX_REMOTE` unset
+/// means the local store): no build users, no sandbox and no
+/// substituters, as the tests' nix.conf. Debian's build hook
+/// (`build-remote`) is not staged, so what is built there must prefer a
+/// local build, as [`fresh_derivation`](crate::nix::fresh_derivation)'s do.
+pub const OWN_STORE: &str = "mkdir -p /nix && mount -t tmpfs none /nix; unset NIX_REMOTE; \
 export NIX_CONFIG=\"$(printf 'build-users-group =\\nsandbox = false\\nsubstituters =\\n')\"";
 
 /// The staged client.

@@ -44,7 +44,10 @@ pub fn host_system() -> String {
 }
 
 /// A derivation no store has yet, so that nix must build it (the host-nix
-/// tests and figures): a file holding a word and a nonce of this run.
+/// tests and figures): a file holding a word and a nonce of this run. Like
+/// nixpkgs' `runCommandLocal` (`runCommandWith`'s `runLocal`:
+/// `preferLocalBuild = true; allowSubstitutes = false;`) it prefers a
+/// local build and no substitutes, so nix asks no build hook (a guest's staged nix has none).
 #[derive(Debug, Clone)]
 pub struct FreshDerivation {
     /// The Nix expression (`derivation { … }`, built with the host's
@@ -71,7 +74,7 @@ pub fn fresh_derivation(word: &str) -> FreshDerivation {
     let content = format!("{word} {nonce}\n");
     FreshDerivation {
         expression: format!(
-            r#"derivation {{ name = "host-nix-{word}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo {word} {nonce} > $out" ]; }}"#
+            r#"derivation {{ name = "host-nix-{word}"; system = builtins.currentSystem; builder = "/bin/sh"; preferLocalBuild = true; allowSubstitutes = false; args = [ "-c" "echo {word} {nonce} > $out" ]; }}"#
         ),
         content,
     }
