@@ -21,11 +21,11 @@ use nixos_shell_test_support::vm_fixture::Fixture;
 use crate::table::{Row, Unit};
 use crate::{guarded, Bench, PATHS};
 
-/// Shell for the guest: `timed LABEL I NAME [ARGS…]` runs `nb NAME ARGS`
-/// and prints `timed LABEL I START END` (the guest's uptime around it), or
-/// `failed LABEL I` and nix's output.
+/// Shell for the guest: `timed LABEL I COMMAND…` runs the command and
+/// prints `timed LABEL I START END` (the guest's uptime around it), or
+/// `failed LABEL I` and its output.
 const TIMED: &str = "timed() { l=$1; n=$2; shift 2; read s _ < /proc/uptime; \
-if o=$(nb \"$@\" 2>&1); then read e _ < /proc/uptime; echo \"timed $l $n $s $e\"; \
+if o=$(\"$@\" 2>&1); then read e _ < /proc/uptime; echo \"timed $l $n $s $e\"; \
 else echo \"failed $l $n: $o\"; fi; }";
 
 impl Bench {
@@ -36,6 +36,7 @@ impl Bench {
                 .to_string(),
             "through the host / own store (run by run)".to_string(),
             "nix-build in the guest of a path the host has".to_string(),
+            "nix-build --version in the guest (the client's own start)".to_string(),
         ];
         eprintln!("costs: host-nix");
         let series = match guarded(&labels, || self.try_host_nix()) {
@@ -52,11 +53,13 @@ impl Bench {
             ),
             Row::measured(labels[3].clone(), Unit::Seconds, &series.host_has)
                 .goal("< 1 s", |v| v < 1.0),
+            Row::measured(labels[4].clone(), Unit::Seconds, &series.client_start),
         ]
     }
 
     /// Two VMs, one per store; each builds one new derivation per run
-    /// (the first a warm-up), the host's VM then each again.
+    /// (the first a warm-up), the host's VM then each again. The host's VM
+    /// first times the client's start alone, what every figure includes.
     fn try_host_nix(&self) -> Result<HostNixSeries> {
         let fx = Fixture::new(PATHS, Era::NineP);
         let client = GuestNix::stage(&fx.path("nix-client"));
@@ -64,20 +67,24 @@ impl Bench {
         for i in 0..runs {
             client.write(&format!("new-{i}"), &fresh_derivation("bench").expression);
         }
-        let each = |label: &str, args: &str| {
+        let each = |label: &str, command: &str| {
             (0..runs)
-                .map(|i| format!("timed {label} {i} new-{i} {args}; "))
+                .map(|i| {
+                    format!(
+                        "timed {label} {i} {}; ",
+                        command.replace("@i@", &i.to_string())
+                    )
+                })
                 .collect::<String>()
         };
+        let build = "nb new-@i@ --no-out-link";
         let through_host = format!(
-            "{NB}; {TIMED}; {WAIT_FOR_RELAY}; {MOUNT_HOST_STORE}; {}{}",
-            each("through-host", "--no-out-link"),
-            each("host-has", "--no-out-link"),
+            "{NB}; {TIMED}; {WAIT_FOR_RELAY}; {MOUNT_HOST_STORE}; {}{}{}",
+            each("client-start", "nix_build --version"),
+            each("through-host", build),
+            each("host-has", build),
         );
-        let own_store = format!(
-            "{NB}; {TIMED}; {OWN_STORE}; {}",
-            each("own-store", "--no-out-link")
-        );
+        let own_store = format!("{NB}; {TIMED}; {OWN_STORE}; {}", each("own-store", build));
         let host_text = self.guest_run(&fx, &client, &[], &through_host)?;
         let own_text = self.guest_run(&fx, &client, &["--no-host-nix"], &own_store)?;
         let times = |text: &str, label: &str| -> Result<Vec<f64>> {
@@ -105,6 +112,7 @@ impl Bench {
         Ok(HostNixSeries {
             through_host: times(&host_text, "through-host")?,
             host_has: times(&host_text, "host-has")?,
+            client_start: times(&host_text, "client-start")?,
             own_store: times(&own_text, "own-store")?,
         })
     }
@@ -142,4 +150,5 @@ struct HostNixSeries {
     through_host: Vec<f64>,
     own_store: Vec<f64>,
     host_has: Vec<f64>,
+    client_start: Vec<f64>,
 }

@@ -12,10 +12,12 @@ use crate::fs::on_path;
 /// Where the guest mounts the staged client.
 pub const GUEST_DIR: &str = "/opt/nix";
 
-/// Shell for the guest: `nb NAME [ARGS…]` runs the staged `nix-build` on
-/// the build file `NAME.nix` (ARGS first, e.g. `--no-out-link`).
-pub const NB: &str = "nb() { f=$1; shift; /opt/nix/lib/ld-linux-x86-64.so.2 \
---library-path /opt/nix/lib /opt/nix/bin/nix-build \"$@\" \"/opt/nix/$f.nix\"; }";
+/// Shell for the guest: `nix_build ARGS…` runs the staged `nix-build`;
+/// `nb NAME [ARGS…]` runs it on the build file `NAME.nix` (ARGS first,
+/// e.g. `--no-out-link`).
+pub const NB: &str = "nix_build() { /opt/nix/lib/ld-linux-x86-64.so.2 \
+--library-path /opt/nix/lib /opt/nix/bin/nix-build \"$@\"; }; \
+nb() { f=$1; shift; nix_build \"$@\" \"/opt/nix/$f.nix\"; }";
 
 /// Shell for the guest: waits (at most 10 s) for the host-nix relay's
 /// socket, which the guest role serves once it has the CLI's port.
