@@ -15,7 +15,8 @@
 //! `cli`, `warm`, `boot` (boot to command and peak RSS), `resize` (the
 //! console following the terminal), `attach` (`--attach`'s start and its
 //! pipes), `shares` (the shared home over 9p and over virtiofs), `background`
-//! (`--detach`, `--list` and `--stop`), `long-life`
+//! (`--detach`, `--list` and `--stop`), `host-nix` (nix in the guest through
+//! the host's store and in its own), `long-life`
 //! (one VM for at least 15 minutes: what the host holds at the end). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
@@ -24,6 +25,7 @@
 mod attach;
 mod background;
 mod boot;
+mod host_nix;
 mod load;
 mod long_life;
 mod machine;
@@ -49,7 +51,7 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "cli",
     "warm",
     "boot",
@@ -57,6 +59,7 @@ const SECTIONS: [&str; 8] = [
     "attach",
     "shares",
     "background",
+    "host-nix",
     "long-life",
 ];
 
@@ -149,6 +152,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("background") {
         rows.extend(bench.background());
+    }
+    if wanted("host-nix") {
+        rows.extend(bench.host_nix());
     }
     if wanted("long-life") {
         rows.extend(bench.long_life());

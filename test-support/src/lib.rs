@@ -2,7 +2,8 @@
 //! (`benches/costs/`) share, one module per concern:
 //!
 //! - [`nix`]: the real `nix` and the settings every nix they start runs
-//!   with (offline, builds as root without build users).
+//!   with (offline, builds as root without build users), and derivations
+//!   no store has yet.
 //! - [`nix_fixture`]: the CLI against the real nix, offline, with fixture
 //!   flakes, a fixture `<nixpkgs>` and a run script that records what it
 //!   was handed.
@@ -14,6 +15,8 @@
 //! - [`long_life`]: one VM's long life by counts (attaches, resizes,
 //!   pipes), the host's nixos-shell watched: short in the VM tests, full in
 //!   the benchmark.
+//! - [`guest_nix`]: the host's nix client staged for the harness's guests
+//!   (the host-nix tests and figures).
 //! - [`vm_fixture`]: the fixture flake the CLI-driven VM tests and the boot
 //!   figures of the benchmark start.
 //! - [`sh`], `template`, [`fs`]: quoting and splitting `sh` words,
@@ -28,6 +31,7 @@
 
 pub mod bench;
 pub mod fs;
+pub mod guest_nix;
 pub mod long_life;
 pub mod nix;
 pub mod nix_fixture;

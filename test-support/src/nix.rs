@@ -1,4 +1,5 @@
-//! The real `nix`, as every test and figure runs it.
+//! The real `nix`, as every test and figure runs it, and derivations it
+//! must build.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -40,4 +41,41 @@ pub fn command(name: &str) -> Command {
 /// This machine's Nix platform, as the CLI computes it.
 pub fn host_system() -> String {
     format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// A derivation no store has yet, so that nix must build it (the host-nix
+/// tests and figures): a file holding a word and a nonce of this run. Like
+/// nixpkgs' `runCommandLocal` (`runCommandWith`'s `runLocal`:
+/// `preferLocalBuild = true; allowSubstitutes = false;`) it prefers a
+/// local build and no substitutes, so nix asks no build hook (a guest's staged nix has none).
+#[derive(Debug, Clone)]
+pub struct FreshDerivation {
+    /// The Nix expression (`derivation { … }`, built with the host's
+    /// `/bin/sh`), for `nix-build -E` or a `.nix` file.
+    pub expression: String,
+    /// What its output holds once built.
+    pub content: String,
+}
+
+/// A [`FreshDerivation`] named `host-nix-WORD` whose output holds `WORD`
+/// and a nonce no earlier call made: this process's id, the time and a
+/// count of the calls, so neither an earlier run nor a sibling test (the
+/// store outlives both) has built it.
+pub fn fresh_derivation(word: &str) -> FreshDerivation {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let nonce = format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let content = format!("{word} {nonce}\n");
+    FreshDerivation {
+        expression: format!(
+            r#"derivation {{ name = "host-nix-{word}"; system = builtins.currentSystem; builder = "/bin/sh"; preferLocalBuild = true; allowSubstitutes = false; args = [ "-c" "echo {word} {nonce} > $out" ]; }}"#
+        ),
+        content,
+    }
 }

@@ -9,8 +9,9 @@
 //! `host::execute::host_nix`.)
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use crate::support::guest_nix::{GuestNix, MOUNT_HOST_STORE, NB, STORE_SHARE, WAIT_FOR_RELAY};
+use crate::support::nix::{fresh_derivation, FreshDerivation};
 use crate::support::vm::{Era, BOOT_TIMEOUT};
 use crate::support::vm_fixture::Fixture;
 use crate::PATHS;
@@ -37,90 +38,75 @@ fn a_command_names_the_relayed_host_nix_and_no_host_nix_leaves_it_out() {
     assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0));
 }
 
-/// The host's own nix client, its libraries beside it, in a directory the
-/// test shares with the guest (`--mount DIR:/opt/nix:ro`), run through
-/// their dynamic loader: a real nix client in the guest, without a nix in
-/// the initramfs (`bin/nix-build`, and `bin/nix-store`: nix's programs
-/// are one, told apart by their name). Each build file is a derivation no
-/// store has yet.
-pub(crate) fn stage_nix_client(dir: &Path, nonce: &str) {
-    let lib = dir.join("lib");
-    std::fs::create_dir_all(&lib).unwrap();
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    let nix = std::fs::canonicalize(on_path("nix-build")).unwrap();
-    std::fs::copy(&nix, dir.join("bin/nix-build")).unwrap();
-    std::fs::copy(&nix, dir.join("bin/nix-store")).unwrap();
-    let ldd = Command::new("ldd").arg(&nix).output().unwrap();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libfoo.so => /lib/.../libfoo.so (0x...)" or "/lib64/ld-linux... (0x...)"
-        let path = line
-            .split_whitespace()
-            .find(|word| word.starts_with('/'))
-            .map(Path::new);
-        if let Some(path) = path {
-            std::fs::copy(path, lib.join(path.file_name().unwrap())).unwrap();
+/// The host's GC roots in `gcroots/auto` that name `link`: what the
+/// daemon made for a result link at that path (nix's
+/// `LocalStore::addIndirectRoot`).
+fn auto_roots_to(link: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir("/nix/var/nix/gcroots/auto")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|root| std::fs::read_link(root).is_ok_and(|target| target == link))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes, when the test ends (passed or not), the result link the guest
+/// made and the host's roots to it: neither outlives the test.
+struct RootsTo(PathBuf);
+
+impl RootsTo {
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.0);
+        for root in auto_roots_to(&self.0) {
+            let _ = std::fs::remove_file(root);
         }
     }
-    for word in ["once", "left", "right"] {
-        std::fs::write(
-            dir.join(format!("{word}.nix")),
-            format!(
-                r#"derivation {{ name = "guest-{word}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "echo {word} {nonce} > $out" ]; }}"#
-            ),
-        )
-        .unwrap();
+}
+
+impl Drop for RootsTo {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
-
-fn on_path(program: &str) -> PathBuf {
-    std::env::var("PATH")
-        .unwrap()
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("{program} is not on PATH"))
-}
-
-/// In the guest: `nix-build` of the build file `$1` through the loader.
-const GUEST_NIX_BUILD: &str =
-    "nb() { /opt/nix/lib/ld-linux-x86-64.so.2 --library-path /opt/nix/lib \
-/opt/nix/bin/nix-build --no-out-link \"/opt/nix/$1.nix\"; }";
 
 #[test]
 fn the_guests_nix_builds_into_the_hosts_store_once_two_at_a_time_and_roots_a_home_result() {
     let fx = Fixture::new(PATHS, Era::NineP);
-    let nonce = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+    let client = GuestNix::stage(&fx.path("nix-client"));
+    let fresh: Vec<(&str, FreshDerivation)> = ["once", "left", "right"]
+        .into_iter()
+        .map(|word| (word, fresh_derivation(word)))
+        .collect();
+    for (word, derivation) in &fresh {
+        client.write(word, &derivation.expression);
+    }
+    let content = |word: &str| {
+        fresh
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|(_, derivation)| derivation.content.clone())
             .unwrap()
-            .as_nanos()
-    );
-    let staged = fx.path("nix-client");
-    stage_nix_client(&staged, &nonce);
-    let mount = format!("{}:/opt/nix:ro", staged.display());
+    };
+    let link = fx.cwd().join("result");
+    let roots = RootsTo(link.clone());
+    let mount = client.mount();
     let script = format!(
-        "{GUEST_NIX_BUILD}; \
-         i=0; while [ ! -S /run/nixos-shell/host-nix.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; \
-         mkdir -p /nix/store && mount -t 9p -o trans=virtio,version=9p2000.L,ro nixstore /nix/store; \
-         echo first-begin; nb once 2>&1; echo first-end; \
-         echo \"read=$(cat \"$(nb once 2>/dev/null)\")\"; \
-         echo again-begin; nb once 2>&1; echo again-end; \
-         nb left >/tmp/left 2>&1 & nb right >/tmp/right 2>&1 & wait; \
+        "{NB}; {WAIT_FOR_RELAY}; {MOUNT_HOST_STORE}; \
+         echo first-begin; nb once --no-out-link 2>&1; echo first-end; \
+         echo \"read=$(cat \"$(nb once --no-out-link 2>/dev/null)\")\"; \
+         echo again-begin; nb once --no-out-link 2>&1; echo again-end; \
+         nb left --no-out-link >/tmp/left 2>&1 & nb right --no-out-link >/tmp/right 2>&1 & wait; \
          echo \"pair=$(tail -n1 /tmp/left) $(tail -n1 /tmp/right)\"; \
-         /opt/nix/lib/ld-linux-x86-64.so.2 --library-path /opt/nix/lib /opt/nix/bin/nix-build /opt/nix/left.nix >/dev/null 2>&1; \
+         nb left >/dev/null 2>&1; \
          echo rooted=$?"
     );
-    // The host's store, read-only at the same path, as qemu-vm.nix shares
-    // it (`virtualisation.sharedDirectories.nix-store`, mounted under
-    // /nix/.ro-store and bound or overlaid at /nix/store); 9p uncached, so
-    // a path built after the mount shows at once.
-    let store_share = "local,path=/nix/store,mount_tag=nixstore,security_model=none,readonly=on";
     let out = fx
         .command_with_qemu_args(
             &["--mount", &mount, "-c", &script],
-            &["-virtfs", store_share],
+            &["-virtfs", STORE_SHARE],
         )
         .stdin(std::process::Stdio::null())
         .output()
@@ -143,12 +129,12 @@ fn the_guests_nix_builds_into_the_hosts_store_once_two_at_a_time_and_roots_a_hom
     let path = first.lines().last().unwrap().trim().to_owned();
     // Built once, on the host, in the host's store.
     assert!(first.contains("will be built"), "{first}");
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        format!("once {nonce}\n")
-    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), content("once"));
     // And the guest reads it through the shared store.
-    assert!(text.contains(&format!("read=once {nonce}\n")), "{text}");
+    assert!(
+        text.contains(&format!("read={}", content("once"))),
+        "{text}"
+    );
     // The host has it: nothing is built the second time.
     assert!(!again.contains("will be built"), "{again}");
     assert_eq!(again.lines().last().unwrap().trim(), path);
@@ -156,12 +142,11 @@ fn the_guests_nix_builds_into_the_hosts_store_once_two_at_a_time_and_roots_a_hom
     // root: the daemon made the indirect root to the link's path, which is
     // the same on the host (nix's LocalStore::addIndirectRoot, gcroots/auto).
     assert!(text.contains("rooted=0"), "{text}");
-    let link = fx.cwd().join("result");
-    let auto = std::fs::read_dir("/nix/var/nix/gcroots/auto").unwrap();
-    let rooted = auto
-        .flatten()
-        .any(|entry| std::fs::read_link(entry.path()).is_ok_and(|target| target == link));
-    assert!(rooted, "no indirect root to {}", link.display());
+    assert!(
+        !auto_roots_to(&link).is_empty(),
+        "no indirect root to {}",
+        link.display()
+    );
     let pair = between("pair=", "\n");
     let built: Vec<&str> = pair.split_whitespace().collect();
     assert_eq!(built.len(), 2, "{text}");
@@ -171,9 +156,15 @@ fn the_guests_nix_builds_into_the_hosts_store_once_two_at_a_time_and_roots_a_hom
         "the result link names the left build"
     );
     for (word, path) in ["left", "right"].iter().zip(built) {
-        assert_eq!(
-            std::fs::read_to_string(path).unwrap(),
-            format!("{word} {nonce}\n")
-        );
+        assert_eq!(std::fs::read_to_string(path).unwrap(), content(word));
     }
+    // The test leaves no root behind: the link and the host's root to it
+    // go (a stale auto root would only go at the host's next GC).
+    roots.remove();
+    assert!(
+        auto_roots_to(&link).is_empty(),
+        "a root to {} is left",
+        link.display()
+    );
+    assert!(std::fs::symlink_metadata(&link).is_err());
 }

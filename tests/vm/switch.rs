@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::support::guest_nix::GuestNix;
 use crate::support::vm::{Console, Output, Piped, BOOT_TIMEOUT};
 use crate::support::vm_fixture::{Fixture, System};
 use crate::PATHS;
@@ -188,7 +189,7 @@ fn a_switch_that_restarts_the_guests_attach_server_still_reports_its_status() {
 fn a_switched_system_is_registered_in_the_guests_nix_database() {
     let fx = Fixture::switchable(PATHS);
     let staged = fx.path("nix-client");
-    crate::vm::host_nix::stage_nix_client(&staged, "registration");
+    GuestNix::stage(&staged);
     let mount = format!("{}:/opt/nix:ro", staged.display());
     let vm = {
         let mut vm = fx.start(&["--mount", &mount]);

@@ -5,9 +5,13 @@
 //! host for it. The guest's own nix-daemon and its socket are untouched:
 //! only sessions whose `NIX_REMOTE` names this socket use the host's.
 //!
-//! A thread per client reads it and frames what it sends, another writes
-//! what its connection brings; one thread reads the port and hands each
-//! connection's bytes to its client's writer.
+//! A thread per client reads it and frames what it sends, while the
+//! connection's window has room; another writes what its connection
+//! brings, and credits it; one thread reads the port and hands each
+//! connection's bytes to its client's writer, and credits to its reader
+//! (`schema::host_nix`'s flow control: a client that does not read holds
+//! at most a window of the host's answer here, and one that writes faster
+//! than its daemon reads is not read on).
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -23,7 +27,9 @@ use camino::Utf8Path;
 
 use super::report::Reporter;
 use super::{ports, session};
-use crate::schema::host_nix::{read_frame, Frame, Kind, GUEST_SOCKET, MAX_PAYLOAD};
+use crate::schema::host_nix::{
+    read_frame, Backlog, Frame, Kind, Window, GUEST_SOCKET, MAX_PAYLOAD,
+};
 use crate::schema::ports::Port;
 
 /// Serves the socket until the host's end of the port is gone.
@@ -72,10 +78,18 @@ pub fn listen(socket: &Utf8Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// The clients by connection, for the port's reader: a channel each to the
-/// thread that writes to the client, so that one client that stops reading
-/// holds up no other connection on the port.
-type Clients = Arc<Mutex<HashMap<u32, mpsc::Sender<Vec<u8>>>>>;
+/// One client, for the port's reader: a channel to the thread that
+/// writes to it (so that one client that stops reading holds up no other
+/// connection on the port) and what that channel holds, and the window of
+/// what the client sends.
+struct Client {
+    output: mpsc::Sender<Vec<u8>>,
+    backlog: Arc<Backlog>,
+    window: Arc<Window>,
+}
+
+/// The clients by connection.
+type Clients = Arc<Mutex<HashMap<u32, Client>>>;
 
 /// Relays every client of `listener` over the port (`from_port`,
 /// `to_port`) until the port ends; returns then, leaving the listener's
@@ -97,18 +111,36 @@ pub fn relay(
         let Ok(mut clients) = clients.lock() else {
             return;
         };
+        let connection = frame.connection;
         match frame.kind {
             Kind::Data => {
-                if let Some(client) = clients.get(&frame.connection) {
+                let Some(client) = clients.get(&connection) else {
+                    continue;
+                };
+                if client.backlog.admit(frame.payload.len()) {
                     // A client that went away; its reader closes the
                     // connection.
-                    let _ = client.send(frame.payload);
+                    let _ = client.output.send(frame.payload);
+                } else {
+                    // Past the window: the host broke the protocol; end
+                    // this connection.
+                    if let Some(client) = clients.remove(&connection) {
+                        client.window.close();
+                    }
+                    send(&*to_port, &closing(connection));
+                }
+            }
+            Kind::Credit => {
+                if let Some(client) = clients.get(&connection) {
+                    client.window.credit(frame.credited());
                 }
             }
             // The host's end is gone: the client reads what came, then
-            // the end.
+            // the end, and is read no more.
             Kind::Close => {
-                clients.remove(&frame.connection);
+                if let Some(client) = clients.remove(&connection) {
+                    client.window.close();
+                }
             }
             // Only the guest opens connections.
             Kind::Open => {}
@@ -118,15 +150,28 @@ pub fn relay(
     let Ok(mut clients) = clients.lock() else {
         return;
     };
-    clients.clear();
+    for (_, client) in clients.drain() {
+        client.window.close();
+    }
 }
 
-/// Writes what the host sends to `client` until the connection ends, then
-/// shuts the client's socket: it reads the end, and its reader thread sees
-/// its own and closes the connection (the host ignores the second close).
-fn write_client(mut client: UnixStream, output: mpsc::Receiver<Vec<u8>>) {
+/// Writes what the host sends to `client` until the connection ends,
+/// crediting each chunk written, then shuts the client's socket: it reads
+/// the end, and its reader thread sees its own and closes the connection
+/// (the host ignores the second close).
+fn write_client<W: Write>(
+    mut client: UnixStream,
+    output: mpsc::Receiver<Vec<u8>>,
+    backlog: &Backlog,
+    connection: u32,
+    to_port: &Mutex<W>,
+) {
     for bytes in output {
         if client.write_all(&bytes).is_err() {
+            break;
+        }
+        backlog.written(bytes.len());
+        if !send(to_port, &Frame::credit(connection, bytes.len())) {
             break;
         }
     }
@@ -148,44 +193,78 @@ fn accept<W: Write + Send + 'static>(
         let connection = next;
         next = next.wrapping_add(1).max(1);
         let (output, outputs) = mpsc::channel();
+        let backlog = Arc::new(Backlog::default());
+        let window = Arc::new(Window::default());
         match clients.lock() {
             Ok(mut clients) => {
-                clients.insert(connection, output);
+                clients.insert(
+                    connection,
+                    Client {
+                        output,
+                        backlog: Arc::clone(&backlog),
+                        window: Arc::clone(&window),
+                    },
+                );
             }
             Err(_) => return,
         }
-        thread::spawn(move || write_client(client, outputs));
-        if !send(to_port, Kind::Open, connection, &[]) {
+        {
+            let to_port = Arc::clone(to_port);
+            thread::spawn(move || write_client(client, outputs, &backlog, connection, &to_port));
+        }
+        if !send(
+            &**to_port,
+            &Frame {
+                kind: Kind::Open,
+                connection,
+                payload: Vec::new(),
+            },
+        ) {
             return;
         }
         let to_port = Arc::clone(to_port);
-        thread::spawn(move || pass_client(reader, connection, &to_port));
+        thread::spawn(move || pass_client(reader, connection, &window, &to_port));
     }
 }
 
-/// Frames what a client sends until it closes, then closes its connection.
-fn pass_client<W: Write>(mut client: UnixStream, connection: u32, to_port: &Mutex<W>) {
+/// Frames what a client sends, while the window has room, until it closes
+/// or the connection ends; then closes its connection.
+fn pass_client<W: Write>(
+    mut client: UnixStream,
+    connection: u32,
+    window: &Window,
+    to_port: &Mutex<W>,
+) {
     let mut buffer = vec![0u8; MAX_PAYLOAD];
-    loop {
+    while window.wait_room() {
         match client.read(&mut buffer) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if !send(to_port, Kind::Data, connection, &buffer[..n]) {
+                window.sent(n);
+                let frame = Frame {
+                    kind: Kind::Data,
+                    connection,
+                    payload: buffer[..n].to_vec(),
+                };
+                if !send(to_port, &frame) {
                     return;
                 }
             }
         }
     }
-    send(to_port, Kind::Close, connection, &[]);
+    send(to_port, &closing(connection));
+}
+
+fn closing(connection: u32) -> Frame {
+    Frame {
+        kind: Kind::Close,
+        connection,
+        payload: Vec::new(),
+    }
 }
 
 /// Writes one frame to the port; `false` once the port takes no more.
-fn send<W: Write>(to_port: &Mutex<W>, kind: Kind, connection: u32, payload: &[u8]) -> bool {
-    let frame = Frame {
-        kind,
-        connection,
-        payload: payload.to_vec(),
-    };
+fn send<W: Write>(to_port: &Mutex<W>, frame: &Frame) -> bool {
     match to_port.lock() {
         Ok(mut port) => port
             .write_all(&frame.encode())
