@@ -135,6 +135,22 @@ fn replace_link(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
     std::fs::rename(&next, link).with_context(|| format!("could not replace {link}"))
 }
 
+impl Registration {
+    /// Says that the VM now runs the build result `build` and what
+    /// `--list` shows of it (after a restart): the info and the build link
+    /// replaced at once, the entry itself (and the out-link `--switch`
+    /// keeps beside it) left as they are.
+    pub fn update(&self, build: &Utf8Path, info: &VmInfo) -> Result<()> {
+        let json = serde_json::to_vec(info).context("could not encode the VM's entry")?;
+        let info_file = info_path(&self.link);
+        let partial = Utf8PathBuf::from(format!("{info_file}.partial"));
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, &info_file))
+            .with_context(|| format!("could not write {info_file}"))?;
+        replace_link(build, &companion(&self.link, BUILD_SUFFIX))
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         for suffix in COMPANIONS {
