@@ -14,7 +14,8 @@
 //! Arguments (after `--`): section names to run only some of them:
 //! `cli`, `warm`, `boot` (boot to command and peak RSS), `resize` (the
 //! console following the terminal), `attach` (`--attach`'s start and its
-//! pipes), `shares` (the shared home over 9p and over virtiofs), `long-life`
+//! pipes), `shares` (the shared home over 9p and over virtiofs), `switch`
+//! (`--switch` against `--switch --restart`, and `--watch`), `long-life`
 //! (one VM for at least 15 minutes: what the host holds at the end). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
@@ -31,6 +32,7 @@ mod overhead;
 mod proc;
 mod resize;
 mod shares;
+mod switch;
 mod table;
 mod warm;
 
@@ -47,13 +49,14 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "cli",
     "warm",
     "boot",
     "resize",
     "attach",
     "shares",
+    "switch",
     "long-life",
 ];
 
@@ -143,6 +146,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("shares") {
         rows.extend(bench.shares());
+    }
+    if wanted("switch") {
+        rows.extend(bench.switch());
     }
     if wanted("long-life") {
         rows.extend(bench.long_life());
