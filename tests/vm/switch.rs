@@ -452,3 +452,42 @@ fn a_detached_vm_restarted_is_still_listed_and_attachable() {
     assert!(listed(&fx).is_empty());
     assert!(fx.nix.leftovers().is_empty(), "{:?}", fx.nix.leftovers());
 }
+
+/// A restart whose new VM does not boot (QEMU refuses a memory size no
+/// machine has) says so and exits non-zero; the VM's nixos-shell ends with
+/// QEMU's status and its message in its terminal, leaving nothing behind.
+#[test]
+fn a_restart_whose_new_vm_does_not_boot_says_so() {
+    let fx = Fixture::switchable(PATHS);
+    let mut vm = running(&fx);
+    // 4 PiB: beyond the address space of any host, whatever its memory.
+    fx.set_system(&System {
+        mark: "unbootable",
+        memory: 4_000_000_000,
+        ..System::default()
+    });
+    let out = switch_with(&fx, &["--restart"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs a restart: QEMU's command line changed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the VM did not come back: it ended before the new build answered"),
+        "{stderr}"
+    );
+    assert_ne!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
+    assert!(
+        vm.transcript().contains("QEMU failed"),
+        "{}",
+        vm.transcript()
+    );
+    let out = switch(&fx);
+    assert!(
+        text(&out.stderr).contains("no VM of"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.nix.leftovers().is_empty(), "{:?}", fx.nix.leftovers());
+}
