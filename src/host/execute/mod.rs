@@ -4,7 +4,10 @@
 //! [`disk`] image and its lock (and the [`release`] it was made with), the served [`ports`] and the shares'
 //! daemons (their threads and poll loops), and QEMU itself ([`launch`];
 //! `host::terminal` saves and restores this terminal), with the attach
-//! relay (`attach::relay`) while it runs.
+//! relay (`attach::relay`) while it runs. A run is one or more boots: a
+//! `--switch --restart` ends one and the run starts the next from the new
+//! build (`run` loops over [`boot`]), keeping what outlives a boot (the
+//! session, the disk and its lock, the attach socket and registry entry).
 
 pub mod disk;
 pub mod host_nix;
