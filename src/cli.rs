@@ -149,6 +149,14 @@ pub struct HostArgs {
     // does not name the flag once made one line.
     #[arg(long, help_heading = "Change the running VM")]
     pub watch: bool,
+    /// With --switch: when the new build needs a restart (a new kernel,
+    /// QEMU's options, ...), restart the VM with it instead, in place (same
+    /// terminal or still detached, same disk image and run-time flags); a
+    /// build that needs none is switched as usual.
+    // Not with --watch: a watch that reboots on a save is a reboot loop
+    // nobody asked for; `--switch --restart` once does it.
+    #[arg(long, help_heading = "Change the running VM", conflicts_with = "watch")]
+    pub restart: bool,
     /// With --attach: the console of the detached VM of CONFIG, its log so
     /// far and then what it adds; a key or Ctrl-C leaves it running.
     #[arg(long, help_heading = "VMs beside you", conflicts_with = "command")]

@@ -16,7 +16,8 @@
 //! console following the terminal), `attach` (`--attach`'s start and its
 //! pipes), `shares` (the shared home over 9p and over virtiofs), `background`
 //! (`--detach`, `--list` and `--stop`), `host-nix` (nix in the guest through
-//! the host's store and in its own), `long-life`
+//! the host's store and in its own), `switch` (`--switch` against
+//! `--switch --restart`, and `--watch`), `long-life`
 //! (one VM for at least 15 minutes: what the host holds at the end). Environment:
 //! `NIXOS_SHELL_ORIGINAL` = path of the original (bash) nixos-shell, to
 //! measure it beside ours; `NIXOS_SHELL_BENCH_RUNS` = runs per figure;
@@ -35,6 +36,7 @@ mod overhead;
 mod proc;
 mod resize;
 mod shares;
+mod switch;
 mod table;
 mod warm;
 
@@ -51,7 +53,7 @@ use nix::NixWrapper;
 use table::{Outcome, Row, Unit};
 
 /// The sections one may ask for by name.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "cli",
     "warm",
     "boot",
@@ -60,6 +62,7 @@ const SECTIONS: [&str; 9] = [
     "shares",
     "background",
     "host-nix",
+    "switch",
     "long-life",
 ];
 
@@ -155,6 +158,9 @@ fn run(sections: &[String]) -> Result<bool> {
     }
     if wanted("host-nix") {
         rows.extend(bench.host_nix());
+    }
+    if wanted("switch") {
+        rows.extend(bench.switch());
     }
     if wanted("long-life") {
         rows.extend(bench.long_life());

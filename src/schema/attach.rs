@@ -517,6 +517,15 @@ pub enum HolderRequest {
     /// `nixos-shell --stop`: power the guest off, end QEMU if it does not
     /// within the holder's deadline, and end.
     Stop,
+    /// `nixos-shell --switch --restart`: power the guest off as `Stop`
+    /// does, then start the VM again from `build` (a build result of the
+    /// same configuration, which the client built and keeps rooted) with
+    /// the same run-time settings, in the same terminal or still detached.
+    /// The holder answers on the same connection: the new guest's
+    /// [`HELLO`] once it answers, a [`Kind::Refused`] line when it cannot
+    /// restart; the connection closing unanswered means the new VM ended
+    /// before it answered.
+    Restart { build: Utf8PathBuf },
 }
 
 /// How a session's program ended.

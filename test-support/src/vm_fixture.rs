@@ -78,6 +78,8 @@ pub struct System {
     pub kernel: &'static str,
     /// `virtualisation.mountHostNixStore`.
     pub host_store: bool,
+    /// `virtualisation.memorySize` in MiB: the run script's `-m`.
+    pub memory: u64,
     /// The configuration fails to evaluate.
     pub broken: bool,
     /// Its switch-to-configuration restarts the guest's attach server
@@ -95,6 +97,7 @@ impl Default for System {
             status: 0,
             kernel: "k1",
             host_store: true,
+            memory: vm::MEMORY_MIB.into(),
             broken: false,
             restarts_attach: false,
         }
@@ -198,6 +201,7 @@ impl Fixture {
     pub fn set_system(&self, system: &System) {
         let status = system.status.to_string();
         let host_store = system.host_store.to_string();
+        let memory = system.memory.to_string();
         self.nix.write(
             "system.nix",
             &fill(
@@ -207,6 +211,7 @@ impl Fixture {
                     ("status", &status),
                     ("kernel", system.kernel),
                     ("host_store", &host_store),
+                    ("memory", &memory),
                     (
                         "restart_attach",
                         if system.restarts_attach {

@@ -50,6 +50,10 @@ fn without_a_running_vm_it_says_so_in_one_line_and_starts_no_nix() {
             &["--switch", "--watch", ".#vm"][..],
             "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
         ),
+        (
+            &["--switch", "--restart", ".#vm"][..],
+            "no VM of .#vm is running; start one with `nixos-shell '.#vm'`",
+        ),
     ] {
         let out = fx.run(args);
         assert_only_error(&out, says);
@@ -149,7 +153,7 @@ fn a_registry_other_users_may_write_to_is_refused() {
 }
 
 #[test]
-fn switch_refuses_the_flags_of_a_run_and_watch_needs_switch() {
+fn switch_refuses_the_flags_of_a_run_and_watch_and_restart_need_switch() {
     let fx = NixFixture::new(PATHS);
     fx.flake(&mkvm("{ }"));
     let out = fx.run(&["--switch", "--memory", "1G"]);
@@ -161,6 +165,16 @@ fn switch_refuses_the_flags_of_a_run_and_watch_needs_switch() {
     assert_only_error(
         &out,
         "--watch switches the running VM on each save: use it with --switch",
+    );
+    let out = fx.run(&["--restart"]);
+    assert_only_error(
+        &out,
+        "--restart restarts the running VM with a new build: use it with --switch",
+    );
+    let out = fx.run(&["--switch", "--watch", "--restart"]);
+    assert_only_error(
+        &out,
+        "the argument '--watch' cannot be used with '--restart'",
     );
     assert_eq!(fx.nix_calls().0, 0);
 }

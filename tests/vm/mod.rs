@@ -40,7 +40,9 @@
 //!   VM runs.
 //! - `switch`: `nixos-shell --switch` in the running VM: a new build
 //!   switched to, its output and status back, an unchanged one left alone,
-//!   a failed build harmless, a new kernel named as needing a restart.
+//!   a failed build harmless, a new kernel named as needing a restart,
+//!   and `--restart` booting it in place (in the same terminal, or still
+//!   detached), or saying so when the new VM does not boot.
 //! - `daemons`: nixos-shell's virtiofs daemons around a stand-in QEMU
 //!   that fails: up before QEMU starts, gone with it, sockets and all.
 //!

@@ -14,8 +14,10 @@
 use std::time::Duration;
 
 use crate::support::guest_nix::GuestNix;
-use crate::support::vm::{Console, Output, Piped, BOOT_TIMEOUT};
-use crate::support::vm_fixture::{Fixture, System};
+use crate::support::vm::{
+    kill_processes_under, same_settings, Console, Output, Permit, Piped, Pty, BOOT_TIMEOUT,
+};
+use crate::support::vm_fixture::{Fixture, System, COLS, ROWS};
 use crate::PATHS;
 
 /// Far above what a build of the fixture and a switch take; a hang guard.
@@ -27,7 +29,14 @@ fn text(bytes: &[u8]) -> String {
 
 /// `nixos-shell --switch` of the fixture's configuration, to its end.
 fn switch(fx: &Fixture) -> Output {
-    Piped::spawn_with(fx.command(&["--switch"]), None).finish(b"", SWITCH)
+    switch_with(fx, &[])
+}
+
+/// `nixos-shell --switch ARGS` of the fixture's configuration, to its end.
+fn switch_with(fx: &Fixture, args: &[&str]) -> Output {
+    let mut flags = vec!["--switch"];
+    flags.extend_from_slice(args);
+    Piped::spawn_with(fx.command(&flags), None).finish(b"", SWITCH)
 }
 
 /// What /run/switched in the guest holds ("" without one).
@@ -399,4 +408,187 @@ fn a_watch_switches_once_per_burst_of_saves_and_survives_a_broken_one() {
     assert_eq!(watch.rounds(), 3, "{:?}", watch.seen);
     assert_eq!(switched(&fx), "fixed");
     power_off(vm);
+}
+
+/// `--switch --restart`: a build that needs no restart is switched as
+/// without the flag; one that does (a new kernel) is named so, and the
+/// nixos-shell that holds the VM starts it again from the new build in
+/// the same terminal: the new system on the guest kernel's command line
+/// (the run script boots `init=${toplevel}/init`), nothing activated (a
+/// boot, not a switch), the console in raw mode again, and the terminal
+/// as it was once the VM ends.
+#[test]
+fn restart_boots_a_build_that_needs_it_in_the_same_terminal() {
+    let fx = Fixture::switchable(PATHS);
+    let pty = Pty::open(ROWS, COLS);
+    let before = pty.termios();
+    let mut vm = Console::spawn_on(pty, fx.command(&[]), Some(Permit::acquire(1)));
+    vm.wait_for_shell();
+    let (cmdline, _) = vm.sh("cat /proc/cmdline");
+    assert!(cmdline.contains("-nixos-system-vm-first/init"), "{cmdline}");
+
+    fx.set_system(&System {
+        mark: "second",
+        ..System::default()
+    });
+    let out = switch_with(&fx, &["--restart"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        text(&out.stdout).contains("switch-to-configuration test: second"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("switched without one"), "{stderr}");
+    assert_eq!(switched(&fx), "second");
+
+    fx.set_system(&System {
+        mark: "third",
+        kernel: "k2",
+        ..System::default()
+    });
+    let out = switch_with(&fx, &["--restart"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("nixos-shell: needs a restart: the kernel changed (boot.kernelPackages)\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the VM restarted with "), "{stderr}");
+    // The same terminal: the new boot's shell, running the new system.
+    vm.wait_for_shell();
+    let (cmdline, status) = vm.sh("cat /proc/cmdline");
+    assert_eq!(status, 0, "{cmdline}");
+    assert!(cmdline.contains("-nixos-system-vm-third/init"), "{cmdline}");
+    assert_eq!(vm.pty().termios().c_lflag & libc::ICANON, 0, "not raw");
+    assert_eq!(
+        switched(&fx),
+        "",
+        "the restart activated instead of booting"
+    );
+    // The VM's entry names the build it now runs.
+    let out = switch(&fx);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already runs this build"),
+        "{}",
+        text(&out.stderr)
+    );
+    vm.send("poweroff\n");
+    assert_eq!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
+    assert!(
+        same_settings(&before, &vm.pty().termios()),
+        "the terminal's settings were not restored"
+    );
+    assert!(fx.nix.leftovers().is_empty(), "{:?}", fx.nix.leftovers());
+}
+
+/// Ends whatever a test's `--detach` left running under its fixture (a
+/// holder lives in a session of its own).
+struct Holders<'a>(&'a Fixture);
+
+impl Drop for Holders<'_> {
+    fn drop(&mut self) {
+        for program in ["nixos-shell", "qemu-system-x86_64"] {
+            kill_processes_under(&self.0.nix.root, program);
+        }
+    }
+}
+
+/// `--list --json` of the fixture's VMs.
+fn listed(fx: &Fixture) -> Vec<serde_json::Value> {
+    let out = fx.nix.cli(&["--list", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    json.as_array().unwrap().clone()
+}
+
+/// A detached VM restarted by `--switch --restart` is still detached,
+/// listed once with the build it now runs, reached by `--attach` on the
+/// new system, and stopped by `--stop`.
+#[test]
+fn a_detached_vm_restarted_is_still_listed_and_attachable() {
+    let fx = Fixture::switchable(PATHS);
+    let _slot = Permit::acquire(1);
+    let _holders = Holders(&fx);
+    let mut start = Console::spawn_with(fx.command(&["--detach"]), ROWS, COLS, None);
+    assert_eq!(
+        start.wait(BOOT_TIMEOUT).code(),
+        Some(0),
+        "{}",
+        start.transcript()
+    );
+    drop(start);
+    let before = listed(&fx);
+    assert_eq!(before.len(), 1, "{before:?}");
+
+    fx.set_system(&System {
+        mark: "second",
+        kernel: "k2",
+        ..System::default()
+    });
+    let out = switch_with(&fx, &["--restart"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the VM restarted with "), "{stderr}");
+
+    let after = listed(&fx);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["detached"], true, "{after:?}");
+    assert_eq!(after[0]["pid"], before[0]["pid"], "another holder");
+    assert_ne!(
+        after[0]["build"], before[0]["build"],
+        "the old build listed"
+    );
+    let out = fx
+        .attach_piped(&["-c", "cat /proc/cmdline"])
+        .finish(b"", SWITCH);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("-nixos-system-vm-second/init"),
+        "{}",
+        text(&out.stdout)
+    );
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    assert!(listed(&fx).is_empty());
+    assert!(fx.nix.leftovers().is_empty(), "{:?}", fx.nix.leftovers());
+}
+
+/// A restart whose new VM does not boot (QEMU refuses a memory size no
+/// machine has) says so and exits non-zero; the VM's nixos-shell ends with
+/// QEMU's status and its message in its terminal, leaving nothing behind.
+#[test]
+fn a_restart_whose_new_vm_does_not_boot_says_so() {
+    let fx = Fixture::switchable(PATHS);
+    let mut vm = running(&fx);
+    // 4 PiB: beyond the address space of any host, whatever its memory.
+    fx.set_system(&System {
+        mark: "unbootable",
+        memory: 4_000_000_000,
+        ..System::default()
+    });
+    let out = switch_with(&fx, &["--restart"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("needs a restart: QEMU's command line changed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the VM did not come back: it ended before the new build answered"),
+        "{stderr}"
+    );
+    assert_ne!(vm.wait(BOOT_TIMEOUT).code(), Some(0), "{}", vm.transcript());
+    assert!(
+        vm.transcript().contains("QEMU failed"),
+        "{}",
+        vm.transcript()
+    );
+    let out = switch(&fx);
+    assert!(
+        text(&out.stderr).contains("no VM of"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(fx.nix.leftovers().is_empty(), "{:?}", fx.nix.leftovers());
 }

@@ -8,11 +8,16 @@
 //! process to be gone, on a pidfd in poll(2): no timer, and the holder
 //! goes last (after QEMU and its daemons), so that once it is gone,
 //! everything is.
+//!
+//! `--switch --restart` asks the holder to start its VM again from a new
+//! build ([`restart`]) and waits on the same connection for the holder's
+//! answer: the new guest's hello, or one line why not.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use camino::Utf8Path;
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
@@ -20,7 +25,7 @@ use rustix::process::{pidfd_open, Pid, PidfdFlags};
 use super::registry::Entry;
 use crate::host::signals;
 use crate::host::stop::Stop;
-use crate::schema::attach::{Frame, HolderRequest, Kind};
+use crate::schema::attach::{Decoder, Frame, HolderRequest, Kind};
 
 /// `--stop`: asks the holder of `entry` to stop its VM and waits until it
 /// is gone; 0 then.
@@ -37,6 +42,72 @@ pub fn stop(entry: &Entry) -> Result<u8> {
         .context("could not ask the VM's nixos-shell to stop it; it may have just ended")?;
     wait_gone(&holder)?;
     Ok(0)
+}
+
+/// `--switch --restart`: asks the holder of `entry` to start its VM again
+/// from the build result `build`, and waits until the new guest answers
+/// (its hello). Fails with the holder's line when it refuses, or when the
+/// new VM ended before it answered (`console` says where its console
+/// shows why).
+pub fn restart(entry: &Entry, build: &Utf8Path, console: &str) -> Result<()> {
+    let mut stream = super::connect(entry)?;
+    let frame = Frame::json(
+        Kind::Holder,
+        0,
+        &HolderRequest::Restart {
+            build: build.to_owned(),
+        },
+    );
+    stream
+        .write_all(&frame.encode())
+        .context("could not ask the VM's nixos-shell to restart it; it may have just ended")?;
+    let mut decoder = Decoder::default();
+    loop {
+        wait_readable(&stream)?;
+        let read = decoder.read_from(&stream);
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) if frame.kind == Kind::Hello => return Ok(()),
+                Ok(Some(frame)) if frame.kind == Kind::Refused => {
+                    bail!("{}", String::from_utf8_lossy(&frame.payload))
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(err) => bail!("the VM's nixos-shell sent {err} instead of an answer"),
+            }
+        }
+        match read {
+            Ok(0) | Err(Errno::CONNRESET) => {
+                bail!("the VM did not come back: it ended before the new build answered; {console} says why")
+            }
+            Ok(_) | Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(err) => return Err(err).context("could not hear from the VM's nixos-shell"),
+        }
+    }
+}
+
+/// Sleeps until `stream` has something to read, or a signal that ends a
+/// session arrives (then that signal's stop: the restart goes on without
+/// this side).
+fn wait_readable(stream: &std::os::unix::net::UnixStream) -> Result<()> {
+    let wake = signals::wake_fd();
+    loop {
+        let mut fds = vec![PollFd::new(stream, PollFlags::IN)];
+        if let Some(wake) = &wake {
+            fds.push(PollFd::new(wake, PollFlags::IN));
+        }
+        match poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
+        }
+        if !fds[0].revents().is_empty() {
+            return Ok(());
+        }
+        drop(fds);
+        if let Some(&signal) = signals::take().last() {
+            return Err(Stop::Signal(signal).into());
+        }
+    }
 }
 
 /// A pidfd of process `pid`; `None` when it is already gone.

@@ -88,9 +88,17 @@ pub struct VmInfo {
 #[derive(Debug)]
 pub struct Registration {
     link: Utf8PathBuf,
-    /// Set once the entry is removed, under its lock: a [`SessionCount`]
-    /// of another thread then writes nothing that would outlive it.
-    removed: Arc<Mutex<bool>>,
+    /// What its info file says, and whether the entry is gone: shared
+    /// with the relay's [`SessionCount`], which then writes nothing that
+    /// would outlive the entry.
+    shared: Arc<Mutex<Shared>>,
+}
+
+/// An entry's info as last written, and whether the entry is removed.
+#[derive(Debug)]
+struct Shared {
+    info: VmInfo,
+    removed: bool,
 }
 
 /// What the holder's relay rewrites of its entry while the VM runs: the
@@ -99,24 +107,21 @@ pub struct Registration {
 #[derive(Debug)]
 pub struct SessionCount {
     info_file: Utf8PathBuf,
-    info: VmInfo,
-    removed: Arc<Mutex<bool>>,
+    shared: Arc<Mutex<Shared>>,
 }
 
 impl SessionCount {
     /// Records that `sessions` attach sessions are open, unless that is
     /// what the entry says already or the entry is gone.
     pub fn set(&mut self, sessions: u32) {
-        if self.info.sessions == sessions {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if shared.removed || shared.info.sessions == sessions {
             return;
         }
-        self.info.sessions = sessions;
-        let removed = self.removed.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*removed {
-            // A count not written is a stale column of `--list`, not a
-            // reason to end the VM; the next change writes it again.
-            let _ = write_info(&self.info_file, &self.info);
-        }
+        shared.info.sessions = sessions;
+        // A count not written is a stale column of `--list`, not a reason
+        // to end the VM; the next change writes it again.
+        let _ = write_info(&self.info_file, &shared.info);
     }
 }
 
@@ -172,14 +177,29 @@ fn replace_link(target: &Utf8Path, link: &Utf8Path) -> Result<()> {
 }
 
 impl Registration {
-    /// The entry's session count, starting from `info` (what it was
-    /// registered with).
-    pub fn session_count(&self, info: &VmInfo) -> SessionCount {
+    /// The entry's session count, for one boot's relay: a boot starts
+    /// with none open.
+    pub fn session_count(&self) -> SessionCount {
         SessionCount {
             info_file: info_path(&self.link),
-            info: info.clone(),
-            removed: Arc::clone(&self.removed),
+            shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// Says that the VM now runs the build result `build` and what
+    /// `--list` shows of it (after a restart): the info and the build link
+    /// replaced at once, the entry itself (and the out-link `--switch`
+    /// keeps beside it) left as they are.
+    pub fn update(&self, build: &Utf8Path, info: &VmInfo) -> Result<()> {
+        let info_file = info_path(&self.link);
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            // A new boot has no session open: the last boot's ended with it.
+            shared.info = info.clone();
+            write_info(&info_file, &shared.info)
+                .with_context(|| format!("could not write {info_file}"))?;
+        }
+        replace_link(build, &companion(&self.link, BUILD_SUFFIX))
     }
 }
 
@@ -197,8 +217,8 @@ fn write_info(path: &Utf8Path, info: &VmInfo) -> std::io::Result<()> {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut removed = self.removed.lock().unwrap_or_else(PoisonError::into_inner);
-        *removed = true;
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.removed = true;
         for suffix in COMPANIONS {
             let _ = std::fs::remove_file(companion(&self.link, suffix));
         }
@@ -237,7 +257,10 @@ pub fn register(
         }
         return Ok(Registration {
             link,
-            removed: Arc::new(Mutex::new(false)),
+            shared: Arc::new(Mutex::new(Shared {
+                info: info.clone(),
+                removed: false,
+            })),
         });
     }
     bail!("could not create {link}: its directory keeps disappearing")

@@ -11,23 +11,29 @@
 //! keeps the number of open sessions in the VM's registry entry for
 //! `--list` (a client that only asks the holder, as `--stop` does, opens
 //! none).
+//!
+//! The clients' socket outlives one boot of the VM ([`Listener`]): a VM
+//! restarted by `--switch --restart` is relayed again on the same socket,
+//! by a relay of its own, and the client that asked for the restart is
+//! answered by the new relay once the new guest says hello ([`Waiter`]).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use super::registry::SessionCount;
 use crate::host::signals;
 use crate::schema::attach::{
-    Decoder, Frame, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY,
+    Decoder, Frame, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY, HELLO,
     REQUEST_VERSION, WINDOW,
 };
 
@@ -44,16 +50,71 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(90);
 /// that go on typing or for the guest's own frames it answers.
 const PORT_BACKLOG: usize = WINDOW;
 
-/// The clients' socket, bound before QEMU starts.
+/// The clients' socket, bound before QEMU first starts, for as long as
+/// the VM runs, restarts included.
+pub struct Listener(Arc<UnixListener>);
+
+/// The clients' socket as one boot's relay serves it.
 pub struct Clients {
-    listener: UnixListener,
-    /// Written to and closed once the guest's attach server says hello:
-    /// the pipe a detaching nixos-shell waits on ([`Clients::tell_ready`]).
-    ready: Option<OwnedFd>,
+    listener: Arc<UnixListener>,
+    /// Told once the guest's attach server says hello.
+    ready: Option<Waiter>,
     /// Where the number of open sessions is kept ([`Clients::count_in`]).
     count: Option<SessionCount>,
     /// Set once a `--stop` is taken ([`Clients::stopped`]).
     stopped: Arc<AtomicBool>,
+    /// Where a `--restart` request is put for the VM's run, which starts
+    /// the VM again once this one has ended; `None` when it cannot (the VM
+    /// runs a `--command`).
+    restarts: Option<RestartSlot>,
+}
+
+/// Who waits for the guest's first hello.
+pub enum Waiter {
+    /// A detaching nixos-shell, on the write end of a pipe: one byte.
+    Pipe(OwnedFd),
+    /// The `--switch --restart` client that asked for this boot: the
+    /// hello frame.
+    Client(UnixStream),
+}
+
+impl Waiter {
+    /// Tells the waiter that the guest answers.
+    fn answer(self) {
+        match self {
+            Waiter::Pipe(ready) => {
+                let _ = rustix::io::write(&ready, b"r");
+            }
+            Waiter::Client(stream) => tell(stream, &HELLO),
+        }
+    }
+}
+
+/// A `--switch --restart` request: the build to start the VM from again,
+/// and the client that waits for it to answer.
+pub struct Restart {
+    pub build: Utf8PathBuf,
+    pub client: UnixStream,
+}
+
+/// Where a boot's relay leaves a restart request for the VM's run.
+pub type RestartSlot = Arc<Mutex<Option<Restart>>>;
+
+/// Writes `bytes` to the client `stream` (one line or a frame), as far as
+/// it takes them within [`FAREWELL_TIMEOUT`], and closes it.
+fn tell(mut stream: UnixStream, bytes: &[u8]) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(FAREWELL_TIMEOUT));
+    let _ = stream.write_all(bytes);
+}
+
+/// Refuses what the client on `stream` asked, with `message`, its one
+/// line.
+pub fn refuse(stream: UnixStream, message: &str) {
+    tell(
+        stream,
+        &Frame::new(Kind::Refused, 0, message.as_bytes().to_vec()).encode(),
+    );
 }
 
 impl Clients {
@@ -68,27 +129,30 @@ impl Clients {
     pub fn count_in(&mut self, count: SessionCount) {
         self.count = Some(count);
     }
+}
 
-    /// Tells `ready` (a pipe's write end) when the guest answers on its
-    /// channel, with one byte.
-    pub fn tell_ready(&mut self, ready: OwnedFd) {
-        self.ready = Some(ready);
+impl Listener {
+    /// The clients as one boot's relay serves them: `ready` is told when
+    /// its guest answers; a restart is left in `restarts`, if it may.
+    pub fn clients(&self, ready: Option<Waiter>, restarts: Option<RestartSlot>) -> Clients {
+        Clients {
+            listener: Arc::clone(&self.0),
+            ready,
+            count: None,
+            stopped: Arc::default(),
+            restarts,
+        }
     }
 }
 
 /// Binds the clients' socket at `socket`.
-pub fn listen(socket: &Utf8Path) -> Result<Clients> {
+pub fn listen(socket: &Utf8Path) -> Result<Listener> {
     let listener = UnixListener::bind(socket)
         .with_context(|| format!("could not create the socket {socket}"))?;
     listener
         .set_nonblocking(true)
         .with_context(|| format!("could not set up the socket {socket}"))?;
-    Ok(Clients {
-        listener,
-        ready: None,
-        count: None,
-        stopped: Arc::default(),
-    })
+    Ok(Listener(Arc::new(listener)))
 }
 
 /// Whether a `--stop` asked the relay of [`Clients::stopped`] for the
@@ -154,9 +218,11 @@ pub fn relay(port: UnixStream, clients: Clients, ended: &OwnedFd) {
         served: false,
         lost: None,
         stopping: None,
+        stopping_for: String::new(),
         ready: clients.ready,
         count: clients.count,
         stopped: clients.stopped,
+        restarts: clients.restarts,
     };
     while relay.turn(&clients.listener, ended, None) {}
     relay.farewell();
@@ -195,15 +261,19 @@ struct Relay {
     /// What the guest sent that is not the protocol, while the relay
     /// waits for a server that starts again ([`Relay::lose`]).
     lost: Option<String>,
-    /// A `--stop` asked the guest to power off; QEMU ends at this instant
-    /// if it has not.
+    /// A `--stop` (or `--restart`) asked the guest to power off; QEMU
+    /// ends at this instant if it has not.
     stopping: Option<Instant>,
-    /// Who waits for the guest's first hello ([`Clients::tell_ready`]).
-    ready: Option<OwnedFd>,
+    /// The flag that asked, for the messages.
+    stopping_for: String,
+    /// Who waits for the guest's first hello.
+    ready: Option<Waiter>,
     /// Where the number of open sessions is kept, if anywhere.
     count: Option<SessionCount>,
     /// Set once a `--stop` is taken.
     stopped: Arc<AtomicBool>,
+    /// Where a restart request goes; `None` when the VM cannot restart.
+    restarts: Option<RestartSlot>,
 }
 
 impl Relay {
@@ -423,7 +493,7 @@ impl Relay {
     /// with one line, rather than wait for a server that forgot them.
     fn on_hello(&mut self) {
         if let Some(ready) = self.ready.take() {
-            let _ = rustix::io::write(&ready, b"r");
+            ready.answer();
         }
         let restarted = std::mem::replace(&mut self.served, true);
         // After a loss, every session has ended already.
@@ -493,9 +563,9 @@ impl Relay {
             }
         }
         if let Some(asked) = asked {
-            self.clients.remove(&id);
-            if let Ok(request) = asked {
-                self.on_holder_request(&request);
+            let client = self.clients.remove(&id);
+            if let (Ok(request), Some(client)) = (asked, client) {
+                self.on_holder_request(request, client.stream);
             }
         } else if gone || malformed {
             self.clients.remove(&id);
@@ -504,11 +574,56 @@ impl Relay {
         }
     }
 
-    /// Does what a client asked of this nixos-shell itself.
-    fn on_holder_request(&mut self, request: &HolderRequest) {
+    /// Does what a client, on `stream`, asked of this nixos-shell itself.
+    fn on_holder_request(&mut self, request: HolderRequest, stream: UnixStream) {
         match request {
-            HolderRequest::Stop => self.stop(),
+            HolderRequest::Stop => {
+                // A stop asked for after a restart wins: the VM ends.
+                if let Some(restart) = self.take_restart() {
+                    refuse(
+                        restart.client,
+                        "the VM was stopped (nixos-shell --stop) before it restarted",
+                    );
+                }
+                self.stopped.store(true, Ordering::SeqCst);
+                self.stop("--stop");
+            }
+            HolderRequest::Restart { build } => self.restart(build, stream),
         }
+    }
+
+    /// `--switch --restart`: leaves the request for the VM's run, which
+    /// starts the VM again from `build` once this one has ended, and powers
+    /// the guest off as `--stop` does. Refused with one line to the client
+    /// on `stream` when the VM runs a command (it would run again) or is
+    /// stopping already.
+    fn restart(&mut self, build: Utf8PathBuf, stream: UnixStream) {
+        let Some(slot) = &self.restarts else {
+            refuse(
+                stream,
+                "the VM runs a command (-c), which a restart would run again; \
+                 switch without --restart, or run the command again yourself",
+            );
+            return;
+        };
+        if self.stopping.is_some() {
+            refuse(stream, "the VM is stopping or restarting already");
+            return;
+        }
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(Restart {
+                build,
+                client: stream,
+            });
+        }
+        self.stop("--restart");
+    }
+
+    /// The restart asked for, if any, taken back.
+    fn take_restart(&mut self) -> Option<Restart> {
+        self.restarts
+            .as_ref()
+            .and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()))
     }
 
     /// `--stop`: asks the guest to power off, through a session of the
@@ -519,14 +634,13 @@ impl Relay {
     /// and gives it [`STOP_TIMEOUT`]; the VM's end
     /// then ends the relay. A guest whose server has not said hello yet
     /// cannot be asked: QEMU ends at once.
-    fn stop(&mut self) {
+    fn stop(&mut self, why: &str) {
         if self.stopping.is_some() {
             return;
         }
-        self.stopped.store(true, Ordering::SeqCst);
         if !self.served {
             eprintln!(
-                "nixos-shell: --stop: the VM has not booted far enough to power off; ending QEMU"
+                "nixos-shell: {why}: the VM has not booted far enough to power off; ending QEMU"
             );
             signals::end_vm();
             return;
@@ -550,6 +664,7 @@ impl Relay {
         self.port_outbox
             .push(&Frame::new(Kind::InputEnd, id, Vec::new()));
         self.stopping = Some(Instant::now() + STOP_TIMEOUT);
+        self.stopping_for = why.to_owned();
     }
 
     /// Ends QEMU when the guest asked to power off did not within
@@ -557,7 +672,8 @@ impl Relay {
     fn stop_overdue(&mut self) {
         if self.stopping.take().is_some() {
             eprintln!(
-                "nixos-shell: --stop: the VM did not power off within {} s; ending QEMU",
+                "nixos-shell: {}: the VM did not power off within {} s; ending QEMU",
+                self.stopping_for,
                 STOP_TIMEOUT.as_secs()
             );
             signals::end_vm();
@@ -636,9 +752,11 @@ mod tests {
             served: true,
             lost: None,
             stopping: None,
+            stopping_for: String::new(),
             ready: None,
             count: None,
             stopped: Arc::default(),
+            restarts: None,
         };
         (relay, guest)
     }
@@ -841,7 +959,7 @@ mod tests {
         let identity = crate::host::nix::Identity::new("/p#vm");
         let entry =
             registry::register(&registry_dir, &identity, &socket, "/b".into(), &info).unwrap();
-        relay.count = Some(entry.session_count(&info));
+        relay.count = Some(entry.session_count());
         let sessions = || registry::list(&registry_dir).unwrap()[0].1.sessions;
 
         let mut attached = UnixStream::connect(&socket).unwrap();
@@ -896,5 +1014,91 @@ mod tests {
             most <= PORT_BACKLOG + 3 * Decoder::CAPACITY,
             "the relay held {most} bytes for the guest"
         );
+    }
+
+    /// The frames a client was sent, read until its stream is closed.
+    fn told(stream: &mut UnixStream) -> Vec<Frame> {
+        stream.set_nonblocking(false).unwrap();
+        let mut decoder = Decoder::default();
+        let mut frames = Vec::new();
+        while decoder.read_from(&*stream).unwrap() > 0 {
+            frames.extend(std::iter::from_fn(|| decoder.next_frame().unwrap()));
+        }
+        frames
+    }
+
+    fn refusal(stream: &mut UnixStream) -> String {
+        let frames = told(stream);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].kind, Kind::Refused);
+        String::from_utf8_lossy(&frames[0].payload).into_owned()
+    }
+
+    /// `--switch --restart`: the request is left for the VM's run and the
+    /// guest is asked to power off; a second one is refused, and a
+    /// `--stop` after it wins, its client told so.
+    #[test]
+    fn a_restart_is_left_for_the_run_and_a_stop_after_it_wins() {
+        let (mut relay, _guest) = relay();
+        let slot = RestartSlot::default();
+        relay.restarts = Some(Arc::clone(&slot));
+        let (asking, mut client) = UnixStream::pair().unwrap();
+        let build = Utf8PathBuf::from("/nix/store/b-new");
+        relay.on_holder_request(
+            HolderRequest::Restart {
+                build: build.clone(),
+            },
+            asking,
+        );
+        assert!(
+            relay.stopping.is_some(),
+            "the guest was not asked to power off"
+        );
+        assert!(!relay.port_outbox.is_empty());
+        assert_eq!(slot.lock().unwrap().as_ref().unwrap().build, build);
+
+        let (again, mut second) = UnixStream::pair().unwrap();
+        relay.on_holder_request(HolderRequest::Restart { build }, again);
+        assert!(refusal(&mut second).contains("restarting already"));
+
+        let (stop, _stopping) = UnixStream::pair().unwrap();
+        relay.on_holder_request(HolderRequest::Stop, stop);
+        assert!(
+            slot.lock().unwrap().is_none(),
+            "the restart outlived a --stop"
+        );
+        assert!(refusal(&mut client).contains("stopped"));
+    }
+
+    /// A VM that runs a command would run it again: refused in one line,
+    /// and the VM runs on.
+    #[test]
+    fn a_vm_that_runs_a_command_is_not_restarted() {
+        let (mut relay, _guest) = relay();
+        let (asking, mut client) = UnixStream::pair().unwrap();
+        relay.on_holder_request(
+            HolderRequest::Restart {
+                build: "/nix/store/b-new".into(),
+            },
+            asking,
+        );
+        assert!(refusal(&mut client).contains("runs a command (-c)"));
+        assert!(relay.stopping.is_none());
+        assert!(relay.port_outbox.is_empty());
+    }
+
+    /// The client that asked for a restart is answered by the next boot's
+    /// relay with the new guest's hello.
+    #[test]
+    fn the_restarting_client_hears_the_new_guests_hello() {
+        let (mut relay, mut guest) = relay();
+        relay.served = false;
+        let (waiting, mut client) = UnixStream::pair().unwrap();
+        relay.ready = Some(Waiter::Client(waiting));
+        guest.write_all(&HELLO).unwrap();
+        assert!(relay.read_port());
+        let frames = told(&mut client);
+        assert_eq!(frames.len(), 1, "{frames:?}");
+        assert_eq!(frames[0].kind, Kind::Hello);
     }
 }

@@ -4,7 +4,10 @@
 //! [`disk`] image and its lock (and the [`release`] it was made with), the served [`ports`] and the shares'
 //! daemons (their threads and poll loops), and QEMU itself ([`launch`];
 //! `host::terminal` saves and restores this terminal), with the attach
-//! relay (`attach::relay`) while it runs.
+//! relay (`attach::relay`) while it runs. A run is one or more boots: a
+//! `--switch --restart` ends one and the run starts the next from the new
+//! build (`run` loops over [`boot`]), keeping what outlives a boot (the
+//! session, the disk and its lock, the attach socket and registry entry).
 
 pub mod disk;
 pub mod host_nix;
@@ -26,7 +29,7 @@ use crate::host::attach::relay;
 use crate::host::compose::ports::socket_name;
 use crate::host::compose::{Found, Plan, Vm, VmRecipe};
 use crate::host::gather::Gathered;
-use crate::host::nix::{Built, Identity};
+use crate::host::nix::{Builds, Built, Identity};
 use crate::host::settings::disk::DiskChoice;
 use crate::host::shares::virtiofs::{self, Owner};
 use crate::host::shares::{self, Exported};
@@ -52,18 +55,16 @@ pub struct Holding {
 
 /// Executes `plan`, made with the layout of `session`: builds, then runs
 /// the VM in this terminal, or as a detached VM's holder with `holding`;
-/// nixos-shell's exit status.
+/// nixos-shell's exit status. A `--switch --restart` that comes while the
+/// VM runs ends this boot and starts the next one here, from the build it
+/// names: the same session, disk image and run-time settings, and the
+/// same terminal or log ([`boot`] is one boot).
 pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8> {
     let Some(recipe) = &plan.vm else {
         bail!("a plan without a VM reached the run; report this");
     };
-    let built = plan.builds.realise()?;
+    let mut built = plan.builds.realise()?;
     let manifest = &built.result.manifest;
-    let gathered = Gathered::read(recipe.host);
-    let shares = recipe.shares(manifest, &gathered)?;
-    for note in shares::store_copy_notes(&shares) {
-        eprintln!("nixos-shell: {note}");
-    }
     let disk = disk::choose(
         &recipe.host.env,
         &recipe.run.vm.disk,
@@ -92,13 +93,87 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             &session,
         )
     });
+    let mut held = None;
+    let mut waiter = holding.map(|holding| relay::Waiter::Pipe(holding.ready));
+    let code = loop {
+        let ended = boot(
+            recipe,
+            &built,
+            &session,
+            &disk,
+            console_log.as_deref(),
+            &mut held,
+            waiter.take(),
+        )?;
+        let restart = match ended {
+            Ended::Status(code) => break code,
+            Ended::Restart(restart) => restart,
+        };
+        eprintln!(
+            "nixos-shell: the VM powered off; starting it again from {}",
+            restart.build
+        );
+        let next = Builds::Ready {
+            result: restart.build.clone(),
+            identity: built.identity.clone(),
+        };
+        match next.realise() {
+            Ok(next) => built = next,
+            Err(err) => {
+                relay::refuse(restart.client, &format!("the VM did not restart: {err:#}"));
+                return Err(err);
+            }
+        }
+        waiter = Some(relay::Waiter::Client(restart.client));
+    };
+    drop(held);
+    drop(disk);
+    session.close()?;
+    Ok(code)
+}
+
+/// What outlives one boot of the VM: its sockets' directory, and the
+/// attach clients' socket with the registry's entry for it (so that a
+/// client finds the VM across a restart, and the build `--switch` keeps
+/// beside the entry stays kept).
+struct Held {
+    sockets: SocketDir,
+    attach: Option<(relay::Listener, Registration)>,
+}
+
+/// How one boot ended.
+enum Ended {
+    /// The VM ended: nixos-shell's exit status.
+    Status(u8),
+    /// `--switch --restart` powered it off, to start again from a build.
+    Restart(relay::Restart),
+}
+
+/// One boot of the VM of `built`: composed, served, run until QEMU ends.
+/// The first boot makes what is `held` across boots; `waiter` is told
+/// when the guest answers.
+fn boot(
+    recipe: &VmRecipe,
+    built: &Built,
+    session: &Session,
+    disk: &disk::Disk,
+    console_log: Option<&Utf8Path>,
+    held: &mut Option<Held>,
+    waiter: Option<relay::Waiter>,
+) -> Result<Ended> {
+    let manifest = &built.result.manifest;
+    let gathered = Gathered::read(recipe.host);
+    let shares = recipe.shares(manifest, &gathered)?;
+    for note in shares::store_copy_notes(&shares) {
+        eprintln!("nixos-shell: {note}");
+    }
     let info = VmInfo {
         name: manifest.name.clone(),
         config: attach::described(recipe.run.build.config.as_ref()),
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_secs()),
-        detached: holding.is_some(),
+        detached: console_log.is_some(),
         disk_image: disk.image.clone(),
         forwards: recipe
             .run
@@ -108,42 +183,66 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
             .map(ToString::to_string)
             .collect(),
         shares: shares.described(),
-        console_log: console_log.clone(),
+        console_log: console_log.map(Utf8Path::to_owned),
         sessions: 0,
     };
     let exported = shares.export();
     let ports = recipe.ports(manifest, &gathered);
-    let sockets = SocketDir::create(&session.sockets(), socket_names(&exported, &ports))?;
+    let names = socket_names(&exported, &ports);
+    let held = match held {
+        Some(held) => {
+            held.sockets.check(&names)?;
+            if let Some((_, entry)) = &held.attach {
+                entry.update(&built.result.path, &info)?;
+            }
+            held
+        }
+        None => {
+            let sockets = SocketDir::create(&session.sockets(), &names)?;
+            let attach = attachable(recipe, built, &ports, sockets.path(), &info)?;
+            held.insert(Held { sockets, attach })
+        }
+    };
+    let socket_dir = held.sockets.path().to_owned();
     let vm = recipe.compose(
-        &built,
+        built,
         Found {
             gathered: &gathered,
             shares: exported,
             disk_image: disk.image.as_deref(),
-            socket_dir: sockets.path(),
+            socket_dir: &socket_dir,
         },
     );
-    let mut attachable = attachable(recipe, &built, &ports, sockets.path(), &info)?;
-    if let Some(holding) = holding {
-        let Some((clients, _)) = attachable.as_mut() else {
-            bail!(
-                "the VM's guest does not answer on nixos-shell's channel, so --detach cannot \
-                 tell when it is up; include the nixos-shell module in the configuration"
-            );
-        };
-        clients.tell_ready(holding.ready);
+    // A restart would run the command again: refused by the relay.
+    let restarts: Option<relay::RestartSlot> = vm.facts.command.is_none().then(Default::default);
+    let clients = match (&held.attach, ports.contains(&Port::Attach)) {
+        (Some((listener, entry)), true) => {
+            let mut clients = listener.clients(waiter, restarts.clone());
+            clients.count_in(entry.session_count());
+            Some(clients)
+        }
+        _ => {
+            if waiter.is_some() {
+                bail!(
+                    "the VM's guest does not answer on nixos-shell's channel, so nixos-shell cannot \
+                     tell when it is up; include the nixos-shell module in the configuration"
+                );
+            }
+            None
+        }
+    };
+    let code = execute(&vm, session, disk, &socket_dir, clients, console_log);
+    // The next boot binds its own: the ports' and the daemons' sockets go
+    // with this one (the attach clients' stays).
+    for name in names.iter().filter(|name| *name != ATTACH_SOCKET) {
+        let _ = std::fs::remove_file(socket_dir.join(name));
     }
-    let code = execute(
-        &vm,
-        &session,
-        &disk,
-        sockets.path(),
-        attachable,
-        console_log.as_deref(),
-    )?;
-    drop(disk);
-    session.close()?;
-    Ok(code)
+    let restart = restarts.and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()));
+    match (code, restart) {
+        // Powered off for the restart, whatever QEMU made of it.
+        (Ok(_), Some(restart)) => Ok(Ended::Restart(restart)),
+        (code, _) => code.map(Ended::Status),
+    }
 }
 
 /// Where a detached VM's console (and its holder's messages) go: beside
@@ -207,12 +306,12 @@ fn attachable(
     ports: &[Port],
     socket_dir: &Utf8Path,
     info: &VmInfo,
-) -> Result<Option<(relay::Clients, Registration)>> {
+) -> Result<Option<(relay::Listener, Registration)>> {
     if !ports.contains(&Port::Attach) {
         return Ok(None);
     }
     let socket = socket_dir.join(ATTACH_SOCKET);
-    let mut clients = relay::listen(&socket)?;
+    let listener = relay::listen(&socket)?;
     let registry = registry::dir(&recipe.host.env);
     let entry = registry::register(
         &registry,
@@ -221,8 +320,7 @@ fn attachable(
         &built.result.path,
         info,
     )?;
-    clients.count_in(entry.session_count(info));
-    Ok(Some((clients, entry)))
+    Ok(Some((listener, entry)))
 }
 
 /// Runs a composed VM: the facts written, the ports served, the daemons
@@ -233,11 +331,9 @@ fn execute(
     session: &Session,
     disk: &disk::Disk,
     socket_dir: &Utf8Path,
-    attachable: Option<(relay::Clients, Registration)>,
+    clients: Option<relay::Clients>,
     detached_log: Option<&Utf8Path>,
 ) -> Result<u8> {
-    // The entry lasts as long as the VM runs, and goes with this function.
-    let (clients, _entry) = attachable.unzip();
     if let Some(entry) = &vm.terminfo {
         entry.install(&session.share().join(TERMINFO_DIR))?;
     }

@@ -53,6 +53,23 @@ impl SocketDir {
         })
     }
 
+    /// Checks that sockets with these file `names` fit here too: a VM
+    /// restarted from a new build keeps the directory its first boot chose.
+    pub fn check(&self, names: impl IntoIterator<Item = impl AsRef<str>>) -> Result<()> {
+        let longest = names
+            .into_iter()
+            .map(|name| name.as_ref().len())
+            .max()
+            .unwrap_or(0);
+        if self.path.as_str().len() + 1 + longest > MAX_SOCKET_PATH {
+            bail!(
+                "the socket path {}/… is longer than {MAX_SOCKET_PATH} bytes; shorten the share tags",
+                self.path
+            );
+        }
+        Ok(())
+    }
+
     pub fn path(&self) -> &Utf8Path {
         &self.path
     }

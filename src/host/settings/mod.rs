@@ -64,6 +64,8 @@ pub struct Switch {
     pub target: Target,
     /// `--watch`: switch again on each save.
     pub watch: bool,
+    /// `--restart`: a build that needs a restart restarts the VM with it.
+    pub restart: bool,
 }
 
 /// What `--dry-run` shows.
@@ -194,9 +196,12 @@ impl Mode {
             return Ok(Mode::List { json: args.json });
         }
         let (attach, dry_run, build_only) = (args.attach, args.dry_run, args.build_only);
-        let (switch, watch) = (args.switch, args.watch);
+        let (switch, watch, restart) = (args.switch, args.watch, args.restart);
         if watch && !switch {
             bail!("--watch switches the running VM on each save: use it with --switch");
+        }
+        if restart && !switch {
+            bail!("--restart restarts the running VM with a new build: use it with --switch");
         }
         let vm = VmSettings::from_args(&args, host)?;
         let config = args
@@ -235,6 +240,7 @@ impl Mode {
                 build,
                 target,
                 watch,
+                restart,
             }));
         }
         let hold = Hold::from_args(&args.hold)?;
@@ -360,6 +366,19 @@ mod tests {
             mode(&["--generate-man-page"]),
             Mode::Generate(Page::ManPage)
         );
+    }
+
+    #[test]
+    fn restart_goes_with_switch_and_not_with_watch() {
+        let Mode::Switch(switch) = try_mode(&["--switch", "--restart"]).unwrap() else {
+            panic!("not a switch")
+        };
+        assert!(switch.restart && !switch.watch);
+        assert_eq!(
+            err(&["--restart"]),
+            "--restart restarts the running VM with a new build: use it with --switch"
+        );
+        assert!(err(&["--switch", "--watch", "--restart"]).contains("cannot be used with"));
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! runs (which its run recorded in the registry), and activated in the
 //! guest by the guest role's `switch` step through an attach session. What
 //! a switch cannot change is named ([`restart`]) and the rest still
-//! switched. [`watch`] does it again on every save.
+//! switched; with `--restart`, such a build restarts the VM instead: its
+//! holder powers it off and starts it again from the new build
+//! (`attach::holder::restart`), and this side returns once the new guest
+//! answers. [`watch`] does it again on every save.
 
 pub mod restart;
 pub mod watch;
+
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use camino::Utf8Path;
@@ -78,8 +83,8 @@ pub fn run(switch: &Switch, host: &Host) -> Result<u8> {
     if switch.watch {
         return watch::run(switch, host, &installable, running);
     }
-    Ok(match once(switch, host, &running)? {
-        Switched::Unchanged => 0,
+    Ok(match once(switch, host, &running)?.switched {
+        Switched::Unchanged | Switched::Restarted => 0,
         Switched::Ran(status) => status,
     })
 }
@@ -91,10 +96,20 @@ pub enum Switched {
     Unchanged,
     /// The activation ran and ended with this status.
     Ran(u8),
+    /// `--restart`: the VM was restarted with the new build and answers.
+    Restarted,
+}
+
+/// One switch and what part of its time the build took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub switched: Switched,
+    /// The build's own time (nix's evaluation and build).
+    pub build: Duration,
 }
 
 /// One switch of `running`: build, compare, activate.
-pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched> {
+pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
     // Kept beside the VM's registry entry while it runs: the system it is
     // switched to must outlive a garbage collection on the host, since the
     // guest runs it from the host's store.
@@ -102,7 +117,10 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched>
         out_link: Some(registry::result_link(&running.entry)),
         ..switch.build.clone()
     };
+    let started = Instant::now();
     let built = Plan::build_only(&build, host)?.builds.realise()?;
+    let build = started.elapsed();
+    let round = |switched| Round { switched, build };
     let new = &built.result;
     let Some(toplevel) = new.manifest.switch.toplevel.clone() else {
         bail!(
@@ -120,7 +138,7 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched>
             let old_toplevel = old.manifest.switch.toplevel.as_deref();
             if old.path == new.path || old_toplevel == Some(toplevel.as_path()) {
                 eprintln!("nixos-shell: the VM already runs this build; nothing to switch");
-                return Ok(Switched::Unchanged);
+                return Ok(round(Switched::Unchanged));
             }
             match old_toplevel {
                 Some(old_toplevel) => restart::needed(
@@ -140,15 +158,33 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Switched>
     for line in &restarts {
         eprintln!("nixos-shell: {line}");
     }
+    if switch.restart && !restarts.is_empty() {
+        // The holder records the build it now runs (the registry's `.build`)
+        // and keeps the out-link beside its entry, which roots it.
+        eprintln!("nixos-shell: restarting the VM with the new build (--restart)");
+        let console = match registry::info_of(&running.entry).map(|info| info.console_log) {
+            Ok(Some(log)) => format!("its console log {log}"),
+            _ => "the terminal it ran in".to_owned(),
+        };
+        attach::holder::restart(&running.entry, &new.path, &console)?;
+        eprintln!(
+            "nixos-shell: the VM restarted with {} and answers",
+            new.path
+        );
+        return Ok(round(Switched::Restarted));
+    }
     let registration = new.manifest.switch.registration.as_deref();
     let status = attach::switch(&running.entry, &toplevel, registration, host)?;
     describe(status, &toplevel);
+    if switch.restart && restarts.is_empty() && running.build.is_some() {
+        eprintln!("nixos-shell: nothing needed a restart (--restart): switched without one");
+    }
     // A VM that now runs all of the new build runs it; one that needs a
     // restart still boots the old one, which the next switch compares.
     if status == 0 && restarts.is_empty() {
         let _ = registry::record_build(&running.entry, &new.path);
     }
-    Ok(Switched::Ran(status))
+    Ok(round(Switched::Ran(status)))
 }
 
 /// Says how the activation of `toplevel` ended, by its status

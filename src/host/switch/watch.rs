@@ -3,7 +3,9 @@
 //! local flake's directory, or the module file's), the saves of one burst
 //! (changes within [`QUIET`] of each other) counted once. One status line
 //! per round, with its time; a failed build or switch prints its error and
-//! waits for the next save. Ctrl-C ends the watch, never the VM.
+//! waits for the next save. Ctrl-C ends the watch, never the VM. The
+//! status line says how much of the round the build took (`(build 1.2s)`),
+//! the rest being the switch's own.
 //!
 //! The kernel tells of changes (`notify`: inotify on Linux, FSEvents on
 //! macOS); nothing polls on a timer.
@@ -69,10 +71,17 @@ pub fn run(
             return ended(signal);
         }
         let started = Instant::now();
-        let line = match once(switch, host, &running) {
+        let round = once(switch, host, &running);
+        let build = match &round {
+            Ok(round) => format!(" (build {:.1}s)", round.build.as_secs_f64()),
+            Err(_) => String::new(),
+        };
+        let line = match round.map(|round| round.switched) {
             Ok(Switched::Ran(0)) => "switched".to_owned(),
             Ok(Switched::Ran(status)) => format!("the switch failed with status {status}"),
             Ok(Switched::Unchanged) => "unchanged".to_owned(),
+            // --restart does not go with --watch (the parser says so).
+            Ok(Switched::Restarted) => "restarted".to_owned(),
             Err(err) => {
                 if let Some(Stop::Signal(signal)) = err.downcast_ref::<Stop>() {
                     return ended(*signal);
@@ -85,7 +94,7 @@ pub fn run(
             }
         };
         eprintln!(
-            "nixos-shell: [{}] {line} in {:.1}s; waiting for the next save",
+            "nixos-shell: [{}] {line} in {:.1}s{build}; waiting for the next save",
             clock(SystemTime::now()),
             started.elapsed().as_secs_f64()
         );

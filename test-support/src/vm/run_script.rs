@@ -27,6 +27,10 @@ use crate::sh::quote;
 use crate::template::fill;
 use crate::Paths;
 
+/// The toplevel a script written without nix names (NixOS's script boots
+/// `init=${toplevel}/init`): no system, as the harness' initramfs needs none.
+const NO_TOPLEVEL: &str = "/nix/store/00000000000000000000000000000000-nixos-system";
+
 /// The guest's memory in MiB as the run script sets it (`-m`), and so the
 /// size of the virtiofs era's memory backend.
 pub const MEMORY_MIB: u32 = 256;
@@ -171,19 +175,19 @@ impl RunScript {
         } else {
             String::new()
         };
-        self.render(&self.name, &memory, &shared_memory)
+        self.render(&self.name, &memory, &shared_memory, NO_TOPLEVEL)
     }
 
     /// The script as the stand-in nixpkgs' `system.build.vm` takes it: the
     /// configuration's `system.name`, `virtualisation.memorySize` and
     /// shared memory options left as `@name@`, `@memorySize@` and
-    /// `@sharedMemory@` for it to fill in, as qemu-vm.nix writes them into
-    /// NixOS's script.
+    /// `@sharedMemory@` for it to fill in, and the system's toplevel as
+    /// `@toplevel@`, as qemu-vm.nix writes them into NixOS's script.
     pub fn nix_template(&self) -> String {
-        self.render("@name@", "@memorySize@", "@sharedMemory@")
+        self.render("@name@", "@memorySize@", "@sharedMemory@", "@toplevel@")
     }
 
-    fn render(&self, name: &str, memory: &str, shared_memory: &str) -> String {
+    fn render(&self, name: &str, memory: &str, shared_memory: &str, toplevel: &str) -> String {
         let (exec, start, options) = match self.era {
             Era::NineP => ("exec ", NINE_P_START.to_owned(), NINE_P_OPTIONS.to_owned()),
             Era::VirtiofsEarly | Era::Virtiofs => (
@@ -213,6 +217,7 @@ impl RunScript {
                 ("vm_name", &quote(name)),
                 ("memory", memory),
                 ("shared_memory", shared_memory),
+                ("toplevel", toplevel),
                 ("kernel", &quote(&self.kernel.to_string_lossy())),
                 ("initrd", &quote(&self.initramfs.to_string_lossy())),
                 ("start_shares", &start),
@@ -271,7 +276,7 @@ mod tests {
                 r#"cd "$TMPDIR""#,
                 "-m 256 -smp 1",
                 r#"-netdev user,id=user.0,"$QEMU_NET_OPTS""#,
-                r#"-append "console=hvc0 quiet panic=-1 $QEMU_KERNEL_PARAMS""#,
+                r#"-append "console=hvc0 quiet panic=-1 init=/nix/store/00000000000000000000000000000000-nixos-system/init $QEMU_KERNEL_PARAMS""#,
                 "-initrd '/k/init'\\''s.cpio'",
                 "-chardev stdio,mux=on,id=char0,signal=off",
             ] {

@@ -36,6 +36,8 @@ cd "$TMPDIR"
 # QEMU_KERNEL_PARAMS to the kernel command line, QEMU_OPTS and then "$@" to
 # the command line; with virtualisation.qemu.enableSharedMemory the guest's
 # memory is a shared memfd (which a virtiofs daemon needs), in any era. The
+# kernel command line names the system's toplevel (`init=${toplevel}/init`),
+# so a guest tells which build it booted from /proc/cmdline. The
 # console options are nixos-shell's (virtio console on stdio, Ctrl-a
 # prefix); graphics = false gives -nographic. TCG only: KVM may be missing
 # or broken where the tests run.
@@ -53,5 +55,5 @@ cd "$TMPDIR"
     -mon chardev=char0,mode=readline \
     -device virtconsole,chardev=char0,nr=0 \
     -kernel @kernel@ -initrd @initrd@ \
-    -append "console=hvc0 quiet panic=-1 $QEMU_KERNEL_PARAMS" -no-reboot \
+    -append "console=hvc0 quiet panic=-1 init=@toplevel@/init $QEMU_KERNEL_PARAMS" -no-reboot \
     $QEMU_OPTS "$@"

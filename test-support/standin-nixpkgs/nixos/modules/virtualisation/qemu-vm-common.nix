@@ -3,7 +3,8 @@
 # defaults as nixpkgs declares them).
 #
 # system.build.vm is the tests' run script: ../../../run-vm, with @name@,
-# @memorySize@ and @cores@ replaced by this configuration's values, and
+# @memorySize@, @cores@ and @toplevel@ (the system, which NixOS's script
+# boots as `init=${toplevel}/init`) replaced by this configuration's values, and
 # @sharedMemory@ by qemu-vm.nix's options for a shared memory backend when
 # `virtualisation.qemu.enableSharedMemory` (each era declares it) is on. As
 # in NixOS, building it fails on a false assertion (NixOS's run script names
@@ -197,6 +198,7 @@ in
           -e 's|@memorySize@|${toString cfg.memorySize}|g' \
           -e 's|@cores@|${toString cfg.cores}|g' \
           -e 's|@sharedMemory@|${sharedMemory}|g' \
+          -e 's|@toplevel@|${config.system.build.toplevel}|g' \
           ${../../../run-vm} > $out/bin/run-${config.system.name}-vm
       chmod +x $out/bin/run-${config.system.name}-vm
     ''
