@@ -45,6 +45,9 @@ fn detach(fx: &Fixture, args: &[&str]) -> String {
 fn detach_with(command: std::process::Command) -> String {
     let mut start = Console::spawn_with(command, ROWS, COLS, None);
     let status = start.wait(BOOT_TIMEOUT);
+    // Its last line may still be on its way through the terminal when the
+    // process has ended: read until it (or a drain's time) is there.
+    let _ = start.expect_unless_ended("stop it with", STEP);
     let said = start.transcript();
     assert_eq!(status.code(), Some(0), "{said}");
     // Dropping the console closes its terminal: a hangup for anything
