@@ -105,6 +105,8 @@ pub enum Kind {
     /// VM's nixos-shell → client: the VM ended.
     VmEnded = 21,
     /// Guest → VM's nixos-shell: the attach server is up (session 0).
+    /// VM's nixos-shell → a client that asked
+    /// [`HolderRequest::AwaitServer`]: the same news, passed on.
     Hello = 22,
 }
 
@@ -526,6 +528,11 @@ pub enum HolderRequest {
     /// restart; the connection closing unanswered means the new VM ended
     /// before it answered.
     Restart { build: Utf8PathBuf },
+    /// A `--switch` whose session was lost: answer with [`Kind::Hello`]
+    /// once the guest's attach server is up (at once if it is), so that
+    /// the client opens its session again then. A holder that does not
+    /// know this request closes the connection without an answer.
+    AwaitServer,
 }
 
 /// How a session's program ended.

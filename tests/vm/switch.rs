@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::support::guest_nix::GuestNix;
+use crate::support::strace::Sleeps;
 use crate::support::vm::{
     kill_processes_under, same_settings, Console, Output, Permit, Piped, Pty, BOOT_TIMEOUT,
 };
@@ -171,9 +172,13 @@ fn a_switch_that_restarts_the_guests_attach_server_still_reports_its_status() {
         restarts_attach: true,
         ..System::default()
     });
-    let out = switch(&fx);
+    // Under strace: the wait for the server to come back is on the VM's
+    // nixos-shell, which says when, never a retry on a timer.
+    let (traced, sleeps) = Sleeps::trace(&fx.command(&["--switch"]));
+    let out = Piped::spawn_with(traced, None).finish(b"", SWITCH);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert_eq!(sleeps.own(), Vec::<String>::new());
     // All of its output, each byte once: what came before the restart
     // and what came after.
     assert_eq!(

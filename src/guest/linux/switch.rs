@@ -21,11 +21,16 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::inotify;
+use rustix::io::Errno;
+use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 use super::command;
 
@@ -40,10 +45,6 @@ const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 /// The activations' records, one directory each ([`Record`]); under /run,
 /// so they go with the boot.
 const RECORDS: &str = crate::schema::facts::GUEST_SWITCH_DIR;
-
-/// How often the record is read for more: a fraction of what an
-/// activation takes, and a read of two files costs next to nothing.
-const POLL: Duration = Duration::from_millis(50);
 
 /// How long an ended activation's record is kept: far longer than a
 /// client takes to come back for its status.
@@ -262,13 +263,25 @@ impl Record {
             .and_then(|text| text.trim().parse().ok())
     }
 
-    /// Whether the activation's process is gone without a status (its
-    /// unit stopped, the process killed).
-    fn vanished(&self) -> bool {
+    /// A pidfd of the activation's process, from the `pid` it wrote:
+    /// `Ok(None)` while it has not written it yet, `Err` once the process
+    /// is gone.
+    fn pidfd(&self) -> Result<Option<OwnedFd>, Gone> {
         let Ok(pid) = std::fs::read_to_string(self.0.join("pid")) else {
-            return false;
+            return Ok(None);
         };
-        !Utf8Path::new("/proc").join(pid.trim()).exists() && self.status().is_none()
+        // Written whole after its creation: an empty file is read again at
+        // its next change.
+        let Some(pid) = pid.trim().parse().ok().and_then(Pid::from_raw) else {
+            return Ok(None);
+        };
+        match pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::SRCH) => Err(Gone),
+            // Nothing to watch it with (a kernel before 5.3): its end is
+            // only seen through its status.
+            Err(_) => Ok(None),
+        }
     }
 
     /// Copies the record's streams to this step's from `from` until the
@@ -282,7 +295,37 @@ impl Record {
         code
     }
 
+    /// Follows the record without a timer: it waits in poll(2) on inotify
+    /// (the streams' writes, the status renamed into place, the `pid`
+    /// written), on a pidfd of the activation (its end without a status:
+    /// its unit stopped, the process killed), and on this step's own
+    /// streams (their reader, the session's server, gone).
     fn copy_until_ended(&self, from: Offsets) -> u8 {
+        let cannot = |what: &str, err: &dyn std::fmt::Display| {
+            eprintln!(
+                "nixos-shell: cannot {what} the switch's record {}: {err}",
+                self.0
+            );
+            REFUSED
+        };
+        // Watched before anything is read: what changes after the read
+        // wakes the wait.
+        let watch =
+            match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+                .and_then(|watch| {
+                    inotify::add_watch(
+                        &watch,
+                        self.0.as_str(),
+                        inotify::WatchFlags::MODIFY
+                            | inotify::WatchFlags::CLOSE_WRITE
+                            | inotify::WatchFlags::CREATE
+                            | inotify::WatchFlags::MOVED_TO,
+                    )
+                    .map(|_| watch)
+                }) {
+                Ok(watch) => watch,
+                Err(err) => return cannot("watch", &err),
+            };
         let open = |name: &str, at: u64| -> std::io::Result<File> {
             let mut file = File::open(self.0.join(name))?;
             file.seek(SeekFrom::Start(at))?;
@@ -290,20 +333,22 @@ impl Record {
         };
         let (mut out, mut err) = match (open("stdout", from.stdout), open("stderr", from.stderr)) {
             (Ok(out), Ok(err)) => (out, err),
-            (Err(e), _) | (_, Err(e)) => {
-                eprintln!(
-                    "nixos-shell: cannot read the switch's record {}: {e}",
-                    self.0
-                );
-                return REFUSED;
-            }
+            (Err(e), _) | (_, Err(e)) => return cannot("read", &e),
         };
         let mut chunk = vec![0; 64 * 1024];
+        let mut pidfd: Option<OwnedFd> = None;
+        let mut gone = false;
         loop {
-            // Read before the last copy: once a status is there, all the
-            // output is in the files.
+            if pidfd.is_none() && !gone {
+                match self.pidfd() {
+                    Ok(fd) => pidfd = fd,
+                    Err(Gone) => gone = true,
+                }
+            }
+            // Read after the process was seen gone and before the last
+            // copy: once a status is there, all the output is in the files.
             let ended = self.status();
-            let vanished = ended.is_none() && self.vanished();
+            let vanished = ended.is_none() && gone;
             let copied = copy(&mut out, &mut std::io::stdout(), &mut chunk)
                 .and_then(|()| copy(&mut err, &mut std::io::stderr(), &mut chunk));
             if copied.is_err() {
@@ -322,10 +367,37 @@ impl Record {
                 );
                 return REFUSED;
             }
-            std::thread::sleep(POLL);
+            let stdout = std::io::stdout();
+            let stderr = std::io::stderr();
+            // A pipe's writer is told POLLERR once its reader is gone,
+            // asked for or not (poll(2)).
+            let mut fds = vec![
+                PollFd::new(&watch, PollFlags::IN),
+                PollFd::new(&stdout, PollFlags::empty()),
+                PollFd::new(&stderr, PollFlags::empty()),
+            ];
+            if let Some(pidfd) = &pidfd {
+                fds.push(PollFd::new(pidfd, PollFlags::IN));
+            }
+            match poll(&mut fds, None) {
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(err) => return cannot("follow", &err),
+            }
+            let unread = PollFlags::ERR | PollFlags::HUP;
+            if fds[1].revents().intersects(unread) || fds[2].revents().intersects(unread) {
+                return REFUSED;
+            }
+            gone |= fds.get(3).is_some_and(|fd| !fd.revents().is_empty());
+            drop(fds);
+            // Taken: what changed is read again whole.
+            let mut events = [0u8; 4096];
+            while rustix::io::read(&watch, &mut events).is_ok_and(|n| n > 0) {}
         }
     }
 }
+
+/// The activation's process is gone.
+struct Gone;
 
 /// The guest's own Nix database (a local store's, nix's `state` dir).
 const NIX_DB: &str = "/nix/var/nix/db/db.sqlite";
@@ -484,6 +556,46 @@ mod tests {
         let mut got = Vec::new();
         copy(&mut out, &mut got, &mut [0; 3]).unwrap();
         assert_eq!(got, b"new\n");
+    }
+
+    /// Follows `record` on a thread of its own: its answer, or `None` when
+    /// there is none within a hang guard.
+    fn follow_apart(record: &Record) -> std::sync::mpsc::Receiver<u8> {
+        let (tell, answer) = std::sync::mpsc::channel();
+        let record = Record(record.0.clone());
+        std::thread::spawn(move || {
+            let _ = tell.send(record.copy_until_ended(Offsets::default()));
+        });
+        answer
+    }
+
+    /// A hang guard, far above what waking takes.
+    const GUARD: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn a_follower_wakes_for_the_status_and_for_an_activation_gone_without_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record(Utf8Path::from_path(dir.path()).unwrap().join("r"));
+        std::fs::create_dir(&record.0).unwrap();
+        std::fs::write(record.0.join("stdout"), "").unwrap();
+        std::fs::write(record.0.join("stderr"), "").unwrap();
+        // An activation that runs until its input ends.
+        let mut running = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::fs::write(record.0.join("pid"), running.id().to_string()).unwrap();
+        let answer = follow_apart(&record);
+        record.end(3).unwrap();
+        assert_eq!(answer.recv_timeout(GUARD), Ok(3));
+
+        // The same, gone without a status.
+        std::fs::remove_file(record.0.join("status")).unwrap();
+        let answer = follow_apart(&record);
+        drop(running.stdin.take());
+        running.wait().unwrap();
+        assert_eq!(answer.recv_timeout(GUARD), Ok(REFUSED));
     }
 
     #[test]

@@ -20,17 +20,25 @@ pub mod registry;
 pub mod relay;
 mod session;
 
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
 use crate::host::nix;
 use crate::host::read::Host;
 use crate::host::settings::{Attach, Config, Target};
+use crate::host::signals;
+use crate::host::stop::Stop;
 use crate::host::terminal::{self, terminfo};
-use crate::schema::attach::{Request, SwitchFrom, REQUEST_VERSION};
+use crate::schema::attach::{
+    Decoder, Frame, HolderRequest, Kind, Request, SwitchFrom, REQUEST_VERSION,
+};
 use crate::schema::facts::GUEST_SWITCH_DIR;
 use registry::Entry;
 
@@ -73,16 +81,14 @@ pub fn run(attach: &Attach, host: &Host) -> Result<u8> {
 /// seconds even under TCG.
 const SWITCH_COMEBACK: Duration = Duration::from_secs(120);
 
-/// How long between two tries to follow the activation again.
-const SWITCH_RETRY: Duration = Duration::from_millis(300);
-
 /// Switches the VM of `entry` to the system `toplevel` (the guest role's
 /// `switch` step, over an attach session with pipes): its output on this
 /// process' streams, its exit status. The activation outlives the session
 /// (the guest records its output and status, `guest::linux::switch`): a
 /// session lost halfway, when the switch restarted the guest's attach
-/// server, is opened again once the server is back, and follows the same
-/// activation from the bytes this side has.
+/// server, is opened again once the server is back (the holder says when,
+/// [`await_server`]), and follows the same activation from the bytes this
+/// side has.
 pub fn switch(
     entry: &Entry,
     toplevel: &Utf8Path,
@@ -130,7 +136,7 @@ pub fn switch(
                 *lost_since.insert(Instant::now())
             }
         };
-        if since.elapsed() > SWITCH_COMEBACK {
+        if !await_server(entry, since + SWITCH_COMEBACK)? {
             bail!(
                 "the VM's attach server did not come back within {} s, so the switch's status is unknown \
                  (in the VM: {GUEST_SWITCH_DIR}/{}/status)",
@@ -138,7 +144,64 @@ pub fn switch(
                 from.id
             );
         }
-        std::thread::sleep(SWITCH_RETRY);
+    }
+}
+
+/// Waits until the holder of `entry` says the guest's attach server is up
+/// ([`HolderRequest::AwaitServer`]: its relay sees the server's hello),
+/// in poll(2) on the socket and the caught signals, until `deadline`:
+/// `false` once that passed.
+fn await_server(entry: &Entry, deadline: Instant) -> Result<bool> {
+    let mut stream = connect(entry)?;
+    stream
+        .write_all(&Frame::json(Kind::Holder, 0, &HolderRequest::AwaitServer).encode())
+        .context("could not reach the VM's nixos-shell; it may have just ended")?;
+    let wake = signals::wake_fd();
+    let mut decoder = Decoder::default();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let timeout = Timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        };
+        let mut fds = vec![PollFd::new(&stream, PollFlags::IN)];
+        if let Some(wake) = &wake {
+            fds.push(PollFd::new(wake, PollFlags::IN));
+        }
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
+        }
+        let answered = !fds[0].revents().is_empty();
+        drop(fds);
+        if let Some(&signal) = signals::take().last() {
+            return Err(Stop::Signal(signal).into());
+        }
+        if !answered {
+            continue;
+        }
+        match decoder.read_from(&stream) {
+            Ok(0) => bail!(
+                "the VM's nixos-shell ended, or cannot say when the VM's attach server is back \
+                 (it is older than this one), so the switch's status is unknown"
+            ),
+            Ok(_) | Err(Errno::INTR | Errno::AGAIN) => {}
+            Err(err) => return Err(err).context("could not read from the VM's nixos-shell"),
+        }
+        while let Some(frame) = decoder.next_frame().map_err(|_| {
+            anyhow::anyhow!("the VM's nixos-shell sent what this one cannot read; use the same nixos-shell for both")
+        })? {
+            match frame.kind {
+                Kind::Hello => return Ok(true),
+                Kind::VmEnded => bail!("the VM ended, and the switch with it"),
+                // The server is lost for now (said at once to every
+                // client): the answer comes when it is back.
+                _ => {}
+            }
+        }
     }
 }
 

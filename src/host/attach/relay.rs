@@ -183,6 +183,13 @@ struct Client {
     /// The client opened a session in the guest (an attach), rather than
     /// asking the holder alone.
     opened: bool,
+    /// The client waits for the guest's attach server to be up
+    /// ([`HolderRequest::AwaitServer`]).
+    awaits_server: bool,
+    /// The client came while the guest's server was lost and was told so
+    /// at once: it may still wait for the server; nothing else it sends
+    /// is passed on.
+    refused: bool,
 }
 
 impl Client {
@@ -197,6 +204,8 @@ impl Client {
             output_delivered: 0,
             ending: false,
             opened: false,
+            awaits_server: false,
+            refused: false,
         }
     }
 }
@@ -389,7 +398,7 @@ impl Relay {
                 client
                     .outbox
                     .push(&Frame::new(Kind::Refused, 0, message.into_bytes()));
-                client.ending = true;
+                client.refused = true;
             }
             self.clients.insert(id, client);
         }
@@ -497,15 +506,17 @@ impl Relay {
         }
         let restarted = std::mem::replace(&mut self.served, true);
         // After a loss, every session has ended already.
-        if self.lost.take().is_some() || !restarted {
-            return;
+        if self.lost.take().is_none() && restarted {
+            self.end_all("the VM's attach server restarted, ending this session; attach again");
         }
-        self.end_all("the VM's attach server restarted, ending this session; attach again");
+        self.answer_awaiting();
     }
 
     /// Ends every session with `message`, its one line.
     fn end_all(&mut self, message: &str) {
-        for client in self.clients.values_mut().filter(|client| !client.ending) {
+        // Those that wait for a server have no session to end.
+        let open = |client: &&mut Client| !client.ending && !client.awaits_server;
+        for client in self.clients.values_mut().filter(open) {
             client
                 .outbox
                 .push(&Frame::new(Kind::Refused, 0, message.as_bytes().to_vec()));
@@ -532,6 +543,12 @@ impl Relay {
                 // ends with it and opened no session.
                 Ok(Some(frame)) if frame.kind == Kind::Holder => {
                     asked = Some(frame.parse::<HolderRequest>());
+                    break;
+                }
+                // Told that the server is lost: a session's frames go
+                // nowhere, and the connection ends.
+                Ok(Some(_)) if client.refused => {
+                    client.ending = true;
                     break;
                 }
                 Ok(Some(frame)) => {
@@ -563,10 +580,25 @@ impl Relay {
             }
         }
         if let Some(asked) = asked {
-            let client = self.clients.remove(&id);
-            if let (Ok(request), Some(client)) = (asked, client) {
-                self.on_holder_request(request, client.stream);
+            match asked {
+                // Kept until the server is up: its answer ends it.
+                Ok(HolderRequest::AwaitServer) => {
+                    client.awaits_server = true;
+                    client.refused = false;
+                    self.answer_awaiting();
+                }
+                Ok(request) => {
+                    if let Some(client) = self.clients.remove(&id) {
+                        self.on_holder_request(request, client.stream);
+                    }
+                }
+                Err(_) => {
+                    self.clients.remove(&id);
+                }
             }
+        } else if gone && (client.refused || client.awaits_server) {
+            // It opened no session in the guest.
+            self.clients.remove(&id);
         } else if gone || malformed {
             self.clients.remove(&id);
             self.port_outbox
@@ -589,6 +621,22 @@ impl Relay {
                 self.stop("--stop");
             }
             HolderRequest::Restart { build } => self.restart(build, stream),
+            // Kept as a client by `read_client` until the server is up.
+            HolderRequest::AwaitServer => self.answer_awaiting(),
+        }
+    }
+
+    /// Tells the clients that wait for the guest's attach server that it
+    /// is up, if it is: it said hello, and nothing it sent since was out
+    /// of the protocol ([`Relay::lose`]). Each is dropped once told.
+    fn answer_awaiting(&mut self) {
+        if !self.served || self.lost.is_some() {
+            return;
+        }
+        for client in self.clients.values_mut().filter(|c| c.awaits_server) {
+            client.awaits_server = false;
+            client.outbox.push(&Frame::new(Kind::Hello, 0, Vec::new()));
+            client.ending = true;
         }
     }
 
@@ -790,6 +838,7 @@ mod tests {
                 Kind::Output,
                 Kind::OutputAck,
                 Kind::Input,
+                Kind::Hello,
             ]
             .into_iter()
             .find(|kind| *kind as u8 == bytes[0])
@@ -867,6 +916,50 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         got
+    }
+
+    /// A `--switch` whose session was lost asks the holder to say when the
+    /// guest's attach server is up: at once while it is; while it is lost,
+    /// after the client was told so as every client is, only once a server
+    /// says hello again; and a restart's hello ends no such wait.
+    #[test]
+    fn a_client_waiting_for_the_attach_server_is_told_when_it_says_hello() {
+        let (mut relay, mut guest) = relay();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("s");
+        let listener = UnixListener::bind(&socket).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let await_server = Frame::json(Kind::Holder, 0, &HolderRequest::AwaitServer).encode();
+
+        let mut up = UnixStream::connect(&socket).unwrap();
+        up.write_all(&await_server).unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert_eq!(frames(&read_now(&mut up)), [(Kind::Hello, 0, Vec::new())]);
+
+        guest.write_all(&[0xff; 64]).unwrap();
+        settle(&mut relay, &listener, &ended);
+        let mut waits = UnixStream::connect(&socket).unwrap();
+        settle(&mut relay, &listener, &ended);
+        waits.write_all(&await_server).unwrap();
+        settle(&mut relay, &listener, &ended);
+        let told = frames(&read_now(&mut waits));
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].0, Kind::Refused);
+        assert!(relay.clients.values().any(|client| client.awaits_server));
+
+        guest.write_all(&HELLO).unwrap();
+        settle(&mut relay, &listener, &ended);
+        assert_eq!(
+            frames(&read_now(&mut waits)),
+            [(Kind::Hello, 0, Vec::new())]
+        );
+        assert!(relay.clients.is_empty(), "the answered client was kept");
+        assert!(
+            read_now(&mut guest).is_empty(),
+            "the guest was sent {:?}",
+            frames(&read_now(&mut guest))
+        );
     }
 
     /// A guest whose attach stream is garbage ends the sessions it had,
