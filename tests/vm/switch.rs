@@ -453,7 +453,12 @@ fn restart_boots_a_build_that_needs_it_in_the_same_terminal() {
     });
     let out = switch_with(&fx, &["--restart"]);
     let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stderr}\nthe VM's terminal showed:\n{}",
+        vm.transcript()
+    );
     assert!(
         stderr.contains("nixos-shell: needs a restart: the kernel changed (boot.kernelPackages)\n"),
         "{stderr}"
