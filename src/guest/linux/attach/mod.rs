@@ -47,11 +47,29 @@ pub fn serve(reporter: &Reporter) -> u8 {
         reporter.warn("the host offers an attach port the guest does not have");
         return 0;
     };
+    run_as_batch();
     match Server::start(facts, &device) {
         Ok(mut server) => server.run(),
         Err(err) => reporter.warn(&format!("{err:#}")),
     }
     0
+}
+
+/// Makes the server a batch task (sched(7), `SCHED_BATCH`): a task the
+/// port or a session's program wakes does not preempt the program that
+/// runs, which goes on until it blocks or its slice ends, so each wake-up
+/// of the server finds more to pass on (under an emulated CPU a stream
+/// cost a wake-up, a poll and a read or write per page or two otherwise).
+/// Its children, the sessions' programs, start as ordinary tasks
+/// (`SCHED_RESET_ON_FORK`); on an idle CPU the server still runs at once.
+/// A kernel that refuses leaves the server as it was.
+fn run_as_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on this process, with a valid
+    // parameter; it changes nothing else.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK, &param);
+    }
 }
 
 /// One attached session.
@@ -187,11 +205,22 @@ impl Server {
     /// The port hands out a page per read; it is read until it has nothing
     /// more, so a stream of input costs one wait, not one per page. Each
     /// frame is acted on where it lies in the decoder (the decoder is set
-    /// aside meanwhile, so the frame can borrow it).
+    /// aside meanwhile, so the frame can borrow it). The input that came
+    /// for each session then goes to its program in one write, not one
+    /// per frame: a client sends a frame per read of its standard input,
+    /// often a page, and under an emulated CPU each write (and the wake-up
+    /// of the program it brings) costs far more than the copy into the
+    /// queue.
     fn read_port(&mut self) -> bool {
         let mut decoder = std::mem::take(&mut self.decoder);
         let open = self.read_port_into(&mut decoder);
         self.decoder = decoder;
+        for (&id, attached) in &mut self.sessions {
+            if !attached.input.is_empty() {
+                let taken = attached.write_input();
+                attached.count_taken(id, taken, &mut self.outbox);
+            }
+        }
         open
     }
 
@@ -224,10 +253,7 @@ impl Server {
             return;
         };
         match frame.kind {
-            Kind::Input => {
-                let taken = attached.take_input(frame.payload);
-                attached.count_taken(id, taken, &mut self.outbox);
-            }
+            Kind::Input => attached.input.extend(frame.payload),
             Kind::InputEnd => attached.input_ended = true,
             Kind::Resize => {
                 if let (Io::Terminal { master }, Some(size)) =
@@ -442,29 +468,6 @@ impl Attached {
                 None
             }
         }
-    }
-
-    /// Takes `bytes` of input that just came: written to the program at
-    /// once when nothing waits before them, what it does not take now
-    /// queued (a stream of input then costs no copy of its own, nor a
-    /// wait, on its way from the port to the program): how much it took.
-    fn take_input(&mut self, bytes: &[u8]) -> usize {
-        if !self.input.is_empty() {
-            self.input.extend(bytes);
-            return 0;
-        }
-        let (written, refused) = match input_fd(&self.io) {
-            Some(fd) => write_now(fd.as_fd(), bytes),
-            None => (0, true),
-        };
-        if refused {
-            // The program closed its input: the rest is dropped, and
-            // counts as taken (as in `write_input`).
-            self.close(Stream::Input);
-            return bytes.len();
-        }
-        self.input.extend(&bytes[written..]);
-        written
     }
 
     /// Counts `n` bytes of input the program took, and acknowledges them
