@@ -55,20 +55,20 @@ pub fn serve(reporter: &Reporter) -> u8 {
     0
 }
 
-/// Makes the server a batch task (sched(7), `SCHED_BATCH`): a task the
-/// port or a session's program wakes does not preempt the program that
+/// Makes the server a batch task (sched(7), `SCHED_BATCH`): woken by the
+/// port or by a session's program, it does not preempt the program that
 /// runs, which goes on until it blocks or its slice ends, so each wake-up
 /// of the server finds more to pass on (under an emulated CPU a stream
 /// cost a wake-up, a poll and a read or write per page or two otherwise).
-/// Its children, the sessions' programs, start as ordinary tasks
-/// (`SCHED_RESET_ON_FORK`); on an idle CPU the server still runs at once.
-/// A kernel that refuses leaves the server as it was.
+/// The sessions' programs start as ordinary tasks
+/// (`command::spawn_in_new_session`); on an idle CPU the server still runs
+/// at once. A kernel that refuses leaves the server as it was.
 fn run_as_batch() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler(2) on this process, with a valid
     // parameter; it changes nothing else.
     unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_BATCH | libc::SCHED_RESET_ON_FORK, &param);
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
 }
 
