@@ -164,47 +164,34 @@ impl Frame {
         Frame::new(kind, session, n.to_be_bytes().to_vec())
     }
 
-    /// The payload as JSON of `T`.
-    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, Malformed> {
-        serde_json::from_slice(&self.payload).map_err(|err| Malformed::Json {
+    /// The frame as [`Decoder::next_frame_ref`] gives one.
+    pub fn borrowed(&self) -> FrameRef<'_> {
+        FrameRef {
             kind: self.kind,
-            error: err.to_string(),
-        })
+            session: self.session,
+            payload: &self.payload,
+        }
     }
 
-    /// The payload as a count: exactly four bytes; anything else would
-    /// read as some count, and a window would drift silently.
+    /// The payload as JSON of `T` ([`FrameRef::parse`]).
+    pub fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, Malformed> {
+        self.borrowed().parse()
+    }
+
+    /// The payload as a count ([`FrameRef::read_count`]).
     pub fn read_count(&self) -> Result<usize, Malformed> {
-        <[u8; 4]>::try_from(self.payload.as_slice())
-            .map(|bytes| u32::from_be_bytes(bytes) as usize)
-            .map_err(|_| Malformed::Count {
-                kind: self.kind,
-                len: self.payload.len(),
-            })
+        self.borrowed().read_count()
     }
 
-    /// The exit status of a [`Kind::Exit`] frame: its JSON [`Exit`], whose
-    /// code must be one a process can end with.
+    /// The exit status of a [`Kind::Exit`] frame ([`FrameRef::exit_status`]).
     pub fn exit_status(&self) -> Result<u8, Malformed> {
-        let Exit { exit_code } = self.parse()?;
-        super::exit_status(exit_code).ok_or(Malformed::Status(exit_code))
+        self.borrowed().exit_status()
     }
 
-    /// The payload as one line a terminal shows as it is (a
-    /// [`Kind::Refused`] frame's message): what is not printable, a
-    /// newline or an escape sequence among them, is written out as an
-    /// escape, so the guest cannot move the cursor or change the terminal.
+    /// The payload as one line a terminal shows as it is
+    /// ([`FrameRef::message`]).
     pub fn message(&self) -> String {
-        String::from_utf8_lossy(&self.payload)
-            .chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
+        self.borrowed().message()
     }
 
     /// The [`Kind::Open`] frame of `request`, when it fits a frame.
@@ -221,6 +208,67 @@ impl Frame {
         let mut out = Vec::with_capacity(HEADER + self.payload.len());
         encode(self.kind, self.session, &self.payload, &mut out);
         out
+    }
+}
+
+/// A frame where it lies in a [`Decoder`]'s buffer, its payload borrowed:
+/// a stream of data is passed on from there, without a copy of each
+/// frame's payload of its own (under an emulated guest, every copy of the
+/// data is a large part of what a pipe through a session costs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub kind: Kind,
+    pub session: u32,
+    pub payload: &'a [u8],
+}
+
+impl FrameRef<'_> {
+    /// The frame with a payload of its own.
+    pub fn to_frame(self) -> Frame {
+        Frame::new(self.kind, self.session, self.payload.to_vec())
+    }
+
+    /// The payload as JSON of `T`.
+    pub fn parse<T: for<'de> Deserialize<'de>>(self) -> Result<T, Malformed> {
+        serde_json::from_slice(self.payload).map_err(|err| Malformed::Json {
+            kind: self.kind,
+            error: err.to_string(),
+        })
+    }
+
+    /// The payload as a count: exactly four bytes; anything else would
+    /// read as some count, and a window would drift silently.
+    pub fn read_count(self) -> Result<usize, Malformed> {
+        <[u8; 4]>::try_from(self.payload)
+            .map(|bytes| u32::from_be_bytes(bytes) as usize)
+            .map_err(|_| Malformed::Count {
+                kind: self.kind,
+                len: self.payload.len(),
+            })
+    }
+
+    /// The exit status of a [`Kind::Exit`] frame: its JSON [`Exit`], whose
+    /// code must be one a process can end with.
+    pub fn exit_status(self) -> Result<u8, Malformed> {
+        let Exit { exit_code } = self.parse()?;
+        super::exit_status(exit_code).ok_or(Malformed::Status(exit_code))
+    }
+
+    /// The payload as one line a terminal shows as it is (a
+    /// [`Kind::Refused`] frame's message): what is not printable, a
+    /// newline or an escape sequence among them, is written out as an
+    /// escape, so the guest cannot move the cursor or change the terminal.
+    pub fn message(self) -> String {
+        String::from_utf8_lossy(self.payload)
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect()
     }
 }
 
@@ -356,9 +404,17 @@ impl Decoder {
         Decoder::CAPACITY - self.buf.len()
     }
 
-    /// The next whole frame, if one has arrived. Once it says a stream is
-    /// malformed, it says so again: nothing after that can be read.
+    /// The next whole frame, if one has arrived, with a payload of its
+    /// own ([`Decoder::next_frame_ref`]).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, Malformed> {
+        Ok(self.next_frame_ref()?.map(FrameRef::to_frame))
+    }
+
+    /// The next whole frame, if one has arrived, where it lies in the
+    /// decoder: its payload is valid until the decoder reads again. Once
+    /// it says a stream is malformed, it says so again: nothing after that
+    /// can be read.
+    pub fn next_frame_ref(&mut self) -> Result<Option<FrameRef<'_>>, Malformed> {
         let pending = &self.buf[self.start..];
         if pending.len() < HEADER {
             return Ok(None);
@@ -380,9 +436,13 @@ impl Decoder {
         if pending.len() < HEADER + len {
             return Ok(None);
         }
-        let payload = pending[HEADER..HEADER + len].to_vec();
-        self.start += HEADER + len;
-        Ok(Some(Frame::new(kind, session, payload)))
+        let at = self.start + HEADER;
+        self.start = at + len;
+        Ok(Some(FrameRef {
+            kind,
+            session,
+            payload: &self.buf[at..at + len],
+        }))
     }
 
     /// After a malformed stream: drops what comes before the next
@@ -572,8 +632,8 @@ impl Outbox {
 
     /// Pushes `frame`, whose `counted` bytes count toward `session`'s
     /// acknowledgement once the whole frame is written.
-    pub fn push_counted(&mut self, frame: &Frame, session: u32, counted: usize) {
-        self.push(frame);
+    pub fn push_counted(&mut self, frame: FrameRef, session: u32, counted: usize) {
+        self.push_data(frame.kind, frame.session, frame.payload);
         self.marks.push_back((self.buf.len(), session, counted));
     }
 
@@ -685,7 +745,7 @@ mod tests {
         let mut outbox = Outbox::default();
         outbox.push(&Frame::new(Kind::Resize, 1, b"{}".to_vec()));
         let data = Frame::new(Kind::Output, 1, vec![b'x'; 10]);
-        outbox.push_counted(&data, 1, 10);
+        outbox.push_counted(data.borrowed(), 1, 10);
         let first = HEADER + 2;
         assert_eq!(outbox.written(first + 5), []);
         assert_eq!(outbox.written(outbox.len()), [(1, 10)]);
@@ -720,7 +780,7 @@ mod tests {
             .map(|i| Frame::new(Kind::Output, u32::from(i), vec![i; 100 + usize::from(i)]))
             .collect();
         for frame in &frames {
-            outbox.push_counted(frame, frame.session, frame.payload.len());
+            outbox.push_counted(frame.borrowed(), frame.session, frame.payload.len());
         }
         let bytes: Vec<u8> = frames.iter().flat_map(Frame::encode).collect();
         assert_eq!(outbox.pending(), bytes);

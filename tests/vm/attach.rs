@@ -83,7 +83,8 @@ fn a_pipe_through_an_attach_comes_back_byte_for_byte() {
 }
 
 /// One attach waits for its input while another runs and ends: each is a
-/// session of its own.
+/// session of its own, its program an ordinary task (the attach server
+/// runs as a batch task, which its children would inherit).
 #[test]
 fn two_attaches_at_once_are_sessions_of_their_own() {
     let fx = Fixture::new(PATHS, Era::NineP);
@@ -91,10 +92,12 @@ fn two_attaches_at_once_are_sessions_of_their_own() {
     let mut waiting = fx.attach_piped(&["-c", "echo first-up; read line; echo first-got-$line"]);
     let mut first_out = BufReader::new(waiting.stdout());
     assert_eq!(next_line(&mut first_out), "first-up\n");
+    // It also prints its scheduling policy (/proc's stat, field 41): an
+    // ordinary task's (0), not the attach server's batch one (3).
     let second = fx
-        .attach_piped(&["-c", "echo second-ran"])
+        .attach_piped(&["-c", "echo second-ran; cut -d' ' -f41 /proc/$$/stat"])
         .finish(b"", STEP);
-    assert_eq!(text(&second.stdout), "second-ran\n");
+    assert_eq!(text(&second.stdout), "second-ran\n0\n");
     assert_eq!(second.status.code(), Some(0));
     let mut stdin = waiting.stdin();
     stdin.write_all(b"hello\n").unwrap();

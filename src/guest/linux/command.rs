@@ -155,9 +155,9 @@ fn shell_command(
 pub fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::Result<Child> {
     // SAFETY: the closure runs between fork and exec, where only
     // async-signal-safe calls may be made; it makes system calls only
-    // (signal(2), setsid(2), ioctl(2)), which take no lock and allocate
-    // nothing, and turns their errno into an `io::Error` without
-    // allocating. Standard input is already the console when it runs.
+    // (signal(2), sched_setscheduler(2), setsid(2), ioctl(2)), which take
+    // no lock and allocate nothing, and turns their errno into an
+    // `io::Error` without allocating. Standard input is already the console when it runs.
     unsafe {
         child.pre_exec(move || {
             // The signals a terminal sends, at their defaults whatever the
@@ -167,6 +167,11 @@ pub fn spawn_in_new_session(mut child: Command, take_console: bool) -> std::io::
             for signal in [libc::SIGINT, libc::SIGQUIT] {
                 libc::signal(signal, libc::SIG_DFL);
             }
+            // An ordinary task, whatever its starter runs as (the attach
+            // server is a batch task, which its children would inherit:
+            // `SCHED_RESET_ON_FORK` resets only real-time policies).
+            let ordinary = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &ordinary);
             rustix::process::setsid()?;
             // rustix's `ioctl_tiocsctty` passes 0, which fails when the
             // console is another session's controlling terminal, as busybox

@@ -33,8 +33,8 @@ use rustix::io::Errno;
 use super::registry::SessionCount;
 use crate::host::signals;
 use crate::schema::attach::{
-    Decoder, Frame, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY, HELLO,
-    REQUEST_VERSION, WINDOW,
+    Decoder, Frame, FrameRef, HolderRequest, Kind, Malformed, Outbox, Request, Unacked, ACK_EVERY,
+    HELLO, REQUEST_VERSION, WINDOW,
 };
 
 /// How long the relay tries to tell its clients that the VM ended.
@@ -405,18 +405,28 @@ impl Relay {
     }
 
     /// Reads what the guest sent and routes it; `false` once QEMU is gone.
+    /// Each frame is routed from where it lies in the decoder (set aside
+    /// meanwhile, so the frame can borrow it): its data is copied once, into
+    /// its client's outbox.
     fn read_port(&mut self) -> bool {
-        match self.port_decoder.read_from(&self.port) {
+        let mut decoder = std::mem::take(&mut self.port_decoder);
+        let open = self.read_port_into(&mut decoder);
+        self.port_decoder = decoder;
+        open
+    }
+
+    fn read_port_into(&mut self, decoder: &mut Decoder) -> bool {
+        match decoder.read_from(&self.port) {
             Ok(0) => return false,
             Ok(_) => {}
             Err(Errno::INTR | Errno::AGAIN) => return true,
             Err(_) => return false,
         }
         loop {
-            if self.lost.is_some() && !self.port_decoder.skip_to_hello() {
+            if self.lost.is_some() && !decoder.skip_to_hello() {
                 return true;
             }
-            match self.port_decoder.next_frame() {
+            match decoder.next_frame_ref() {
                 Ok(Some(frame)) => self.route(frame),
                 Ok(None) => return true,
                 Err(err) => self.lose(&err),
@@ -439,7 +449,7 @@ impl Relay {
     }
 
     /// A frame of the guest's, to its session's client.
-    fn route(&mut self, frame: Frame) {
+    fn route(&mut self, frame: FrameRef) {
         if frame.kind == Kind::Hello {
             self.on_hello();
             return;
@@ -462,11 +472,13 @@ impl Relay {
             Kind::Output | Kind::Error => {
                 let counted = frame.payload.len();
                 client.output_held.received(frame.kind, counted).map(|()| {
-                    client.outbox.push_counted(&frame, id, counted);
+                    client.outbox.push_counted(frame, id, counted);
                 })
             }
             Kind::Exit | Kind::Refused => {
-                client.outbox.push(&frame);
+                client
+                    .outbox
+                    .push_data(frame.kind, frame.session, frame.payload);
                 client.ending = true;
                 Ok(())
             }
@@ -527,7 +539,12 @@ impl Relay {
     /// Reads what a client sent and passes it on, stamped with its
     /// session; a client that went away closes its session.
     fn read_client(&mut self, id: u32) {
-        let Some(client) = self.clients.get_mut(&id) else {
+        let Relay {
+            clients,
+            port_outbox,
+            ..
+        } = self;
+        let Some(client) = clients.get_mut(&id) else {
             return;
         };
         let gone = match client.decoder.read_from(&client.stream) {
@@ -538,7 +555,7 @@ impl Relay {
         let mut malformed = false;
         let mut asked = None;
         loop {
-            match client.decoder.next_frame() {
+            match client.decoder.next_frame_ref() {
                 // For the holder, not the guest: the client's connection
                 // ends with it and opened no session.
                 Ok(Some(frame)) if frame.kind == Kind::Holder => {
@@ -569,8 +586,7 @@ impl Relay {
                         client.input_unacked.sent(frame.payload.len());
                     }
                     client.opened |= frame.kind == Kind::Open;
-                    self.port_outbox
-                        .push(&Frame::new(frame.kind, id, frame.payload));
+                    port_outbox.push_data(frame.kind, id, frame.payload);
                 }
                 Ok(None) => break,
                 Err(_) => {

@@ -236,16 +236,23 @@ impl Client {
             Err(Errno::INTR | Errno::AGAIN) => return Ok(None),
             Err(err) => return Err(err).context("could not read from the VM's nixos-shell"),
         }
+        // Each frame is taken where it lies in the decoder: output goes to
+        // standard output from there, without a copy of its own.
         while let Some(frame) = self
             .decoder
-            .next_frame()
+            .next_frame_ref()
             .map_err(|_| anyhow::anyhow!("the VM's nixos-shell sent what this one cannot read; use the same nixos-shell for both"))?
         {
             match frame.kind {
-                Kind::Output => self.write_output(&frame.payload),
+                Kind::Output => {
+                    // Counted when dropped too: a session followed again
+                    // would only drop them again.
+                    self.delivered.stdout += frame.payload.len() as u64;
+                    write_output(&mut self.stdout_open, &mut self.outbox, frame.payload);
+                }
                 Kind::Error => {
                     self.delivered.stderr += frame.payload.len() as u64;
-                    let _ = write_all(std::io::stderr().as_fd(), &frame.payload);
+                    let _ = write_all(std::io::stderr().as_fd(), frame.payload);
                 }
                 Kind::Exit => {
                     let status = frame.exit_status().map_err(|err| {
@@ -261,22 +268,6 @@ impl Client {
         Ok(None)
     }
 
-    /// Writes the session's output to standard output; once that takes no
-    /// more (its reader went away), says so, once, and drops the rest.
-    fn write_output(&mut self, bytes: &[u8]) {
-        // Counted when dropped too: a session followed again would only
-        // drop them again.
-        self.delivered.stdout += bytes.len() as u64;
-        if !self.stdout_open {
-            return;
-        }
-        if write_all(std::io::stdout().as_fd(), bytes).is_err() {
-            self.stdout_open = false;
-            self.outbox
-                .push(&Frame::new(Kind::OutputClosed, 0, Vec::new()));
-        }
-    }
-
     /// Writes what the socket takes now.
     fn flush(&mut self) -> Result<()> {
         match self.outbox.write_to(&self.stream) {
@@ -289,6 +280,19 @@ impl Client {
 
 /// What a session lost with the VM's nixos-shell says.
 const WENT_AWAY: &str = "the nixos-shell that runs the VM went away; the session ended";
+
+/// Writes the session's output to standard output while it is open
+/// (`stdout_open`); once that takes no more (its reader went away), says
+/// so in `outbox`, once, and drops the rest.
+fn write_output(stdout_open: &mut bool, outbox: &mut Outbox, bytes: &[u8]) {
+    if !*stdout_open {
+        return;
+    }
+    if write_all(std::io::stdout().as_fd(), bytes).is_err() {
+        *stdout_open = false;
+        outbox.push(&Frame::new(Kind::OutputClosed, 0, Vec::new()));
+    }
+}
 
 /// Writes all of `bytes` to `fd`, waiting while it is full.
 fn write_all(fd: BorrowedFd, mut bytes: &[u8]) -> std::io::Result<()> {

@@ -15,7 +15,7 @@ mod spawn;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 
@@ -27,7 +27,7 @@ use signal_hook::consts::SIGCHLD;
 use super::report::Reporter;
 use super::{command, ports, session};
 use crate::schema::attach::{
-    Decoder, Exit, Frame, Kind, Outbox, Request, ACK_EVERY, MAX_PAYLOAD, WINDOW,
+    Decoder, Exit, Frame, FrameRef, Kind, Outbox, Request, ACK_EVERY, MAX_PAYLOAD, WINDOW,
 };
 use crate::schema::facts::HostFacts;
 use crate::schema::ports::{Port, TerminalSize};
@@ -47,11 +47,29 @@ pub fn serve(reporter: &Reporter) -> u8 {
         reporter.warn("the host offers an attach port the guest does not have");
         return 0;
     };
+    run_as_batch();
     match Server::start(facts, &device) {
         Ok(mut server) => server.run(),
         Err(err) => reporter.warn(&format!("{err:#}")),
     }
     0
+}
+
+/// Makes the server a batch task (sched(7), `SCHED_BATCH`): woken by the
+/// port or by a session's program, it does not preempt the program that
+/// runs, which goes on until it blocks or its slice ends, so each wake-up
+/// of the server finds more to pass on (under an emulated CPU a stream
+/// cost a wake-up, a poll and a read or write per page or two otherwise).
+/// The sessions' programs start as ordinary tasks
+/// (`command::spawn_in_new_session`); on an idle CPU the server still runs
+/// at once. A kernel that refuses leaves the server as it was.
+fn run_as_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on this process, with a valid
+    // parameter; it changes nothing else.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
+    }
 }
 
 /// One attached session.
@@ -185,10 +203,30 @@ impl Server {
     /// Reads what the host sent and acts on it; `false` once it is gone.
     ///
     /// The port hands out a page per read; it is read until it has nothing
-    /// more, so a stream of input costs one wait, not one per page.
+    /// more, so a stream of input costs one wait, not one per page. Each
+    /// frame is acted on where it lies in the decoder (the decoder is set
+    /// aside meanwhile, so the frame can borrow it). The input that came
+    /// for each session then goes to its program in one write, not one
+    /// per frame: a client sends a frame per read of its standard input,
+    /// often a page, and under an emulated CPU each write (and the wake-up
+    /// of the program it brings) costs far more than the copy into the
+    /// queue.
     fn read_port(&mut self) -> bool {
+        let mut decoder = std::mem::take(&mut self.decoder);
+        let open = self.read_port_into(&mut decoder);
+        self.decoder = decoder;
+        for (&id, attached) in &mut self.sessions {
+            if !attached.input.is_empty() {
+                let taken = attached.write_input();
+                attached.count_taken(id, taken, &mut self.outbox);
+            }
+        }
+        open
+    }
+
+    fn read_port_into(&mut self, decoder: &mut Decoder) -> bool {
         loop {
-            match self.decoder.read_from(&self.port) {
+            match decoder.read_from(&self.port) {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -196,7 +234,7 @@ impl Server {
                 Err(_) => return false,
             }
             loop {
-                match self.decoder.next_frame() {
+                match decoder.next_frame_ref() {
                     Ok(Some(frame)) => self.on_frame(frame),
                     Ok(None) => break,
                     Err(_) => return false,
@@ -205,17 +243,17 @@ impl Server {
         }
     }
 
-    fn on_frame(&mut self, frame: Frame) {
+    fn on_frame(&mut self, frame: FrameRef) {
         let id = frame.session;
         if frame.kind == Kind::Open {
-            self.open(id, &frame);
+            self.open(id, frame);
             return;
         }
         let Some(attached) = self.sessions.get_mut(&id) else {
             return;
         };
         match frame.kind {
-            Kind::Input => attached.input.extend(&frame.payload),
+            Kind::Input => attached.input.extend(frame.payload),
             Kind::InputEnd => attached.input_ended = true,
             Kind::Resize => {
                 if let (Io::Terminal { master }, Some(size)) =
@@ -255,7 +293,7 @@ impl Server {
     }
 
     /// Starts session `id`, or says why it cannot start.
-    fn open(&mut self, id: u32, frame: &Frame) {
+    fn open(&mut self, id: u32, frame: FrameRef) {
         if self.sessions.contains_key(&id) {
             return;
         }
@@ -315,11 +353,8 @@ impl Server {
         };
         match stream {
             Stream::Input => {
-                attached.input_taken += attached.write_input();
-                if attached.input_taken >= ACK_EVERY {
-                    let taken = std::mem::take(&mut attached.input_taken);
-                    self.outbox.push(&Frame::count(Kind::InputAck, id, taken));
-                }
+                let taken = attached.write_input();
+                attached.count_taken(id, taken, &mut self.outbox);
             }
             Stream::Output | Stream::Error => {
                 if let Some((kind, n)) = attached.read_output(stream, &mut self.chunk) {
@@ -435,27 +470,33 @@ impl Attached {
         }
     }
 
-    /// Writes what input the program takes now: how much.
+    /// Counts `n` bytes of input the program took, and acknowledges them
+    /// to the host in `outbox` once they make [`ACK_EVERY`].
+    fn count_taken(&mut self, id: u32, n: usize, outbox: &mut Outbox) {
+        self.input_taken += n;
+        if self.input_taken >= ACK_EVERY {
+            let taken = std::mem::take(&mut self.input_taken);
+            outbox.push(&Frame::count(Kind::InputAck, id, taken));
+        }
+    }
+
+    /// Writes what queued input the program takes now: how much.
     fn write_input(&mut self) -> usize {
-        let fd = match &self.io {
-            Io::Terminal { master } => Some(master),
-            Io::Pipes { stdin, .. } => stdin.as_ref(),
-        };
+        let fd = input_fd(&self.io);
         let mut written = 0;
         let mut refused = fd.is_none();
         if let Some(fd) = fd {
             while !self.input.is_empty() {
-                match rustix::io::write(fd.as_fd(), self.input.as_slices().0) {
-                    Ok(n) => {
-                        self.input.drain(..n);
-                        written += n;
-                    }
-                    Err(Errno::INTR) => {}
-                    Err(Errno::AGAIN) => break,
-                    Err(_) => {
-                        refused = true;
-                        break;
-                    }
+                let front = self.input.as_slices().0;
+                let (n, gone) = write_now(fd.as_fd(), front);
+                let whole = n == front.len();
+                self.input.drain(..n);
+                written += n;
+                if gone {
+                    refused = true;
+                }
+                if gone || !whole {
+                    break;
                 }
             }
         }
@@ -489,6 +530,29 @@ impl Attached {
             let _ = kill_process_group(pid, signal);
         }
     }
+}
+
+/// Where a session's program reads its input, while it does.
+fn input_fd(io: &Io) -> Option<&OwnedFd> {
+    match io {
+        Io::Terminal { master } => Some(master),
+        Io::Pipes { stdin, .. } => stdin.as_ref(),
+    }
+}
+
+/// Writes what of `bytes` the non-blocking `fd` takes now: how much, and
+/// whether it takes nothing more ever (its reader is gone).
+fn write_now(fd: BorrowedFd, bytes: &[u8]) -> (usize, bool) {
+    let mut written = 0;
+    while written < bytes.len() {
+        match rustix::io::write(fd, &bytes[written..]) {
+            Ok(n) => written += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => break,
+            Err(_) => return (written, true),
+        }
+    }
+    (written, false)
 }
 
 /// Ends what is left of a session: a process it left behind is hung up,
