@@ -201,8 +201,9 @@ pub struct HostArgs {
 
     // --- hidden: a detached VM's holder (host::detach) -----------------------
     /// Hold the VM a `--detach` built: its session directory, the identity
-    /// of its build, the pipe to tell it the guest answers on.
-    #[arg(long, hide = true, num_args = 3, value_names = ["DIR", "IDENTITY", "FD"],
+    /// of its build, the pipe to tell it the guest answers on, its console's
+    /// log.
+    #[arg(long, hide = true, num_args = 4, value_names = ["DIR", "IDENTITY", "FD", "LOG"],
           conflicts_with_all = ["attach", "stop", "detach", "command", "build_only", "dry_run"])]
     pub hold: Vec<String>,
 }

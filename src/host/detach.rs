@@ -10,18 +10,21 @@
 //! the guest's attach server answers; this side waits on the pipe and
 //! returns then. The holder's own messages go to the console's log (beside
 //! the disk image: `execute::detached_console_log`), where they are found
-//! later. A holder that ends before writing closes the pipe unwritten:
-//! the log's tail is shown and nothing runs. QEMU and its daemons die with
-//! the holder (`signals::die_with_parent`).
+//! later; this side chooses the log, locked while the VM runs, and hands
+//! it to the holder with `--hold`. A holder that ends before writing closes
+//! the pipe unwritten: the log's tail is shown and nothing runs. QEMU and
+//! its daemons die with the holder (`signals::die_with_parent`).
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::{flock, FlockOperation};
 use rustix::io::{fcntl_getfd, fcntl_setfd, Errno, FdFlags};
 
 use crate::host::execute::launch;
@@ -36,21 +39,16 @@ use crate::host::stop::Stop;
 const FAILURE_TAIL_LINES: usize = 20;
 
 /// Starts the holder of the VM that `session` holds the build of, its
-/// messages and console in `log` (emptied first); returns once the guest
-/// answers, or fails with the log's tail.
-pub fn start(session: Session, identity: &Identity, log: &Utf8Path) -> Result<()> {
+/// messages and console in `preferred` (emptied first) unless another VM
+/// writes that ([`claim_log`]); returns the log once the guest answers, or
+/// fails with the log's tail.
+pub fn start(session: Session, identity: &Identity, preferred: &Utf8Path) -> Result<Utf8PathBuf> {
     let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("could not create a pipe for the VM's nixos-shell")?;
     let flags = fcntl_getfd(&ready_write).context("could not set up the pipe")?;
     fcntl_setfd(&ready_write, flags - FdFlags::CLOEXEC).context("could not set up the pipe")?;
-    // Appended to by the holder and by its console alike; emptied of an
-    // earlier VM's.
-    let messages = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .and_then(|file| file.set_len(0).map(|()| file))
-        .with_context(|| format!("could not create {log}"))?;
+    // Appended to by the holder and by its console alike.
+    let (log, messages) = claim_log(preferred, &session)?;
     let exe = std::env::current_exe().context("could not find nixos-shell's own executable")?;
     let root = session.keep();
     let mut holder = Command::new(exe);
@@ -59,6 +57,7 @@ pub fn start(session: Session, identity: &Identity, log: &Utf8Path) -> Result<()
         .arg(root.as_str())
         .arg(identity.as_str())
         .arg(ready_write.as_raw_fd().to_string())
+        .arg(log.as_str())
         .args(run_args(std::env::args_os().skip(1)))
         .stdin(Stdio::null())
         .stdout(
@@ -88,16 +87,23 @@ pub fn start(session: Session, identity: &Identity, log: &Utf8Path) -> Result<()
         }
     };
     match wait_ready(&ready_read, &mut child) {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(log),
         Ok(false) => {
             let status = child.wait().ok().and_then(|s| s.code()).unwrap_or(1);
             // Its own removal, unless it ended before it adopted the directory.
             let _ = std::fs::remove_dir_all(root.as_std_path());
-            let said = launch::tail(log, FAILURE_TAIL_LINES);
+            // Read through this side's own copy: a log in the session went
+            // with it.
+            let said = launch::tail_of(&messages, FAILURE_TAIL_LINES);
             if !said.is_empty() {
                 eprintln!("{said}");
             }
-            bail!("the VM did not start (its nixos-shell ended with status {status}); its log is {log}")
+            let kept = if log.exists() {
+                format!("; its log is {log}")
+            } else {
+                String::new()
+            };
+            bail!("the VM did not start (its nixos-shell ended with status {status}){kept}")
         }
         Err(err) => {
             let _ = child.kill();
@@ -106,6 +112,48 @@ pub fn start(session: Session, identity: &Identity, log: &Utf8Path) -> Result<()
             Err(err)
         }
     }
+}
+
+/// The console's log of a VM whose place for it is `preferred`, emptied
+/// and opened for its holder, with its path. The log is locked (flock(2))
+/// while the VM runs: the lock belongs to the open file, which the holder
+/// keeps as its standard output and error, and QEMU and the daemons as
+/// theirs. So a log another VM of the same configuration (or of the same
+/// `--disk PATH`) writes is never emptied: this VM logs in its session
+/// instead, beside the temporary disk image it falls back to
+/// (`execute::disk::choose`), and that log goes with the VM.
+fn claim_log(preferred: &Utf8Path, session: &Session) -> Result<(Utf8PathBuf, File)> {
+    if let Some(file) = try_claim(preferred)? {
+        return Ok((preferred.to_owned(), file));
+    }
+    let own = session
+        .root()
+        .join(preferred.file_name().unwrap_or("console.log"));
+    match try_claim(&own)? {
+        Some(file) => Ok((own, file)),
+        None => {
+            bail!("{own} in this run's own directory is locked by another process; report this")
+        }
+    }
+}
+
+/// `log`, opened, locked and emptied of an earlier VM's; `None` when a
+/// running VM holds its lock.
+fn try_claim(log: &Utf8Path) -> Result<Option<File>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("could not create {log}"))?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => return Ok(None),
+        Err(err) => return Err(err).with_context(|| format!("could not lock {log}")),
+    }
+    file.set_len(0)
+        .with_context(|| format!("could not empty {log}"))?;
+    Ok(Some(file))
 }
 
 /// The command line of this run without `--detach`, for the holder: the
@@ -166,7 +214,11 @@ pub fn holding(hold: &Hold, out_link: Option<&Utf8Path>) -> (Session, Holding, B
         result: out_link.map_or_else(|| session.out_link(), Utf8Path::to_owned),
         identity: Identity::new(&hold.identity),
     };
-    (session, Holding { ready }, builds)
+    let holding = Holding {
+        ready,
+        console_log: hold.console_log.clone(),
+    };
+    (session, holding, builds)
 }
 
 #[cfg(test)]

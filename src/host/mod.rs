@@ -158,7 +158,7 @@ fn detach_vm(run: &Run, host: &Host) -> Result<u8> {
         &run.vm.disk,
         &session,
     );
-    detach::start(session, &built.identity, &log)?;
+    let log = detach::start(session, &built.identity, &log)?;
     let config = attach::described_as_flag(run.build.config.as_ref());
     println!(
         "nixos-shell: {} runs in the background, its console in {log}; \

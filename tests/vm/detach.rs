@@ -241,6 +241,87 @@ fn a_detached_vm_on_a_given_disk_logs_beside_it() {
     assert!(logged.contains("login shell ready"), "{logged}");
 }
 
+/// Two detached VMs of one configuration (issue 28): the second finds the
+/// state image in use and falls back to a temporary one; it must not empty
+/// the first's log, which the first goes on writing. Each has a log of
+/// its own, named in its registry entry, and `--attach --console` shows
+/// it; the second's, beside its temporary image, goes with it.
+#[test]
+fn a_second_detached_vm_of_one_configuration_keeps_the_first_ones_log() {
+    let fx = Fixture::new(PATHS, Era::NineP);
+    let _slot = Permit::acquire(2);
+    let _holders = Holders(&fx);
+    detach(&fx, &[]);
+    let logs = console_logs(&fx);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let first_log = logs[0].clone();
+    // The first's boot, all of it: once its console shows the login.
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let first_boot = std::fs::read_to_string(&first_log).unwrap();
+    assert!(first_boot.contains("login shell ready"), "{first_boot}");
+    detach(&fx, &[]);
+    let kept = std::fs::read_to_string(&first_log).unwrap();
+    assert!(
+        kept.starts_with(&first_boot) && !kept.contains("temporary disk image"),
+        "{kept}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&list(&fx, &["--json"])).unwrap();
+    let logs: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| vm["consoleLog"].as_str().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 2, "{json}");
+    assert!(logs.contains(&first_log.to_str().unwrap()), "{json}");
+    let second_log = std::path::PathBuf::from(
+        logs.iter()
+            .find(|l| **l != first_log.to_str().unwrap())
+            .unwrap(),
+    );
+    let second = std::fs::read_to_string(&second_log).unwrap();
+    assert!(second.contains("temporary disk image"), "{second}");
+    // `--attach --console` and `--stop` find the newest VM: the second.
+    let mut console = fx.attach(&["--console"]);
+    console.expect("temporary disk image", STEP);
+    console.expect("login shell ready", STEP);
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    assert!(
+        !second_log.exists(),
+        "{} was left behind",
+        second_log.display()
+    );
+    // Then the first's, its own.
+    let mut console = fx.attach(&["--console"]);
+    console.expect("login shell ready", STEP);
+    console.send("q");
+    let said = console.transcript();
+    assert_eq!(console.wait(STEP).code(), Some(0), "{said}");
+    assert!(!said.contains("temporary disk image"), "{said}");
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    fx.assert_ended_cleanly(None);
+    // A log beside the kept image stays.
+    let logged = std::fs::read_to_string(&first_log).unwrap();
+    assert!(logged.starts_with(&first_boot), "{logged}");
+}
+
 /// SIGKILL of the holder: QEMU and the daemons die with it (their
 /// parent-death signal), and its entry goes at the next lookup.
 #[test]

@@ -50,6 +50,12 @@ impl BoundedLog<'_> {
             let old = format!("{}.old", self.path);
             if std::fs::rename(self.path, &old).is_ok() {
                 if let Ok(file) = File::create(self.path) {
+                    // Locked as the first one is (`host::detach`), for as
+                    // long as this VM runs: another VM leaves it alone.
+                    let _ = rustix::fs::flock(
+                        &file,
+                        rustix::fs::FlockOperation::NonBlockingLockExclusive,
+                    );
                     self.file = file;
                     self.written = 0;
                 }
@@ -165,8 +171,9 @@ pub fn tail(log: &Utf8Path, lines: usize) -> String {
         .unwrap_or_default()
 }
 
-/// The last `lines` lines of `log` within its last [`TAIL_BYTES`].
-fn tail_of(mut log: impl Read + Seek, lines: usize) -> String {
+/// The last `lines` lines of `log` within its last [`TAIL_BYTES`] (an
+/// open file is read so too: `&File`).
+pub fn tail_of(mut log: impl Read + Seek, lines: usize) -> String {
     let start = log
         .seek(SeekFrom::End(0))
         .map_or(0, |len| len.saturating_sub(TAIL_BYTES));

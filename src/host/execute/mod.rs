@@ -48,9 +48,11 @@ const ATTACH_SOCKET: &str = "attach.sock";
 const CONSOLE_TAIL_LINES: usize = 20;
 
 /// What a detached VM's holder runs with: the pipe the nixos-shell that
-/// detached it waits on until the guest answers.
+/// detached it waits on until the guest answers, and the console's log
+/// that nixos-shell chose for it (`host::detach`).
 pub struct Holding {
     pub ready: OwnedFd,
+    pub console_log: Utf8PathBuf,
 }
 
 /// Executes `plan`, made with the layout of `session`: builds, then runs
@@ -84,15 +86,7 @@ pub fn run(plan: &Plan, session: Session, holding: Option<Holding>) -> Result<u8
         eprintln!("nixos-shell: {line}");
     }
     session.prepare_vm()?;
-    let console_log = holding.as_ref().map(|_| {
-        detached_console_log(
-            &recipe.host.env,
-            &manifest.name,
-            &built.identity,
-            &recipe.run.vm.disk,
-            &session,
-        )
-    });
+    let console_log = holding.as_ref().map(|holding| holding.console_log.clone());
     let mut held = None;
     let mut waiter = holding.map(|holding| relay::Waiter::Pipe(holding.ready));
     let code = loop {
@@ -245,8 +239,9 @@ fn boot(
     }
 }
 
-/// Where a detached VM's console (and its holder's messages) go: beside
-/// its disk image ([`console_log_place`]), else in the session.
+/// Where a detached VM's console (and its holder's messages) should go:
+/// beside its disk image ([`console_log_place`]), else in the session.
+/// `host::detach` takes it unless another running VM writes it.
 pub fn detached_console_log(
     env: &BTreeMap<String, String>,
     name: &str,

@@ -131,12 +131,15 @@ pub struct Hold {
     pub identity: String,
     /// The inherited write end of the pipe the `--detach` waits on.
     pub ready_fd: i32,
+    /// The console's log, which the `--detach` chose and holds locked
+    /// (`host::detach`).
+    pub console_log: Utf8PathBuf,
 }
 
 impl Hold {
-    /// The hidden `--hold DIR IDENTITY FD`, when given.
+    /// The hidden `--hold DIR IDENTITY FD LOG`, when given.
     fn from_args(values: &[String]) -> Result<Option<Hold>> {
-        let [session, identity, fd] = values else {
+        let [session, identity, fd, log] = values else {
             return Ok(None);
         };
         let Ok(ready_fd) = fd.parse() else {
@@ -146,6 +149,7 @@ impl Hold {
             session: session.into(),
             identity: identity.clone(),
             ready_fd,
+            console_log: log.into(),
         }))
     }
 }

@@ -2,7 +2,8 @@
 //! guest role, checked for and built once per test run (cached under
 //! `target/<profile>/vm-harness/`, keyed on the guest binary's mtime and
 //! size, the kernel version and a hash of the harness' own files, so an
-//! unchanged binary is never packed twice). Also finds the host tools the
+//! unchanged binary is never packed twice; older keys are removed unless a
+//! test run still holds them). Also finds the host tools the
 //! run scripts start, failing the test with how to install a missing one.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,10 @@ pub struct Assets {
     pub guest: PathBuf,
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
+    /// A shared lock on the key's lock file, held for the whole test run:
+    /// another run (of another build, with a key of its own) prunes only
+    /// keys no run holds ([`prune_other_keys`]).
+    _in_use: File,
 }
 
 /// The kernel and an initramfs holding `guest` (the built nixos-shell),
@@ -121,19 +126,13 @@ fn build_assets(binary: &Path) -> Assets {
     );
     let dir = cache.join(&key);
     let initramfs = dir.join("initramfs.cpio");
+    std::fs::create_dir_all(&cache).expect("create the harness cache");
+    // Taken before the key's directory is looked at, so that no pruning
+    // removes it from under this run.
+    let in_use = lock_key(&cache, &key, libc::LOCK_SH)
+        .unwrap_or_else(|err| panic!("cannot lock the harness key {key}: {err}"));
     if !initramfs.is_file() {
-        std::fs::create_dir_all(&cache).expect("create the harness cache");
-        // Older keys belong to older binaries.
-        if let Ok(entries) = std::fs::read_dir(&cache) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                // Staging dirs may belong to a concurrent test run.
-                if name != key.as_str() && !name.starts_with("staging-") {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                }
-            }
-        }
+        prune_other_keys(&cache, &key);
         let staging = tempfile::Builder::new()
             .prefix("staging-")
             .tempdir_in(&cache)
@@ -149,6 +148,46 @@ fn build_assets(binary: &Path) -> Assets {
         guest: binary.to_owned(),
         kernel,
         initramfs,
+        _in_use: in_use,
+    }
+}
+
+/// The lock file of `key` in `cache`, locked with flock(2) `operation`
+/// (`LOCK_SH`, or `LOCK_EX | LOCK_NB`).
+fn lock_key(cache: &Path, key: &str, operation: libc::c_int) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cache.join(format!("{key}.lock")))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Removes the harness of keys other than `key` (older binaries') that no
+/// test run uses. A run still going with an older build holds its key's
+/// lock: removing its initramfs would make each VM it boots after that
+/// fail at once (QEMU cannot read the initrd), which a test sees as a
+/// command whose output ended before it began. The lock files stay: a
+/// run waiting on one must find the same file its pruner locked.
+fn prune_other_keys(cache: &Path, key: &str) {
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Staging dirs may belong to a concurrent test run.
+        if name == key || name.starts_with("staging-") || name.ends_with(".lock") {
+            continue;
+        }
+        if let Ok(_unused) = lock_key(cache, &name, libc::LOCK_EX | libc::LOCK_NB) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -406,6 +445,29 @@ fn write(path: &Path, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    /// A run of a newer build prunes the older builds' harness, but not the
+    /// one a run still going holds: its VMs would fail to boot (a flake of
+    /// `vm::streams::a_reader_that_goes_away_ends_the_command_as_in_a_pipeline`,
+    /// seen once the inittab changed and with it the key).
+    #[test]
+    fn pruning_keeps_the_harness_a_running_test_run_uses() {
+        let cache = tempfile::tempdir().unwrap();
+        for key in ["running", "old", "new"] {
+            std::fs::create_dir(cache.path().join(key)).unwrap();
+            std::fs::write(cache.path().join(key).join("initramfs.cpio"), "").unwrap();
+        }
+        std::fs::create_dir(cache.path().join("staging-x")).unwrap();
+        let _running = super::lock_key(cache.path(), "running", libc::LOCK_SH).unwrap();
+        super::prune_other_keys(cache.path(), "new");
+        let mut left: Vec<String> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| !name.ends_with(".lock"))
+            .collect();
+        left.sort();
+        assert_eq!(left, ["new", "running", "staging-x"]);
+    }
+
     #[test]
     fn modules_come_after_their_dependencies_once_each() {
         let dep = "kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko\n\
