@@ -67,29 +67,16 @@ pub fn switch(
     from: Offsets,
     registration: Option<&Utf8Path>,
 ) -> u8 {
-    let id = id.map_or_else(|| format!("g{}", std::process::id()), str::to_owned);
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        eprintln!("nixos-shell: the switch's name {id:?} is not letters, digits and -");
+    let Some(id) = switch_name(id) else {
         return REFUSED;
-    }
+    };
     let record = Record(Utf8Path::new(RECORDS).join(&id));
     // Started already: the client lost its session and follows it again.
     if record.0.is_dir() {
         return record.follow(from, None);
     }
     let program = toplevel.join(SWITCH_PROGRAM);
-    if !visible(toplevel, |path| path.exists()) {
-        eprintln!(
-            "nixos-shell: {toplevel} is not visible in the VM's store; \
-             restart the VM to run it (its store is not the host's, or lags behind it)"
-        );
-        return REFUSED;
-    }
-    if !program.is_file() {
-        eprintln!(
-            "nixos-shell: {toplevel} has no {SWITCH_PROGRAM} (system.switch.enable = false); \
-             restart the VM to run it"
-        );
+    if !switchable(toplevel, &program) {
         return REFUSED;
     }
     prune(Utf8Path::new(RECORDS));
@@ -104,7 +91,50 @@ pub fn switch(
     if let Some(registration) = registration {
         record.register(registration, &guest_path);
     }
-    let systemd_run = on_path(&guest_path, "systemd-run");
+    start_activation(&record, &program, &guest_path, &id, from)
+}
+
+/// The switch's name: `id`, else one of this process'; `None` (said) when
+/// it is not letters, digits and -.
+fn switch_name(id: Option<&str>) -> Option<String> {
+    let id = id.map_or_else(|| format!("g{}", std::process::id()), str::to_owned);
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        eprintln!("nixos-shell: the switch's name {id:?} is not letters, digits and -");
+        return None;
+    }
+    Some(id)
+}
+
+/// Whether `toplevel` can be switched to here, with its `program`; what
+/// is not is said.
+fn switchable(toplevel: &Utf8Path, program: &Utf8Path) -> bool {
+    if !visible(toplevel, |path| path.exists()) {
+        eprintln!(
+            "nixos-shell: {toplevel} is not visible in the VM's store; \
+             restart the VM to run it (its store is not the host's, or lags behind it)"
+        );
+        return false;
+    }
+    if !program.is_file() {
+        eprintln!(
+            "nixos-shell: {toplevel} has no {SWITCH_PROGRAM} (system.switch.enable = false); \
+             restart the VM to run it"
+        );
+        return false;
+    }
+    true
+}
+
+/// Starts the activation `id` of `program` into `record`, with systemd-run
+/// where the guest has it, and follows it from `from`: its status.
+fn start_activation(
+    record: &Record,
+    program: &Utf8Path,
+    guest_path: &str,
+    id: &str,
+    from: Offsets,
+) -> u8 {
+    let systemd_run = on_path(guest_path, "systemd-run");
     let own = match std::env::current_exe().map(Utf8PathBuf::try_from) {
         Ok(Ok(own)) => own,
         _ => {
@@ -112,10 +142,10 @@ pub fn switch(
             return REFUSED;
         }
     };
-    let argv = activation(&own, &record.0, &program, systemd_run.as_deref(), &id);
+    let argv = activation(&own, &record.0, program, systemd_run.as_deref(), id);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .env("PATH", &guest_path)
+        .env("PATH", guest_path)
         .stdin(Stdio::null());
     match &systemd_run {
         // systemd-run without --wait returns once the unit's process runs
@@ -301,39 +331,15 @@ impl Record {
     /// its unit stopped, the process killed), and on this step's own
     /// streams (their reader, the session's server, gone).
     fn copy_until_ended(&self, from: Offsets) -> u8 {
-        let cannot = |what: &str, err: &dyn std::fmt::Display| {
-            eprintln!(
-                "nixos-shell: cannot {what} the switch's record {}: {err}",
-                self.0
-            );
-            REFUSED
-        };
         // Watched before anything is read: what changes after the read
         // wakes the wait.
-        let watch =
-            match inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
-                .and_then(|watch| {
-                    inotify::add_watch(
-                        &watch,
-                        self.0.as_str(),
-                        inotify::WatchFlags::MODIFY
-                            | inotify::WatchFlags::CLOSE_WRITE
-                            | inotify::WatchFlags::CREATE
-                            | inotify::WatchFlags::MOVED_TO,
-                    )
-                    .map(|_| watch)
-                }) {
-                Ok(watch) => watch,
-                Err(err) => return cannot("watch", &err),
-            };
-        let open = |name: &str, at: u64| -> std::io::Result<File> {
-            let mut file = File::open(self.0.join(name))?;
-            file.seek(SeekFrom::Start(at))?;
-            Ok(file)
+        let watch = match self.watch() {
+            Ok(watch) => watch,
+            Err(err) => return self.cannot("watch", &err),
         };
-        let (mut out, mut err) = match (open("stdout", from.stdout), open("stderr", from.stderr)) {
-            (Ok(out), Ok(err)) => (out, err),
-            (Err(e), _) | (_, Err(e)) => return cannot("read", &e),
+        let (mut out, mut err) = match self.open_streams(from) {
+            Ok(streams) => streams,
+            Err(e) => return self.cannot("read", &e),
         };
         let mut chunk = vec![0; 64 * 1024];
         let mut pidfd: Option<OwnedFd> = None;
@@ -367,33 +373,95 @@ impl Record {
                 );
                 return REFUSED;
             }
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
-            // A pipe's writer is told POLLERR once its reader is gone,
-            // asked for or not (poll(2)).
-            let mut fds = vec![
-                PollFd::new(&watch, PollFlags::IN),
-                PollFd::new(&stdout, PollFlags::empty()),
-                PollFd::new(&stderr, PollFlags::empty()),
-            ];
-            if let Some(pidfd) = &pidfd {
-                fds.push(PollFd::new(pidfd, PollFlags::IN));
+            match wait_for_change(&watch, pidfd.as_ref()) {
+                Ok(Woken::Unread) => return REFUSED,
+                Ok(Woken::Changed { gone: seen_gone }) => gone |= seen_gone,
+                Err(err) => return self.cannot("follow", &err),
             }
-            match poll(&mut fds, None) {
-                Ok(_) | Err(Errno::INTR) => {}
-                Err(err) => return cannot("follow", &err),
-            }
-            let unread = PollFlags::ERR | PollFlags::HUP;
-            if fds[1].revents().intersects(unread) || fds[2].revents().intersects(unread) {
-                return REFUSED;
-            }
-            gone |= fds.get(3).is_some_and(|fd| !fd.revents().is_empty());
-            drop(fds);
-            // Taken: what changed is read again whole.
-            let mut events = [0u8; 4096];
-            while rustix::io::read(&watch, &mut events).is_ok_and(|n| n > 0) {}
         }
     }
+
+    /// Says that this step cannot `what` the record, for `err`: the
+    /// status for it.
+    fn cannot(&self, what: &str, err: &dyn std::fmt::Display) -> u8 {
+        eprintln!(
+            "nixos-shell: cannot {what} the switch's record {}: {err}",
+            self.0
+        );
+        REFUSED
+    }
+
+    /// An inotify watch of the record's directory, non-blocking: what is
+    /// written, created or renamed into it.
+    fn watch(&self) -> rustix::io::Result<OwnedFd> {
+        inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK).and_then(
+            |watch| {
+                inotify::add_watch(
+                    &watch,
+                    self.0.as_str(),
+                    inotify::WatchFlags::MODIFY
+                        | inotify::WatchFlags::CLOSE_WRITE
+                        | inotify::WatchFlags::CREATE
+                        | inotify::WatchFlags::MOVED_TO,
+                )
+                .map(|_| watch)
+            },
+        )
+    }
+
+    /// The record's two streams, opened at `from`.
+    fn open_streams(&self, from: Offsets) -> std::io::Result<(File, File)> {
+        let open = |name: &str, at: u64| -> std::io::Result<File> {
+            let mut file = File::open(self.0.join(name))?;
+            file.seek(SeekFrom::Start(at))?;
+            Ok(file)
+        };
+        match (open("stdout", from.stdout), open("stderr", from.stderr)) {
+            (Ok(out), Ok(err)) => Ok((out, err)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+}
+
+/// What ended a follower's wait.
+enum Woken {
+    /// This step's streams lost their reader.
+    Unread,
+    /// The record may have changed (or a signal came): look again;
+    /// `gone` when the activation's process ended.
+    Changed { gone: bool },
+}
+
+/// Waits until the record `watch`ed changes, the activation's `pidfd`
+/// ends or this step's streams lose their reader, and takes the watch's
+/// events.
+fn wait_for_change(watch: &OwnedFd, pidfd: Option<&OwnedFd>) -> rustix::io::Result<Woken> {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    // A pipe's writer is told POLLERR once its reader is gone,
+    // asked for or not (poll(2)).
+    let mut fds = vec![
+        PollFd::new(watch, PollFlags::IN),
+        PollFd::new(&stdout, PollFlags::empty()),
+        PollFd::new(&stderr, PollFlags::empty()),
+    ];
+    if let Some(pidfd) = pidfd {
+        fds.push(PollFd::new(pidfd, PollFlags::IN));
+    }
+    match poll(&mut fds, None) {
+        Ok(_) | Err(Errno::INTR) => {}
+        Err(err) => return Err(err),
+    }
+    let unread = PollFlags::ERR | PollFlags::HUP;
+    if fds[1].revents().intersects(unread) || fds[2].revents().intersects(unread) {
+        return Ok(Woken::Unread);
+    }
+    let gone = fds.get(3).is_some_and(|fd| !fd.revents().is_empty());
+    drop(fds);
+    // Taken: what changed is read again whole.
+    let mut events = [0u8; 4096];
+    while rustix::io::read(watch, &mut events).is_ok_and(|n| n > 0) {}
+    Ok(Woken::Changed { gone })
 }
 
 /// The activation's process is gone.
