@@ -32,10 +32,11 @@ use crate::host::gather::Gathered;
 use crate::host::nix::{Builds, Built, Identity};
 use crate::host::settings::disk::DiskChoice;
 use crate::host::shares::virtiofs::{self, Owner};
-use crate::host::shares::{self, Exported};
+use crate::host::shares::{self, Exported, Shares};
 use crate::host::signals;
 use crate::host::stop::Stop;
 use crate::schema::facts::TERMINFO_DIR;
+use crate::schema::manifest::Manifest;
 use crate::schema::ports::Port;
 use launch::Console;
 use session::Session;
@@ -161,7 +162,38 @@ fn boot(
     for note in shares::store_copy_notes(&shares) {
         eprintln!("nixos-shell: {note}");
     }
-    let info = VmInfo {
+    let info = vm_info(recipe, manifest, &shares, disk, console_log);
+    let exported = shares.export();
+    let ports = recipe.ports(manifest, &gathered);
+    let names = socket_names(&exported, &ports);
+    let held = hold(held, recipe, built, session, &ports, &names, &info)?;
+    let socket_dir = held.sockets.path().to_owned();
+    let vm = recipe.compose(
+        built,
+        Found {
+            gathered: &gathered,
+            shares: exported,
+            disk_image: disk.image.as_deref(),
+            socket_dir: &socket_dir,
+        },
+    );
+    // A restart would run the command again: refused by the relay.
+    let restarts: Option<relay::RestartSlot> = vm.facts.command.is_none().then(Default::default);
+    let clients = attach_clients(held, &ports, waiter, &restarts)?;
+    let code = execute(&vm, session, disk, &socket_dir, clients, console_log);
+    remove_boot_sockets(&socket_dir, &names);
+    ended(code, restarts)
+}
+
+/// What the registry says of this boot of the VM of `manifest`.
+fn vm_info(
+    recipe: &VmRecipe,
+    manifest: &Manifest,
+    shares: &Shares,
+    disk: &disk::Disk,
+    console_log: Option<&Utf8Path>,
+) -> VmInfo {
+    VmInfo {
         name: manifest.name.clone(),
         config: attach::described(recipe.run.build.config.as_ref()),
         started: std::time::SystemTime::now()
@@ -179,37 +211,47 @@ fn boot(
         shares: shares.described(),
         console_log: console_log.map(Utf8Path::to_owned),
         sessions: 0,
-    };
-    let exported = shares.export();
-    let ports = recipe.ports(manifest, &gathered);
-    let names = socket_names(&exported, &ports);
-    let held = match held {
+    }
+}
+
+/// What this boot keeps across boots: made on the first (the sockets'
+/// directory for `names`, the attach clients' socket and the registry's
+/// entry with `info`), checked against `names` and updated with `info`
+/// on a later one.
+fn hold<'a>(
+    held: &'a mut Option<Held>,
+    recipe: &VmRecipe,
+    built: &Built,
+    session: &Session,
+    ports: &[Port],
+    names: &[String],
+    info: &VmInfo,
+) -> Result<&'a mut Held> {
+    Ok(match held {
         Some(held) => {
-            held.sockets.check(&names)?;
+            held.sockets.check(names)?;
             if let Some((_, entry)) = &held.attach {
-                entry.update(&built.result.path, &info)?;
+                entry.update(&built.result.path, info)?;
             }
             held
         }
         None => {
-            let sockets = SocketDir::create(&session.sockets(), &names)?;
-            let attach = attachable(recipe, built, &ports, sockets.path(), &info)?;
+            let sockets = SocketDir::create(&session.sockets(), names)?;
+            let attach = attachable(recipe, built, ports, sockets.path(), info)?;
             held.insert(Held { sockets, attach })
         }
-    };
-    let socket_dir = held.sockets.path().to_owned();
-    let vm = recipe.compose(
-        built,
-        Found {
-            gathered: &gathered,
-            shares: exported,
-            disk_image: disk.image.as_deref(),
-            socket_dir: &socket_dir,
-        },
-    );
-    // A restart would run the command again: refused by the relay.
-    let restarts: Option<relay::RestartSlot> = vm.facts.command.is_none().then(Default::default);
-    let clients = match (&held.attach, ports.contains(&Port::Attach)) {
+    })
+}
+
+/// The attach clients this boot serves, when the guest has the attach
+/// port; without it a `waiter` would never be told the guest is up.
+fn attach_clients(
+    held: &Held,
+    ports: &[Port],
+    waiter: Option<relay::Waiter>,
+    restarts: &Option<relay::RestartSlot>,
+) -> Result<Option<relay::Clients>> {
+    Ok(match (&held.attach, ports.contains(&Port::Attach)) {
         (Some((listener, entry)), true) => {
             let mut clients = listener.clients(waiter, restarts.clone());
             clients.count_in(entry.session_count());
@@ -224,13 +266,21 @@ fn boot(
             }
             None
         }
-    };
-    let code = execute(&vm, session, disk, &socket_dir, clients, console_log);
+    })
+}
+
+/// Removes this boot's sockets of `names` from `socket_dir`.
+fn remove_boot_sockets(socket_dir: &Utf8Path, names: &[String]) {
     // The next boot binds its own: the ports' and the daemons' sockets go
     // with this one (the attach clients' stays).
     for name in names.iter().filter(|name| *name != ATTACH_SOCKET) {
         let _ = std::fs::remove_file(socket_dir.join(name));
     }
+}
+
+/// How the boot whose QEMU ended with `code` ended: a restart when one
+/// was asked for in its `restarts` slot.
+fn ended(code: Result<u8>, restarts: Option<relay::RestartSlot>) -> Result<Ended> {
     let restart = restarts.and_then(|slot| slot.lock().ok().and_then(|mut slot| slot.take()));
     match (code, restart) {
         // Powered off for the restart, whatever QEMU made of it.
