@@ -208,6 +208,69 @@ impl Client {
             refused: false,
         }
     }
+
+    /// Reads what the client sent into its decoder: whether it went away.
+    fn read_more(&mut self) -> bool {
+        match self.decoder.read_from(&self.stream) {
+            Ok(0) => true,
+            Ok(_) | Err(Errno::INTR | Errno::AGAIN) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Passes the frames read to `port_outbox`, stamped with the session
+    /// `id`, up to one for the holder or one the guest may not be sent:
+    /// whether one was malformed, and what the holder was asked.
+    fn pass_on(
+        &mut self,
+        id: u32,
+        port_outbox: &mut Outbox,
+    ) -> (bool, Option<Result<HolderRequest, Malformed>>) {
+        let mut malformed = false;
+        let mut asked = None;
+        loop {
+            match self.decoder.next_frame_ref() {
+                // For the holder, not the guest: the client's connection
+                // ends with it and opened no session.
+                Ok(Some(frame)) if frame.kind == Kind::Holder => {
+                    asked = Some(frame.parse::<HolderRequest>());
+                    break;
+                }
+                // Told that the server is lost: a session's frames go
+                // nowhere, and the connection ends.
+                Ok(Some(_)) if self.refused => {
+                    self.ending = true;
+                    break;
+                }
+                Ok(Some(frame)) => {
+                    let allowed = matches!(
+                        frame.kind,
+                        Kind::Open
+                            | Kind::Input
+                            | Kind::InputEnd
+                            | Kind::Resize
+                            | Kind::Signal
+                            | Kind::OutputClosed
+                    );
+                    if !allowed {
+                        malformed = true;
+                        break;
+                    }
+                    if frame.kind == Kind::Input {
+                        self.input_unacked.sent(frame.payload.len());
+                    }
+                    self.opened |= frame.kind == Kind::Open;
+                    port_outbox.push_data(frame.kind, id, frame.payload);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    malformed = true;
+                    break;
+                }
+            }
+        }
+        (malformed, asked)
+    }
 }
 
 /// Relays between the clients of `clients` and the guest on `port` (QEMU's
@@ -547,54 +610,8 @@ impl Relay {
         let Some(client) = clients.get_mut(&id) else {
             return;
         };
-        let gone = match client.decoder.read_from(&client.stream) {
-            Ok(0) => true,
-            Ok(_) | Err(Errno::INTR | Errno::AGAIN) => false,
-            Err(_) => true,
-        };
-        let mut malformed = false;
-        let mut asked = None;
-        loop {
-            match client.decoder.next_frame_ref() {
-                // For the holder, not the guest: the client's connection
-                // ends with it and opened no session.
-                Ok(Some(frame)) if frame.kind == Kind::Holder => {
-                    asked = Some(frame.parse::<HolderRequest>());
-                    break;
-                }
-                // Told that the server is lost: a session's frames go
-                // nowhere, and the connection ends.
-                Ok(Some(_)) if client.refused => {
-                    client.ending = true;
-                    break;
-                }
-                Ok(Some(frame)) => {
-                    let allowed = matches!(
-                        frame.kind,
-                        Kind::Open
-                            | Kind::Input
-                            | Kind::InputEnd
-                            | Kind::Resize
-                            | Kind::Signal
-                            | Kind::OutputClosed
-                    );
-                    if !allowed {
-                        malformed = true;
-                        break;
-                    }
-                    if frame.kind == Kind::Input {
-                        client.input_unacked.sent(frame.payload.len());
-                    }
-                    client.opened |= frame.kind == Kind::Open;
-                    port_outbox.push_data(frame.kind, id, frame.payload);
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    malformed = true;
-                    break;
-                }
-            }
-        }
+        let gone = client.read_more();
+        let (malformed, asked) = client.pass_on(id, port_outbox);
         if let Some(asked) = asked {
             match asked {
                 // Kept until the server is up: its answer ends it.
