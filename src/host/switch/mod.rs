@@ -16,12 +16,12 @@ pub mod watch;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::host::attach;
 use crate::host::attach::registry::{self, Entry};
 use crate::host::compose::Plan;
-use crate::host::nix::{self, BuildResult};
+use crate::host::nix::{self, BuildResult, Built};
 use crate::host::read::Host;
 use crate::host::settings::{Build, Config, Switch, Target};
 use restart::Boot;
@@ -110,6 +110,27 @@ pub struct Round {
 
 /// One switch of `running`: build, compare, activate.
 pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
+    let (built, build) = build_kept(switch, host, running)?;
+    let round = |switched| Round { switched, build };
+    let new = &built.result;
+    let toplevel = switchable_toplevel(new)?;
+    let Some(restarts) = restarts_needed(running, new, &toplevel) else {
+        return Ok(round(Switched::Unchanged));
+    };
+    for line in &restarts {
+        eprintln!("nixos-shell: {line}");
+    }
+    if switch.restart && !restarts.is_empty() {
+        restart_with(running, new)?;
+        return Ok(round(Switched::Restarted));
+    }
+    let status = activate(switch, host, running, new, &toplevel, &restarts)?;
+    Ok(round(Switched::Ran(status)))
+}
+
+/// Builds the switch's system, out-linked beside `running`'s registry
+/// entry: the build and the time it took.
+fn build_kept(switch: &Switch, host: &Host, running: &Running) -> Result<(Built, Duration)> {
     // Kept beside the VM's registry entry while it runs: the system it is
     // switched to must outlive a garbage collection on the host, since the
     // guest runs it from the host's store.
@@ -119,9 +140,11 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
     };
     let started = Instant::now();
     let built = Plan::build_only(&build, host)?.builds.realise()?;
-    let build = started.elapsed();
-    let round = |switched| Round { switched, build };
-    let new = &built.result;
+    Ok((built, started.elapsed()))
+}
+
+/// The system the `new` build names, refused when it cannot switch.
+fn switchable_toplevel(new: &BuildResult) -> Result<Utf8PathBuf> {
     let Some(toplevel) = new.manifest.switch.toplevel.clone() else {
         bail!(
             "the build does not name its system (a nixos-shell module older than this nixos-shell); \
@@ -133,17 +156,27 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
             "the new system cannot switch (system.switch.enable = false); restart the VM to run it"
         );
     }
-    let restarts = match &running.build {
+    Ok(toplevel)
+}
+
+/// What switching `running` to `new` (its system `toplevel`) cannot
+/// change, one line each; `None` when the VM already runs that build.
+fn restarts_needed(
+    running: &Running,
+    new: &BuildResult,
+    toplevel: &Utf8Path,
+) -> Option<Vec<String>> {
+    Some(match &running.build {
         Some(old) => {
             let old_toplevel = old.manifest.switch.toplevel.as_deref();
-            if old.path == new.path || old_toplevel == Some(toplevel.as_path()) {
+            if old.path == new.path || old_toplevel == Some(toplevel) {
                 eprintln!("nixos-shell: the VM already runs this build; nothing to switch");
-                return Ok(round(Switched::Unchanged));
+                return None;
             }
             match old_toplevel {
                 Some(old_toplevel) => restart::needed(
                     &Boot::read(old_toplevel, &old.run_script),
-                    &Boot::read(&toplevel, &new.run_script),
+                    &Boot::read(toplevel, &new.run_script),
                 ),
                 None => Vec::new(),
             }
@@ -154,28 +187,41 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
             );
             Vec::new()
         }
+    })
+}
+
+/// `--restart`: has `running`'s holder start the VM again from `new`,
+/// and returns once the new guest answers.
+fn restart_with(running: &Running, new: &BuildResult) -> Result<()> {
+    // The holder records the build it now runs (the registry's `.build`)
+    // and keeps the out-link beside its entry, which roots it.
+    eprintln!("nixos-shell: restarting the VM with the new build (--restart)");
+    let console = match registry::info_of(&running.entry).map(|info| info.console_log) {
+        Ok(Some(log)) => format!("its console log {log}"),
+        _ => "the terminal it ran in".to_owned(),
     };
-    for line in &restarts {
-        eprintln!("nixos-shell: {line}");
-    }
-    if switch.restart && !restarts.is_empty() {
-        // The holder records the build it now runs (the registry's `.build`)
-        // and keeps the out-link beside its entry, which roots it.
-        eprintln!("nixos-shell: restarting the VM with the new build (--restart)");
-        let console = match registry::info_of(&running.entry).map(|info| info.console_log) {
-            Ok(Some(log)) => format!("its console log {log}"),
-            _ => "the terminal it ran in".to_owned(),
-        };
-        attach::holder::restart(&running.entry, &new.path, &console)?;
-        eprintln!(
-            "nixos-shell: the VM restarted with {} and answers",
-            new.path
-        );
-        return Ok(round(Switched::Restarted));
-    }
+    attach::holder::restart(&running.entry, &new.path, &console)?;
+    eprintln!(
+        "nixos-shell: the VM restarted with {} and answers",
+        new.path
+    );
+    Ok(())
+}
+
+/// Activates `toplevel` of the `new` build in the guest of `running`,
+/// which still needs the `restarts` it was told of: the activation's
+/// status.
+fn activate(
+    switch: &Switch,
+    host: &Host,
+    running: &Running,
+    new: &BuildResult,
+    toplevel: &Utf8Path,
+    restarts: &[String],
+) -> Result<u8> {
     let registration = new.manifest.switch.registration.as_deref();
-    let status = attach::switch(&running.entry, &toplevel, registration, host)?;
-    describe(status, &toplevel);
+    let status = attach::switch(&running.entry, toplevel, registration, host)?;
+    describe(status, toplevel);
     if switch.restart && restarts.is_empty() && running.build.is_some() {
         eprintln!("nixos-shell: nothing needed a restart (--restart): switched without one");
     }
@@ -184,7 +230,7 @@ pub fn once(switch: &Switch, host: &Host, running: &Running) -> Result<Round> {
     if status == 0 && restarts.is_empty() {
         let _ = registry::record_build(&running.entry, &new.path);
     }
-    Ok(round(Switched::Ran(status)))
+    Ok(status)
 }
 
 /// Says how the activation of `toplevel` ended, by its status
