@@ -14,17 +14,14 @@
 //! answer: the new guest's hello, or one line why not.
 
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
-use rustix::event::{poll, PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::process::{pidfd_open, Pid, PidfdFlags};
 
 use super::registry::Entry;
-use crate::host::signals;
-use crate::host::stop::Stop;
 use crate::schema::attach::{Decoder, Frame, HolderRequest, Kind};
 
 /// `--stop`: asks the holder of `entry` to stop its VM and waits until it
@@ -40,7 +37,9 @@ pub fn stop(entry: &Entry) -> Result<u8> {
     stream
         .write_all(&frame.encode())
         .context("could not ask the VM's nixos-shell to stop it; it may have just ended")?;
-    wait_gone(&holder)?;
+    // Its pidfd reads as ready once it ended; a signal that ends a session
+    // ends this wait, the VM going on stopping without this side.
+    super::wait_readable(holder.as_fd(), None)?;
     Ok(0)
 }
 
@@ -63,7 +62,9 @@ pub fn restart(entry: &Entry, build: &Utf8Path, console: &str) -> Result<()> {
         .context("could not ask the VM's nixos-shell to restart it; it may have just ended")?;
     let mut decoder = Decoder::default();
     loop {
-        wait_readable(&stream)?;
+        // A signal that ends a session ends this wait: the restart goes on
+        // without this side.
+        super::wait_readable(stream.as_fd(), None)?;
         let read = decoder.read_from(&stream);
         loop {
             match decoder.next_frame() {
@@ -86,30 +87,6 @@ pub fn restart(entry: &Entry, build: &Utf8Path, console: &str) -> Result<()> {
     }
 }
 
-/// Sleeps until `stream` has something to read, or a signal that ends a
-/// session arrives (then that signal's stop: the restart goes on without
-/// this side).
-fn wait_readable(stream: &std::os::unix::net::UnixStream) -> Result<()> {
-    let wake = signals::wake_fd();
-    loop {
-        let mut fds = vec![PollFd::new(stream, PollFlags::IN)];
-        if let Some(wake) = &wake {
-            fds.push(PollFd::new(wake, PollFlags::IN));
-        }
-        match poll(&mut fds, None) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
-        }
-        if !fds[0].revents().is_empty() {
-            return Ok(());
-        }
-        drop(fds);
-        if let Some(&signal) = signals::take().last() {
-            return Err(Stop::Signal(signal).into());
-        }
-    }
-}
-
 /// A pidfd of process `pid`; `None` when it is already gone.
 fn pidfd(pid: u32) -> Result<Option<OwnedFd>> {
     let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
@@ -119,29 +96,5 @@ fn pidfd(pid: u32) -> Result<Option<OwnedFd>> {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::SRCH) => Ok(None),
         Err(err) => Err(err).context("could not watch the VM's nixos-shell"),
-    }
-}
-
-/// Sleeps until the process of `holder` has ended (its pidfd reads as
-/// ready), or a signal that ends a session arrives (then that signal's
-/// stop: the VM goes on stopping without this side).
-fn wait_gone(holder: &OwnedFd) -> Result<()> {
-    let wake = signals::wake_fd();
-    loop {
-        let mut fds = vec![PollFd::new(holder, PollFlags::IN)];
-        if let Some(wake) = &wake {
-            fds.push(PollFd::new(wake, PollFlags::IN));
-        }
-        match poll(&mut fds, None) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
-        }
-        if !fds[0].revents().is_empty() {
-            return Ok(());
-        }
-        drop(fds);
-        if let Some(&signal) = signals::take().last() {
-            return Err(Stop::Signal(signal).into());
-        }
     }
 }

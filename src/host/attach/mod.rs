@@ -21,6 +21,7 @@ pub mod relay;
 mod session;
 
 use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -156,32 +157,10 @@ fn await_server(entry: &Entry, deadline: Instant) -> Result<bool> {
     stream
         .write_all(&Frame::json(Kind::Holder, 0, &HolderRequest::AwaitServer).encode())
         .context("could not reach the VM's nixos-shell; it may have just ended")?;
-    let wake = signals::wake_fd();
     let mut decoder = Decoder::default();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if !wait_readable(stream.as_fd(), Some(deadline))? {
             return Ok(false);
-        }
-        let timeout = Timespec {
-            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: left.subsec_nanos().into(),
-        };
-        let mut fds = vec![PollFd::new(&stream, PollFlags::IN)];
-        if let Some(wake) = &wake {
-            fds.push(PollFd::new(wake, PollFlags::IN));
-        }
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
-        }
-        let answered = !fds[0].revents().is_empty();
-        drop(fds);
-        if let Some(&signal) = signals::take().last() {
-            return Err(Stop::Signal(signal).into());
-        }
-        if !answered {
-            continue;
         }
         match decoder.read_from(&stream) {
             Ok(0) => bail!(
@@ -201,6 +180,39 @@ fn await_server(entry: &Entry, deadline: Instant) -> Result<bool> {
                 // client): the answer comes when it is back.
                 _ => {}
             }
+        }
+    }
+}
+
+/// Sleeps until `fd` reads as ready (`true`) or `deadline` passes
+/// (`false`), on no timer; a signal that ends a session ends the wait with
+/// that signal's stop.
+pub(crate) fn wait_readable(fd: BorrowedFd, deadline: Option<Instant>) -> Result<bool> {
+    let wake = signals::wake_fd();
+    loop {
+        let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            return Ok(false);
+        }
+        let timeout = left.map(|left| Timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        });
+        let mut fds = vec![PollFd::new(&fd, PollFlags::IN)];
+        if let Some(wake) = &wake {
+            fds.push(PollFd::new(wake, PollFlags::IN));
+        }
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(err) => return Err(err).context("could not wait for the VM's nixos-shell"),
+        }
+        let ready = !fds[0].revents().is_empty();
+        drop(fds);
+        if let Some(&signal) = signals::take().last() {
+            return Err(Stop::Signal(signal).into());
+        }
+        if ready {
+            return Ok(true);
         }
     }
 }
