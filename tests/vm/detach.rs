@@ -62,6 +62,23 @@ fn attach(fx: &Fixture, command: &str) -> (String, Option<i32>, String) {
     (text(&out.stdout), out.status.code(), text(&out.stderr))
 }
 
+/// `nixos-shell --stop` of the fixture's VM; it must succeed.
+fn stop(fx: &Fixture) {
+    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+}
+
+/// Leaves `--attach --console` with a key; it must end with status 0.
+fn leave_console(mut console: Console) {
+    console.send("q");
+    assert_eq!(
+        console.wait(STEP).code(),
+        Some(0),
+        "{}",
+        console.transcript()
+    );
+}
+
 /// `nixos-shell --list ARGS`' output; it must succeed.
 fn list(fx: &Fixture, args: &[&str]) -> String {
     let mut flags = vec!["--list"];
@@ -107,13 +124,7 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
     let (_, status, err) = attach(&fx, "echo followed-\"line\" >/dev/hvc0");
     assert_eq!(status, Some(0), "{err}");
     console.expect("followed-line", STEP);
-    console.send("q");
-    assert_eq!(
-        console.wait(STEP).code(),
-        Some(0),
-        "{}",
-        console.transcript()
-    );
+    leave_console(console);
     let (out, status, err) = attach(&fx, "echo after-\"console\"");
     assert_eq!(
         (out.as_str(), status),
@@ -162,8 +173,7 @@ fn a_detached_vm_outlives_its_terminal_answers_and_stops() {
         build.starts_with("/nix/store/") && std::path::Path::new(build).join("bin").is_dir(),
         "{json}"
     );
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    stop(&fx);
     fx.assert_ended_cleanly(None);
     assert_eq!(registry_entries(&fx), Vec::<String>::new());
     assert_eq!(list(&fx, &["--json"]).trim(), "[]");
@@ -200,8 +210,7 @@ fn detach_returns_once_the_guest_answers() {
     let (traced, sleeps) = Sleeps::trace(&fx.command(&["--detach", "--ephemeral"]));
     detach_with(traced);
     assert_eq!(sleeps.own(), Vec::<String>::new());
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    stop(&fx);
     let logs = console_logs(&fx);
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = std::fs::read_to_string(&logs[0]).unwrap();
@@ -227,15 +236,8 @@ fn a_detached_vm_on_a_given_disk_logs_beside_it() {
     assert_eq!(json[0]["consoleLog"], log.to_str().unwrap(), "{json}");
     let mut console = fx.attach(&["--console"]);
     console.expect("login shell ready", STEP);
-    console.send("q");
-    assert_eq!(
-        console.wait(STEP).code(),
-        Some(0),
-        "{}",
-        console.transcript()
-    );
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    leave_console(console);
+    stop(&fx);
     fx.assert_ended_cleanly(None);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("login shell ready"), "{logged}");
@@ -258,13 +260,7 @@ fn a_second_detached_vm_of_one_configuration_keeps_the_first_ones_log() {
     // The first's boot, all of it: once its console shows the login.
     let mut console = fx.attach(&["--console"]);
     console.expect("login shell ready", STEP);
-    console.send("q");
-    assert_eq!(
-        console.wait(STEP).code(),
-        Some(0),
-        "{}",
-        console.transcript()
-    );
+    leave_console(console);
     let first_boot = std::fs::read_to_string(&first_log).unwrap();
     assert!(first_boot.contains("login shell ready"), "{first_boot}");
     detach(&fx, &[]);
@@ -293,15 +289,8 @@ fn a_second_detached_vm_of_one_configuration_keeps_the_first_ones_log() {
     let mut console = fx.attach(&["--console"]);
     console.expect("temporary disk image", STEP);
     console.expect("login shell ready", STEP);
-    console.send("q");
-    assert_eq!(
-        console.wait(STEP).code(),
-        Some(0),
-        "{}",
-        console.transcript()
-    );
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    leave_console(console);
+    stop(&fx);
     assert!(
         !second_log.exists(),
         "{} was left behind",
@@ -314,8 +303,7 @@ fn a_second_detached_vm_of_one_configuration_keeps_the_first_ones_log() {
     let said = console.transcript();
     assert_eq!(console.wait(STEP).code(), Some(0), "{said}");
     assert!(!said.contains("temporary disk image"), "{said}");
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    stop(&fx);
     fx.assert_ended_cleanly(None);
     // A log beside the kept image stays.
     let logged = std::fs::read_to_string(&first_log).unwrap();
@@ -393,8 +381,7 @@ fn reset_refuses_while_the_vm_runs_and_deletes_its_image_after() {
     assert!(err.contains("is running on its disk image"), "{err}");
     assert!(err.contains("nixos-shell --stop"), "{err}");
     assert!(images[0].exists());
-    let stop = Piped::spawn_with(fx.command(&["--stop"]), None).finish(b"", BOOT_TIMEOUT);
-    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    stop(&fx);
     let done = reset();
     let err = text(&done.stderr);
     assert_eq!(done.status.code(), Some(0), "{err}");
