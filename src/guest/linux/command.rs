@@ -16,6 +16,8 @@ use std::thread;
 use anyhow::Context;
 use camino::{Utf8Path, Utf8PathBuf};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 
 use super::{ports, session};
@@ -226,11 +228,9 @@ pub fn run_on_console(
 ///
 /// Standard input is the port itself (it reads as end of file once the
 /// host's input ends). Output goes through a pipe that a relay thread
-/// copies to the port, for two reasons: a write to a port whose host end is
-/// gone blocks forever, while the relay sees the hang-up and closes the
-/// pipe, so the command gets SIGPIPE as in a pipeline on the host; and the
-/// relay's blocking writes return only once QEMU has the bytes, so all of
-/// them are out before the guest powers off.
+/// copies to the port: a write to a port whose host end is gone blocks
+/// forever, while the relay sees the hang-up and closes the pipe, so the
+/// command gets SIGPIPE as in a pipeline on the host.
 pub fn run_with_ports(
     command: &str,
     facts: &HostFacts,
@@ -292,7 +292,19 @@ const DRAIN_WAIT: Timespec = Timespec {
 
 /// Copies `pipe` to `port` until the pipe ends, the host stops reading, or
 /// `done` is set and the pipe has stayed empty for [`DRAIN_WAIT`].
-fn relay(mut pipe: File, mut port: File, done: &AtomicBool) {
+///
+/// The port is made non-blocking and each write waits in poll(2), which
+/// wakes on room or on the host's hang-up. A blocking write waits only for
+/// room, and a port whose host end is gone has none until the host comes
+/// back, which it does not: such a write sleeps for good, and the command,
+/// its pipe full, with it (Linux's drivers/char/virtio_console.c,
+/// `port_fops_write` and `will_write_block`). Polling once before a
+/// blocking write is not enough: the host may hang up in between, and one
+/// write takes at most 32 KiB there, so a 64 KiB chunk is two writes.
+fn relay(mut pipe: File, port: File, done: &AtomicBool) {
+    if rustix::fs::fcntl_setfl(&port, OFlags::NONBLOCK).is_err() {
+        return;
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let mut ready = [PollFd::new(&pipe, PollFlags::IN)];
@@ -306,15 +318,40 @@ fn relay(mut pipe: File, mut port: File, done: &AtomicBool) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        let mut writable = [PollFd::new(&port, PollFlags::OUT)];
-        let hung_up = match poll(&mut writable, None) {
-            Ok(_) => writable[0].revents().contains(PollFlags::HUP),
-            Err(_) => true,
-        };
-        if hung_up || port.write_all(&buf[..n]).is_err() {
+        if !send(&port, &buf[..n]) {
             return;
         }
     }
+}
+
+/// Writes all of `bytes` to the non-blocking `port`, waiting in poll(2)
+/// for room; false once the host has hung up (or the port fails).
+fn send(mut port: &File, mut bytes: &[u8]) -> bool {
+    while !bytes.is_empty() {
+        let mut writable = [PollFd::new(port, PollFlags::OUT)];
+        match poll(&mut writable, None) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return false,
+        }
+        let revents = writable[0].revents();
+        if revents.intersects(PollFlags::HUP | PollFlags::ERR) {
+            return false;
+        }
+        if !revents.contains(PollFlags::OUT) {
+            continue;
+        }
+        match port.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
