@@ -925,15 +925,53 @@ mod tests {
         assert!(String::from_utf8_lossy(&to_client[0].2).contains("acknowledgement of 11"));
     }
 
-    /// A few turns that do not wait: what the test wrote is in the
-    /// sockets already (they are local), so each finds what there is.
-    fn settle(relay: &mut Relay, listener: &UnixListener, ended: &OwnedFd) {
-        let now = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        for _ in 0..8 {
-            assert!(relay.turn(listener, ended, Some(&now)), "the relay ended");
+    /// The holder's socket, in a directory of its own, as the relay
+    /// serves it, with the pipe that says the VM ended (held open: it has
+    /// not).
+    struct Socket {
+        dir: tempfile::TempDir,
+        listener: UnixListener,
+        _vm_ended: OwnedFd,
+        ended: OwnedFd,
+    }
+
+    impl Socket {
+        fn new() -> Socket {
+            let dir = tempfile::tempdir().unwrap();
+            let listener = UnixListener::bind(dir.path().join("s")).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+            Socket {
+                dir,
+                listener,
+                _vm_ended,
+                ended,
+            }
+        }
+
+        fn path(&self) -> Utf8PathBuf {
+            Utf8PathBuf::from_path_buf(self.dir.path().join("s")).unwrap()
+        }
+
+        /// A client of the holder, as `--attach` and `--stop` connect.
+        fn connect(&self) -> UnixStream {
+            UnixStream::connect(self.path()).unwrap()
+        }
+
+        /// A few turns of `relay` that do not wait: what the test wrote is
+        /// in the sockets already (they are local), so each finds what
+        /// there is.
+        fn settle(&self, relay: &mut Relay) {
+            let now = rustix::event::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            for _ in 0..8 {
+                assert!(
+                    relay.turn(&self.listener, &self.ended, Some(&now)),
+                    "the relay ended"
+                );
+            }
         }
     }
 
@@ -958,31 +996,27 @@ mod tests {
     #[test]
     fn a_client_waiting_for_the_attach_server_is_told_when_it_says_hello() {
         let (mut relay, mut guest) = relay();
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("s");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let socket = Socket::new();
         let await_server = Frame::json(Kind::Holder, 0, &HolderRequest::AwaitServer).encode();
 
-        let mut up = UnixStream::connect(&socket).unwrap();
+        let mut up = socket.connect();
         up.write_all(&await_server).unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert_eq!(frames(&read_now(&mut up)), [(Kind::Hello, 0, Vec::new())]);
 
         guest.write_all(&[0xff; 64]).unwrap();
-        settle(&mut relay, &listener, &ended);
-        let mut waits = UnixStream::connect(&socket).unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
+        let mut waits = socket.connect();
+        socket.settle(&mut relay);
         waits.write_all(&await_server).unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         let told = frames(&read_now(&mut waits));
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0].0, Kind::Refused);
         assert!(relay.clients.values().any(|client| client.awaits_server));
 
         guest.write_all(&HELLO).unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert_eq!(
             frames(&read_now(&mut waits)),
             [(Kind::Hello, 0, Vec::new())]
@@ -1002,18 +1036,14 @@ mod tests {
     #[test]
     fn a_garbled_attach_stream_ends_its_sessions_and_the_next_server_is_served() {
         let (mut relay, mut guest) = relay();
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("s");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let socket = Socket::new();
         let mut old = client(&mut relay, 1);
         relay.next = 2;
         let garbage: Vec<u8> = (0..50_000u32)
             .map(|i| (i * 7919 % 251) as u8 | 0x80)
             .collect();
         guest.write_all(&garbage[..4096]).unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         let told = frames(&read_now(&mut old));
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0].0, Kind::Refused);
@@ -1025,8 +1055,8 @@ mod tests {
 
         // More garbage, and a client meanwhile: told at once, in a line.
         guest.write_all(&garbage[4096..]).unwrap();
-        let mut refused = UnixStream::connect(&socket).unwrap();
-        settle(&mut relay, &listener, &ended);
+        let mut refused = socket.connect();
+        socket.settle(&mut relay);
         let told = frames(&read_now(&mut refused));
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0].0, Kind::Refused);
@@ -1040,17 +1070,17 @@ mod tests {
         // A server starts again: a new client's session reaches it and
         // back.
         guest.write_all(&HELLO).unwrap();
-        settle(&mut relay, &listener, &ended);
-        let mut new = UnixStream::connect(&socket).unwrap();
+        socket.settle(&mut relay);
+        let mut new = socket.connect();
         new.write_all(&Frame::new(Kind::Input, 0, b"in".to_vec()).encode())
             .unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         let sent = read_now(&mut guest);
         assert_eq!(sent, Frame::new(Kind::Input, 3, b"in".to_vec()).encode());
         guest
             .write_all(&Frame::new(Kind::Output, 3, b"out".to_vec()).encode())
             .unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert_eq!(
             frames(&read_now(&mut new)),
             [(Kind::Output, 3, b"out".to_vec())]
@@ -1064,13 +1094,8 @@ mod tests {
     fn the_entry_counts_the_open_attach_sessions() {
         use super::super::registry;
         let (mut relay, mut guest) = relay();
-        let dir = tempfile::tempdir().unwrap();
-        let root = camino::Utf8Path::from_path(dir.path()).unwrap();
-        let socket = root.join("s");
-        let listener = UnixListener::bind(&socket).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
-        let registry_dir = root.join("registry");
+        let socket = Socket::new();
+        let registry_dir = socket.path().with_file_name("registry");
         let info = registry::VmInfo {
             name: "vm".to_owned(),
             config: ".#vm".to_owned(),
@@ -1084,20 +1109,21 @@ mod tests {
         };
         let identity = crate::host::nix::Identity::new("/p#vm");
         let entry =
-            registry::register(&registry_dir, &identity, &socket, "/b".into(), &info).unwrap();
+            registry::register(&registry_dir, &identity, &socket.path(), "/b".into(), &info)
+                .unwrap();
         relay.count = Some(entry.session_count());
         let sessions = || registry::list(&registry_dir).unwrap()[0].1.sessions;
 
-        let mut attached = UnixStream::connect(&socket).unwrap();
+        let mut attached = socket.connect();
         attached
             .write_all(&Frame::new(Kind::Open, 0, b"{}".to_vec()).encode())
             .unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert_eq!(sessions(), 1);
-        let mut stop = UnixStream::connect(&socket).unwrap();
+        let mut stop = socket.connect();
         stop.write_all(&Frame::json(Kind::Holder, 0, &HolderRequest::Stop).encode())
             .unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert!(relay.stopping.is_some(), "the stop was not taken");
         assert!(relay.stopped.load(Ordering::SeqCst));
         assert_eq!(sessions(), 1);
@@ -1106,7 +1132,7 @@ mod tests {
         guest
             .write_all(&Frame::new(Kind::Exit, id, b"0".to_vec()).encode())
             .unwrap();
-        settle(&mut relay, &listener, &ended);
+        socket.settle(&mut relay);
         assert_eq!(sessions(), 0);
         drop(attached);
         drop(entry);
@@ -1118,9 +1144,7 @@ mod tests {
     #[test]
     fn a_guest_that_stops_reading_stops_the_relay_reading_it() {
         let (mut relay, mut guest) = relay();
-        let dir = tempfile::tempdir().unwrap();
-        let listener = UnixListener::bind(dir.path().join("s")).unwrap();
-        let (_vm_ended, ended) = rustix::pipe::pipe().unwrap();
+        let socket = Socket::new();
         // Output for a session whose client is gone: the relay answers
         // each frame with more than it (an acknowledgement and a close),
         // while the guest takes no more than the port passes on.
@@ -1132,7 +1156,7 @@ mod tests {
         for _ in 0..300 {
             written += write_some(&mut guest, &stream[written % stream.len()..]);
             while guest.read(&mut taken).is_ok_and(|n| n > 0) {}
-            assert!(relay.turn(&listener, &ended, None));
+            assert!(relay.turn(&socket.listener, &socket.ended, None));
             most = most.max(relay.port_outbox.len());
         }
         assert!(written > 2 * WINDOW, "the test did not write enough");
