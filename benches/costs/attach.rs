@@ -71,13 +71,7 @@ impl Bench {
 
     fn try_attach(&self) -> Result<AttachSeries> {
         let fx = Fixture::new(PATHS, Era::NineP);
-        let path = self.path_env()?;
-        let env = |mut command: Command| {
-            command
-                .env("NIX_CONFIG", &self.nix_config)
-                .env("PATH", &path);
-            command
-        };
+        let env = self.vm_env()?;
         let mut series = AttachSeries::default();
         // The pipes through --command boot a VM each; alternated with the
         // attached ones, each attached pair runs against its own VM.

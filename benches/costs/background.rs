@@ -5,7 +5,6 @@
 //! process of the VM (its holder, QEMU, virtiofsd) is gone. In the VM
 //! tests' QEMU harness, with the boot figures' fixture.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -74,13 +73,7 @@ impl Bench {
     fn try_background(&self) -> Result<BackgroundSeries> {
         let fx = Fixture::new(PATHS, Era::NineP);
         let _holders = Holders(&fx);
-        let path = self.path_env()?;
-        let env = |mut command: Command| {
-            command
-                .env("NIX_CONFIG", &self.nix_config)
-                .env("PATH", &path);
-            command
-        };
+        let env = self.vm_env()?;
         // Both with a throwaway disk image, which each run creates alike.
         let detach = || -> Result<f64> {
             Ok(timed(&mut env(fx.command(&["--detach", "--ephemeral"])))?.seconds)

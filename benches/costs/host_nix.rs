@@ -6,7 +6,7 @@
 //! the figures. The nix client is the host's own, staged for the guest as
 //! the VM tests stage it (`test-support/src/guest_nix.rs`).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{bail, Context, Result};
 
@@ -130,10 +130,9 @@ impl Bench {
         let mut cli_args = vec!["--mount", &mount];
         cli_args.extend_from_slice(args);
         cli_args.extend_from_slice(&["-c", script]);
-        let mut command: Command = fx.command_with_qemu_args(&cli_args, &["-virtfs", STORE_SHARE]);
+        let mut command =
+            self.vm_env()?(fx.command_with_qemu_args(&cli_args, &["-virtfs", STORE_SHARE]));
         let out = command
-            .env("NIX_CONFIG", &self.nix_config)
-            .env("PATH", self.path_env()?)
             .stdin(Stdio::null())
             .output()
             .context("start nixos-shell")?;

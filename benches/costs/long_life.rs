@@ -4,8 +4,6 @@
 //! nixos-shell holds at the end against the start. The VM tests run the
 //! same life short (`vm::long_life`).
 
-use std::process::Command;
-
 use nixos_shell_test_support::long_life::{self, Counts};
 use nixos_shell_test_support::vm::Era;
 use nixos_shell_test_support::vm_fixture::Fixture;
@@ -30,13 +28,7 @@ impl Bench {
         eprintln!("costs: long-life");
         let report = match guarded(&labels, || {
             let fx = Fixture::new(PATHS, Era::NineP);
-            let path = self.path_env()?;
-            let adjust = |mut command: Command| {
-                command
-                    .env("NIX_CONFIG", &self.nix_config)
-                    .env("PATH", &path);
-                command
-            };
+            let adjust = self.vm_env()?;
             let mut vm = long_life::boot(&fx, &adjust);
             let report = long_life::live(&fx, &mut vm, &counts, &adjust);
             long_life::power_off(vm);

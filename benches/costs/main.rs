@@ -347,6 +347,18 @@ impl Bench {
         std::env::join_paths(dirs).context("cannot build PATH")
     }
 
+    /// What the VM sections set on each command they run: the offline nix
+    /// configuration and [`Bench::path_env`].
+    fn vm_env(&self) -> Result<impl Fn(Command) -> Command + '_> {
+        let path = self.path_env()?;
+        Ok(move |mut command: Command| {
+            command
+                .env("NIX_CONFIG", &self.nix_config)
+                .env("PATH", &path);
+            command
+        })
+    }
+
     /// `program` as the nix figures run it: the fixture's environment,
     /// offline, the real nix on PATH, its eval cache under `cache`.
     fn command(

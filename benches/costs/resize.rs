@@ -133,9 +133,7 @@ impl Bench {
 
     fn try_resize(&self) -> Result<Vec<f64>> {
         let fx = Fixture::new(PATHS, Era::NineP);
-        let mut cmd = fx.command(&[]);
-        cmd.env("NIX_CONFIG", &self.nix_config)
-            .env("PATH", self.path_env()?);
+        let cmd = self.vm_env()?(fx.command(&[]));
         let mut vm = Console::spawn(cmd, vm_fixture::ROWS, vm_fixture::COLS);
         vm.wait_for_shell();
         let mut delays = Vec::new();

@@ -65,13 +65,7 @@ impl Bench {
 
     fn try_switch(&self) -> Result<SwitchSeries> {
         let fx = Fixture::switchable(PATHS);
-        let path = self.path_env()?;
-        let env = |mut command: Command| {
-            command
-                .env("NIX_CONFIG", &self.nix_config)
-                .env("PATH", &path);
-            command
-        };
+        let env = self.vm_env()?;
         let mut vm = Console::spawn(env(fx.command(&[])), vm_fixture::ROWS, vm_fixture::COLS);
         vm.wait_for_shell();
         let mut series = SwitchSeries::default();
